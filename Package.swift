@@ -1,0 +1,65 @@
+// swift-tools-version:6.1
+//
+// glm5: GLM-5 (Hugging Face `glm_moe_dsa`) inference on CPUs, embedded through a C ABI.
+//
+// Dependency direction (the compiler enforces it):
+//   GLM5CAPI -> GLM5Engine -> GLM5Model -> GLM5Kernels -> GLM5Core -> (CBLAS, CZstd, CGLM5)
+// Only GLM5CAPI has C exports; it is the single target of the dynamic product `libglm5.so`.
+import PackageDescription
+
+let packageDir = Context.packageDirectory
+
+// Every machine of this kind is Zen 4 (../shared/docs/toolchain.md §5): without a target CPU,
+// SIMD FMAs become per-lane libcalls. Kernels are also built with -O in debug so that tests of
+// real models are not 30-1300x slower.
+let cpuFlags: [SwiftSetting] = [
+  .unsafeFlags(["-Xcc", "-march=x86-64-v3"]),
+]
+let fastInDebug: [SwiftSetting] = [
+  .unsafeFlags(["-O"], .when(configuration: .debug)),
+]
+
+let package = Package(
+  name: "glm5",
+  products: [
+    // The C library: libglm5.so, only `glm5_*` symbols exported (Sources/GLM5CAPI/exports.map),
+    // Swift runtime linked statically (see Makefile: -Xswiftc -static-stdlib).
+    .library(name: "glm5", type: .dynamic, targets: ["GLM5CAPI"]),
+    // Swift users link the engine directly.
+    .library(name: "GLM5Engine", targets: ["GLM5Engine"]),
+    .executable(name: "glm5-cli", targets: ["glm5-cli"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+  ],
+  targets: [
+    .target(name: "CGLM5", path: "Sources/CGLM5"),
+    .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", providers: [.apt(["libopenblas-dev"])]),
+    .systemLibrary(name: "CZstd", path: "Sources/CZstd", providers: [.apt(["libzstd-dev"])]),
+    .target(name: "GLM5Core", dependencies: ["CBLAS"], swiftSettings: cpuFlags + fastInDebug),
+    .target(name: "GLM5Kernels", dependencies: ["GLM5Core", "CBLAS"], swiftSettings: cpuFlags + fastInDebug),
+    .target(name: "GLM5Model", dependencies: ["GLM5Core", "GLM5Kernels"], swiftSettings: cpuFlags + fastInDebug),
+    .target(name: "GLM5Engine", dependencies: ["GLM5Model"], swiftSettings: cpuFlags + fastInDebug),
+    .target(
+      name: "GLM5CAPI",
+      dependencies: ["CGLM5", "GLM5Engine"],
+      swiftSettings: cpuFlags,
+      linkerSettings: [
+        .unsafeFlags([
+          "-Xlinker", "--version-script=\(packageDir)/Sources/GLM5CAPI/exports.map",
+          "-Xlinker", "-z", "-Xlinker", "nodelete",
+        ]),
+      ]
+    ),
+    .executableTarget(
+      name: "glm5-cli",
+      dependencies: ["GLM5Engine", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      swiftSettings: cpuFlags
+    ),
+    .testTarget(
+      name: "GLM5Tests",
+      dependencies: ["GLM5Engine"],
+      swiftSettings: cpuFlags + fastInDebug
+    ),
+  ]
+)

@@ -1,0 +1,44 @@
+// A checkpoint folder opened and checked: configuration, mapped tensors, bound weights.
+
+import GLM5Core
+
+public final class Checkpoint: @unchecked Sendable {
+  public let path: String
+  public let config: ModelConfig
+  public let store: TensorStore
+  public let weights: ModelWeights
+
+  /// Open a Hugging Face model folder (config.json + safetensors).
+  public init(folder: String) throws(GLM5Error) {
+    switch fileKind(folder) {
+    case .missing: throw .io("\(folder): no such file or folder")
+    case .file: throw .io("\(folder) is a file; expected a model folder holding config.json and safetensors weights")
+    case .directory: break
+    }
+    path = folder
+    let configPath = joinPath(folder, "config.json")
+    guard fileKind(configPath) == .file else { throw .io("\(folder) has no config.json") }
+    let bytes = try readTextFile(configPath)
+    let json: JSON
+    do { json = try withBytes(bytes) { (b) throws(GLM5Error) -> JSON in try JSON.parse(b) } } catch {
+      throw .badFormat("\(configPath): \(error.message)")
+    }
+    config = try ModelConfig(json: json, source: configPath)
+    if let q = config.quantization {
+      throw .unsupported("\(configPath): quantization_config with quant_method \"\(q.method)\"\(q.format.map { " (format \"\($0)\")" } ?? "") is recognised but not yet supported by this version; use a BF16/F16/F32 checkpoint")
+    }
+    store = try TensorStore(folder: folder)
+    var binder = WeightBinder(store: store, config: config)
+    weights = try binder.model()
+  }
+
+  /// Bit mask over `DType` raw values of the dtypes present.
+  public var dtypeMask: UInt32 {
+    var m: UInt32 = 0
+    for t in store.byName.values { m |= 1 << UInt32(t.dtype.rawValue) }
+    return m
+  }
+
+  public var parameterCount: Int { store.byName.values.reduce(0) { $0 + $1.count } }
+  public var tensorBytes: Int { store.byName.values.reduce(0) { $0 + $1.byteCount } }
+}

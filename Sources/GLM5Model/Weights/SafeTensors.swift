@@ -1,0 +1,165 @@
+// safetensors files (https://github.com/huggingface/safetensors): an 8-byte little-endian header
+// length N, N bytes of JSON {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}},
+// then the tensor data; offsets are relative to the end of the header. Files are memory-mapped
+// and tensors point into the mapping.
+
+import GLM5Core
+
+/// One tensor inside a mapped file. `data` stays valid while the owning `SafeTensorsFile` lives.
+public struct TensorView: @unchecked Sendable {
+  public let name: String
+  public let dtype: DType
+  /// Row-major shape, outermost first ([out, in] for a Linear weight).
+  public let shape: [Int]
+  public let data: UnsafeRawPointer?
+  public let byteCount: Int
+  /// The file the tensor is in (for messages).
+  public let file: String
+
+  public var count: Int { shape.reduce(1, *) }
+}
+
+public final class SafeTensorsFile: @unchecked Sendable {
+  public let path: String
+  public let mapping: MappedFile
+  /// Tensors in the order of their data offsets.
+  public let tensors: [TensorView]
+  public let metadata: [String: String]
+
+  public init(path: String) throws(GLM5Error) {
+    self.path = path
+    mapping = try MappedFile(path: path)
+    (tensors, metadata) = try SafeTensorsFile.parse(mapping.bytes, path: path)
+  }
+
+  /// Parse and validate a whole file held in `bytes`.
+  static func parse(_ bytes: UnsafeRawBufferPointer, path: String) throws(GLM5Error) -> ([TensorView], [String: String]) {
+    let size = bytes.count
+    guard size >= 8 else {
+      throw .badFormat("\(path): truncated safetensors file: \(size) bytes, fewer than the 8-byte header length")
+    }
+    var n: UInt64 = 0
+    for k in 0..<8 { n |= UInt64(bytes[k]) << (8 * UInt64(k)) }
+    guard n <= UInt64(size - 8) else {
+      throw .badFormat("\(path): safetensors header length \(n) runs past the end of the file (\(size) bytes)")
+    }
+    let headerEnd = 8 + Int(n)
+    let json: JSON
+    do {
+      json = try JSON.parse(UnsafeRawBufferPointer(rebasing: bytes[8..<headerEnd]))
+    } catch {
+      throw .badFormat("\(path): safetensors header is not JSON: \(error.message)")
+    }
+    guard let entries = json.object else {
+      throw .badFormat("\(path): safetensors header is \(json.kind), expected an object")
+    }
+    let dataSize = size - headerEnd
+    let base = bytes.baseAddress.map { $0 + headerEnd }
+    var metadata: [String: String] = [:]
+    var out: [(begin: Int, view: TensorView)] = []
+    for (name, entry) in entries {
+      if name == "__metadata__" {
+        for (k, v) in entry.object ?? [:] { metadata[k] = v.string ?? v.serialized }
+        continue
+      }
+      func bad(_ what: String) -> GLM5Error { .badFormat("\(path): tensor \(name): \(what)") }
+      guard let e = entry.object else { throw bad("header entry is \(entry.kind), expected an object") }
+      guard let dtName = e["dtype"]?.string else { throw bad("missing \"dtype\"") }
+      guard let dtype = DType(safetensorsName: dtName) else {
+        throw .unsupported("\(path): tensor \(name): unknown dtype \"\(dtName)\"")
+      }
+      guard let shapeJSON = e["shape"]?.array else { throw bad("missing \"shape\"") }
+      var shape: [Int] = []
+      var count = 1
+      for d in shapeJSON {
+        guard let v = d.int, v >= 0 else { throw bad("shape entry \(d.serialized) is not a non-negative integer") }
+        shape.append(v)
+        let (p, o) = count.multipliedReportingOverflow(by: v)
+        guard !o else { throw bad("shape \(shapeString(shape)) overflows") }
+        count = p
+      }
+      guard let offs = e["data_offsets"]?.array, offs.count == 2, let begin = offs[0].int, let end = offs[1].int else {
+        throw bad("\"data_offsets\" must be two integers")
+      }
+      let (bytesNeeded, o) = count.multipliedReportingOverflow(by: dtype.byteSize)
+      guard !o else { throw bad("shape \(shapeString(shape)) overflows") }
+      guard begin >= 0, begin <= end, end <= dataSize else {
+        throw bad("data_offsets [\(begin), \(end)] outside the data section (\(dataSize) bytes)")
+      }
+      guard end - begin == bytesNeeded else {
+        throw bad("data_offsets [\(begin), \(end)] hold \(end - begin) bytes, but \(dtName) \(shapeString(shape)) needs \(bytesNeeded)")
+      }
+      let view = TensorView(name: name, dtype: dtype, shape: shape, data: base.map { UnsafeRawPointer($0 + begin) },
+                            byteCount: bytesNeeded, file: path)
+      out.append((begin, view))
+    }
+    out.sort { ($0.begin, $0.view.byteCount) < ($1.begin, $1.view.byteCount) }
+    for k in out.indices.dropFirst() {
+      let prev = out[k - 1], cur = out[k]
+      if cur.begin < prev.begin + prev.view.byteCount && cur.view.byteCount > 0 && prev.view.byteCount > 0 {
+        throw .badFormat("\(path): tensors \(prev.view.name) and \(cur.view.name) overlap in the data section")
+      }
+    }
+    return (out.map(\.view), metadata)
+  }
+}
+
+/// All tensors of a checkpoint folder: `model.safetensors`, or the shards listed by
+/// `model.safetensors.index.json`.
+public final class TensorStore: @unchecked Sendable {
+  public let files: [SafeTensorsFile]
+  public private(set) var byName: [String: TensorView] = [:]
+
+  public init(folder: String) throws(GLM5Error) {
+    let index = joinPath(folder, "model.safetensors.index.json")
+    let single = joinPath(folder, "model.safetensors")
+    var files: [SafeTensorsFile] = []
+    var expected: [String: String] = [:]  // tensor -> shard file, from the index
+    if fileKind(index) == .file {
+      let bytes = try readTextFile(index)
+      let json: JSON
+      do { json = try withBytes(bytes) { (b) throws(GLM5Error) -> JSON in try JSON.parse(b) } } catch {
+        throw .badFormat("\(index): \(error.message)")
+      }
+      guard let map = json["weight_map"]?.object else {
+        throw .badFormat("\(index): missing \"weight_map\" object")
+      }
+      var shardNames: [String] = []
+      for (tensor, file) in map {
+        guard let f = file.string, !f.isEmpty, !f.contains("/") else {
+          throw .badFormat("\(index): weight_map entry for \(tensor) is not a file name in the folder")
+        }
+        expected[tensor] = f
+        if !shardNames.contains(f) { shardNames.append(f) }
+      }
+      for f in shardNames.sorted() {
+        let p = joinPath(folder, f)
+        guard fileKind(p) == .file else {
+          throw .badFormat("\(index) names shard \(f), which does not exist in \(folder)")
+        }
+        files.append(try SafeTensorsFile(path: p))
+      }
+    } else if fileKind(single) == .file {
+      files.append(try SafeTensorsFile(path: single))
+    } else {
+      throw .io("\(folder) holds neither model.safetensors nor model.safetensors.index.json")
+    }
+    self.files = files
+    for f in files {
+      for t in f.tensors {
+        if let other = byName[t.name] {
+          throw .badFormat("tensor \(t.name) appears in both \(other.file) and \(t.file)")
+        }
+        byName[t.name] = t
+      }
+    }
+    for (tensor, file) in expected {
+      guard let t = byName[tensor] else {
+        throw .badFormat("\(index) places tensor \(tensor) in \(file), but no shard holds it")
+      }
+      if !t.file.hasSuffix("/" + file) && t.file != file {
+        throw .badFormat("\(index) places tensor \(tensor) in \(file), but it is in \(t.file)")
+      }
+    }
+  }
+}

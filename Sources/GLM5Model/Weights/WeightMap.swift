@@ -1,0 +1,215 @@
+// THE table of checkpoint names. Every tensor name of a Hugging Face GLM-5 checkpoint appears in
+// this file and nowhere else; binding a folder checks each tensor's presence, shape and dtype,
+// and that no tensor is left over (mlx-swift-lm `verify: [.all]`, DeepSeek convert.py `mapping`).
+//
+// Shape legend: V vocab, H hidden, Rq q_lora_rank, Rkv kv_lora_rank, Nh heads, Dn qk_nope,
+// Dr qk_rope, Dv v_head, Hi indexer heads, Di indexer head dim, I dense width, Im expert width,
+// E routed experts. Linear weights are [out, in]; y = x · Wᵀ.
+
+import GLM5Core
+
+/// A Linear layer's weight, [out, in]. Later formats (FP8 blocks, INT4 groups) add their scales here.
+public struct Linear: Sendable {
+  public let weight: TensorView
+  public var outFeatures: Int { weight.shape[0] }
+  public var inFeatures: Int { weight.shape[1] }
+}
+
+public struct IndexerWeights: Sendable {
+  public let wqB: Linear          // [Hi*Di, Rq]
+  public let wk: Linear           // [Di, H]
+  public let kNormWeight: TensorView  // [Di]  LayerNorm
+  public let kNormBias: TensorView    // [Di]
+  public let weightsProj: Linear  // [Hi, H]
+}
+
+public struct AttentionWeights: Sendable {
+  public let qA: Linear           // [Rq, H]
+  public let qANorm: TensorView   // [Rq]
+  public let qB: Linear           // [Nh*(Dn+Dr), Rq]
+  public let kvA: Linear          // [Rkv+Dr, H]
+  public let kvANorm: TensorView  // [Rkv]
+  public let kvB: Linear          // [Nh*(Dn+Dv), Rkv]
+  public let o: Linear            // [H, Nh*Dv]
+  /// nil on GLM-5.2 "shared" indexer layers.
+  public let indexer: IndexerWeights?
+}
+
+public struct SwiGLUWeights: Sendable {
+  public let gate: Linear         // [W, H]
+  public let up: Linear           // [W, H]
+  public let down: Linear         // [H, W]
+}
+
+public struct MoEWeights: Sendable {
+  public let router: Linear       // [E, H]
+  public let correctionBias: TensorView  // [E]
+  public let experts: [SwiGLUWeights]    // E of them, width Im
+  public let shared: SwiGLUWeights?      // width Im * n_shared_experts
+}
+
+public enum MLPWeights: Sendable {
+  case dense(SwiGLUWeights)
+  case moe(MoEWeights)
+}
+
+public struct LayerWeights: Sendable {
+  public let inputNorm: TensorView          // [H]
+  public let postAttentionNorm: TensorView  // [H]
+  public let attention: AttentionWeights
+  public let mlp: MLPWeights
+}
+
+/// The multi-token-prediction layer (stored as layer num_hidden_layers + m).
+public struct MTPWeights: Sendable {
+  public let layerIndex: Int
+  public let enorm: TensorView          // [H]
+  public let hnorm: TensorView          // [H]
+  public let ehProj: Linear             // [H, 2H]: input is [enorm(embedding), hnorm(hidden)]
+  public let sharedHeadNorm: TensorView // [H]
+  public let block: LayerWeights
+  /// Some recipes copy the main embedding / head into the MTP layer; nil means "use the main ones".
+  public let embedTokens: TensorView?   // [V, H]
+  public let sharedHead: Linear?        // [V, H]
+}
+
+public struct ModelWeights: Sendable {
+  public let embedTokens: TensorView  // [V, H]
+  public let layers: [LayerWeights]
+  public let norm: TensorView         // [H]
+  public let lmHead: Linear           // [V, H]
+  public let mtp: [MTPWeights]
+}
+
+// MARK: - Binding a TensorStore to the table
+
+struct WeightBinder {
+  let store: TensorStore
+  let config: ModelConfig
+  private(set) var used: Set<String> = []
+
+  init(store: TensorStore, config: ModelConfig) {
+    self.store = store
+    self.config = config
+  }
+
+  func has(_ name: String) -> Bool { store.byName[name] != nil }
+
+  /// A float tensor (F32/BF16/F16) with exactly this shape.
+  mutating func tensor(_ name: String, _ shape: [Int]) throws(GLM5Error) -> TensorView {
+    guard let t = store.byName[name] else {
+      throw .badFormat("missing tensor \(name) (expected shape \(shapeString(shape)))")
+    }
+    guard t.shape == shape else {
+      throw .badFormat("tensor \(name) in \(t.file) has shape \(shapeString(t.shape)), expected \(shapeString(shape))")
+    }
+    guard t.dtype.isFloatWeight else {
+      throw .unsupported("tensor \(name) in \(t.file) has dtype \(t.dtype.name); unquantized weights must be F32, BF16 or F16")
+    }
+    used.insert(name)
+    return t
+  }
+
+  mutating func linear(_ name: String, out: Int, in inF: Int) throws(GLM5Error) -> Linear {
+    Linear(weight: try tensor(name + ".weight", [out, inF]))
+  }
+
+  mutating func swiglu(_ p: String, width: Int) throws(GLM5Error) -> SwiGLUWeights {
+    let h = config.hiddenSize
+    return SwiGLUWeights(gate: try linear(p + ".gate_proj", out: width, in: h),
+                         up: try linear(p + ".up_proj", out: width, in: h),
+                         down: try linear(p + ".down_proj", out: h, in: width))
+  }
+
+  mutating func layer(_ l: Int, mlp kind: ModelConfig.MLPKind, indexer: ModelConfig.IndexerKind) throws(GLM5Error) -> LayerWeights {
+    let c = config
+    let h = c.hiddenSize
+    let p = "model.layers.\(l)"
+    let a = "\(p).self_attn"
+    var idx: IndexerWeights? = nil
+    if indexer == .full {
+      idx = IndexerWeights(
+        wqB: try linear("\(a).indexer.wq_b", out: c.indexNHeads * c.indexHeadDim, in: c.qLoraRank),
+        wk: try linear("\(a).indexer.wk", out: c.indexHeadDim, in: h),
+        kNormWeight: try tensor("\(a).indexer.k_norm.weight", [c.indexHeadDim]),
+        kNormBias: try tensor("\(a).indexer.k_norm.bias", [c.indexHeadDim]),
+        weightsProj: try linear("\(a).indexer.weights_proj", out: c.indexNHeads, in: h))
+    }
+    let attn = AttentionWeights(
+      qA: try linear("\(a).q_a_proj", out: c.qLoraRank, in: h),
+      qANorm: try tensor("\(a).q_a_layernorm.weight", [c.qLoraRank]),
+      qB: try linear("\(a).q_b_proj", out: c.numAttentionHeads * c.qkHeadDim, in: c.qLoraRank),
+      kvA: try linear("\(a).kv_a_proj_with_mqa", out: c.kvLoraRank + c.qkRopeHeadDim, in: h),
+      kvANorm: try tensor("\(a).kv_a_layernorm.weight", [c.kvLoraRank]),
+      kvB: try linear("\(a).kv_b_proj", out: c.numAttentionHeads * (c.qkNopeHeadDim + c.vHeadDim), in: c.kvLoraRank),
+      o: try linear("\(a).o_proj", out: h, in: c.numAttentionHeads * c.vHeadDim),
+      indexer: idx)
+    let mlp: MLPWeights
+    switch kind {
+    case .dense:
+      mlp = .dense(try swiglu("\(p).mlp", width: c.intermediateSize))
+    case .sparse:
+      var experts: [SwiGLUWeights] = []
+      experts.reserveCapacity(c.nRoutedExperts)
+      for e in 0..<c.nRoutedExperts {
+        experts.append(try swiglu("\(p).mlp.experts.\(e)", width: c.moeIntermediateSize))
+      }
+      mlp = .moe(MoEWeights(
+        router: try linear("\(p).mlp.gate", out: c.nRoutedExperts, in: h),
+        correctionBias: try tensor("\(p).mlp.gate.e_score_correction_bias", [c.nRoutedExperts]),
+        experts: experts,
+        shared: c.nSharedExperts > 0 ? try swiglu("\(p).mlp.shared_experts", width: c.moeIntermediateSize * c.nSharedExperts) : nil))
+    }
+    return LayerWeights(inputNorm: try tensor("\(p).input_layernorm.weight", [h]),
+                        postAttentionNorm: try tensor("\(p).post_attention_layernorm.weight", [h]),
+                        attention: attn, mlp: mlp)
+  }
+
+  mutating func mtp(_ l: Int) throws(GLM5Error) -> MTPWeights {
+    let c = config
+    let h = c.hiddenSize
+    let p = "model.layers.\(l)"
+    return MTPWeights(
+      layerIndex: l,
+      enorm: try tensor("\(p).enorm.weight", [h]),
+      hnorm: try tensor("\(p).hnorm.weight", [h]),
+      ehProj: try linear("\(p).eh_proj", out: h, in: 2 * h),
+      sharedHeadNorm: try tensor("\(p).shared_head.norm.weight", [h]),
+      block: try layer(l, mlp: .sparse, indexer: .full),
+      embedTokens: has("\(p).embed_tokens.weight") ? try tensor("\(p).embed_tokens.weight", [c.vocabSize, h]) : nil,
+      sharedHead: has("\(p).shared_head.head.weight") ? try linear("\(p).shared_head.head", out: c.vocabSize, in: h) : nil)
+  }
+
+  /// Bind everything; fails on a missing, mis-shaped or left-over tensor.
+  mutating func model() throws(GLM5Error) -> ModelWeights {
+    let c = config
+    let h = c.hiddenSize
+    var layers: [LayerWeights] = []
+    for l in 0..<c.numHiddenLayers {
+      layers.append(try layer(l, mlp: c.mlpLayerTypes[l], indexer: c.indexerTypes[l]))
+    }
+    // MTP layers follow the main stack. A checkpoint saved by transformers drops them, so their
+    // absence is fine; a partial one is not.
+    var mtp: [MTPWeights] = []
+    var m = 0
+    while has("model.layers.\(c.numHiddenLayers + m).eh_proj.weight") || m < c.numNextnPredictLayers {
+      let l = c.numHiddenLayers + m
+      let any = store.byName.keys.contains { $0.hasPrefix("model.layers.\(l).") }
+      if !any { break }
+      mtp.append(try self.mtp(l))
+      m += 1
+    }
+    let weights = ModelWeights(
+      embedTokens: try tensor("model.embed_tokens.weight", [c.vocabSize, h]),
+      layers: layers,
+      norm: try tensor("model.norm.weight", [h]),
+      lmHead: try linear("lm_head", out: c.vocabSize, in: h),
+      mtp: mtp)
+    let leftover = store.byName.keys.filter { !used.contains($0) }.sorted()
+    if !leftover.isEmpty {
+      let shown = leftover.prefix(5).joined(separator: ", ")
+      throw .badFormat("unexpected tensor\(leftover.count > 1 ? "s" : "") not used by the \(c.modelType) configuration: \(shown)\(leftover.count > 5 ? " and \(leftover.count - 5) more" : "")")
+    }
+    return weights
+  }
+}

@@ -1,0 +1,227 @@
+/*
+ * glm5.h — the C interface of glm5, a CPU inference library for the GLM-5 model family
+ * (Hugging Face `glm_moe_dsa`, `GlmMoeDsaForCausalLM`).
+ *
+ * This header is the contract and the manual. It is written by hand; the Swift implementation
+ * (Sources/GLM5CAPI) follows it, and a C test (Tests/c/test_capi.c) compiles against it and
+ * links libglm5.so so that the two cannot drift apart. Whatever is not declared here is not API.
+ *
+ * ---------------------------------------------------------------------------------------------
+ * Conventions (they hold for every function unless its own block says otherwise)
+ *
+ *  - Status codes. Every fallible function returns a glm5_status. GLM5_OK is 0; every other
+ *    value names the kind of failure and glm5_last_error() returns a message that names what was
+ *    wrong (the file, the tensor, expected and found shapes). Values are pinned forever.
+ *  - State after failure. A failed call leaves its output arguments untouched (unless the block
+ *    says otherwise) and every handle exactly as it was before the call.
+ *  - Handles are opaque. Every *_free function accepts NULL and does nothing with it. The library
+ *    keeps a registry of live handles: passing a handle that was already freed (or was never
+ *    returned by the library) returns GLM5_ERR_INVALID_ARGUMENT instead of crashing, as long as
+ *    its address has not been reused by a newer handle. It is still the host's error.
+ *  - Parameter structs are passed by pointer, start with `uint32_t struct_size`, are filled with
+ *    defaults by glm5_*_params_init(), and only ever grow by appending fields. A struct_size
+ *    smaller than the first version of the struct is rejected with GLM5_ERR_INVALID_ARGUMENT; a
+ *    larger one (a host built against a newer header) is accepted and the unknown tail ignored.
+ *    Passing NULL instead of a params pointer means "all defaults".
+ *  - Strings are UTF-8 and NUL-terminated. Paths are file system paths.
+ *  - Threads. Functions on different handles may be called from different threads at the same
+ *    time. A single handle must not be used from two threads at once unless its block says so;
+ *    a model is read-only after loading and may be shared by any number of threads.
+ *  - Nothing a host passes in crashes the host: bad input returns a status.
+ *
+ * Sample usage (error handling shortened):
+ *
+ *     glm5_model_params mp;
+ *     glm5_model_params_init(&mp);
+ *     mp.n_threads = 2;
+ *     glm5_model *model = NULL;
+ *     if (glm5_model_load("path/to/hf-folder", &mp, &model) != GLM5_OK) {
+ *         fprintf(stderr, "load failed: %s\n", glm5_last_error());
+ *         return 1;
+ *     }
+ *     glm5_model_info info;
+ *     glm5_model_info_init(&info);
+ *     glm5_model_get_info(model, &info);
+ *     printf("vocab %u, layers %u\n", info.vocab_size, info.n_layers);
+ *     glm5_model_free(model);
+ * ---------------------------------------------------------------------------------------------
+ */
+#ifndef GLM5_H
+#define GLM5_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* =============================================================================================
+ * Versions
+ * ============================================================================================= */
+
+/* Library version (semantic versioning) of this header. */
+#define GLM5_VERSION_MAJOR 0
+#define GLM5_VERSION_MINOR 1
+#define GLM5_VERSION_PATCH 0
+#define GLM5_VERSION_NUMBER (GLM5_VERSION_MAJOR * 10000 + GLM5_VERSION_MINOR * 100 + GLM5_VERSION_PATCH)
+
+/* ABI version: bumped whenever a change would break a host compiled against an older header
+ * (a removed function, a changed signature or struct layout). Appending fields to a params
+ * struct or adding functions does not bump it. Bindings compare GLM5_ABI_VERSION with
+ * glm5_abi_version() at load time and refuse a mismatch. */
+#define GLM5_ABI_VERSION 1
+
+/* The ABI version of the loaded library (compare with GLM5_ABI_VERSION). Never fails. */
+uint32_t glm5_abi_version(void);
+
+/* The version of the loaded library as GLM5_VERSION_NUMBER computes it. Never fails. */
+uint32_t glm5_version_number(void);
+
+/* The version of the loaded library as text, e.g. "0.1.0". Static storage, never NULL,
+ * never freed. */
+const char *glm5_version_string(void);
+
+/* =============================================================================================
+ * Status codes and errors
+ * ============================================================================================= */
+
+/* Values are pinned: they never change meaning and are never reused. */
+typedef enum glm5_status {
+    GLM5_OK = 0,
+    GLM5_ERR_INVALID_ARGUMENT = 1, /* NULL pointer, bad struct_size, value out of range, dead handle */
+    GLM5_ERR_IO = 2,               /* a file or folder could not be opened, read or mapped */
+    GLM5_ERR_BAD_FORMAT = 3,       /* a file is malformed: JSON, safetensors header, missing or
+                                      mis-shaped tensor, inconsistent config */
+    GLM5_ERR_UNSUPPORTED = 4,      /* well-formed, but something this version cannot run
+                                      (model_type, dtype, quantization method) */
+    GLM5_ERR_OUT_OF_MEMORY = 5,    /* an allocation failed or a size would overflow */
+    GLM5_ERR_CONTEXT_FULL = 6,     /* a session would exceed its maximum number of tokens */
+    GLM5_ERR_BUSY = 7,             /* the handle is in use by another call right now */
+    GLM5_ERR_INTERNAL = 8,         /* a bug in glm5; the message says where */
+    GLM5_ERR_BUFFER_TOO_SMALL = 9  /* a caller-allocated buffer is too small; the call reports
+                                      the size needed */
+} glm5_status;
+
+/* A short, static description of a status code ("invalid argument", ...). Unknown values give
+ * "unknown status". Never NULL, never freed. */
+const char *glm5_status_string(glm5_status status);
+
+/* The message of the most recent failed call made on this thread, or "" if no call on this
+ * thread has failed. The message names what was wrong: the file, the tensor name, the expected
+ * and the found shape. The pointer is valid until the next glm5 call on the same thread; copy it
+ * to keep it. Successful calls do not clear it. Never NULL. */
+const char *glm5_last_error(void);
+
+/* =============================================================================================
+ * Weight data types
+ * ============================================================================================= */
+
+/* Element types of checkpoint tensors. Values are pinned. glm5_model_info.weight_dtypes is a
+ * bit mask with bit (1u << dtype) set for each type present among the model's weights. */
+typedef enum glm5_dtype {
+    GLM5_DTYPE_F32 = 0,
+    GLM5_DTYPE_BF16 = 1,
+    GLM5_DTYPE_F16 = 2,
+    GLM5_DTYPE_F8_E4M3 = 3,
+    GLM5_DTYPE_F8_E5M2 = 4,
+    GLM5_DTYPE_I8 = 5,
+    GLM5_DTYPE_U8 = 6,
+    GLM5_DTYPE_I16 = 7,
+    GLM5_DTYPE_I32 = 8,
+    GLM5_DTYPE_I64 = 9,
+    GLM5_DTYPE_F64 = 10,
+    GLM5_DTYPE_BOOL = 11,
+    GLM5_DTYPE_U16 = 12,
+    GLM5_DTYPE_U32 = 13,
+    GLM5_DTYPE_U64 = 14
+} glm5_dtype;
+
+/* The safetensors name of a dtype ("F32", "BF16", "F8_E4M3", ...), or "unknown". Static. */
+const char *glm5_dtype_name(glm5_dtype dtype);
+
+/* =============================================================================================
+ * Models
+ * ============================================================================================= */
+
+/* A loaded checkpoint: its configuration and its memory-mapped weights. Read-only after loading
+ * and safe to share between threads. */
+typedef struct glm5_model glm5_model;
+
+/* Options for glm5_model_load. Fill with glm5_model_params_init, then change fields. */
+typedef struct glm5_model_params {
+    uint32_t struct_size; /* sizeof(glm5_model_params), set by glm5_model_params_init */
+    int32_t n_threads;    /* compute threads; 0 (the default) = one per available CPU;
+                             must be in [0, 1024] */
+} glm5_model_params;
+
+/* Fill *params with the defaults (and struct_size). NULL is ignored. Never fails. */
+void glm5_model_params_init(glm5_model_params *params);
+
+/* Load a Hugging Face model folder.
+ *
+ *   path       IN  folder holding config.json and either model.safetensors or
+ *                  model.safetensors.index.json with its shards.
+ *   params     IN  options, or NULL for defaults.
+ *   out_model  OUT on success, a new model; free it with glm5_model_free.
+ *
+ * The weight files are memory-mapped read-only and stay mapped until the model is freed (and
+ * every session using it is freed). Loading checks that config.json is complete and consistent,
+ * that every tensor the configuration implies is present with the implied shape and a supported
+ * dtype, and that no tensor is left over; the multi-token-prediction layer
+ * (model.layers.{num_hidden_layers}.*) is recognised and recorded (glm5_model_info.has_mtp).
+ *
+ * Returns GLM5_OK; GLM5_ERR_INVALID_ARGUMENT (NULL path or out_model, bad struct_size, n_threads
+ * out of range); GLM5_ERR_IO (the folder, config.json or a weight file cannot be opened or
+ * mapped); GLM5_ERR_BAD_FORMAT (invalid JSON, a missing or inconsistent config key, a malformed
+ * safetensors file, a missing, mis-shaped or unexpected tensor, a shard index naming a missing
+ * file); GLM5_ERR_UNSUPPORTED (a model_type or dtype this version cannot run);
+ * GLM5_ERR_OUT_OF_MEMORY. On failure *out_model is not written and nothing stays mapped. */
+glm5_status glm5_model_load(const char *path, const glm5_model_params *params, glm5_model **out_model);
+
+/* Release a model. NULL is ignored. Sessions created from the model keep its weights alive, so
+ * freeing a model while sessions exist is allowed; the memory goes with the last of them. After
+ * this call the handle itself is invalid. */
+void glm5_model_free(glm5_model *model);
+
+/* Facts about a loaded model. Fill with glm5_model_info_init before glm5_model_get_info. */
+typedef struct glm5_model_info {
+    uint32_t struct_size;             /* sizeof(glm5_model_info), set by glm5_model_info_init */
+    uint32_t vocab_size;              /* rows of embed_tokens and lm_head */
+    uint32_t hidden_size;
+    uint32_t n_layers;                /* num_hidden_layers, without the MTP layer */
+    uint32_t n_dense_layers;          /* leading layers with a dense SwiGLU MLP (first_k_dense_replace) */
+    uint32_t n_moe_layers;            /* n_layers - n_dense_layers */
+    uint32_t n_heads;                 /* attention heads */
+    uint32_t q_lora_rank;
+    uint32_t kv_lora_rank;            /* width of the cached latent */
+    uint32_t qk_nope_head_dim;
+    uint32_t qk_rope_head_dim;        /* width of the cached RoPE key */
+    uint32_t v_head_dim;
+    uint32_t n_routed_experts;
+    uint32_t n_experts_per_tok;
+    uint32_t n_shared_experts;
+    uint32_t index_n_heads;           /* DSA lightning indexer heads */
+    uint32_t index_head_dim;
+    uint32_t index_topk;              /* keys selected per query by the indexer */
+    uint32_t max_position_embeddings;
+    uint32_t has_mtp;                 /* 1 if the checkpoint holds the multi-token-prediction layer */
+    uint32_t n_mtp_layers;            /* number of MTP layers present (0 or num_nextn_predict_layers) */
+    uint32_t weight_dtypes;           /* bit mask: bit (1u << glm5_dtype) per dtype among the weights */
+    uint64_t n_parameters;            /* elements in all weight tensors, MTP layer included */
+    uint64_t weight_file_bytes;       /* bytes of tensor data in the weight files */
+} glm5_model_info;
+
+/* Fill *info with zeros and set struct_size. NULL is ignored. Never fails. */
+void glm5_model_info_init(glm5_model_info *info);
+
+/* Write the model's facts into *info (only the first info->struct_size bytes are written).
+ * Returns GLM5_OK or GLM5_ERR_INVALID_ARGUMENT (NULL or dead model, NULL info, struct_size too
+ * small). Thread-safe. */
+glm5_status glm5_model_get_info(const glm5_model *model, glm5_model_info *info);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GLM5_H */
