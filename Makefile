@@ -1,0 +1,57 @@
+# glm5 — build, run and test. The README's two commands are `make demo` and `make check`.
+#
+#   make demo    install what is missing, build, run the main job on the bundled model
+#   make check   install what is missing, build, run every test (Swift, C, Python, Rust)
+#
+# The C library is built with the Swift runtime linked in statically (-static-stdlib), so that
+# libglm5.so needs only system libraries (OpenBLAS, zstd, libc) at run time.
+
+SWIFT        ?= swift
+RELEASE_FLAGS = -c release -Xswiftc -static-stdlib
+BIN          := .build/release
+LIB          := $(BIN)/libglm5.so
+CLI          := $(BIN)/glm5
+MODEL        ?= Tests/Fixtures/tiny-dsa
+CC           ?= cc
+CFLAGS       ?= -std=c11 -O2 -Wall -Wextra -Werror -pedantic
+PYTHON       ?= python3
+SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PKGS     := libopenblas-dev libzstd-dev pkg-config
+
+.PHONY: deps build demo check test-swift test-c test-python test-rust clean
+
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build $(RELEASE_FLAGS)
+	ln -sf glm5-cli $(CLI)
+
+demo: build
+	$(CLI) info $(MODEL)
+
+check: build test-swift test-c test-python test-rust
+	@echo "all tests passed"
+
+test-swift: deps
+	$(SWIFT) test
+
+test-c: build
+	$(CC) $(CFLAGS) -Iinclude Tests/c/test_capi.c -L$(BIN) -lglm5 -Wl,-rpath,$(abspath $(BIN)) -o $(BIN)/test_capi
+	cd Tests/c && ../../$(BIN)/test_capi ../Fixtures
+	$(MAKE) -C examples/c GLM5_LIB_DIR=$(abspath $(BIN))
+	examples/c/model_info $(MODEL)
+
+test-python: build
+	$(PYTHON) -c "import pytest" 2>/dev/null || $(PYTHON) -m pip install -q pytest numpy
+	GLM5_LIBRARY=$(abspath $(LIB)) PYTHONPATH=bindings/python $(PYTHON) -m pytest -q bindings/python/tests
+
+test-rust: build
+	cd bindings/rust && GLM5_LIB_DIR=$(abspath $(BIN)) cargo test --offline -q
+
+clean:
+	rm -rf .build bindings/rust/target

@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Independent NumPy (float64) re-implementation of the GLM-5 forward pass, used to cross-check the
+fixtures written by make_fixtures.py. It reads only the fixture folder (config.json + checkpoint-named
+safetensors, per-expert weights) and golden.safetensors; it does not use transformers.
+
+    /work/venv-ref/bin/python tools/reference/check_fixtures.py Tests/Fixtures
+
+It doubles as a compact, readable spec of what the Swift implementation must compute.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+from safetensors import safe_open
+
+
+def load_weights(folder):
+    """Load all tensors (bf16/f16 upcast exactly to float64) from model.safetensors or the shard index."""
+    import torch  # only used to read bf16
+
+    idx = os.path.join(folder, "model.safetensors.index.json")
+    files = sorted(set(json.load(open(idx))["weight_map"].values())) if os.path.exists(idx) else ["model.safetensors"]
+    w = {}
+    for fn in files:
+        with safe_open(os.path.join(folder, fn), "pt") as f:
+            for k in f.keys():
+                w[k] = f.get_tensor(k).to(torch.float64).numpy()
+    return w
+
+
+def load_golden(folder):
+    g = {}
+    with safe_open(os.path.join(folder, "golden.safetensors"), "np") as f:
+        for k in f.keys():
+            g[k] = f.get_tensor(k)
+    return g
+
+
+def rms_norm(x, w, eps):
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
+
+
+def layer_norm(x, w, b, eps):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w + b
+
+
+def rope_interleaved(x, pos, theta):
+    """Rotate pairs (x[2i], x[2i+1]) by angle pos*theta^(-2i/d). Output keeps the interleaved layout."""
+    d = x.shape[-1]
+    inv = 1.0 / (theta ** (np.arange(0, d, 2, dtype=np.float64) / d))  # [d/2]
+    ang = pos[:, None] * inv[None, :]  # [T, d/2]
+    shape = (len(pos),) + (1,) * (x.ndim - 2) + (d // 2,)
+    c, s = np.cos(ang).reshape(shape), np.sin(ang).reshape(shape)
+    x0, x1 = x[..., 0::2], x[..., 1::2]
+    y = np.empty_like(x)
+    y[..., 0::2] = x0 * c - x1 * s
+    y[..., 1::2] = x1 * c + x0 * s
+    return y
+
+
+def silu(x):
+    return x / (1.0 + np.exp(-x))
+
+
+def mlp(x, w, p):
+    return (silu(x @ w[p + "gate_proj.weight"].T) * (x @ w[p + "up_proj.weight"].T)) @ w[p + "down_proj.weight"].T
+
+
+def forward(cfg, w, tokens):
+    T = len(tokens)
+    pos = np.arange(T, dtype=np.float64)
+    theta = cfg["rope_parameters"]["rope_theta"]
+    eps = cfg["rms_norm_eps"]
+    Nh, Dn, Dr, Dv = cfg["num_attention_heads"], cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"]
+    R = cfg["kv_lora_rank"]
+    Hi, Di = cfg["index_n_heads"], cfg["index_head_dim"]
+    E, K, G, TG = cfg["n_routed_experts"], cfg["num_experts_per_tok"], cfg["n_group"], cfg["topk_group"]
+    causal = np.tril(np.ones((T, T), dtype=bool))
+    rec = {"topk": {}, "experts": {}, "expert_weights": {}, "hidden": {}}
+
+    x = w["model.embed_tokens.weight"][tokens]
+    for L in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{L}."
+        a = rms_norm(x, w[p + "input_layernorm.weight"], eps)
+        # --- MLA ---
+        qlat = rms_norm(a @ w[p + "self_attn.q_a_proj.weight"].T, w[p + "self_attn.q_a_layernorm.weight"], 1e-6)
+        q = (qlat @ w[p + "self_attn.q_b_proj.weight"].T).reshape(T, Nh, Dn + Dr)
+        qn, qr = q[..., :Dn], rope_interleaved(q[..., Dn:], pos, theta)
+        ckv = a @ w[p + "self_attn.kv_a_proj_with_mqa.weight"].T
+        c = rms_norm(ckv[:, :R], w[p + "self_attn.kv_a_layernorm.weight"], 1e-6)
+        kr = rope_interleaved(ckv[:, R:], pos, theta)  # [T, Dr], shared by all heads
+        kv = (c @ w[p + "self_attn.kv_b_proj.weight"].T).reshape(T, Nh, Dn + Dv)
+        kn, v = kv[..., :Dn], kv[..., Dn:]
+        scores = (np.einsum("shd,thd->hst", qn, kn) + np.einsum("shd,td->hst", qr, kr)) / np.sqrt(Dn + Dr)
+        # --- DSA indexer ---
+        ip = p + "self_attn.indexer."
+        qi = (qlat @ w[ip + "wq_b.weight"].T).reshape(T, Hi, Di)
+        qi = np.concatenate([rope_interleaved(qi[..., :Dr], pos, theta), qi[..., Dr:]], -1)  # rope part FIRST
+        ki = layer_norm(a @ w[ip + "wk.weight"].T, w[ip + "k_norm.weight"], w[ip + "k_norm.bias"], 1e-6)
+        ki = np.concatenate([rope_interleaved(ki[:, :Dr], pos, theta), ki[:, Dr:]], -1)
+        s = np.maximum(np.einsum("shd,td->sht", qi, ki) / np.sqrt(Di), 0.0)
+        hw = (a @ w[ip + "weights_proj.weight"].T) / np.sqrt(Hi)  # [T, Hi]
+        iscore = np.einsum("sh,sht->st", hw, s)
+        iscore = np.where(causal, iscore, -np.inf)
+        k = min(cfg["index_topk"], T)
+        rows, allowed = [], np.zeros((T, T), dtype=bool)
+        for t in range(T):
+            valid = np.nonzero(causal[t])[0]
+            sel = valid if len(valid) <= k else valid[np.argsort(-iscore[t, valid], kind="stable")[:k]]
+            sel = np.sort(sel)
+            allowed[t, sel] = True
+            rows.append(list(sel) + [-1] * (k - len(sel)))
+        rec["topk"][L] = np.array(rows, dtype=np.int32)
+        scores = np.where(allowed[None], scores, -np.inf)
+        scores -= scores.max(-1, keepdims=True)
+        pr = np.exp(scores)
+        pr /= pr.sum(-1, keepdims=True)
+        o = np.einsum("hst,thd->shd", pr, v).reshape(T, Nh * Dv)
+        x = x + o @ w[p + "self_attn.o_proj.weight"].T
+        # --- MLP / MoE ---
+        m = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
+        if L < cfg["first_k_dense_replace"]:
+            y = mlp(m, w, p + "mlp.")
+        else:
+            sc = 1.0 / (1.0 + np.exp(-(m @ w[p + "mlp.gate.weight"].T)))  # [T, E]
+            sfc = sc + w[p + "mlp.gate.e_score_correction_bias"]
+            y = mlp(m, w, p + "mlp.shared_experts.")
+            ids_all, wts_all = [], []
+            for t in range(T):
+                gs = np.sort(sfc[t].reshape(G, E // G), axis=-1)[:, -2:].sum(-1)
+                groups = np.argsort(-gs, kind="stable")[:TG]
+                cand = np.array([e for e in range(E) if e // (E // G) in groups])
+                ids = np.sort(cand[np.argsort(-sfc[t, cand], kind="stable")[:K]])
+                wt = sc[t, ids]
+                if cfg["norm_topk_prob"]:
+                    wt = wt / (wt.sum() + 1e-20)
+                wt = wt * cfg["routed_scaling_factor"]
+                for e, we in zip(ids, wt):
+                    y[t] += we * mlp(m[t : t + 1], w, p + f"mlp.experts.{e}.")[0]
+                ids_all.append(ids)
+                wts_all.append(wt)
+            rec["experts"][L] = np.array(ids_all, dtype=np.int32)
+            rec["expert_weights"][L] = np.array(wts_all)
+        x = x + y
+        rec["hidden"][L] = x.copy()
+    h = rms_norm(x, w["model.norm.weight"], eps)
+    return h @ w["lm_head.weight"].T, rec
+
+
+def log_softmax(z):
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def check(folder):
+    cfg = json.load(open(os.path.join(folder, "config.json")))
+    w = load_weights(folder)
+    g = load_golden(folder)
+    worst = {"logits": 0.0, "logprobs": 0.0, "expert_weights": 0.0, "hidden": 0.0}
+    i = 0
+    while f"seq{i}.tokens" in g:
+        toks = g[f"seq{i}.tokens"].astype(np.int64)
+        logits, rec = forward(cfg, w, toks)
+        worst["logits"] = max(worst["logits"], np.abs(logits - g[f"seq{i}.logits"]).max())
+        lp = log_softmax(logits)
+        mine = np.array([np.nan] + [lp[t - 1, toks[t]] for t in range(1, len(toks))])
+        gold = g[f"seq{i}.logprobs"]
+        assert np.isnan(gold[0])
+        worst["logprobs"] = max(worst["logprobs"], np.abs(mine[1:] - gold[1:]).max())
+        for L in range(cfg["num_hidden_layers"]):
+            assert np.array_equal(rec["topk"][L], g[f"seq{i}.topk.layer{L}"]), f"seq{i} topk layer {L}"
+            worst["hidden"] = max(worst["hidden"], np.abs(rec["hidden"][L] - g[f"seq{i}.hidden.layer{L}"]).max())
+            if L >= cfg["first_k_dense_replace"]:
+                assert np.array_equal(rec["experts"][L], g[f"seq{i}.experts.layer{L}"]), f"seq{i} experts {L}"
+                d = np.abs(rec["expert_weights"][L] - g[f"seq{i}.expert_weights.layer{L}"]).max()
+                worst["expert_weights"] = max(worst["expert_weights"], d)
+        i += 1
+    # greedy: the cached HF run must agree with a full recompute
+    prompt, gt = g["greedy.prompt"].astype(np.int64), g["greedy.tokens"].astype(np.int64)
+    seq = np.concatenate([prompt, gt[:-1]])
+    logits, _ = forward(cfg, w, seq)
+    step = logits[len(prompt) - 1 :]
+    assert np.array_equal(step.argmax(-1), gt), "greedy tokens"
+    worst["greedy_logits"] = np.abs(step - g["greedy.logits"]).max()
+    glp = log_softmax(step)[np.arange(len(gt)), gt]
+    worst["greedy_logprobs"] = np.abs(glp - g["greedy.logprobs"]).max()
+    # MTP tensors present
+    N = cfg["num_hidden_layers"]
+    for s in ["enorm.weight", "hnorm.weight", "eh_proj.weight", "shared_head.norm.weight", "mlp.experts.0.gate_proj.weight"]:
+        assert f"model.layers.{N}.{s}" in w, s
+    return {k: float(v) for k, v in worst.items()}, i
+
+
+def main():
+    root = sys.argv[1] if len(sys.argv) > 1 else "Tests/Fixtures"
+    ok = True
+    for name in sorted(os.listdir(root)):
+        folder = os.path.join(root, name)
+        if not os.path.exists(os.path.join(folder, "golden.safetensors")):
+            continue
+        worst, n = check(folder)
+        bad = any(v > 1e-4 for v in worst.values())
+        ok &= not bad
+        print(f"{name}: {n} sequences, selections/experts/greedy tokens exact; max abs diffs {worst}" + (" FAIL" if bad else ""))
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
