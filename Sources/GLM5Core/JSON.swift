@@ -246,7 +246,11 @@ private struct Parser {
       while p.i < p.bytes.count, p.bytes[p.i] >= UInt8(ascii: "0"), p.bytes[p.i] <= UInt8(ascii: "9") { p.i += 1; n += 1 }
       return n
     }
-    guard digits(&self) > 0 else { throw error("bad number") }
+    if i < bytes.count && bytes[i] == UInt8(ascii: "0") {
+      i += 1  // RFC 8259: no leading zeros
+    } else {
+      guard digits(&self) > 0 else { throw error("bad number") }
+    }
     if i < bytes.count && bytes[i] == UInt8(ascii: ".") {
       i += 1
       guard digits(&self) > 0 else { throw error("bad number") }
@@ -257,7 +261,7 @@ private struct Parser {
       guard digits(&self) > 0 else { throw error("bad number") }
     }
     let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)
-    guard let d = Double(text) else { throw error("bad number '\(text)'") }
+    guard let d = Double(text), d.isFinite else { throw error("bad number '\(text)'") }
     return .number(d)
   }
 }

@@ -52,3 +52,8 @@ public struct ThreadPool: Sendable {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+extension ThreadPool {
+  /// One thread, for work already inside a parallel region.
+  public static let serial = ThreadPool(threads: 1)
+}

@@ -6,6 +6,7 @@ import GLM5Model
 public final class Model: @unchecked Sendable {
   public let checkpoint: Checkpoint
   public let pool: ThreadPool
+  public let transformer: Transformer
 
   public var config: ModelConfig { checkpoint.config }
 
@@ -16,5 +17,6 @@ public final class Model: @unchecked Sendable {
     }
     checkpoint = try Checkpoint(folder: path)
     pool = ThreadPool(threads: threads == 0 ? ThreadPool.availableCPUs : threads)
+    transformer = Transformer(checkpoint: checkpoint)
   }
 }

@@ -19,6 +19,9 @@ public struct ModelConfig: Sendable {
     public var betaSlow: Double = 1
     public var mscale: Double = 1
     public var mscaleAllDim: Double = 0
+    /// Scale of cos/sin; nil = derived from factor/mscale as transformers does.
+    public var attentionFactor: Double? = nil
+    public var truncate: Bool = true
   }
 
   /// `quantization_config`, recognised; the formats are computed from in later issues.
@@ -88,7 +91,7 @@ public struct ModelConfig: Sendable {
   public var softmaxScale: Double {
     var s = 1.0 / Double(qkHeadDim).squareRoot()
     if rope.type == "yarn", rope.mscaleAllDim != 0, rope.factor > 1 {
-      let m = 0.1 * rope.mscaleAllDim * _log(rope.factor) + 1
+      let m = 0.1 * rope.mscaleAllDim * GLM5Kernels._log(rope.factor) + 1
       s *= m * m
     }
     return s
@@ -316,11 +319,10 @@ private struct Reader {
     r.betaSlow = try sub.double("beta_slow", default: r.betaSlow)
     r.mscale = try sub.double("mscale", default: r.mscale)
     r.mscaleAllDim = try sub.double("mscale_all_dim", default: r.mscaleAllDim)
+    if let af = p["attention_factor"], !af.isNull { r.attentionFactor = try sub.double("attention_factor", default: 1) }
+    r.truncate = try sub.bool("truncate", default: true)
     return r
   }
 }
 
-#if canImport(Glibc)
-import Glibc
-@inline(__always) func _log(_ x: Double) -> Double { Glibc.log(x) }
-#endif
+import GLM5Kernels

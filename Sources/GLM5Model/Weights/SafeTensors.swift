@@ -94,11 +94,14 @@ public final class SafeTensorsFile: @unchecked Sendable {
       out.append((begin, view))
     }
     out.sort { ($0.begin, $0.view.byteCount) < ($1.begin, $1.view.byteCount) }
-    for k in out.indices.dropFirst() {
-      let prev = out[k - 1], cur = out[k]
-      if cur.begin < prev.begin + prev.view.byteCount && cur.view.byteCount > 0 && prev.view.byteCount > 0 {
-        throw .badFormat("\(path): tensors \(prev.view.name) and \(cur.view.name) overlap in the data section")
+    // Sorted by start: a non-empty tensor must start at or after the furthest end seen so far.
+    var furthest: (end: Int, name: String)? = nil
+    for cur in out where cur.view.byteCount > 0 {
+      if let f = furthest, cur.begin < f.end {
+        throw .badFormat("\(path): tensors \(f.name) and \(cur.view.name) overlap in the data section")
       }
+      let end = cur.begin + cur.view.byteCount
+      if furthest == nil || end > furthest!.end { furthest = (end, cur.view.name) }
     }
     return (out.map(\.view), metadata)
   }

@@ -1,0 +1,71 @@
+// Small per-token kernels (norms, RoPE, activations, softmax). They are cheap next to the
+// matrix products; each is written once, in the obvious fixed order, and shared by the
+// reference and fast paths (the reference twins in Reference/ use Double accumulation).
+
+import GLM5Core
+
+extension Kernels {
+  /// RMSNorm (transformers `GlmMoeDsaRMSNorm`): y = w ⊙ (x · rsqrt(mean(x²) + eps)).   [n]
+  public static func rmsNorm(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ n: Int, eps: Float) {
+    var ss: Float = 0
+    for i in 0..<n { ss = ss.addingProduct(x[i], x[i]) }
+    let r = 1 / (ss / Float(n) + eps).squareRoot()
+    for i in 0..<n { y[i] = w[i] * (x[i] * r) }
+  }
+
+  /// LayerNorm with bias (the indexer's k_norm): biased variance, eps inside the root.   [n]
+  public static func layerNorm(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int, eps: Float) {
+    var mean: Float = 0
+    for i in 0..<n { mean += x[i] }
+    mean /= Float(n)
+    var v: Float = 0
+    for i in 0..<n { let d = x[i] - mean; v = v.addingProduct(d, d) }
+    v /= Float(n)
+    let r = 1 / (v + eps).squareRoot()
+    for i in 0..<n { y[i] = ((x[i] - mean) * r) * w[i] + b[i] }
+  }
+
+  /// Interleaved RoPE in place on `pairs` pairs: (x[2i], x[2i+1]) rotated by angle i.
+  @inline(__always)
+  public static func ropeInterleaved(_ x: UnsafeMutablePointer<Float>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, pairs: Int) {
+    for i in 0..<pairs {
+      let a = x[2 * i], b = x[2 * i + 1]
+      x[2 * i] = a * cos[i] - b * sin[i]
+      x[2 * i + 1] = b * cos[i] + a * sin[i]
+    }
+  }
+
+  /// silu(g) ⊙ u into g.   [n]
+  public static func swiglu(_ g: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>, _ n: Int) {
+    for i in 0..<n {
+      let z = g[i]
+      g[i] = (z / (1 + _exp(-z))) * u[i]
+    }
+  }
+
+  /// Softmax in place over x[0..<n] (max-subtracted, fp32).
+  public static func softmax(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
+    var m = -Float.infinity
+    for i in 0..<n { m = max(m, x[i]) }
+    var s: Float = 0
+    for i in 0..<n { let e = _exp(x[i] - m); x[i] = e; s += e }
+    let inv = 1 / s
+    for i in 0..<n { x[i] *= inv }
+  }
+
+  /// log Σ exp(x) over [n], computed in Double with the maximum subtracted.
+  public static func logSumExp(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
+    var m = -Float.infinity
+    for i in 0..<n { m = max(m, x[i]) }
+    if m == -.infinity || m.isNaN { return Double(m) }
+    var s: Double = 0
+    for i in 0..<n { s += _expD(Double(x[i] - m)) }
+    return Double(m) + _logD(s)
+  }
+}
+
+#if canImport(Glibc)
+import Glibc
+@inline(__always) func _expD(_ x: Double) -> Double { Glibc.exp(x) }
+@inline(__always) func _logD(_ x: Double) -> Double { Glibc.log(x) }
+#endif

@@ -1,1 +1,0 @@
-// Kernels land with the forward pass (issue 3).

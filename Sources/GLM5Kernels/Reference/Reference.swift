@@ -1,0 +1,87 @@
+// Plain, obviously-correct kernels: the test oracle for the fast ones in CPU/ (llm.c `*_cpu`).
+// Same signatures as their fast twins; outputs first. Shapes in comments: T tokens, N out
+// features, K in features.
+
+import GLM5Core
+
+public enum Reference {
+  /// y[t, n] = Σ_k x[t, k] · W[n, k]        y: [T, N] (row stride ldy), x: [T, K] (row stride ldx)
+  public static func linear(_ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, ldx: Int, tokens: Int, _ w: WeightMatrix) {
+    for t in 0..<tokens {
+      for n in 0..<w.rows {
+        var s: Double = 0
+        for k in 0..<w.cols { s += Double(x[t * ldx + k]) * Double(w.element(n, k)) }
+        y[t * ldy + n] = Float(s)
+      }
+    }
+  }
+
+  /// y[t, k] = Σ_n x[t, n] · W[n, k]   (multiply by the transpose of a [N, K] matrix)
+  public static func linearTransposed(_ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, ldx: Int, tokens: Int, _ w: WeightMatrix) {
+    for t in 0..<tokens {
+      for k in 0..<w.cols {
+        var s: Double = 0
+        for n in 0..<w.rows { s += Double(x[t * ldx + n]) * Double(w.element(n, k)) }
+        y[t * ldy + k] = Float(s)
+      }
+    }
+  }
+
+  /// RMSNorm as transformers computes it: y = w ⊙ (x · rsqrt(mean(x²) + eps)).   x, y: [n]
+  public static func rmsNorm(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ n: Int, eps: Float) {
+    var ss: Double = 0
+    for i in 0..<n { ss += Double(x[i]) * Double(x[i]) }
+    let r = Float(1 / (ss / Double(n) + Double(eps)).squareRoot())
+    for i in 0..<n { y[i] = w[i] * (x[i] * r) }
+  }
+
+  /// LayerNorm with bias: y = (x - mean) / sqrt(var + eps) ⊙ w + b (biased variance).   [n]
+  public static func layerNorm(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int, eps: Float) {
+    var mean: Double = 0
+    for i in 0..<n { mean += Double(x[i]) }
+    mean /= Double(n)
+    var v: Double = 0
+    for i in 0..<n { v += (Double(x[i]) - mean) * (Double(x[i]) - mean) }
+    v /= Double(n)
+    let r = 1 / (v + Double(eps)).squareRoot()
+    for i in 0..<n { y[i] = Float((Double(x[i]) - mean) * r) * w[i] + b[i] }
+  }
+
+  /// Interleaved (GPT-J) RoPE on x[0..<2·cos.count] in place: pair (x[2i], x[2i+1]) rotated by angle i.
+  public static func ropeInterleaved(_ x: UnsafeMutablePointer<Float>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, pairs: Int) {
+    for i in 0..<pairs {
+      let a = x[2 * i], b = x[2 * i + 1]
+      x[2 * i] = a * cos[i] - b * sin[i]
+      x[2 * i + 1] = b * cos[i] + a * sin[i]
+    }
+  }
+
+  /// Softmax in place over x[0..<n].
+  public static func softmax(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
+    var m = -Float.infinity
+    for i in 0..<n { m = max(m, x[i]) }
+    var s: Double = 0
+    for i in 0..<n { s += Double(_exp(x[i] - m)) }
+    for i in 0..<n { x[i] = Float(Double(_exp(x[i] - m)) / s) }
+  }
+
+  /// The k largest of scores[0..<n] by the library's rule: higher score first, ties to the lower
+  /// index; NaN ranks below everything. Returned in that rank order.
+  public static func topK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int) -> [Int32] {
+    let order = (0..<n).sorted { precedes(scores[$0], $0, scores[$1], $1) }
+    return order.prefix(k).map { Int32($0) }
+  }
+}
+
+/// The total order used by every top-k in the library: does (a, i) rank before (b, j)?
+@inline(__always) public func precedes(_ a: Float, _ i: Int, _ b: Float, _ j: Int) -> Bool {
+  if a.isNaN { return b.isNaN && i < j }
+  if b.isNaN { return true }
+  return a > b || (a == b && i < j)
+}
+
+#if canImport(Glibc)
+import Glibc
+@inline(__always) public func _exp(_ x: Float) -> Float { expf(x) }
+@inline(__always) public func _log(_ x: Double) -> Double { Glibc.log(x) }
+#endif

@@ -1,0 +1,58 @@
+// The per-sequence cache of the compressed attention state, one entry per token and layer:
+//   latent   [T, Rkv]  c_t after kv_a_layernorm            (512 at GLM-5 size)
+//   kRope    [T, Dr]   the shared RoPE key, after RoPE     (64)
+//   indexKey [T, Di]   the DSA indexer key, after LayerNorm and RoPE (128; absent on "shared" layers)
+// Keys are never re-expanded through kv_b_proj: attention runs in the absorbed form (MLA.swift).
+// Storage grows geometrically up to the session's maximum, so a long maximum costs nothing until
+// it is used.
+
+import GLM5Core
+
+public final class LatentKVCache: @unchecked Sendable {
+  public struct Layer {
+    public let latent: FloatBuffer
+    public let kRope: FloatBuffer
+    public let indexKey: FloatBuffer?
+  }
+
+  public let rkv: Int, dr: Int, di: Int
+  public let maxTokens: Int
+  public private(set) var layers: [Layer] = []
+  /// Tokens whose entries are valid, in every layer.
+  public var count: Int = 0
+  public private(set) var capacity: Int = 0
+
+  /// - Parameter hasIndexer: per layer (main layers then MTP layers), whether it keeps indexer keys.
+  public init(config c: ModelConfig, hasIndexer: [Bool], maxTokens: Int) throws(GLM5Error) {
+    rkv = c.kvLoraRank
+    dr = c.qkRopeHeadDim
+    di = c.indexHeadDim
+    self.maxTokens = maxTokens
+    for (l, h) in hasIndexer.enumerated() {
+      layers.append(Layer(latent: try FloatBuffer(count: 0, what: "latent cache of layer \(l)"),
+                          kRope: try FloatBuffer(count: 0, what: "rope-key cache of layer \(l)"),
+                          indexKey: h ? try FloatBuffer(count: 0, what: "indexer-key cache of layer \(l)") : nil))
+    }
+  }
+
+  /// Make room for `tokens` entries per layer (no-op when there is room). Fails without changing
+  /// anything visible: entries [0, count) are kept.
+  public func reserve(_ tokens: Int) throws(GLM5Error) {
+    guard tokens > capacity else { return }
+    guard tokens <= maxTokens else {
+      throw .init(.contextFull, "\(tokens) tokens exceed the session's maximum of \(maxTokens)")
+    }
+    let newCap = min(maxTokens, max(tokens, capacity * 2, 64))
+    for (l, layer) in layers.enumerated() {
+      try layer.latent.grow(to: newCap * rkv, what: "latent cache of layer \(l)")
+      try layer.kRope.grow(to: newCap * dr, what: "rope-key cache of layer \(l)")
+      try layer.indexKey?.grow(to: newCap * di, what: "indexer-key cache of layer \(l)")
+    }
+    capacity = newCap
+  }
+
+  /// Bytes held per token over all layers (for reporting).
+  public var bytesPerToken: Int {
+    layers.reduce(0) { $0 + 4 * (rkv + dr + ($1.indexKey == nil ? 0 : di)) }
+  }
+}

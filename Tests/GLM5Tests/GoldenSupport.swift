@@ -1,0 +1,55 @@
+// Reading the reference tool's golden outputs (Tests/Fixtures/<preset>/golden.safetensors).
+
+import GLM5Core
+@testable import GLM5Model
+import GLM5Engine
+
+let fixturesRoot: String = {
+  // .../Tests/GLM5Tests/GoldenSupport.swift → .../Tests/Fixtures
+  var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
+  parts.removeLast(2)
+  return parts.joined(separator: "/") + "/Fixtures"
+}()
+
+let goldenPresets = ["tiny-dsa", "tiny-dsa-bf16-sharded", "tiny-dense-f16"]
+
+struct Golden {
+  let file: SafeTensorsFile
+
+  init(preset: String) throws {
+    file = try SafeTensorsFile(path: fixturesRoot + "/" + preset + "/golden.safetensors")
+  }
+
+  func view(_ name: String) -> TensorView? { file.tensors.first { $0.name == name } }
+
+  func has(_ name: String) -> Bool { view(name) != nil }
+
+  func ints(_ name: String) -> [Int32] {
+    guard let v = view(name), let d = v.data, v.dtype == .i32 else { return [] }
+    return (0..<v.count).map { d.loadUnaligned(fromByteOffset: 4 * $0, as: Int32.self) }
+  }
+
+  func floats(_ name: String) -> [Float] {
+    guard let v = view(name), let d = v.data, v.dtype == .f32 else { return [] }
+    return (0..<v.count).map { d.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
+  }
+
+  func shape(_ name: String) -> [Int] { view(name)?.shape ?? [] }
+
+  var sequenceCount: Int {
+    var n = 0
+    while has("seq\(n).tokens") { n += 1 }
+    return n
+  }
+}
+
+func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
+  precondition(a.count == b.count)
+  var m: Float = 0
+  for i in a.indices {
+    if a[i].isNaN && b[i].isNaN { continue }
+    m = max(m, abs(a[i] - b[i]))
+    if a[i].isNaN != b[i].isNaN { return .infinity }
+  }
+  return m
+}

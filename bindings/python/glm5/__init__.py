@@ -1,0 +1,73 @@
+"""glm5: GLM-5 inference on CPUs (ctypes bindings for libglm5, the C API of include/glm5.h).
+
+    import glm5
+    with glm5.Model("Tests/Fixtures/tiny-dsa") as m:
+        print(m.info)
+
+The library is found through GLM5_LIBRARY (a file or folder), next to this package, in the
+repository's .build/release, or by the system loader; importing fails with ImportError if none
+is found or its ABI version is not the one this binding was written for.
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    BadFormatError,
+    BufferTooSmallError,
+    BusyError,
+    ContextFullError,
+    Glm5Error,
+    InternalError,
+    InvalidArgumentError,
+    IoError,
+    OutOfMemoryError,
+    Status,
+    UnsupportedError,
+    last_error,
+    status_string,
+)
+from ._lib import ABI_VERSION, LIB as _LIB, LIBRARY_PATH as library_path, text as _text
+from ._model import DType, Model, ModelInfo, dtype_name, dtype_names
+
+__version__ = "0.1.0"  # of this binding; the library's is glm5.version()
+
+__all__ = [
+    "ABI_VERSION",
+    "BadFormatError",
+    "BufferTooSmallError",
+    "BusyError",
+    "ContextFullError",
+    "DType",
+    "Glm5Error",
+    "InternalError",
+    "InvalidArgumentError",
+    "IoError",
+    "Model",
+    "ModelInfo",
+    "OutOfMemoryError",
+    "Status",
+    "UnsupportedError",
+    "abi_version",
+    "dtype_name",
+    "dtype_names",
+    "last_error",
+    "library_path",
+    "status_string",
+    "version",
+    "version_number",
+]
+
+
+def abi_version() -> int:
+    """glm5_abi_version: the ABI version of the loaded library (equals ABI_VERSION)."""
+    return int(_LIB.glm5_abi_version())
+
+
+def version() -> str:
+    """glm5_version_string: the loaded library's version, e.g. "0.1.0"."""
+    return _text(_LIB.glm5_version_string())
+
+
+def version_number() -> int:
+    """glm5_version_number: major * 10000 + minor * 100 + patch."""
+    return int(_LIB.glm5_version_number())

@@ -1,0 +1,186 @@
+"""Finding and loading libglm5, and the ctypes mirror of include/glm5.h.
+
+Everything C lives here: the struct layouts, and restype/argtypes of every function. The rest of
+the package calls ``LIB.glm5_*`` and never declares anything itself. When the header grows, add
+its structs below and its functions to ``_FUNCTIONS``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+#: The GLM5_ABI_VERSION of the header this binding mirrors.
+ABI_VERSION = 1
+
+_LIB_NAME = "libglm5.dylib" if sys.platform == "darwin" else "libglm5.so"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+# bindings/python/glm5/_lib.py -> the repository root, in a source checkout.
+_REPO_DIR = _PACKAGE_DIR.parents[2]
+
+
+# ---------------------------------------------------------------------------------------------
+# Structs (layouts exactly as in glm5.h; sizes are checked below)
+# ---------------------------------------------------------------------------------------------
+
+
+class glm5_model_params(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("n_threads", ctypes.c_int32),
+    ]
+
+
+class glm5_model_info(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("vocab_size", ctypes.c_uint32),
+        ("hidden_size", ctypes.c_uint32),
+        ("n_layers", ctypes.c_uint32),
+        ("n_dense_layers", ctypes.c_uint32),
+        ("n_moe_layers", ctypes.c_uint32),
+        ("n_heads", ctypes.c_uint32),
+        ("q_lora_rank", ctypes.c_uint32),
+        ("kv_lora_rank", ctypes.c_uint32),
+        ("qk_nope_head_dim", ctypes.c_uint32),
+        ("qk_rope_head_dim", ctypes.c_uint32),
+        ("v_head_dim", ctypes.c_uint32),
+        ("n_routed_experts", ctypes.c_uint32),
+        ("n_experts_per_tok", ctypes.c_uint32),
+        ("n_shared_experts", ctypes.c_uint32),
+        ("index_n_heads", ctypes.c_uint32),
+        ("index_head_dim", ctypes.c_uint32),
+        ("index_topk", ctypes.c_uint32),
+        ("max_position_embeddings", ctypes.c_uint32),
+        ("has_mtp", ctypes.c_uint32),
+        ("n_mtp_layers", ctypes.c_uint32),
+        ("weight_dtypes", ctypes.c_uint32),
+        ("n_parameters", ctypes.c_uint64),
+        ("weight_file_bytes", ctypes.c_uint64),
+    ]
+
+
+assert ctypes.sizeof(glm5_model_params) == 8
+assert ctypes.sizeof(glm5_model_info) == 104
+
+
+# Structs are initialised here rather than with glm5_*_init: those write the *library's* sizeof,
+# which for a newer library (same ABI, appended fields) is more than this binding allocated.
+# struct_size = this binding's sizeof tells the library which version of the struct it gets.
+
+
+def new_model_params() -> glm5_model_params:
+    """glm5_model_params_init on this binding's layout: defaults, struct_size = our sizeof."""
+    return glm5_model_params(struct_size=ctypes.sizeof(glm5_model_params), n_threads=0)
+
+
+def new_model_info() -> glm5_model_info:
+    """glm5_model_info_init on this binding's layout: zeros, struct_size = our sizeof."""
+    return glm5_model_info(struct_size=ctypes.sizeof(glm5_model_info))
+
+# Opaque handles are plain pointers on this side.
+glm5_model_p = ctypes.c_void_p
+# C enums (glm5_status, glm5_dtype) are int-sized.
+c_status = ctypes.c_int
+c_dtype = ctypes.c_int
+
+# ---------------------------------------------------------------------------------------------
+# Functions: name -> (restype, argtypes)
+# ---------------------------------------------------------------------------------------------
+
+_FUNCTIONS = {
+    # Versions
+    "glm5_abi_version": (ctypes.c_uint32, []),
+    "glm5_version_number": (ctypes.c_uint32, []),
+    "glm5_version_string": (ctypes.c_char_p, []),
+    # Status codes and errors
+    "glm5_status_string": (ctypes.c_char_p, [c_status]),
+    "glm5_last_error": (ctypes.c_char_p, []),
+    # Weight data types
+    "glm5_dtype_name": (ctypes.c_char_p, [c_dtype]),
+    # Models
+    "glm5_model_params_init": (None, [ctypes.POINTER(glm5_model_params)]),
+    "glm5_model_load": (
+        c_status,
+        [ctypes.c_char_p, ctypes.POINTER(glm5_model_params), ctypes.POINTER(glm5_model_p)],
+    ),
+    "glm5_model_free": (None, [glm5_model_p]),
+    "glm5_model_info_init": (None, [ctypes.POINTER(glm5_model_info)]),
+    "glm5_model_get_info": (c_status, [glm5_model_p, ctypes.POINTER(glm5_model_info)]),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+def candidates(env: Optional[str] = None) -> List[Tuple[str, str]]:
+    """The places to try, in order, as (description, path-or-name)."""
+    out: List[Tuple[str, str]] = []
+    if env:
+        p = Path(env)
+        out.append(("GLM5_LIBRARY", str(p / _LIB_NAME) if p.is_dir() else str(p)))
+        return out  # an explicit choice is never silently replaced by another library
+    out.append(("next to the package", str(_PACKAGE_DIR / _LIB_NAME)))
+    out.append(("repository build", str(_REPO_DIR / ".build" / "release" / _LIB_NAME)))
+    found = ctypes.util.find_library("glm5")
+    out.append(("system loader", found or _LIB_NAME))
+    return out
+
+
+def load_library(env: Optional[str] = None) -> Tuple[ctypes.CDLL, str]:
+    """Open the first libglm5 that exists; ImportError listing what was tried otherwise."""
+    tried = []
+    for where, path in candidates(env):
+        is_file_path = os.sep in path
+        if is_file_path and not os.path.exists(path):
+            tried.append(f"{where}: {path} (not found)")
+            continue
+        try:
+            return ctypes.CDLL(path), path
+        except OSError as e:
+            tried.append(f"{where}: {path} ({e})")
+    raise ImportError(
+        "glm5: cannot load libglm5 (build it with `make build`, or set GLM5_LIBRARY to the "
+        "library file or its folder); tried:\n  " + "\n  ".join(tried)
+    )
+
+
+def declare(lib: ctypes.CDLL, names=None) -> None:
+    """Set restype/argtypes of the functions (all by default); ImportError naming a missing one."""
+    for name in names if names is not None else _FUNCTIONS:
+        restype, argtypes = _FUNCTIONS[name]
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            raise ImportError(f"glm5: the loaded library has no {name} (is it older than this binding?)") from None
+        fn.restype = restype
+        fn.argtypes = argtypes
+
+
+def check_abi(lib, expected: int = ABI_VERSION, path: str = "libglm5") -> int:
+    """Refuse a library of another ABI version than the one this binding mirrors."""
+    found = int(lib.glm5_abi_version())
+    if found != expected:
+        raise ImportError(
+            f"glm5: {path} has ABI version {found}, but this binding was written for ABI version "
+            f"{expected}; use the binding that matches the library"
+        )
+    return found
+
+
+LIB, LIBRARY_PATH = load_library(os.environ.get("GLM5_LIBRARY"))
+# The ABI first, so that a library of another ABI is named as such, not as "missing function".
+declare(LIB, ["glm5_abi_version"])
+check_abi(LIB, ABI_VERSION, LIBRARY_PATH)
+declare(LIB)
+
+
+def text(p: Optional[bytes]) -> str:
+    """A C string from the library as str (NULL as "")."""
+    return "" if p is None else p.decode("utf-8", errors="replace")

@@ -1,0 +1,176 @@
+"""Models: loading a checkpoint folder and describing it."""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import enum
+import os
+import threading
+from typing import Optional, Tuple, Union
+
+from ._errors import Glm5Error, Status, check
+from ._lib import LIB, glm5_model_info, glm5_model_p, new_model_info, new_model_params, text
+
+_INT32_MAX = 2**31 - 1
+
+
+class DType(enum.IntEnum):
+    """Mirrors ``glm5_dtype`` (values pinned by the header)."""
+
+    F32 = 0
+    BF16 = 1
+    F16 = 2
+    F8_E4M3 = 3
+    F8_E5M2 = 4
+    I8 = 5
+    U8 = 6
+    I16 = 7
+    I32 = 8
+    I64 = 9
+    F64 = 10
+    BOOL = 11
+    U16 = 12
+    U32 = 13
+    U64 = 14
+
+
+def dtype_name(dtype: Union[int, DType]) -> str:
+    """glm5_dtype_name: the safetensors name of a dtype ("F32", "BF16", ...) or "unknown"."""
+    return text(LIB.glm5_dtype_name(int(dtype)))
+
+
+def dtype_names(mask: int) -> Tuple[str, ...]:
+    """The names of the dtypes whose bits are set in a glm5_model_info.weight_dtypes mask."""
+    return tuple(dtype_name(d) for d in range(32) if mask & (1 << d))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """glm5_model_info: facts about a loaded model (see include/glm5.h for each field)."""
+
+    vocab_size: int
+    hidden_size: int
+    n_layers: int
+    n_dense_layers: int
+    n_moe_layers: int
+    n_heads: int
+    q_lora_rank: int
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
+    n_routed_experts: int
+    n_experts_per_tok: int
+    n_shared_experts: int
+    index_n_heads: int
+    index_head_dim: int
+    index_topk: int
+    max_position_embeddings: int
+    has_mtp: bool
+    n_mtp_layers: int
+    weight_dtypes: Tuple[str, ...]  # names, e.g. ("F32", "BF16")
+    weight_dtype_mask: int  # the raw bit mask: bit (1 << glm5_dtype) per dtype present
+    n_parameters: int
+    weight_file_bytes: int
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def _from_c(cls, c: glm5_model_info) -> "ModelInfo":
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "weight_dtypes":
+                values[f.name] = dtype_names(c.weight_dtypes)
+            elif f.name == "weight_dtype_mask":
+                values[f.name] = int(c.weight_dtypes)
+            elif f.name == "has_mtp":
+                values[f.name] = bool(c.has_mtp)
+            else:
+                values[f.name] = int(getattr(c, f.name))
+        return cls(**values)
+
+
+def _closed_error(what: str) -> Glm5Error:
+    return Glm5Error(Status.INVALID_ARGUMENT, f"{what} is closed")
+
+
+def _threads_arg(threads: Optional[int]) -> int:
+    if threads is None:
+        return 0
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise TypeError(f"threads must be an int or None, not {type(threads).__name__}")
+    if not -(2**31) <= threads <= _INT32_MAX:
+        # Out of int32: the library would see a wrapped value, so refuse here, the same way.
+        raise Glm5Error(Status.INVALID_ARGUMENT, f"threads is {threads}, must be in [0, 1024]")
+    return threads
+
+
+class Model:
+    """A loaded checkpoint (glm5_model): read-only and shareable between threads.
+
+    ``Model(path, threads=None)`` loads a Hugging Face folder (config.json plus safetensors);
+    ``threads`` is the number of compute threads, None or 0 for one per available CPU. Free it with
+    :meth:`close`, a ``with`` block, or by dropping the last reference.
+    """
+
+    def __init__(self, path: Union[str, bytes, "os.PathLike[str]"], threads: Optional[int] = None):
+        self._handle: Optional[int] = None  # first, so that __del__ works whatever happens below
+        self._lock = threading.Lock()
+        self.path = os.fsdecode(path)
+        params = new_model_params()
+        params.n_threads = _threads_arg(threads)
+        handle = glm5_model_p()
+        check(LIB.glm5_model_load(os.fsencode(path), ctypes.byref(params), ctypes.byref(handle)))
+        self._handle = handle.value
+        self.threads = params.n_threads
+
+    # -- lifetime ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Free the model (glm5_model_free). Calling it again does nothing."""
+        with self._lock:
+            handle, self._handle = self._handle, None
+        if handle is not None:
+            LIB.glm5_model_free(handle)
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # Also runs when __init__ failed (then there is no handle) or at interpreter exit.
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            self._handle = None
+            try:
+                LIB.glm5_model_free(handle)
+            except Exception:
+                pass
+
+    def _ptr(self) -> int:
+        """The live handle for a C call; Glm5Error(INVALID_ARGUMENT) once closed."""
+        handle = self._handle
+        if handle is None:
+            raise _closed_error("model")
+        return handle
+
+    # -- queries ----------------------------------------------------------------------------------
+
+    @property
+    def info(self) -> ModelInfo:
+        """glm5_model_get_info as a frozen dataclass."""
+        c = new_model_info()
+        check(LIB.glm5_model_get_info(self._ptr(), ctypes.byref(c)))
+        return ModelInfo._from_c(c)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"threads={self.threads}"
+        return f"<glm5.Model {self.path!r} {state}>"

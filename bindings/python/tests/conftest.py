@@ -1,0 +1,57 @@
+"""Shared helpers: where the fixture models are, and what their files say."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+
+# Test the installed package if there is one (or PYTHONPATH names one), else this checkout's.
+if importlib.util.find_spec("glm5") is None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+FIXTURES_DIR = REPO / "Tests" / "Fixtures"
+
+
+def fixture_dirs():
+    """Every fixture model: a folder under Tests/Fixtures holding config.json."""
+    if not FIXTURES_DIR.is_dir():
+        return []
+    return sorted(p for p in FIXTURES_DIR.iterdir() if (p / "config.json").is_file())
+
+
+def read_config(folder: Path) -> dict:
+    return json.loads((folder / "config.json").read_text())
+
+
+def weight_files(folder: Path):
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [folder / n for n in names]
+    return [folder / "model.safetensors"]
+
+
+def read_tensors(folder: Path) -> dict:
+    """name -> (dtype, shape, byte size) over the model's safetensors files."""
+    tensors = {}
+    for f in weight_files(folder):
+        with open(f, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+        for name, t in header.items():
+            if name == "__metadata__":
+                continue
+            begin, end = t["data_offsets"]
+            tensors[name] = (t["dtype"], tuple(t["shape"]), end - begin)
+    return tensors
+
+
+@pytest.fixture(params=fixture_dirs(), ids=lambda p: p.name)
+def fixture_dir(request) -> Path:
+    return request.param

@@ -1,0 +1,168 @@
+"""The module itself: library lookup, ABI check, versions, status and dtype names."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import glm5
+from glm5 import _lib
+
+PACKAGE_PARENT = str(Path(glm5.__file__).resolve().parents[1])
+
+
+def run_import(env_library):
+    """Import glm5 in a fresh interpreter with GLM5_LIBRARY set; (returncode, output)."""
+    env = dict(os.environ, PYTHONPATH=PACKAGE_PARENT)
+    env["GLM5_LIBRARY"] = env_library
+    code = "import glm5; print(glm5.library_path, glm5.abi_version())"
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    return p.returncode, p.stdout + p.stderr
+
+
+def test_versions():
+    assert glm5.abi_version() == glm5.ABI_VERSION == 1
+    v = glm5.version()
+    m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", v)
+    assert m, v
+    major, minor, patch = map(int, m.groups())
+    assert glm5.version_number() == major * 10000 + minor * 100 + patch
+
+
+def test_library_path_is_the_loaded_file():
+    assert os.path.isfile(glm5.library_path)
+    if os.environ.get("GLM5_LIBRARY"):
+        assert os.path.samefile(
+            glm5.library_path,
+            os.environ["GLM5_LIBRARY"]
+            if os.path.isfile(os.environ["GLM5_LIBRARY"])
+            else os.path.join(os.environ["GLM5_LIBRARY"], "libglm5.so"),
+        )
+
+
+def test_status_enum_and_strings():
+    expected = {
+        glm5.Status.OK: "ok",
+        glm5.Status.INVALID_ARGUMENT: "invalid argument",
+        glm5.Status.IO: "I/O error",
+        glm5.Status.BAD_FORMAT: "bad format",
+        glm5.Status.UNSUPPORTED: "unsupported",
+        glm5.Status.OUT_OF_MEMORY: "out of memory",
+        glm5.Status.CONTEXT_FULL: "context full",
+        glm5.Status.BUSY: "busy",
+        glm5.Status.INTERNAL: "internal error",
+        glm5.Status.BUFFER_TOO_SMALL: "buffer too small",
+    }
+    assert [int(s) for s in expected] == list(range(10))
+    for status, text in expected.items():
+        assert glm5.status_string(status) == text
+        assert status.text == text
+    assert glm5.status_string(10) == "unknown status"
+    assert glm5.status_string(-1) == "unknown status"
+
+
+def test_dtype_names():
+    names = ["F32", "BF16", "F16", "F8_E4M3", "F8_E5M2", "I8", "U8", "I16", "I32", "I64", "F64", "BOOL",
+             "U16", "U32", "U64"]
+    for i, name in enumerate(names):
+        assert glm5.DType(i).name == name
+        assert glm5.dtype_name(i) == name
+    assert glm5.dtype_name(15) == "unknown"
+    assert glm5.dtype_names(0b101) == ("F32", "F16")
+
+
+def test_every_function_is_declared():
+    for name, (restype, argtypes) in _lib._FUNCTIONS.items():
+        fn = getattr(_lib.LIB, name)
+        assert fn.restype is restype, name
+        assert list(fn.argtypes) == list(argtypes), name
+
+
+def test_local_struct_init_matches_the_library():
+    """Same header version: the library's *_init functions agree with the binding's own."""
+    import ctypes
+
+    p = _lib.glm5_model_params(struct_size=0, n_threads=-7)
+    _lib.LIB.glm5_model_params_init(ctypes.byref(p))
+    ours = _lib.new_model_params()
+    assert (p.struct_size, p.n_threads) == (ours.struct_size, ours.n_threads) == (8, 0)
+    i = _lib.glm5_model_info(vocab_size=9)
+    _lib.LIB.glm5_model_info_init(ctypes.byref(i))
+    assert bytes(i) == bytes(_lib.new_model_info())
+
+
+def test_abi_mismatch_raises_import_error():
+    class FakeLib:
+        def __init__(self, v):
+            self.v = v
+
+        def glm5_abi_version(self):
+            return self.v
+
+    assert _lib.check_abi(FakeLib(1), 1) == 1
+    with pytest.raises(ImportError, match=r"ABI version 2.*ABI version 1"):
+        _lib.check_abi(FakeLib(2), 1, "libglm5-test.so")
+    # And the real library against a binding written for another ABI.
+    with pytest.raises(ImportError, match="ABI version"):
+        _lib.check_abi(_lib.LIB, _lib.ABI_VERSION + 1)
+
+
+def test_abi_mismatch_at_import():
+    """Importing the package against a library of another ABI fails with ImportError.
+
+    A fresh interpreter whose ctypes.CDLL answers glm5_abi_version with 2.
+    """
+    code = """
+import ctypes
+Real = ctypes.CDLL
+class OtherAbi(Real):
+    def __getattr__(self, name):
+        if name == "glm5_abi_version":
+            f = ctypes.CFUNCTYPE(ctypes.c_uint32)(lambda: 2)
+            self.__dict__[name] = f
+            return f
+        return super().__getattr__(name)
+ctypes.CDLL = OtherAbi
+try:
+    import glm5
+except ImportError as e:
+    print("ImportError:", e)
+else:
+    print("imported")
+"""
+    env = dict(os.environ, PYTHONPATH=PACKAGE_PARENT)
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("ImportError:"), p.stdout
+    assert "ABI version 2" in p.stdout and "ABI version 1" in p.stdout
+
+
+def test_env_library_file_and_folder():
+    path = glm5.library_path
+    rc, out = run_import(path)
+    assert rc == 0, out
+    assert out.split()[-1] == "1"
+    rc, out = run_import(os.path.dirname(path))
+    assert rc == 0, out
+    assert os.path.samefile(out.split()[0], path)
+
+
+def test_env_library_missing_is_import_error():
+    rc, out = run_import("/nonexistent/dir/libglm5.so")
+    assert rc != 0
+    assert "ImportError" in out
+    assert "/nonexistent/dir/libglm5.so" in out
+    assert "GLM5_LIBRARY" in out
+
+
+def test_candidates_order(tmp_path):
+    assert _lib.candidates(str(tmp_path)) == [("GLM5_LIBRARY", str(tmp_path / "libglm5.so"))]
+    where = [w for w, _ in _lib.candidates(None)]
+    assert where == ["next to the package", "repository build", "system loader"]
+    repo_build = _lib.candidates(None)[1][1]
+    assert repo_build.endswith(os.path.join(".build", "release", "libglm5.so"))

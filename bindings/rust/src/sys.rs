@@ -1,0 +1,121 @@
+//! Raw declarations of include/glm5.h, one to one (the layout of every struct is checked at
+//! compile time). Everything here is `unsafe` to call; the crate root wraps it safely.
+#![allow(non_camel_case_types)]
+
+use std::marker::{PhantomData, PhantomPinned};
+use std::os::raw::{c_char, c_uint};
+
+// ---- Versions --------------------------------------------------------------------------------
+
+pub const GLM5_VERSION_MAJOR: u32 = 0;
+pub const GLM5_VERSION_MINOR: u32 = 1;
+pub const GLM5_VERSION_PATCH: u32 = 0;
+pub const GLM5_VERSION_NUMBER: u32 =
+    GLM5_VERSION_MAJOR * 10000 + GLM5_VERSION_MINOR * 100 + GLM5_VERSION_PATCH;
+pub const GLM5_ABI_VERSION: u32 = 1;
+
+// ---- Status codes ----------------------------------------------------------------------------
+
+/// `enum glm5_status` (an unsigned int on the C side: all values are non-negative).
+pub type glm5_status = c_uint;
+pub const GLM5_OK: glm5_status = 0;
+pub const GLM5_ERR_INVALID_ARGUMENT: glm5_status = 1;
+pub const GLM5_ERR_IO: glm5_status = 2;
+pub const GLM5_ERR_BAD_FORMAT: glm5_status = 3;
+pub const GLM5_ERR_UNSUPPORTED: glm5_status = 4;
+pub const GLM5_ERR_OUT_OF_MEMORY: glm5_status = 5;
+pub const GLM5_ERR_CONTEXT_FULL: glm5_status = 6;
+pub const GLM5_ERR_BUSY: glm5_status = 7;
+pub const GLM5_ERR_INTERNAL: glm5_status = 8;
+pub const GLM5_ERR_BUFFER_TOO_SMALL: glm5_status = 9;
+
+// ---- Weight data types -----------------------------------------------------------------------
+
+/// `enum glm5_dtype`.
+pub type glm5_dtype = c_uint;
+pub const GLM5_DTYPE_F32: glm5_dtype = 0;
+pub const GLM5_DTYPE_BF16: glm5_dtype = 1;
+pub const GLM5_DTYPE_F16: glm5_dtype = 2;
+pub const GLM5_DTYPE_F8_E4M3: glm5_dtype = 3;
+pub const GLM5_DTYPE_F8_E5M2: glm5_dtype = 4;
+pub const GLM5_DTYPE_I8: glm5_dtype = 5;
+pub const GLM5_DTYPE_U8: glm5_dtype = 6;
+pub const GLM5_DTYPE_I16: glm5_dtype = 7;
+pub const GLM5_DTYPE_I32: glm5_dtype = 8;
+pub const GLM5_DTYPE_I64: glm5_dtype = 9;
+pub const GLM5_DTYPE_F64: glm5_dtype = 10;
+pub const GLM5_DTYPE_BOOL: glm5_dtype = 11;
+pub const GLM5_DTYPE_U16: glm5_dtype = 12;
+pub const GLM5_DTYPE_U32: glm5_dtype = 13;
+pub const GLM5_DTYPE_U64: glm5_dtype = 14;
+
+// ---- Models ----------------------------------------------------------------------------------
+
+/// Opaque `struct glm5_model`.
+#[repr(C)]
+pub struct glm5_model {
+    _private: [u8; 0],
+    _marker: PhantomData<(*mut u8, PhantomPinned)>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct glm5_model_params {
+    pub struct_size: u32,
+    pub n_threads: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct glm5_model_info {
+    pub struct_size: u32,
+    pub vocab_size: u32,
+    pub hidden_size: u32,
+    pub n_layers: u32,
+    pub n_dense_layers: u32,
+    pub n_moe_layers: u32,
+    pub n_heads: u32,
+    pub q_lora_rank: u32,
+    pub kv_lora_rank: u32,
+    pub qk_nope_head_dim: u32,
+    pub qk_rope_head_dim: u32,
+    pub v_head_dim: u32,
+    pub n_routed_experts: u32,
+    pub n_experts_per_tok: u32,
+    pub n_shared_experts: u32,
+    pub index_n_heads: u32,
+    pub index_head_dim: u32,
+    pub index_topk: u32,
+    pub max_position_embeddings: u32,
+    pub has_mtp: u32,
+    pub n_mtp_layers: u32,
+    pub weight_dtypes: u32,
+    pub n_parameters: u64,
+    pub weight_file_bytes: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<glm5_model_params>() == 8);
+const _: () = assert!(std::mem::size_of::<glm5_model_info>() == 104);
+const _: () = assert!(std::mem::align_of::<glm5_model_info>() == 8);
+
+extern "C" {
+    pub fn glm5_abi_version() -> u32;
+    pub fn glm5_version_number() -> u32;
+    pub fn glm5_version_string() -> *const c_char;
+
+    pub fn glm5_status_string(status: glm5_status) -> *const c_char;
+    pub fn glm5_last_error() -> *const c_char;
+
+    pub fn glm5_dtype_name(dtype: glm5_dtype) -> *const c_char;
+
+    pub fn glm5_model_params_init(params: *mut glm5_model_params);
+    pub fn glm5_model_load(
+        path: *const c_char,
+        params: *const glm5_model_params,
+        out_model: *mut *mut glm5_model,
+    ) -> glm5_status;
+    pub fn glm5_model_free(model: *mut glm5_model);
+    pub fn glm5_model_info_init(info: *mut glm5_model_info);
+    pub fn glm5_model_get_info(model: *const glm5_model, info: *mut glm5_model_info)
+        -> glm5_status;
+}
