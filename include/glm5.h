@@ -19,7 +19,8 @@
  *    returned by the library) returns GLM5_ERR_INVALID_ARGUMENT instead of crashing, as long as
  *    its address has not been reused by a newer handle. It is still the host's error.
  *  - Parameter structs are passed by pointer, start with `uint32_t struct_size`, are filled with
- *    defaults by glm5_*_params_init(), and only ever grow by appending fields. A struct_size
+ *    defaults by the static inline glm5_*_init() functions of this header (so the size is always
+ *    the one the host was compiled with), and only ever grow by appending fields. A struct_size
  *    smaller than the first version of the struct is rejected with GLM5_ERR_INVALID_ARGUMENT; a
  *    larger one (a host built against a newer header) is accepted and the unknown tail ignored.
  *    Passing NULL instead of a params pointer means "all defaults".
@@ -51,6 +52,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -155,8 +157,14 @@ typedef struct glm5_model_params {
                              must be in [0, 1024] */
 } glm5_model_params;
 
-/* Fill *params with the defaults (and struct_size). NULL is ignored. Never fails. */
-void glm5_model_params_init(glm5_model_params *params);
+/* Fill *params with the defaults and struct_size = sizeof(glm5_model_params) as this header
+ * defines it. NULL is ignored. Inline, so that a host never gets a size it was not built with. */
+static inline void glm5_model_params_init(glm5_model_params *params) {
+    if (!params) return;
+    memset(params, 0, sizeof *params);
+    params->struct_size = (uint32_t)sizeof *params;
+    params->n_threads = 0;
+}
 
 /* Load a Hugging Face model folder.
  *
@@ -212,13 +220,155 @@ typedef struct glm5_model_info {
     uint64_t weight_file_bytes;       /* bytes of tensor data in the weight files */
 } glm5_model_info;
 
-/* Fill *info with zeros and set struct_size. NULL is ignored. Never fails. */
-void glm5_model_info_init(glm5_model_info *info);
+/* Fill *info with zeros and set struct_size = sizeof(glm5_model_info) of this header. Inline. */
+static inline void glm5_model_info_init(glm5_model_info *info) {
+    if (!info) return;
+    memset(info, 0, sizeof *info);
+    info->struct_size = (uint32_t)sizeof *info;
+}
 
 /* Write the model's facts into *info (only the first info->struct_size bytes are written).
  * Returns GLM5_OK or GLM5_ERR_INVALID_ARGUMENT (NULL or dead model, NULL info, struct_size too
  * small). Thread-safe. */
 glm5_status glm5_model_get_info(const glm5_model *model, glm5_model_info *info);
+
+/* Log-probabilities of every token of a sequence under the model, from an empty context:
+ *
+ *   logprobs[i] = log p(tokens[i] | tokens[0..i-1])   for i >= 1, and NaN for i = 0,
+ *
+ * the raw model distribution at temperature 1 (log-softmax of the unprocessed logits, computed
+ * with a stable log-sum-exp in double precision). This is what a trainer recomputes for
+ * teacher-forced scoring; it equals, bit for bit, the logprobs of appending the same tokens to a
+ * session in any split (see glm5_session_append).
+ *
+ *   model     IN  a loaded model.
+ *   tokens    IN  n_tokens ids, each in [0, vocab_size).
+ *   n_tokens  IN  1 ..= max_position_embeddings.
+ *   logprobs  OUT n_tokens floats.
+ *
+ * Returns GLM5_OK; GLM5_ERR_INVALID_ARGUMENT (NULL or dead model, NULL tokens or logprobs,
+ * n_tokens 0, an id out of range: the message names its index); GLM5_ERR_CONTEXT_FULL (longer
+ * than max_position_embeddings); GLM5_ERR_OUT_OF_MEMORY. On failure logprobs is not written.
+ * Thread-safe: any number of threads may score with one model at once. */
+glm5_status glm5_model_score(const glm5_model *model, const int32_t *tokens, size_t n_tokens, float *logprobs);
+
+/* =============================================================================================
+ * Sessions
+ *
+ * A session is one token sequence and its caches: per layer, the compressed attention latent and
+ * the RoPE key (kv_lora_rank + qk_rope_head_dim floats per token) and the DSA indexer key
+ * (index_head_dim floats). Tokens are appended (prefill for many, decode for one; the results do
+ * not depend on how a sequence is split into calls), and the session can be truncated back.
+ *
+ * Attention is sparse as in DeepSeek Sparse Attention: a query whose context is longer than
+ * index_topk reads only the index_topk keys its layer's lightning indexer selects.
+ * Top-k rule (indexer and MoE router alike): higher score first; equal scores go to the lower
+ * index (key position or expert id); NaN ranks last. Selections are therefore deterministic and
+ * independent of the thread count.
+ * ============================================================================================= */
+
+typedef struct glm5_session glm5_session;
+
+typedef struct glm5_session_params {
+    uint32_t struct_size; /* sizeof(glm5_session_params), set by glm5_session_params_init */
+    uint32_t max_tokens;  /* most tokens the session may hold; 0 (default) = the model's
+                             max_position_embeddings, which is also the upper bound. Cache memory
+                             grows with use, not with this number. */
+} glm5_session_params;
+
+/* Fill *params with the defaults. NULL is ignored. Inline. */
+static inline void glm5_session_params_init(glm5_session_params *params) {
+    if (!params) return;
+    memset(params, 0, sizeof *params);
+    params->struct_size = (uint32_t)sizeof *params;
+}
+
+/* Create an empty session on a model.
+ *
+ *   model        IN  a loaded model. The session keeps the model's weights alive: the model may
+ *                    be freed before the session.
+ *   params       IN  options, or NULL for defaults.
+ *   out_session  OUT a new session; free it with glm5_session_free.
+ *
+ * Returns GLM5_OK; GLM5_ERR_INVALID_ARGUMENT (NULL or dead model, NULL out_session, bad
+ * struct_size, max_tokens above max_position_embeddings); GLM5_ERR_OUT_OF_MEMORY. On failure
+ * *out_session is not written. */
+glm5_status glm5_session_new(glm5_model *model, const glm5_session_params *params, glm5_session **out_session);
+
+/* Free a session and its caches. NULL is ignored. */
+void glm5_session_free(glm5_session *session);
+
+/* Which logits an append keeps for glm5_session_get_logits. Values are pinned. */
+typedef enum glm5_logits {
+    GLM5_LOGITS_NONE = 0, /* keep none (cheapest: the vocabulary projection is skipped) */
+    GLM5_LOGITS_LAST = 1, /* the last appended position: [1, vocab_size] */
+    GLM5_LOGITS_ALL = 2   /* every appended position: [n_tokens, vocab_size] (distillation) */
+} glm5_logits;
+
+/* Append tokens to a session: prefill for n_tokens > 1, decode for 1.
+ *
+ *   session   IN/OUT the session.
+ *   tokens    IN     n_tokens ids, each in [0, vocab_size).
+ *   n_tokens  IN     >= 1; the session must have room (glm5_session_params.max_tokens).
+ *   keep      IN     which logits to keep for glm5_session_get_logits (replacing what an earlier
+ *                    call kept).
+ *   logprobs  OUT    NULL, or n_tokens floats: logprobs[i] = log p(tokens[i] | everything before
+ *                    it in the session), temperature 1, raw distribution (as glm5_model_score);
+ *                    NaN for the very first token of the session.
+ *
+ * Splitting a sequence into appends of any sizes gives bitwise the same logits, logprobs and
+ * cache as one append, whatever the thread count: every query row is computed on its own, in a
+ * fixed order (row-invariant kernels).
+ *
+ * Returns GLM5_OK; GLM5_ERR_INVALID_ARGUMENT (NULL or dead session, NULL tokens, n_tokens 0, an
+ * id out of range: the message names its index and value); GLM5_ERR_CONTEXT_FULL (the tokens do
+ * not fit); GLM5_ERR_BUSY (another thread is using the session); GLM5_ERR_OUT_OF_MEMORY. On
+ * failure the session is exactly as it was (tokens, caches, kept logits) and stays usable. */
+glm5_status glm5_session_append(glm5_session *session, const int32_t *tokens, size_t n_tokens,
+                                glm5_logits keep, float *logprobs);
+
+/* Copy the logits kept by the last successful append into a caller buffer.
+ *
+ *   out       OUT    capacity floats, row-major [n_rows, vocab_size]; may be NULL when capacity is 0.
+ *   capacity  IN     floats available at out.
+ *   n_rows    OUT    NULL, or the number of kept rows (0 after GLM5_LOGITS_NONE, generate or
+ *                    truncate).
+ *   n_floats  OUT    NULL, or the number of floats the logits take (n_rows * vocab_size), written
+ *                    also when the buffer is too small, so that a first call with capacity 0
+ *                    tells the size.
+ *
+ * Returns GLM5_OK; GLM5_ERR_BUFFER_TOO_SMALL (capacity < n_floats; nothing copied);
+ * GLM5_ERR_INVALID_ARGUMENT (NULL or dead session, NULL out with capacity > 0); GLM5_ERR_BUSY. */
+glm5_status glm5_session_get_logits(glm5_session *session, float *out, size_t capacity,
+                                    size_t *n_rows, size_t *n_floats);
+
+/* Greedy generation: n_new times, take the most likely next token (ties to the lower id),
+ * report it and its logprob (temperature 1, as glm5_model_score), and append it.
+ *
+ *   tokens_out    OUT n_new ids.
+ *   logprobs_out  OUT NULL, or n_new floats.
+ *
+ * The session must hold at least one token. It stops only after n_new tokens (no stop tokens yet).
+ * Returns GLM5_OK; GLM5_ERR_INVALID_ARGUMENT (NULL or dead session, NULL tokens_out with n_new >
+ * 0, an empty session); GLM5_ERR_CONTEXT_FULL (n_new tokens do not fit: checked before anything
+ * is generated); GLM5_ERR_BUSY; GLM5_ERR_OUT_OF_MEMORY (the tokens generated so far stay
+ * appended; glm5_session_n_tokens tells how many). Kept logits are cleared. */
+glm5_status glm5_session_generate(glm5_session *session, size_t n_new, int32_t *tokens_out, float *logprobs_out);
+
+/* The number of tokens the session holds. Returns GLM5_OK or GLM5_ERR_INVALID_ARGUMENT (NULL or
+ * dead session, NULL out); GLM5_ERR_BUSY. */
+glm5_status glm5_session_n_tokens(glm5_session *session, size_t *out);
+
+/* Copy the session's token ids. Same two-call pattern as glm5_session_get_logits: *n_out (if not
+ * NULL) receives the count; GLM5_ERR_BUFFER_TOO_SMALL when capacity is smaller. */
+glm5_status glm5_session_get_tokens(glm5_session *session, int32_t *out, size_t capacity, size_t *n_out);
+
+/* Shorten the session to its first n_tokens tokens (rolling back speculative or agentic steps).
+ * Equivalent, for everything later appended, to a session that only ever held those tokens.
+ * Kept logits are cleared.
+ * Returns GLM5_OK; GLM5_ERR_INVALID_ARGUMENT (NULL or dead session, n_tokens greater than the
+ * session holds); GLM5_ERR_BUSY; GLM5_ERR_OUT_OF_MEMORY (session unchanged). */
+glm5_status glm5_session_truncate(glm5_session *session, size_t n_tokens);
 
 #ifdef __cplusplus
 }

@@ -6,12 +6,6 @@ import GLM5Engine
 import GLM5Model
 
 @c @implementation
-public func glm5_model_params_init(_ params: UnsafeMutablePointer<glm5_model_params>?) {
-  guard let params else { return }
-  params.pointee = glm5_model_params(struct_size: UInt32(MemoryLayout<glm5_model_params>.size), n_threads: 0)
-}
-
-@c @implementation
 public func glm5_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePointer<glm5_model_params>?,
                             _ outModel: UnsafeMutablePointer<OpaquePointer?>?) -> glm5_status {
   guarded("glm5_model_load") { () throws(GLM5Error) in
@@ -30,13 +24,6 @@ public func glm5_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePoint
 @c @implementation
 public func glm5_model_free(_ model: OpaquePointer?) {
   release(model, Model.self, kind: "model")
-}
-
-@c @implementation
-public func glm5_model_info_init(_ info: UnsafeMutablePointer<glm5_model_info>?) {
-  guard let info else { return }
-  info.pointee = glm5_model_info()
-  info.pointee.struct_size = UInt32(MemoryLayout<glm5_model_info>.size)
 }
 
 @c @implementation

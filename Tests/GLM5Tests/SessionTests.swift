@@ -1,0 +1,181 @@
+// Sessions: incremental decoding and chunked prefill agree with the full forward (bitwise),
+// logprobs and greedy continuations match transformers, sparse attention reads exactly k keys,
+// and bad input leaves a session exactly as it was.
+
+import Testing
+import GLM5Core
+@testable import GLM5Model
+import GLM5Engine
+
+private func loadModel(_ preset: String, threads: Int = 2) throws -> Model {
+  try Model(path: fixturesRoot + "/" + preset, threads: threads)
+}
+
+@Suite("Sessions")
+struct SessionTests {
+  @Test("logprobs of a whole sequence match transformers", arguments: goldenPresets)
+  func scoreMatchesGolden(preset: String) throws {
+    let g = try Golden(preset: preset)
+    let m = try loadModel(preset)
+    var worst: Float = 0
+    for s in 0..<g.sequenceCount {
+      let lp = try m.score(g.ints("seq\(s).tokens"))
+      let want = g.floats("seq\(s).logprobs")
+      #expect(lp[0].isNaN && want[0].isNaN)
+      let d = maxAbsDiff(lp, want)
+      worst = max(worst, d)
+      #expect(d <= 1e-4, "\(preset) seq\(s): max |Δlogprob| = \(d)")
+    }
+    print("[golden] \(preset): max |Δlogprob| = \(worst)")
+  }
+
+  @Test("greedy continuation and its logprobs match transformers", arguments: goldenPresets)
+  func greedyMatchesGolden(preset: String) throws {
+    let g = try Golden(preset: preset)
+    let m = try loadModel(preset)
+    let s = try Session(model: m)
+    try s.append(g.ints("greedy.prompt"), logits: .last)
+    let want = g.ints("greedy.tokens")
+    let (ids, lps) = try s.generate(want.count)
+    #expect(ids == want)
+    let d = maxAbsDiff(lps, g.floats("greedy.logprobs"))
+    #expect(d <= 1e-4, "\(preset): greedy max |Δlogprob| = \(d)")
+    #expect(s.count == g.ints("greedy.prompt").count + want.count)
+  }
+
+  @Test("prefill then one-token decode, and uneven chunks, equal the full forward bitwise", arguments: goldenPresets)
+  func incrementalEqualsFull(preset: String) throws {
+    let g = try Golden(preset: preset)
+    let m = try loadModel(preset)
+    let v = m.config.vocabSize
+    let c = m.config
+    let s = g.sequenceCount - 1  // the longest
+    let tokens = g.ints("seq\(s).tokens")
+    let fullRec = ForwardRecorder()
+    let full = try m.fullForwardLogits(tokens, recorder: fullRec)
+
+    // prefill of n then decode one at a time, and a few uneven chunkings
+    let splits: [[Int]] = [[3] + Array(repeating: 1, count: tokens.count - 3), [1, 6, 2, tokens.count - 9], [tokens.count]]
+    for split in splits {
+      let sess = try Session(model: m)
+      let rec = ForwardRecorder()
+      sess.recorder = rec
+      var got: [Float] = []
+      var i = 0
+      for n in split {
+        try sess.append(Array(tokens[i..<(i + n)]), logits: .all)
+        got += sess.keptLogits
+        i += n
+      }
+      #expect(got == full, "split \(split): logits differ from the full forward (max \(maxAbsDiff(got, full)))")
+      #expect(maxAbsDiff(got, g.floats("seq\(s).logits")) <= 5e-4)
+      for l in 0..<c.numHiddenLayers {
+        #expect(rec.selections[l] == fullRec.selections[l], "split \(split) layer \(l): top-k sets differ")
+      }
+      _ = v
+    }
+  }
+
+  @Test("results do not depend on the thread count")
+  func threadInvariance() throws {
+    let g = try Golden(preset: "tiny-dsa")
+    let tokens = g.ints("seq2.tokens")
+    let a = try loadModel("tiny-dsa", threads: 1).fullForwardLogits(tokens)
+    let b = try loadModel("tiny-dsa", threads: 2).fullForwardLogits(tokens)
+    let c = try loadModel("tiny-dsa", threads: 3).fullForwardLogits(tokens)
+    #expect(a == b && b == c)
+  }
+
+  @Test("a decode step past index_topk attends exactly k keys in every layer")
+  func sparseAttentionIsSparse() throws {
+    let m = try loadModel("tiny-dsa")
+    let c = m.config
+    let k = c.indexTopK
+    let g = try Golden(preset: "tiny-dsa")
+    let tokens = g.ints("seq2.tokens")
+    #expect(tokens.count > 3 * k)
+    let s = try Session(model: m)
+    try s.append(Array(tokens.prefix(tokens.count - 1)), logits: .none)
+    let rec = ForwardRecorder()
+    s.recorder = rec
+    try s.append([tokens.last!], logits: .last)
+    let p = tokens.count - 1
+    for l in 0..<c.numHiddenLayers {
+      #expect(rec.attended[l]?[p] == k, "layer \(l) attended \(rec.attended[l]?[p] ?? -1) keys, expected \(k)")
+      #expect(rec.selections[l]?[p]?.count == k)
+    }
+    // Below index_topk the selection is every earlier key (dense).
+    let s2 = try Session(model: m)
+    let rec2 = ForwardRecorder()
+    s2.recorder = rec2
+    try s2.append(Array(tokens.prefix(k)), logits: .none)
+    for t in 0..<k { #expect(rec2.attended[0]?[t] == t + 1) }
+  }
+
+  @Test("logprobs of appends equal a whole-sequence score; the first token has none")
+  func appendLogprobs() throws {
+    let m = try loadModel("tiny-dsa")
+    let g = try Golden(preset: "tiny-dsa")
+    let tokens = g.ints("seq1.tokens")
+    let whole = try m.score(tokens)
+    let s = try Session(model: m)
+    var got = try s.append(Array(tokens.prefix(4)), logits: .none, logprobs: true)
+    got += try s.append(Array(tokens[4..<5]), logits: .none, logprobs: true)
+    got += try s.append(Array(tokens[5...]), logits: .last, logprobs: true)
+    #expect(got.count == whole.count)
+    #expect(got[0].isNaN)
+    #expect(Array(got.dropFirst()) == Array(whole.dropFirst()))
+  }
+
+  @Test("truncate then re-append reproduces the same logits")
+  func truncateRollsBack() throws {
+    let m = try loadModel("tiny-dsa")
+    let g = try Golden(preset: "tiny-dsa")
+    let tokens = g.ints("seq2.tokens")
+    let s = try Session(model: m)
+    try s.append(tokens, logits: .all)
+    let all = s.keptLogits
+    let v = m.config.vocabSize
+    try s.truncate(10)
+    #expect(s.count == 10 && s.tokens == Array(tokens.prefix(10)))
+    #expect(s.keptRows == 0)
+    let lp = try s.append(Array(tokens[10...]), logits: .all, logprobs: true)
+    #expect(s.keptLogits == Array(all[(10 * v)...]))
+    #expect(Array(lp) == Array(try m.score(tokens)[10...]))
+    try s.truncate(0)
+    #expect(s.count == 0)
+    #expect(throws: GLM5Error.self) { try s.generate(1) }
+  }
+
+  @Test("bad input returns its status and leaves the session intact")
+  func badInputLeavesSessionIntact() throws {
+    let m = try loadModel("tiny-dsa")
+    let v = m.config.vocabSize
+    let s = try Session(model: m, maxTokens: 12)
+    try s.append([1, 2, 3], logits: .last)
+    let kept = s.keptLogits
+    func expectStatus(_ st: Status, _ contains: String, _ body: () throws(GLM5Error) -> Void) {
+      do { try body(); Issue.record("expected \(st)") } catch {
+        #expect(error.status == st)
+        #expect(error.message.contains(contains), "message: \(error.message)")
+      }
+    }
+    expectStatus(.invalidArgument, "\(v)") { () throws(GLM5Error) in try s.append([4, Int32(v)], logits: .last) }
+    expectStatus(.invalidArgument, "-1") { () throws(GLM5Error) in try s.append([-1], logits: .last) }
+    expectStatus(.invalidArgument, "no tokens") { () throws(GLM5Error) in try s.append([], logits: .last) }
+    expectStatus(.contextFull, "12") { () throws(GLM5Error) in try s.append(Array(repeating: 5, count: 10), logits: .last) }
+    expectStatus(.contextFull, "12") { () throws(GLM5Error) in _ = try s.generate(10) }
+    expectStatus(.invalidArgument, "holds 3") { () throws(GLM5Error) in try s.truncate(4) }
+    expectStatus(.invalidArgument, "max_tokens") { () throws(GLM5Error) in _ = try Session(model: m, maxTokens: m.config.maxPositionEmbeddings + 1) }
+    #expect(s.count == 3 && s.tokens == [1, 2, 3])
+    #expect(s.keptLogits == kept)
+    // still usable, and as if nothing had happened
+    try s.append([4], logits: .last)
+    let fresh = try Session(model: m)
+    try fresh.append([1, 2, 3, 4], logits: .last)
+    #expect(s.keptLogits == fresh.keptLogits)
+    // filling exactly to the maximum works
+    try s.append(Array(repeating: 7, count: 8), logits: .none)
+    #expect(s.count == 12)
+  }
+}
