@@ -18,7 +18,7 @@ PYTHON       ?= python3
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PKGS     := libopenblas-dev libzstd-dev pkg-config
 
-.PHONY: deps build demo check test-swift test-c test-python test-rust clean
+.PHONY: deps build demo bench check test-swift test-c test-python test-rust clean
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -33,6 +33,10 @@ build: deps
 
 demo: build
 	$(CLI) info $(MODEL)
+	$(CLI) generate $(MODEL) 11 42 7 199 3 -n 12
+
+bench: build
+	$(CLI) bench
 
 check: build test-swift test-c test-python test-rust
 	@echo "all tests passed"
@@ -41,10 +45,11 @@ test-swift: deps
 	$(SWIFT) test
 
 test-c: build
-	$(CC) $(CFLAGS) -Iinclude Tests/c/test_capi.c -L$(BIN) -lglm5 -Wl,-rpath,$(abspath $(BIN)) -o $(BIN)/test_capi
+	$(CC) $(CFLAGS) -pthread -Iinclude Tests/c/test_capi.c -L$(BIN) -lglm5 -Wl,-rpath,$(abspath $(BIN)) -o $(BIN)/test_capi
 	cd Tests/c && ../../$(BIN)/test_capi ../Fixtures
 	$(MAKE) -C examples/c GLM5_LIB_DIR=$(abspath $(BIN))
 	examples/c/model_info $(MODEL)
+	examples/c/generate $(MODEL) 8 11 42 7
 
 test-python: build
 	$(PYTHON) -c "import pytest" 2>/dev/null || $(PYTHON) -m pip install -q pytest numpy

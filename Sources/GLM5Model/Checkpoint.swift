@@ -7,6 +7,9 @@ public final class Checkpoint: @unchecked Sendable {
   public let config: ModelConfig
   public let store: TensorStore
   public let weights: ModelWeights
+  /// Keeps memory alive that the tensors point into (synthetic checkpoints).
+  private var owned: [AnyObject] = []
+  func retain(_ o: AnyObject) { owned.append(o) }
 
   /// Open a Hugging Face model folder (config.json + safetensors).
   public init(folder: String) throws(GLM5Error) {
@@ -28,6 +31,15 @@ public final class Checkpoint: @unchecked Sendable {
       throw .unsupported("\(configPath): quantization_config with quant_method \"\(q.method)\"\(q.format.map { " (format \"\($0)\")" } ?? "") is recognised but not yet supported by this version; use a BF16/F16/F32 checkpoint")
     }
     store = try TensorStore(folder: folder)
+    var binder = WeightBinder(store: store, config: config)
+    weights = try binder.model()
+  }
+
+  /// A checkpoint over an already-built store (synthetic models for benchmarks).
+  public init(config: ModelConfig, store: TensorStore, path: String) throws(GLM5Error) {
+    self.path = path
+    self.config = config
+    self.store = store
     var binder = WeightBinder(store: store, config: config)
     weights = try binder.model()
   }

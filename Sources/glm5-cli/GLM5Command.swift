@@ -1,6 +1,8 @@
 // glm5 — the command-line driver over GLM5Engine (llama2.c `run.c` in spirit).
 //
-//   glm5 info <model-folder>      print a checkpoint's facts
+//   glm5 info <model-folder>                 print a checkpoint's facts
+//   glm5 generate <model-folder> [ids...]    greedy continuation with per-token logprobs
+//   glm5 bench [<model-folder>]              prefill / decode tokens per second
 
 import ArgumentParser
 import GLM5Core
@@ -12,7 +14,7 @@ struct GLM5Command: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "glm5",
     abstract: "Run GLM-5 (glm_moe_dsa) checkpoints on the CPU.",
-    subcommands: [Info.self])
+    subcommands: [Info.self, Generate.self, Bench.self])
 }
 
 /// Turn a library error into a clean exit with its message.

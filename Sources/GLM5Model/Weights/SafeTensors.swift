@@ -112,6 +112,23 @@ public final class SafeTensorsFile: @unchecked Sendable {
 public final class TensorStore: @unchecked Sendable {
   public let files: [SafeTensorsFile]
   public private(set) var byName: [String: TensorView] = [:]
+  /// For synthetic stores: makes any tensor the weight table asks for (benchmarks).
+  let generator: ((String, [Int]) -> TensorView?)?
+
+  /// An in-memory store whose tensors are produced on request by `generator` (which owns their
+  /// memory for as long as it lives).
+  public init(generator: @escaping (String, [Int]) -> TensorView?) {
+    files = []
+    self.generator = generator
+  }
+
+  /// The tensor called `name`; a synthetic store makes it with `shape` on first request.
+  func lookup(_ name: String, shape: [Int]) -> TensorView? {
+    if let t = byName[name] { return t }
+    guard let generator, let t = generator(name, shape) else { return nil }
+    byName[name] = t
+    return t
+  }
 
   public init(folder: String) throws(GLM5Error) {
     let index = joinPath(folder, "model.safetensors.index.json")
@@ -148,6 +165,7 @@ public final class TensorStore: @unchecked Sendable {
       throw .io("\(folder) holds neither model.safetensors nor model.safetensors.index.json")
     }
     self.files = files
+    generator = nil
     for f in files {
       for t in f.tensors {
         if let other = byName[t.name] {

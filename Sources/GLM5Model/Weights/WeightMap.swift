@@ -97,7 +97,7 @@ struct WeightBinder {
 
   /// A float tensor (F32/BF16/F16) with exactly this shape.
   mutating func tensor(_ name: String, _ shape: [Int]) throws(GLM5Error) -> TensorView {
-    guard let t = store.byName[name] else {
+    guard let t = store.lookup(name, shape: shape) else {
       throw .badFormat("missing tensor \(name) (expected shape \(shapeString(shape)))")
     }
     guard t.shape == shape else {
