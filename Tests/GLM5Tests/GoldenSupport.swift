@@ -11,7 +11,7 @@ let fixturesRoot: String = {
   return parts.joined(separator: "/") + "/Fixtures"
 }()
 
-let goldenPresets = ["tiny-dsa", "tiny-dsa-bf16-sharded", "tiny-dense-f16"]
+let goldenPresets = ["tiny-dsa", "tiny-dsa-bf16-sharded", "tiny-dense-f16", "tiny-dsa-yarn"]
 
 struct Golden {
   let file: SafeTensorsFile
