@@ -7,6 +7,8 @@ public final class Checkpoint: @unchecked Sendable {
   public let config: ModelConfig
   public let store: TensorStore
   public let weights: ModelWeights
+  /// The quantized format declared by config.json, if any.
+  public let quant: QuantScheme?
   /// Keeps memory alive that the tensors point into (synthetic checkpoints).
   private var owned: [AnyObject] = []
   func retain(_ o: AnyObject) { owned.append(o) }
@@ -27,11 +29,9 @@ public final class Checkpoint: @unchecked Sendable {
       throw .badFormat("\(configPath): \(error.message)")
     }
     config = try ModelConfig(json: json, source: configPath)
-    if let q = config.quantization {
-      throw .unsupported("\(configPath): quantization_config with quant_method \"\(q.method)\"\(q.format.map { " (format \"\($0)\")" } ?? "") is recognised but not yet supported by this version; use a BF16/F16/F32 checkpoint")
-    }
+    quant = try config.quantization.map { (q) throws(GLM5Error) -> QuantScheme in try QuantScheme.parse(q, source: configPath) }
     store = try TensorStore(folder: folder)
-    var binder = WeightBinder(store: store, config: config)
+    var binder = WeightBinder(store: store, config: config, quant: quant)
     weights = try binder.model()
   }
 
@@ -40,6 +40,7 @@ public final class Checkpoint: @unchecked Sendable {
     self.path = path
     self.config = config
     self.store = store
+    quant = nil
     var binder = WeightBinder(store: store, config: config)
     weights = try binder.model()
   }

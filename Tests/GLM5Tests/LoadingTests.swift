@@ -176,19 +176,35 @@ import Testing
     expectLoadFailure(f.path, .unsupported, ["config.json", "deepseek_v32", "glm_moe_dsa"])
   }
 
-  @Test func quantizedCheckpointIsUnsupported() {
-    var o = TinyDims().configObject
-    o["quantization_config"] = .object(["quant_method": .string("fp8"), "fmt": .string("e4m3"),
-                                        "weight_block_size": .array([.number(128), .number(128)])])
-    let f = makeCheckpoint(config: JSON.object(o).serialized)
-    expectLoadFailure(f.path, .unsupported, ["config.json", "quantization_config", "\"fp8\""])
+  @Test func unsupportedQuantizationChoicesAreNamed() {
+    let cases: [([String: JSON], [String])] = [
+      (["quant_method": .string("awq"), "bits": .number(4)], ["quant_method", "\"awq\""]),
+      (["quant_method": .string("fp8"), "fmt": .string("e5m2"), "weight_block_size": .array([.number(128), .number(128)])], ["fmt", "e5m2"]),
+      (["quant_method": .string("fp8"), "activation_scheme": .string("static"), "weight_block_size": .array([.number(128), .number(128)])], ["activation_scheme", "static"]),
+      (["quant_method": .string("fp8")], ["weight_block_size"]),
+      (["quant_method": .string("compressed-tensors"), "format": .string("marlin-24")], ["compressed-tensors", "marlin-24"]),
+      (["quant_method": .string("compressed-tensors"), "format": .string("pack-quantized"),
+        "config_groups": .object(["group_0": .object(["targets": .array([.string("Linear")]),
+          "weights": .object(["num_bits": .number(8), "type": .string("int"), "strategy": .string("group"), "group_size": .number(32)])])])],
+       ["num_bits 8"]),
+      (["quant_method": .string("compressed-tensors"), "format": .string("pack-quantized"),
+        "config_groups": .object(["group_0": .object(["targets": .array([.string("Linear")]),
+          "weights": .object(["num_bits": .number(4), "type": .string("int"), "strategy": .string("group"), "group_size": .number(48)])])])],
+       ["group_size 48"]),
+    ]
+    for (q, words) in cases {
+      var o = TinyDims().configObject
+      o["quantization_config"] = .object(q)
+      let f = makeCheckpoint(config: JSON.object(o).serialized)
+      expectLoadFailure(f.path, .unsupported, ["quantization_config"] + words)
+    }
   }
 
-  @Test func quantizedCheckpointNamesTheFormat() {
+  @Test func quantizationConfigWithoutGroupsIsBadFormat() {
     var o = TinyDims().configObject
     o["quantization_config"] = .object(["quant_method": .string("compressed-tensors"), "format": .string("pack-quantized")])
     let f = makeCheckpoint(config: JSON.object(o).serialized)
-    expectLoadFailure(f.path, .unsupported, ["compressed-tensors", "pack-quantized"])
+    expectLoadFailure(f.path, .badFormat, ["quantization_config", "config_groups"])
   }
 
   // MARK: - Weights that do not match the table
@@ -298,7 +314,7 @@ import Testing
     let k = tensors.firstIndex { $0.name == name }!
     tensors[k] = STTensor(name, "F8_E4M3", [dims.moeIntermediate, dims.hidden])
     let f = makeCheckpoint(dims, tensors: tensors)
-    expectLoadFailure(f.path, .unsupported, [name, "F8_E4M3"])
+    expectLoadFailure(f.path, .badFormat, ["model.layers.1.mlp.experts.0.up_proj.weight_scale_inv", "F8_E4M3", "missing"])
   }
 
   // MARK: - Sharded checkpoints

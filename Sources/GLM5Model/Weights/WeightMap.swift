@@ -8,11 +8,29 @@
 
 import GLM5Core
 
-/// A Linear layer's weight, [out, in]. Later formats (FP8 blocks, INT4 groups) add their scales here.
+/// A Linear layer's weight, logically [out, in], in the format the checkpoint stores it.
 public struct Linear: Sendable {
+  public enum Format: Sendable {
+    /// `weight` is F32, BF16 or F16 [out, in].
+    case float
+    /// `weight` is F8_E4M3 [out, in]; `scaleInv` F32 [ceil(out/blockRows), ceil(in/blockCols)].
+    case fp8Block(scaleInv: TensorView, blockRows: Int, blockCols: Int)
+    /// `weight` is the I32 `weight_packed` [out, ceil(in/8)]; `scale` [out, in/groupSize] float;
+    /// `zeroPoint` I32 [ceil(out/8), in/groupSize] packed along the output dim, nil if symmetric.
+    case int4Group(scale: TensorView, zeroPoint: TensorView?, groupSize: Int)
+  }
+
   public let weight: TensorView
-  public var outFeatures: Int { weight.shape[0] }
-  public var inFeatures: Int { weight.shape[1] }
+  public let format: Format
+  public let outFeatures: Int
+  public let inFeatures: Int
+
+  public init(weight: TensorView, format: Format = .float, out: Int? = nil, in inF: Int? = nil) {
+    self.weight = weight
+    self.format = format
+    outFeatures = out ?? weight.shape[0]
+    inFeatures = inF ?? weight.shape[1]
+  }
 }
 
 public struct IndexerWeights: Sendable {
@@ -86,11 +104,14 @@ public struct ModelWeights: Sendable {
 struct WeightBinder {
   let store: TensorStore
   let config: ModelConfig
+  /// The declared quantized format, if any.
+  let quant: QuantScheme?
   private(set) var used: Set<String> = []
 
-  init(store: TensorStore, config: ModelConfig) {
+  init(store: TensorStore, config: ModelConfig, quant: QuantScheme? = nil) {
     self.store = store
     self.config = config
+    self.quant = quant
   }
 
   func has(_ name: String) -> Bool { store.byName[name] != nil }
@@ -110,8 +131,84 @@ struct WeightBinder {
     return t
   }
 
+  /// Any tensor with exactly this shape and one of these dtypes.
+  mutating func raw(_ name: String, _ shape: [Int], dtypes: [DType]) throws(GLM5Error) -> TensorView {
+    guard let t = store.lookup(name, shape: shape) else {
+      throw .badFormat("missing tensor \(name) (expected shape \(shapeString(shape)))")
+    }
+    guard t.shape == shape else {
+      throw .badFormat("tensor \(name) in \(t.file) has shape \(shapeString(t.shape)), expected \(shapeString(shape))")
+    }
+    guard dtypes.contains(t.dtype) else {
+      throw .badFormat("tensor \(name) in \(t.file) has dtype \(t.dtype.name), expected \(dtypes.map { "\($0.name)" }.joined(separator: " or "))")
+    }
+    used.insert(name)
+    return t
+  }
+
+  /// A Linear module `name` with logical shape [out, in], in whichever format its tensors are.
   mutating func linear(_ name: String, out: Int, in inF: Int) throws(GLM5Error) -> Linear {
-    Linear(weight: try tensor(name + ".weight", [out, inF]))
+    if has(name + ".weight_packed") { return try int4Linear(name, out: out, in: inF) }
+    if has(name + ".weight_scale_inv") { return try fp8Linear(name, out: out, in: inF) }
+    if let w = store.byName[name + ".weight"], w.dtype == .f8e4m3 || w.dtype == .f8e5m2 {
+      throw .badFormat("tensor \(name).weight is \(w.dtype.name) but \(name).weight_scale_inv is missing")
+    }
+    return Linear(weight: try tensor(name + ".weight", [out, inF]))
+  }
+
+  mutating func fp8Linear(_ name: String, out: Int, in inF: Int) throws(GLM5Error) -> Linear {
+    guard case .fp8Block(let br, let bc, _)? = quant else {
+      throw .badFormat("tensor \(name).weight_scale_inv is present but quantization_config does not declare FP8 (quant_method \"fp8\")")
+    }
+    let w = try raw(name + ".weight", [out, inF], dtypes: [.f8e4m3])
+    let s = try raw(name + ".weight_scale_inv", [(out + br - 1) / br, (inF + bc - 1) / bc], dtypes: [.f32])
+    try checkFinite(s)
+    return Linear(weight: w, format: .fp8Block(scaleInv: s, blockRows: br, blockCols: bc), out: out, in: inF)
+  }
+
+  mutating func int4Linear(_ name: String, out: Int, in inF: Int) throws(GLM5Error) -> Linear {
+    guard case .int4Group(let gs, let symmetric, _)? = quant else {
+      throw .badFormat("tensor \(name).weight_packed is present but quantization_config does not declare compressed-tensors pack-quantized")
+    }
+    let g = gs ?? inF
+    guard inF % g == 0 else {
+      throw .badFormat("\(name): group size \(g) does not divide the input dimension \(inF)")
+    }
+    let packed = try raw(name + ".weight_packed", [out, (inF + 7) / 8], dtypes: [.i32])
+    let shapeT = try raw(name + ".weight_shape", [2], dtypes: [.i32, .i64])
+    let declared = (0..<2).map { i -> Int in
+      guard let d = shapeT.data else { return -1 }
+      return shapeT.dtype == .i64 ? Int(d.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)) : Int(d.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self))
+    }
+    guard declared == [out, inF] else {
+      throw .badFormat("\(name).weight_shape says \(shapeString(declared)), the configuration implies \(shapeString([out, inF]))")
+    }
+    let scale = try raw(name + ".weight_scale", [out, inF / g], dtypes: [.bf16, .f16, .f32])
+    try checkFinite(scale)
+    var zp: TensorView? = nil
+    if !symmetric {
+      zp = try raw(name + ".weight_zero_point", [(out + 7) / 8, inF / g], dtypes: [.i32])
+    } else if has(name + ".weight_zero_point") {
+      throw .badFormat("\(name).weight_zero_point is present but the scheme is symmetric")
+    }
+    return Linear(weight: packed, format: .int4Group(scale: scale, zeroPoint: zp, groupSize: g), out: out, in: inF)
+  }
+
+  /// Scales must be finite: a NaN or infinite scale would poison every output it touches.
+  func checkFinite(_ t: TensorView) throws(GLM5Error) {
+    guard let d = t.data else { return }
+    for i in 0..<t.count {
+      let v: Float
+      switch t.dtype {
+      case .f32: v = d.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)
+      case .bf16: v = bf16ToFloat(d.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+      case .f16: v = f16ToFloat(d.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+      default: continue
+      }
+      guard v.isFinite else {
+        throw .badFormat("tensor \(t.name) holds a non-finite scale (\(v)) at element \(i)")
+      }
+    }
   }
 
   mutating func swiglu(_ p: String, width: Int) throws(GLM5Error) -> SwiGLUWeights {
