@@ -91,7 +91,7 @@ public enum JSON: Equatable, Sendable {
 }
 
 /// `Array.withUnsafeBytes` for a body with typed throws.
-public func withBytes<R>(_ a: [UInt8], _ body: (UnsafeRawBufferPointer) throws(GLM5Error) -> R) throws(GLM5Error) -> R {
+public func withBytes<T, R>(_ a: [T], _ body: (UnsafeRawBufferPointer) throws(GLM5Error) -> R) throws(GLM5Error) -> R {
   let r: Result<R, GLM5Error> = a.withUnsafeBytes { b in Result { () throws(GLM5Error) -> R in try body(b) } }
   return try r.get()
 }

@@ -9,6 +9,8 @@ public final class Checkpoint: @unchecked Sendable {
   public let weights: ModelWeights
   /// The quantized format declared by config.json, if any.
   public let quant: QuantScheme?
+  /// Every Linear module name, in table order, with whether the INT4 quantizer may convert it.
+  public let linearModules: [(name: String, quantizable: Bool, linear: Linear)]
   /// Keeps memory alive that the tensors point into (synthetic checkpoints).
   private var owned: [AnyObject] = []
   func retain(_ o: AnyObject) { owned.append(o) }
@@ -33,6 +35,7 @@ public final class Checkpoint: @unchecked Sendable {
     store = try TensorStore(folder: folder)
     var binder = WeightBinder(store: store, config: config, quant: quant)
     weights = try binder.model()
+    linearModules = binder.linearModules
   }
 
   /// A checkpoint over an already-built store (synthetic models for benchmarks).
@@ -43,6 +46,7 @@ public final class Checkpoint: @unchecked Sendable {
     quant = nil
     var binder = WeightBinder(store: store, config: config)
     weights = try binder.model()
+    linearModules = binder.linearModules
   }
 
   /// Bit mask over `DType` raw values of the dtypes present.

@@ -3,6 +3,7 @@
 //   glm5 info <model-folder>                 print a checkpoint's facts
 //   glm5 generate <model-folder> [ids...]    greedy continuation with per-token logprobs
 //   glm5 bench [<model-folder>]              prefill / decode tokens per second
+//   glm5 quantize <in> <out> [--group 32]    INT4 compressed-tensors copy of a checkpoint
 
 import ArgumentParser
 import GLM5Core
@@ -14,7 +15,7 @@ struct GLM5Command: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "glm5",
     abstract: "Run GLM-5 (glm_moe_dsa) checkpoints on the CPU.",
-    subcommands: [Info.self, Generate.self, Bench.self])
+    subcommands: [Info.self, Generate.self, Bench.self, Quantize.self])
 }
 
 /// Turn a library error into a clean exit with its message.

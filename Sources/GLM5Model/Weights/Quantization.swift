@@ -14,9 +14,16 @@
 
 import GLM5Core
 
-public enum QuantScheme: Sendable, Equatable {
+public enum QuantScheme: Sendable, Equatable, CustomStringConvertible {
   case fp8Block(blockRows: Int, blockCols: Int, modulesToNotConvert: [String])
   case int4Group(groupSize: Int?, symmetric: Bool, ignore: [String])
+
+  public var description: String {
+    switch self {
+    case .fp8Block(let r, let c, _): return "FP8 e4m3 with \(r)x\(c) block scales"
+    case .int4Group(let g, let s, _): return "INT4 compressed-tensors pack-quantized (\(g.map { "group \($0)" } ?? "per channel"), \(s ? "symmetric" : "asymmetric"))"
+    }
+  }
 
   /// Parse and check a `quantization_config`; every unsupported choice is named.
   public static func parse(_ q: ModelConfig.Quantization, source: String) throws(GLM5Error) -> QuantScheme {

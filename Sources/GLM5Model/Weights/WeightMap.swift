@@ -107,6 +107,8 @@ struct WeightBinder {
   /// The declared quantized format, if any.
   let quant: QuantScheme?
   private(set) var used: Set<String> = []
+  /// Every Linear module bound, in table order, and whether the quantizer may convert it.
+  private(set) var linearModules: [(name: String, quantizable: Bool, linear: Linear)] = []
 
   init(store: TensorStore, config: ModelConfig, quant: QuantScheme? = nil) {
     self.store = store
@@ -147,13 +149,21 @@ struct WeightBinder {
   }
 
   /// A Linear module `name` with logical shape [out, in], in whichever format its tensors are.
-  mutating func linear(_ name: String, out: Int, in inF: Int) throws(GLM5Error) -> Linear {
-    if has(name + ".weight_packed") { return try int4Linear(name, out: out, in: inF) }
-    if has(name + ".weight_scale_inv") { return try fp8Linear(name, out: out, in: inF) }
-    if let w = store.byName[name + ".weight"], w.dtype == .f8e4m3 || w.dtype == .f8e5m2 {
+  /// `quantizable` says whether our quantizer may turn it into INT4 (the router, the indexer's
+  /// head weights, lm_head and the MTP glue stay in float, as in published quantized GLM-5s).
+  mutating func linear(_ name: String, out: Int, in inF: Int, quantizable: Bool = true) throws(GLM5Error) -> Linear {
+    let l: Linear
+    if has(name + ".weight_packed") {
+      l = try int4Linear(name, out: out, in: inF)
+    } else if has(name + ".weight_scale_inv") {
+      l = try fp8Linear(name, out: out, in: inF)
+    } else if let w = store.byName[name + ".weight"], w.dtype == .f8e4m3 || w.dtype == .f8e5m2 {
       throw .badFormat("tensor \(name).weight is \(w.dtype.name) but \(name).weight_scale_inv is missing")
+    } else {
+      l = Linear(weight: try tensor(name + ".weight", [out, inF]))
     }
-    return Linear(weight: try tensor(name + ".weight", [out, inF]))
+    linearModules.append((name, quantizable, l))
+    return l
   }
 
   mutating func fp8Linear(_ name: String, out: Int, in inF: Int) throws(GLM5Error) -> Linear {
@@ -230,7 +240,7 @@ struct WeightBinder {
         wk: try linear("\(a).indexer.wk", out: c.indexHeadDim, in: h),
         kNormWeight: try tensor("\(a).indexer.k_norm.weight", [c.indexHeadDim]),
         kNormBias: try tensor("\(a).indexer.k_norm.bias", [c.indexHeadDim]),
-        weightsProj: try linear("\(a).indexer.weights_proj", out: c.indexNHeads, in: h))
+        weightsProj: try linear("\(a).indexer.weights_proj", out: c.indexNHeads, in: h, quantizable: false))
     }
     let attn = AttentionWeights(
       qA: try linear("\(a).q_a_proj", out: c.qLoraRank, in: h),
@@ -252,7 +262,7 @@ struct WeightBinder {
         experts.append(try swiglu("\(p).mlp.experts.\(e)", width: c.moeIntermediateSize))
       }
       mlp = .moe(MoEWeights(
-        router: try linear("\(p).mlp.gate", out: c.nRoutedExperts, in: h),
+        router: try linear("\(p).mlp.gate", out: c.nRoutedExperts, in: h, quantizable: false),
         correctionBias: try tensor("\(p).mlp.gate.e_score_correction_bias", [c.nRoutedExperts]),
         experts: experts,
         shared: c.nSharedExperts > 0 ? try swiglu("\(p).mlp.shared_experts", width: c.moeIntermediateSize * c.nSharedExperts) : nil))
@@ -270,11 +280,11 @@ struct WeightBinder {
       layerIndex: l,
       enorm: try tensor("\(p).enorm.weight", [h]),
       hnorm: try tensor("\(p).hnorm.weight", [h]),
-      ehProj: try linear("\(p).eh_proj", out: h, in: 2 * h),
+      ehProj: try linear("\(p).eh_proj", out: h, in: 2 * h, quantizable: false),
       sharedHeadNorm: try tensor("\(p).shared_head.norm.weight", [h]),
       block: try layer(l, mlp: .sparse, indexer: .full),
       embedTokens: has("\(p).embed_tokens.weight") ? try tensor("\(p).embed_tokens.weight", [c.vocabSize, h]) : nil,
-      sharedHead: has("\(p).shared_head.head.weight") ? try linear("\(p).shared_head.head", out: c.vocabSize, in: h) : nil)
+      sharedHead: has("\(p).shared_head.head.weight") ? try linear("\(p).shared_head.head", out: c.vocabSize, in: h, quantizable: false) : nil)
   }
 
   /// Bind everything; fails on a missing, mis-shaped or left-over tensor.
@@ -300,7 +310,7 @@ struct WeightBinder {
       embedTokens: try tensor("model.embed_tokens.weight", [c.vocabSize, h]),
       layers: layers,
       norm: try tensor("model.norm.weight", [h]),
-      lmHead: try linear("lm_head", out: c.vocabSize, in: h),
+      lmHead: try linear("lm_head", out: c.vocabSize, in: h, quantizable: false),
       mtp: mtp)
     let leftover = store.byName.keys.filter { !used.contains($0) }.sorted()
     if !leftover.isEmpty {
