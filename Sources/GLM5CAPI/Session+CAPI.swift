@@ -88,6 +88,7 @@ public func glm5_session_get_logits(_ session: OpaquePointer?, _ out: UnsafeMuta
                                     _ nRows: UnsafeMutablePointer<Int>?, _ nFloats: UnsafeMutablePointer<Int>?) -> glm5_status {
   withSession("glm5_session_get_logits", session) { (s) throws(GLM5Error) in
     try checkCount(capacity, "capacity")
+    guard out != nil || capacity == 0 else { throw .invalidArgument("out is NULL but capacity is \(capacity)") }
     let need = s.keptLogits.count
     nRows?.pointee = s.keptRows
     nFloats?.pointee = need
@@ -105,11 +106,10 @@ public func glm5_session_generate(_ session: OpaquePointer?, _ nNew: Int, _ toke
                                   _ logprobsOut: UnsafeMutablePointer<Float>?) -> glm5_status {
   withSession("glm5_session_generate", session) { (s) throws(GLM5Error) in
     try checkCount(nNew, "n_new")
-    if nNew == 0 { return }
-    guard let tokensOut else { throw .invalidArgument("tokens_out is NULL") }
+    guard tokensOut != nil || nNew == 0 else { throw .invalidArgument("tokens_out is NULL") }
     let (ids, lps) = try s.generate(nNew)
-    ids.withUnsafeBufferPointer { tokensOut.update(from: $0.baseAddress!, count: ids.count) }
-    if let logprobsOut { lps.withUnsafeBufferPointer { logprobsOut.update(from: $0.baseAddress!, count: lps.count) } }
+    if let tokensOut, !ids.isEmpty { ids.withUnsafeBufferPointer { tokensOut.update(from: $0.baseAddress!, count: ids.count) } }
+    if let logprobsOut, !lps.isEmpty { lps.withUnsafeBufferPointer { logprobsOut.update(from: $0.baseAddress!, count: lps.count) } }
   }
 }
 
@@ -126,6 +126,7 @@ public func glm5_session_get_tokens(_ session: OpaquePointer?, _ out: UnsafeMuta
                                     _ nOut: UnsafeMutablePointer<Int>?) -> glm5_status {
   withSession("glm5_session_get_tokens", session) { (s) throws(GLM5Error) in
     try checkCount(capacity, "capacity")
+    guard out != nil || capacity == 0 else { throw .invalidArgument("out is NULL but capacity is \(capacity)") }
     nOut?.pointee = s.count
     guard capacity >= s.count else {
       throw GLM5Error(.bufferTooSmall, "capacity is \(capacity) ids, the session holds \(s.count)")

@@ -132,13 +132,14 @@ public final class Session: @unchecked Sendable {
       out.append(Int32(best))
       lps.append(lp)
     }
+    keptLogits = []; keptRows = 0
     return (out, lps)
   }
 
   /// Drop tokens past `n` (a speculative or agentic host rolling back).
   public func truncate(_ n: Int) throws(GLM5Error) {
     guard n >= 0 && n <= count else { throw .invalidArgument("cannot truncate to \(n) tokens: the session holds \(count)") }
-    if n == count { return }
+    if n == count { keptLogits = []; keptRows = 0; return }
     if n == 0 {
       tokens = []; cache.count = 0; lastHidden = nil
       keptLogits = []; keptRows = 0

@@ -3,6 +3,10 @@
     import glm5
     with glm5.Model("Tests/Fixtures/tiny-dsa") as m:
         print(m.info)
+        s = m.session()
+        next_logits = s.append([1, 2, 3])          # float32 [vocab]
+        ids, logprobs = s.generate(8)              # greedy
+        print(m.score([1, 2, 3]))                  # float32 [3], NaN first
 
 The library is found through GLM5_LIBRARY (a file or folder), next to this package, in the
 repository's .build/release, or by the system loader; importing fails with ImportError if none
@@ -28,6 +32,7 @@ from ._errors import (
 )
 from ._lib import ABI_VERSION, LIB as _LIB, LIBRARY_PATH as library_path, text as _text
 from ._model import DType, Model, ModelInfo, dtype_name, dtype_names
+from ._session import Logits, Session, as_token_array
 
 __version__ = "0.1.0"  # of this binding; the library's is glm5.version()
 
@@ -42,12 +47,15 @@ __all__ = [
     "InternalError",
     "InvalidArgumentError",
     "IoError",
+    "Logits",
     "Model",
     "ModelInfo",
     "OutOfMemoryError",
+    "Session",
     "Status",
     "UnsupportedError",
     "abi_version",
+    "as_token_array",
     "dtype_name",
     "dtype_names",
     "last_error",

@@ -64,13 +64,22 @@ class glm5_model_info(ctypes.Structure):
     ]
 
 
+class glm5_session_params(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("max_tokens", ctypes.c_uint32),
+    ]
+
+
 assert ctypes.sizeof(glm5_model_params) == 8
 assert ctypes.sizeof(glm5_model_info) == 104
+assert ctypes.sizeof(glm5_session_params) == 8
 
 
-# Structs are initialised here rather than with glm5_*_init: those write the *library's* sizeof,
-# which for a newer library (same ABI, appended fields) is more than this binding allocated.
-# struct_size = this binding's sizeof tells the library which version of the struct it gets.
+# The header's glm5_*_init functions are static inline (not exported by the library): they set
+# struct_size to the sizeof of the header the host was compiled with. This binding does the same
+# for its own layouts: struct_size = this binding's sizeof tells the library which version of the
+# struct it gets.
 
 
 def new_model_params() -> glm5_model_params:
@@ -82,11 +91,22 @@ def new_model_info() -> glm5_model_info:
     """glm5_model_info_init on this binding's layout: zeros, struct_size = our sizeof."""
     return glm5_model_info(struct_size=ctypes.sizeof(glm5_model_info))
 
+
+def new_session_params() -> glm5_session_params:
+    """glm5_session_params_init on this binding's layout: defaults, struct_size = our sizeof."""
+    return glm5_session_params(struct_size=ctypes.sizeof(glm5_session_params), max_tokens=0)
+
+
 # Opaque handles are plain pointers on this side.
 glm5_model_p = ctypes.c_void_p
-# C enums (glm5_status, glm5_dtype) are int-sized.
+glm5_session_p = ctypes.c_void_p
+# C enums (glm5_status, glm5_dtype, glm5_logits) are int-sized.
 c_status = ctypes.c_int
 c_dtype = ctypes.c_int
+c_logits = ctypes.c_int
+c_int32_p = ctypes.POINTER(ctypes.c_int32)
+c_float_p = ctypes.POINTER(ctypes.c_float)
+c_size_p = ctypes.POINTER(ctypes.c_size_t)
 
 # ---------------------------------------------------------------------------------------------
 # Functions: name -> (restype, argtypes)
@@ -102,15 +122,26 @@ _FUNCTIONS = {
     "glm5_last_error": (ctypes.c_char_p, []),
     # Weight data types
     "glm5_dtype_name": (ctypes.c_char_p, [c_dtype]),
-    # Models
-    "glm5_model_params_init": (None, [ctypes.POINTER(glm5_model_params)]),
+    # Models (glm5_model_params_init and glm5_model_info_init are inline in the header)
     "glm5_model_load": (
         c_status,
         [ctypes.c_char_p, ctypes.POINTER(glm5_model_params), ctypes.POINTER(glm5_model_p)],
     ),
     "glm5_model_free": (None, [glm5_model_p]),
-    "glm5_model_info_init": (None, [ctypes.POINTER(glm5_model_info)]),
     "glm5_model_get_info": (c_status, [glm5_model_p, ctypes.POINTER(glm5_model_info)]),
+    "glm5_model_score": (c_status, [glm5_model_p, c_int32_p, ctypes.c_size_t, c_float_p]),
+    # Sessions (glm5_session_params_init is inline in the header)
+    "glm5_session_new": (
+        c_status,
+        [glm5_model_p, ctypes.POINTER(glm5_session_params), ctypes.POINTER(glm5_session_p)],
+    ),
+    "glm5_session_free": (None, [glm5_session_p]),
+    "glm5_session_append": (c_status, [glm5_session_p, c_int32_p, ctypes.c_size_t, c_logits, c_float_p]),
+    "glm5_session_get_logits": (c_status, [glm5_session_p, c_float_p, ctypes.c_size_t, c_size_p, c_size_p]),
+    "glm5_session_generate": (c_status, [glm5_session_p, ctypes.c_size_t, c_int32_p, c_float_p]),
+    "glm5_session_n_tokens": (c_status, [glm5_session_p, c_size_p]),
+    "glm5_session_get_tokens": (c_status, [glm5_session_p, c_int32_p, ctypes.c_size_t, c_size_p]),
+    "glm5_session_truncate": (c_status, [glm5_session_p, ctypes.c_size_t]),
 }
 
 

@@ -9,8 +9,11 @@ import os
 import threading
 from typing import Optional, Tuple, Union
 
+import numpy as np
+
 from ._errors import Glm5Error, Status, check
-from ._lib import LIB, glm5_model_info, glm5_model_p, new_model_info, new_model_params, text
+from ._lib import LIB, c_float_p, c_int32_p, glm5_model_info, glm5_model_p, new_model_info, new_model_params, text
+from ._session import Session, TokenIds, as_token_array
 
 _INT32_MAX = 2**31 - 1
 
@@ -170,6 +173,30 @@ class Model:
         c = new_model_info()
         check(LIB.glm5_model_get_info(self._ptr(), ctypes.byref(c)))
         return ModelInfo._from_c(c)
+
+    # -- sessions and scoring ---------------------------------------------------------------------
+
+    def session(self, max_tokens: Optional[int] = None) -> Session:
+        """A new empty :class:`Session` on this model (glm5_session_new).
+
+        ``max_tokens``: the most tokens it may hold; None or 0 for the model's
+        max_position_embeddings, which is also the upper bound (InvalidArgumentError above it).
+        The session keeps the weights alive, so it may outlive this model's :meth:`close`.
+        """
+        info = self.info
+        return Session(self._ptr(), info.vocab_size, info.max_position_embeddings, max_tokens)
+
+    def score(self, ids: TokenIds) -> np.ndarray:
+        """Log-probabilities of a whole sequence from an empty context (glm5_model_score).
+
+        Returns float32 ``[len(ids)]``: ``log p(ids[i] | ids[:i])`` at temperature 1 (the raw
+        distribution), NaN at index 0. Bitwise equal to the logprobs of appending the same ids to a
+        new session in any split. Safe to call from many threads at once.
+        """
+        arr = as_token_array(ids)
+        out = np.empty(len(arr), dtype=np.float32)
+        check(LIB.glm5_model_score(self._ptr(), arr.ctypes.data_as(c_int32_p), len(arr), out.ctypes.data_as(c_float_p)))
+        return out
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"threads={self.threads}"

@@ -52,6 +52,51 @@ def read_tensors(folder: Path) -> dict:
     return tensors
 
 
+_NUMPY_DTYPES = {"F32": "<f4", "F64": "<f8", "F16": "<f2", "I32": "<i4", "I64": "<i8", "U8": "u1", "I8": "i1"}
+
+
+def read_safetensors(path: Path) -> dict:
+    """name -> numpy array, for a whole (small) safetensors file: 8-byte little-endian header
+    length, a JSON header {name: {dtype, shape, data_offsets}}, then the data."""
+    import numpy as np
+
+    raw = Path(path).read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    data = raw[8 + n :]
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = t["data_offsets"]
+        out[name] = np.frombuffer(data[begin:end], dtype=_NUMPY_DTYPES[t["dtype"]]).reshape(t["shape"]).copy()
+    return out
+
+
+def golden_dirs():
+    """The fixture models that carry golden.safetensors."""
+    return [d for d in fixture_dirs() if (d / "golden.safetensors").is_file()]
+
+
+def read_golden(folder: Path) -> dict:
+    return read_safetensors(folder / "golden.safetensors")
+
+
+def golden_sequences(golden: dict):
+    """[(tokens, logits, logprobs)] for seq0, seq1, ..."""
+    out = []
+    i = 0
+    while f"seq{i}.tokens" in golden:
+        out.append((golden[f"seq{i}.tokens"], golden[f"seq{i}.logits"], golden[f"seq{i}.logprobs"]))
+        i += 1
+    return out
+
+
+@pytest.fixture(params=golden_dirs(), ids=lambda p: p.name)
+def golden_dir(request) -> Path:
+    return request.param
+
+
 @pytest.fixture(params=fixture_dirs(), ids=lambda p: p.name)
 def fixture_dir(request) -> Path:
     return request.param

@@ -253,8 +253,7 @@ def test_freed_handle_is_refused_by_the_library(fixture_dir):
     m = glm5.Model(fixture_dir)
     handle = m._handle
     m.close()
-    info = _lib.glm5_model_info()
-    _lib.LIB.glm5_model_info_init(ctypes.byref(info))
+    info = _lib.new_model_info()
     assert _lib.LIB.glm5_model_get_info(handle, ctypes.byref(info)) == glm5.Status.INVALID_ARGUMENT
     assert "model" in glm5.last_error()
     assert info.vocab_size == 0

@@ -1,13 +1,20 @@
 //! Safe Rust bindings for glm5, GLM-5 (Hugging Face `glm_moe_dsa`) inference on CPUs.
 //!
 //! The raw C API of `include/glm5.h` is in [`sys`]; this module wraps it: [`Model`] frees itself
-//! on drop and is `Send + Sync` (a loaded model is read-only), failures are [`Error`] values
-//! carrying a [`Status`] and the library's message.
+//! on drop and is `Send + Sync` (a loaded model is read-only); a [`Session`] holds one token
+//! sequence and its caches, is `Send` but not `Sync`, and keeps the model's weights alive on its
+//! own; failures are [`Error`] values carrying a [`Status`] and the library's message.
 //!
 //! ```no_run
-//! let model = glm5::Model::load("Tests/Fixtures/tiny-dsa", &glm5::ModelParams { threads: 2 })?;
+//! use glm5::{Logits, Model, ModelParams, SessionParams};
+//! let model = Model::load("Tests/Fixtures/tiny-dsa", &ModelParams { threads: 2 })?;
 //! let info = model.info();
 //! println!("vocab {}, layers {}", info.vocab_size, info.n_layers);
+//!
+//! let mut session = model.session(&SessionParams::default())?;
+//! let next = session.append(&[1, 2, 3], Logits::Last)?; // vocab_size floats
+//! let (ids, logprobs) = session.generate(8)?;           // greedy
+//! let scores = model.score(&[1, 2, 3])?;                // NaN first
 //! # Ok::<(), glm5::Error>(())
 //! ```
 //!
@@ -17,6 +24,9 @@
 //! `LD_LIBRARY_PATH`.
 
 pub mod sys;
+
+mod session;
+pub use session::{Logits, Session, SessionParams};
 
 use std::ffi::{CStr, CString};
 use std::fmt;
@@ -340,9 +350,10 @@ impl ModelInfo {
     }
 }
 
-// Structs are initialised here, not with glm5_*_init: those write the *library's* sizeof, which
-// for a newer library (same ABI, appended fields) is more than the struct this crate allocated.
-// struct_size = this crate's sizeof tells the library which version of the struct it gets.
+// The header's glm5_*_init functions are static inline (the library does not export them): they
+// set struct_size to the sizeof of the header the host was compiled with. This crate does the same
+// for its own layouts: struct_size = this crate's sizeof tells the library which version of the
+// struct it gets.
 
 /// `glm5_model_params_init` on this crate's layout: defaults, struct_size = our sizeof.
 pub(crate) fn new_model_params() -> sys::glm5_model_params {
@@ -488,20 +499,39 @@ mod tests {
     }
 
     #[test]
-    fn local_init_matches_the_library() {
-        // Same header version: the library's init functions agree with ours.
-        let mut p = sys::glm5_model_params {
-            struct_size: 0,
-            n_threads: -7,
-        };
-        unsafe { sys::glm5_model_params_init(&mut p) };
-        assert_eq!(p, new_model_params());
-        let mut i = sys::glm5_model_info {
-            vocab_size: 9,
-            ..Default::default()
-        };
-        unsafe { sys::glm5_model_info_init(&mut i) };
-        assert_eq!(i, new_model_info());
+    fn local_init_is_the_header_init() {
+        // As glm5_model_params_init / glm5_model_info_init / glm5_session_params_init do.
+        assert_eq!(
+            new_model_params(),
+            sys::glm5_model_params {
+                struct_size: 8,
+                n_threads: 0
+            }
+        );
+        let i = new_model_info();
+        assert_eq!(i.struct_size, 104);
+        assert_eq!(
+            i,
+            sys::glm5_model_info {
+                struct_size: 104,
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            session::new_session_params(),
+            sys::glm5_session_params {
+                struct_size: 8,
+                max_tokens: 0
+            }
+        );
+    }
+
+    #[test]
+    fn logits_values_are_pinned() {
+        assert_eq!(Logits::None.raw(), 0);
+        assert_eq!(Logits::Last.raw(), 1);
+        assert_eq!(Logits::All.raw(), 2);
+        assert_eq!(Logits::default(), Logits::None);
     }
 
     #[test]

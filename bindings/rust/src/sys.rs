@@ -94,9 +94,35 @@ pub struct glm5_model_info {
     pub weight_file_bytes: u64,
 }
 
+// ---- Sessions --------------------------------------------------------------------------------
+
+/// Opaque `struct glm5_session`.
+#[repr(C)]
+pub struct glm5_session {
+    _private: [u8; 0],
+    _marker: PhantomData<(*mut u8, PhantomPinned)>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct glm5_session_params {
+    pub struct_size: u32,
+    pub max_tokens: u32,
+}
+
+/// `enum glm5_logits`.
+pub type glm5_logits = c_uint;
+pub const GLM5_LOGITS_NONE: glm5_logits = 0;
+pub const GLM5_LOGITS_LAST: glm5_logits = 1;
+pub const GLM5_LOGITS_ALL: glm5_logits = 2;
+
 const _: () = assert!(std::mem::size_of::<glm5_model_params>() == 8);
 const _: () = assert!(std::mem::size_of::<glm5_model_info>() == 104);
 const _: () = assert!(std::mem::align_of::<glm5_model_info>() == 8);
+const _: () = assert!(std::mem::size_of::<glm5_session_params>() == 8);
+
+// The header's glm5_model_params_init, glm5_model_info_init and glm5_session_params_init are
+// `static inline` (not exported by the library); the crate root fills the structs itself.
 
 extern "C" {
     pub fn glm5_abi_version() -> u32;
@@ -108,14 +134,53 @@ extern "C" {
 
     pub fn glm5_dtype_name(dtype: glm5_dtype) -> *const c_char;
 
-    pub fn glm5_model_params_init(params: *mut glm5_model_params);
     pub fn glm5_model_load(
         path: *const c_char,
         params: *const glm5_model_params,
         out_model: *mut *mut glm5_model,
     ) -> glm5_status;
     pub fn glm5_model_free(model: *mut glm5_model);
-    pub fn glm5_model_info_init(info: *mut glm5_model_info);
     pub fn glm5_model_get_info(model: *const glm5_model, info: *mut glm5_model_info)
         -> glm5_status;
+    pub fn glm5_model_score(
+        model: *const glm5_model,
+        tokens: *const i32,
+        n_tokens: usize,
+        logprobs: *mut f32,
+    ) -> glm5_status;
+
+    pub fn glm5_session_new(
+        model: *mut glm5_model,
+        params: *const glm5_session_params,
+        out_session: *mut *mut glm5_session,
+    ) -> glm5_status;
+    pub fn glm5_session_free(session: *mut glm5_session);
+    pub fn glm5_session_append(
+        session: *mut glm5_session,
+        tokens: *const i32,
+        n_tokens: usize,
+        keep: glm5_logits,
+        logprobs: *mut f32,
+    ) -> glm5_status;
+    pub fn glm5_session_get_logits(
+        session: *mut glm5_session,
+        out: *mut f32,
+        capacity: usize,
+        n_rows: *mut usize,
+        n_floats: *mut usize,
+    ) -> glm5_status;
+    pub fn glm5_session_generate(
+        session: *mut glm5_session,
+        n_new: usize,
+        tokens_out: *mut i32,
+        logprobs_out: *mut f32,
+    ) -> glm5_status;
+    pub fn glm5_session_n_tokens(session: *mut glm5_session, out: *mut usize) -> glm5_status;
+    pub fn glm5_session_get_tokens(
+        session: *mut glm5_session,
+        out: *mut i32,
+        capacity: usize,
+        n_out: *mut usize,
+    ) -> glm5_status;
+    pub fn glm5_session_truncate(session: *mut glm5_session, n_tokens: usize) -> glm5_status;
 }
