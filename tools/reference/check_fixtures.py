@@ -17,16 +17,118 @@ from safetensors import safe_open
 
 
 def load_weights(folder):
-    """Load all tensors (bf16/f16 upcast exactly to float64) from model.safetensors or the shard index."""
-    import torch  # only used to read bf16
+    """Load all tensors as float64 from model.safetensors or the shard index. bf16/f16 are upcast exactly;
+    quantized checkpoints (config.json `quantization_config`) are dequantized here with NumPy only."""
+    import torch  # only used to read bf16 / fp8 bytes
 
     idx = os.path.join(folder, "model.safetensors.index.json")
     files = sorted(set(json.load(open(idx))["weight_map"].values())) if os.path.exists(idx) else ["model.safetensors"]
-    w = {}
+    raw = {}
     for fn in files:
         with safe_open(os.path.join(folder, fn), "pt") as f:
             for k in f.keys():
-                w[k] = f.get_tensor(k).to(torch.float64).numpy()
+                t = f.get_tensor(k)
+                if t.dtype == torch.float8_e4m3fn:
+                    raw[k] = ("e4m3", t.view(torch.uint8).numpy())
+                elif t.dtype in (torch.bfloat16, torch.float16):
+                    raw[k] = t.to(torch.float64).numpy()
+                else:
+                    raw[k] = t.numpy()
+    q = json.load(open(os.path.join(folder, "config.json"))).get("quantization_config")
+    if q is None:
+        return {k: v.astype(np.float64) for k, v in raw.items()}
+    if q["quant_method"] == "fp8":
+        return dequant_fp8_block(raw, q)
+    assert q["quant_method"] == "compressed-tensors" and q["format"] == "pack-quantized", q
+    return dequant_pack_quantized(raw, q)
+
+
+def e4m3_table():
+    """float32 value of each float8_e4m3fn byte: 1 sign, 4 exponent (bias 7), 3 mantissa bits; no inf;
+    0x7F / 0xFF are NaN; exponent 0 is subnormal (m/8 * 2^-6)."""
+    b = np.arange(256)
+    sign = np.where(b & 0x80, -1.0, 1.0)
+    e, m = (b >> 3) & 0xF, b & 0x7
+    val = np.where(e == 0, m / 8.0 * 2.0**-6, (1 + m / 8.0) * 2.0 ** (e - 7.0)) * sign
+    val[(b & 0x7F) == 0x7F] = np.nan
+    return val.astype(np.float32)
+
+
+def dequant_fp8_block(raw, q):
+    """W[r, c] = fp8[r, c] * weight_scale_inv[r // 128, c // 128], one float32 multiply (as the golden)."""
+    b0, b1 = q["weight_block_size"]
+    lut, w = e4m3_table(), {}
+    for k, v in raw.items():
+        if k.endswith(".weight_scale_inv"):
+            continue
+        if isinstance(v, tuple):
+            vals = lut[v[1]]
+            s = raw[k[: -len("weight")] + "weight_scale_inv"].astype(np.float32)
+            s = np.repeat(np.repeat(s, b0, 0), b1, 1)[: vals.shape[0], : vals.shape[1]]
+            w[k] = (vals * s).astype(np.float64)
+        else:
+            w[k] = v.astype(np.float64)
+    # every Linear the config does not exclude must be FP8 (transformers' modules_to_not_convert syntax:
+    # regex anchored at the start ending at a module boundary, or a plain suffix)
+    import re
+
+    def skipped(name):
+        return any(re.match(rf"(?:{p})(?:(?<=\.)|(?=\.|$))", name) or name.endswith(p) for p in q["modules_to_not_convert"])
+
+    for k, v in raw.items():
+        if k.endswith(".weight") and not k.endswith("embed_tokens.weight") and np.ndim(v if not isinstance(v, tuple) else v[1]) == 2:
+            assert isinstance(v, tuple) == (not skipped(k[: -len(".weight")])), f"{k}: layout vs modules_to_not_convert"
+    return w
+
+
+def unpack_int4(words, n, axis):
+    """int32 words, 8 nibbles each, lowest nibble = lowest index along `axis`; returns signed q = nibble - 8."""
+    u = words.astype(np.int64) & 0xFFFFFFFF
+    nib = np.stack([(u >> (4 * j)) & 0xF for j in range(8)], axis=axis + 1)  # [..., words, 8] along axis
+    shape = list(words.shape)
+    shape[axis] *= 8
+    nib = nib.reshape(shape)
+    return np.take(nib, np.arange(n), axis=axis) - 8
+
+
+def dequant_pack_quantized(raw, q):
+    """compressed-tensors pack-quantized INT4: W[o, i] = (q[o, i] - zp[o, i // G]) * scale[o, i // G]."""
+    import re
+
+    groups = list(q["config_groups"].values())
+
+    def scheme(name):  # targets "Linear" (class) or names / re: patterns; ignore likewise
+        def m(t):
+            return t == "Linear" or (t[3:] and re.match(t[3:], name) is not None if t.startswith("re:") else t == name)
+
+        if any(m(i) for i in q.get("ignore") or [] if i != "Linear"):
+            return None
+        return next((g for g in groups if any(m(t) for t in g["targets"])), None)
+
+    w = {}
+    packed = {k[: -len(".weight_packed")] for k in raw if k.endswith(".weight_packed")}
+    for k, v in raw.items():
+        if k.endswith(".weight") and v.ndim == 2 and not k.endswith("embed_tokens.weight"):
+            assert scheme(k[: -len(".weight")]) is None, f"{k} should be quantized per config"
+        if not k.endswith((".weight_packed", ".weight_scale", ".weight_shape", ".weight_zero_point")):
+            w[k] = v.astype(np.float64)
+    for m in packed:
+        g = scheme(m)
+        assert g is not None, f"{m} is packed but the config does not quantize it"
+        a = g["weights"]
+        assert a["num_bits"] == 4 and a["type"] == "int" and a["strategy"] == "group", a
+        G = a["group_size"]
+        out_f, in_f = (int(x) for x in raw[m + ".weight_shape"])
+        qv = unpack_int4(raw[m + ".weight_packed"], in_f, axis=1)
+        scale = raw[m + ".weight_scale"].astype(np.float64)
+        assert scale.shape == (out_f, in_f // G)
+        if a["symmetric"]:
+            assert m + ".weight_zero_point" not in raw
+            zp = np.zeros_like(scale)
+        else:
+            zp = unpack_int4(raw[m + ".weight_zero_point"], out_f, axis=0).astype(np.float64)
+        col = np.arange(in_f) // G
+        w[m + ".weight"] = (qv - zp[:, col]) * scale[:, col]
     return w
 
 
@@ -48,13 +150,56 @@ def layer_norm(x, w, b, eps):
     return (x - mu) / np.sqrt(var + eps) * w + b
 
 
-def rope_interleaved(x, pos, theta):
-    """Rotate pairs (x[2i], x[2i+1]) by angle pos*theta^(-2i/d). Output keeps the interleaved layout."""
+def rope_inv_freq(cfg):
+    """(inverse frequencies [Dr/2], cos/sin factor) for rope_type default or yarn (transformers' formulas)."""
+    rp = cfg["rope_parameters"]
+    theta, d = rp["rope_theta"], cfg["qk_rope_head_dim"]
+    inv = 1.0 / (theta ** (np.arange(0, d, 2, dtype=np.float64) / d))
+    if rp.get("rope_type", "default") == "default":
+        return inv, 1.0
+    assert rp["rope_type"] == "yarn", rp
+    factor, orig = rp["factor"], rp["original_max_position_embeddings"]
+    ms, msa = rp.get("mscale"), rp.get("mscale_all_dim")
+    att = rp.get("attention_factor")
+    if att is None:
+        att = yarn_mscale(factor, ms) / yarn_mscale(factor, msa) if ms and msa else yarn_mscale(factor)
+    bf, bs = rp.get("beta_fast") or 32, rp.get("beta_slow") or 1
+
+    def corr_dim(rot):
+        return d * np.log(orig / (rot * 2 * np.pi)) / (2 * np.log(theta))
+
+    lo, hi = corr_dim(bf), corr_dim(bs)
+    if rp.get("truncate", True):
+        lo, hi = np.floor(lo), np.ceil(hi)
+    lo, hi = max(lo, 0), min(hi, d - 1)
+    if lo == hi:
+        hi += 0.001
+    ramp = np.clip((np.arange(d // 2, dtype=np.float64) - lo) / (hi - lo), 0, 1)
+    extra = 1 - ramp  # weight of the un-scaled (extrapolated) frequency
+    return inv / factor * (1 - extra) + inv * extra, att
+
+
+def yarn_mscale(scale, mscale=1.0):
+    return 1.0 if scale <= 1 else 0.1 * mscale * np.log(scale) + 1.0
+
+
+def attention_scale(cfg):
+    """MLA softmax scale: qk_head_dim^-0.5, times mscale(factor, mscale_all_dim)^2 for non-default RoPE."""
+    s = (cfg["qk_nope_head_dim"] + cfg["qk_rope_head_dim"]) ** -0.5
+    rp = cfg["rope_parameters"]
+    if rp.get("rope_type", "default") != "default" and rp.get("mscale_all_dim"):
+        s *= yarn_mscale(rp["factor"], rp["mscale_all_dim"]) ** 2
+    return s
+
+
+def rope_interleaved(x, pos, rope):
+    """Rotate pairs (x[2i], x[2i+1]) by angle pos*inv_freq[i] (cos/sin scaled by the rope attention factor).
+    Output keeps the interleaved layout."""
+    inv, att = rope
     d = x.shape[-1]
-    inv = 1.0 / (theta ** (np.arange(0, d, 2, dtype=np.float64) / d))  # [d/2]
     ang = pos[:, None] * inv[None, :]  # [T, d/2]
     shape = (len(pos),) + (1,) * (x.ndim - 2) + (d // 2,)
-    c, s = np.cos(ang).reshape(shape), np.sin(ang).reshape(shape)
+    c, s = (np.cos(ang) * att).reshape(shape), (np.sin(ang) * att).reshape(shape)
     x0, x1 = x[..., 0::2], x[..., 1::2]
     y = np.empty_like(x)
     y[..., 0::2] = x0 * c - x1 * s
@@ -73,7 +218,7 @@ def mlp(x, w, p):
 def forward(cfg, w, tokens):
     T = len(tokens)
     pos = np.arange(T, dtype=np.float64)
-    theta = cfg["rope_parameters"]["rope_theta"]
+    rope = rope_inv_freq(cfg)  # (inv_freq, cos/sin factor)
     eps = cfg["rms_norm_eps"]
     Nh, Dn, Dr, Dv = cfg["num_attention_heads"], cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"]
     R = cfg["kv_lora_rank"]
@@ -89,19 +234,19 @@ def forward(cfg, w, tokens):
         # --- MLA ---
         qlat = rms_norm(a @ w[p + "self_attn.q_a_proj.weight"].T, w[p + "self_attn.q_a_layernorm.weight"], 1e-6)
         q = (qlat @ w[p + "self_attn.q_b_proj.weight"].T).reshape(T, Nh, Dn + Dr)
-        qn, qr = q[..., :Dn], rope_interleaved(q[..., Dn:], pos, theta)
+        qn, qr = q[..., :Dn], rope_interleaved(q[..., Dn:], pos, rope)
         ckv = a @ w[p + "self_attn.kv_a_proj_with_mqa.weight"].T
         c = rms_norm(ckv[:, :R], w[p + "self_attn.kv_a_layernorm.weight"], 1e-6)
-        kr = rope_interleaved(ckv[:, R:], pos, theta)  # [T, Dr], shared by all heads
+        kr = rope_interleaved(ckv[:, R:], pos, rope)  # [T, Dr], shared by all heads
         kv = (c @ w[p + "self_attn.kv_b_proj.weight"].T).reshape(T, Nh, Dn + Dv)
         kn, v = kv[..., :Dn], kv[..., Dn:]
-        scores = (np.einsum("shd,thd->hst", qn, kn) + np.einsum("shd,td->hst", qr, kr)) / np.sqrt(Dn + Dr)
+        scores = (np.einsum("shd,thd->hst", qn, kn) + np.einsum("shd,td->hst", qr, kr)) * attention_scale(cfg)
         # --- DSA indexer ---
         ip = p + "self_attn.indexer."
         qi = (qlat @ w[ip + "wq_b.weight"].T).reshape(T, Hi, Di)
-        qi = np.concatenate([rope_interleaved(qi[..., :Dr], pos, theta), qi[..., Dr:]], -1)  # rope part FIRST
+        qi = np.concatenate([rope_interleaved(qi[..., :Dr], pos, rope), qi[..., Dr:]], -1)  # rope part FIRST
         ki = layer_norm(a @ w[ip + "wk.weight"].T, w[ip + "k_norm.weight"], w[ip + "k_norm.bias"], 1e-6)
-        ki = np.concatenate([rope_interleaved(ki[:, :Dr], pos, theta), ki[:, Dr:]], -1)
+        ki = np.concatenate([rope_interleaved(ki[:, :Dr], pos, rope), ki[:, Dr:]], -1)
         s = np.maximum(np.einsum("shd,td->sht", qi, ki) / np.sqrt(Di), 0.0)
         hw = (a @ w[ip + "weights_proj.weight"].T) / np.sqrt(Hi)  # [T, Hi]
         iscore = np.einsum("sh,sht->st", hw, s)

@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Generate tiny GLM-5 (`glm_moe_dsa`) reference fixtures with Hugging Face transformers.
 
+Quantized presets (tiny-fp8-block, tiny-int4-*) store FP8 block-scaled or compressed-tensors INT4
+pack-quantized checkpoints (quant_formats.py); their golden outputs are computed in float32 from the exactly
+dequantized weights.
+
 Usage:
     /work/venv-ref/bin/python tools/reference/make_fixtures.py --out Tests/Fixtures [--preset NAME ...]
 
@@ -31,6 +35,8 @@ from safetensors.torch import save_file
 from transformers import GlmMoeDsaConfig, GlmMoeDsaForCausalLM
 from transformers.cache_utils import DynamicCache
 from transformers.models.glm_moe_dsa import modeling_glm_moe_dsa as M
+
+import quant_formats as QF
 
 MARGIN_MIN_REL = 1e-3  # reject any golden decision whose relative margin is below this
 MASKED = -1e30  # index scores below this are masked (causal mask adds finfo(float32).min)
@@ -208,6 +214,222 @@ PRESETS = {
         ),
     ),
 }
+
+# --------------------------------------------------------------------------------------
+# Quantized presets: non-quantized tensors bf16 (e_score_correction_bias f32); golden outputs computed in
+# float32 from the DEQUANTIZED weights (see quant_formats.py and the README).
+# --------------------------------------------------------------------------------------
+
+_QINIT = dict(emb_std=0.1, lm_gain=2.0, router_gain=1.5, bias_std=0.15, lat_gain=0.25, wk_gain=0.05)
+_QCOMMON = dict(
+    num_hidden_layers=2,
+    first_k_dense_replace=1,
+    index_n_heads=16,
+    n_shared_experts=1,
+    routed_scaling_factor=2.5,
+    norm_topk_prob=True,
+    max_position_embeddings=256,
+    tie_word_embeddings=False,
+    bos_token_id=0,
+    eos_token_id=1,
+)
+CT_BASE_IGNORE = QF.CT_ALWAYS_IGNORE
+
+PRESETS.update(
+    {
+        # FP8 e4m3 with 128x128 block scales (GLM-5-FP8 layout). Every quantized matrix has a partial edge
+        # block in at least one dimension; most have 2x2 scale grids, wq_b 4x2, wk and expert gate/up 1x2,
+        # expert down 2x1.
+        "tiny-fp8-block": dict(
+            seed=5150,
+            storage="bfloat16",
+            num_shards=1,
+            seq_lens=[5, 13, 25],
+            greedy_prompt_len=10,
+            greedy_new_tokens=8,
+            init=_QINIT,
+            quant=dict(method="fp8", weight_block_size=[128, 128]),
+            config=dict(
+                _QCOMMON,
+                vocab_size=256,
+                hidden_size=160,
+                intermediate_size=200,
+                moe_intermediate_size=56,
+                num_attention_heads=4,
+                num_key_value_heads=4,
+                q_lora_rank=136,
+                kv_lora_rank=144,
+                qk_nope_head_dim=24,
+                qk_rope_head_dim=16,
+                v_head_dim=36,
+                index_head_dim=32,
+                index_topk=6,
+                n_routed_experts=6,
+                num_experts_per_tok=2,
+                n_group=2,
+                topk_group=1,
+                rms_norm_eps=1e-5,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            ),
+        ),
+        # INT4 pack-quantized, symmetric, group 32, everything quantized except the always-ignored modules;
+        # config written by ModelCompressor.from_pretrained_model (ignore = exact names of the unquantized
+        # Linear modules), MTP layer quantized like a decoder layer.
+        "tiny-int4-g32": dict(
+            seed=3232,
+            storage="bfloat16",
+            num_shards=1,
+            seq_lens=[6, 19],
+            greedy_prompt_len=9,
+            greedy_new_tokens=8,
+            init=_QINIT,
+            quant=dict(method="compressed-tensors", group_size=32, symmetric=True, ignore=CT_BASE_IGNORE,
+                       keep_ignore_as_given=False),
+            config=dict(
+                _QCOMMON,
+                vocab_size=256,
+                hidden_size=64,
+                intermediate_size=96,
+                moe_intermediate_size=32,
+                num_attention_heads=2,
+                num_key_value_heads=2,
+                q_lora_rank=64,
+                kv_lora_rank=32,
+                qk_nope_head_dim=16,
+                qk_rope_head_dim=16,
+                v_head_dim=32,
+                index_head_dim=32,
+                index_topk=6,
+                n_routed_experts=8,
+                num_experts_per_tok=2,
+                n_group=2,
+                topk_group=1,
+                rms_norm_eps=1e-5,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            ),
+        ),
+        # INT4 asymmetric, group 64: weight_zero_point packed along the OUTPUT dim; q_b (68 rows), kv_a (84),
+        # kv_b (156) and wk (36) are not multiples of 8, so their last zero-point word is partly padding.
+        # 1, 2 (q_b, wq_b, o_proj) or 3 (dense down_proj) groups per row.
+        "tiny-int4-g64-asym": dict(
+            seed=6464,
+            storage="bfloat16",
+            num_shards=1,
+            seq_lens=[6, 19],
+            greedy_prompt_len=9,
+            greedy_new_tokens=8,
+            init=_QINIT,
+            quant=dict(method="compressed-tensors", group_size=64, symmetric=False, ignore=CT_BASE_IGNORE,
+                       keep_ignore_as_given=False),
+            config=dict(
+                _QCOMMON,
+                vocab_size=256,
+                hidden_size=64,
+                intermediate_size=192,
+                moe_intermediate_size=64,
+                num_attention_heads=2,
+                num_key_value_heads=2,
+                q_lora_rank=128,
+                kv_lora_rank=64,
+                qk_nope_head_dim=14,
+                qk_rope_head_dim=20,
+                v_head_dim=64,
+                index_head_dim=36,
+                index_topk=6,
+                n_routed_experts=8,
+                num_experts_per_tok=3,
+                n_group=4,
+                topk_group=2,
+                rms_norm_eps=1e-5,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            ),
+        ),
+        # INT4 symmetric, group 128: Linear modules whose input size is not a multiple of 128 stay bf16
+        # (kv_b_proj: in 64; dense down_proj: in 192; routed AND shared expert down_proj: in 32), i.e. experts
+        # with quantized gate/up and bf16 down in the same checkpoint (the GLM-5.1 AWQ-style mixed layout).
+        "tiny-int4-g128": dict(
+            seed=1280,
+            storage="bfloat16",
+            num_shards=1,
+            seq_lens=[6, 19],
+            greedy_prompt_len=9,
+            greedy_new_tokens=8,
+            init=_QINIT,
+            quant=dict(method="compressed-tensors", group_size=128, symmetric=True, ignore=CT_BASE_IGNORE,
+                       keep_ignore_as_given=False),
+            config=dict(
+                _QCOMMON,
+                vocab_size=192,
+                hidden_size=128,
+                intermediate_size=192,
+                moe_intermediate_size=32,
+                num_attention_heads=2,
+                num_key_value_heads=2,
+                q_lora_rank=128,
+                kv_lora_rank=64,
+                qk_nope_head_dim=16,
+                qk_rope_head_dim=16,
+                v_head_dim=64,
+                index_head_dim=32,
+                index_topk=6,
+                n_routed_experts=8,
+                num_experts_per_tok=2,
+                n_group=1,
+                topk_group=1,
+                rms_norm_eps=1e-5,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            ),
+        ),
+        # INT4 symmetric group 32 with an ignore list of exact names and re: patterns written verbatim:
+        # layer-0 dense MLP, all shared experts, one kv_b_proj, one indexer.wk and the whole MTP layer
+        # (compressed-tensors' own MTP convention `re:^<mtp prefix>`) stay bf16.
+        "tiny-int4-partial": dict(
+            seed=4747,
+            storage="bfloat16",
+            num_shards=1,
+            seq_lens=[6, 19],
+            greedy_prompt_len=9,
+            greedy_new_tokens=8,
+            init=_QINIT,
+            quant=dict(
+                method="compressed-tensors",
+                group_size=32,
+                symmetric=True,
+                ignore=CT_BASE_IGNORE
+                + [
+                    "re:^model\\.layers\\.0\\.mlp\\.",
+                    "model.layers.1.self_attn.kv_b_proj",
+                    "model.layers.0.self_attn.indexer.wk",
+                    "re:.*\\.shared_experts\\.",
+                    "re:^model\\.layers\\.2\\.",
+                ],
+                keep_ignore_as_given=True,
+            ),
+            config=dict(
+                _QCOMMON,
+                vocab_size=256,
+                hidden_size=64,
+                intermediate_size=96,
+                moe_intermediate_size=32,
+                num_attention_heads=2,
+                num_key_value_heads=2,
+                q_lora_rank=64,
+                kv_lora_rank=32,
+                qk_nope_head_dim=16,
+                qk_rope_head_dim=16,
+                v_head_dim=32,
+                index_head_dim=32,
+                index_topk=6,
+                n_routed_experts=8,
+                num_experts_per_tok=2,
+                n_group=2,
+                topk_group=1,
+                rms_norm_eps=1e-5,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            ),
+        ),
+    }
+)
 
 STORAGE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -755,7 +977,235 @@ def build_model(preset, seed):
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     init_model(model, gen, preset["init"], STORAGE_DTYPES[preset["storage"]])
+    if "quant" in preset:
+        quantize_model(model, gen, preset)
     return model, gen
+
+
+# --------------------------------------------------------------------------------------
+# Quantized presets
+# --------------------------------------------------------------------------------------
+
+QUANT = {}  # id(model) -> quantization artefacts of a quantized preset's model
+
+
+def saved_checkpoint(model):
+    """save_pretrained -> (checkpoint-named state, config dict, generation_config.json text)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        state = {}
+        for fn in sorted(f for f in os.listdir(tmp) if f.endswith(".safetensors")):
+            with safe_open(os.path.join(tmp, fn), "pt") as f:
+                for k in f.keys():
+                    state[k] = f.get_tensor(k)
+        config = json.load(open(os.path.join(tmp, "config.json")))
+        gen_cfg = open(os.path.join(tmp, "generation_config.json")).read()
+    assert not any("gate_up_proj" in k for k in state), "save_pretrained wrote fused experts"
+    return state, config, gen_cfg
+
+
+def quantize_model(model, gen, preset):
+    """Quantize the (storage-rounded) random checkpoint incl. a random MTP layer, then load the
+    DEQUANTIZED weights into `model`, so that every golden output and margin refers to them."""
+    cfg = model.config
+    storage_dtype = STORAGE_DTYPES[preset["storage"]]
+    src = copy.deepcopy(model)
+    state, config, gen_cfg = saved_checkpoint(model)
+    state.update(make_mtp_tensors(state, cfg, gen, preset["init"], storage_dtype))
+    state = to_storage(state, storage_dtype)
+    q = preset["quant"]
+    if q["method"] == "fp8":
+        block = tuple(q["weight_block_size"])
+        mtnc = QF.fp8_modules_to_not_convert(cfg.num_hidden_layers)
+        stored, deq, quantized = QF.fp8_quantize_state(state, block, mtnc)
+        qdict = {
+            "quant_method": "fp8",
+            "fmt": "e4m3",
+            "activation_scheme": "dynamic",
+            "weight_block_size": list(block),
+            "modules_to_not_convert": mtnc,
+        }
+        deq2 = QF.fp8_dequantize_tensors(stored, qdict)
+    else:
+        stored, qdict, _comp, quantized, _unq = QF.ct_quantize_state(
+            state, q["group_size"], q["symmetric"], q["ignore"], q["keep_ignore_as_given"]
+        )
+        deq, quantized2 = QF.ct_dequantize_tensors(stored, qdict)
+        assert quantized2 == quantized
+        deq2 = deq
+    assert all(torch.equal(deq[k], deq2[k]) for k in deq)
+    QF.assign_checkpoint_weights(model, deq)
+    QUANT[id(model)] = dict(src=src, state=state, stored=stored, qdict=qdict, quantized=quantized, deq=deq,
+                            config=config, gen_cfg=gen_cfg)
+
+
+def write_quant_folder(model, folder, preset):
+    qs = QUANT[id(model)]
+    cfg = model.config
+    with open(os.path.join(folder, "generation_config.json"), "w") as f:
+        f.write(qs["gen_cfg"])
+    config = dict(qs["config"])
+    config["num_nextn_predict_layers"] = 1
+    config["dtype"] = preset["storage"]
+    config["quantization_config"] = qs["qdict"]
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+        f.write("\n")
+    stored = qs["stored"]
+    names = sorted(stored.keys(), key=natural_key)
+    save_file({k: stored[k].contiguous() for k in names}, os.path.join(folder, "model.safetensors"),
+              metadata={"format": "pt"})
+    N = cfg.num_hidden_layers
+    assert any(k.startswith(f"model.layers.{N}.") and k.endswith("enorm.weight") for k in names)
+    return ["model.safetensors"], stored
+
+
+def read_folder_tensors(folder):
+    idx = os.path.join(folder, "model.safetensors.index.json")
+    files = sorted(set(json.load(open(idx))["weight_map"].values())) if os.path.exists(idx) else ["model.safetensors"]
+    t = {}
+    for fn in files:
+        with safe_open(os.path.join(folder, fn), "pt") as f:
+            for k in f.keys():
+                t[k] = f.get_tensor(k)
+    return t
+
+
+def dequantized_model_from_folder(folder, scale_dtype=torch.float32):
+    """Independent re-read of a quantized fixture folder: dequantize the files (FP8: own code; INT4: the
+    compressed-tensors library) and build a float32 eager model on them."""
+    config = json.load(open(os.path.join(folder, "config.json")))
+    qdict = config["quantization_config"]
+    tensors = read_folder_tensors(folder)
+    if qdict["quant_method"] == "fp8":
+        deq = QF.fp8_dequantize_tensors(tensors, qdict)
+    else:
+        deq, _ = QF.ct_dequantize_tensors(tensors, qdict, scale_dtype=scale_dtype)
+    cfg = GlmMoeDsaConfig(**QF.strip_quant_config(config))
+    m = GlmMoeDsaForCausalLM._from_config(cfg, attn_implementation="eager", experts_implementation="eager",
+                                          dtype=torch.float32)
+    m.eval()
+    QF.assign_checkpoint_weights(m, deq)
+    return m, deq
+
+
+def transformers_direct_load(folder, seqs, ref_model, fp8_dequantize=False):  # noqa: C901
+    """Informational: load the quantized folder with transformers' own quantizer integration (CPU), run it
+    in float32 and compare logits and (after the first forward, which decompresses compressed-tensors
+    modules) weights with the golden model. Never used for golden values (README, architecture doc §13)."""
+    import warnings
+
+    res = {}
+    try:
+        kwargs = {}
+        if fp8_dequantize:
+            from transformers import FineGrainedFP8Config
+
+            qd = json.load(open(os.path.join(folder, "config.json")))["quantization_config"]
+            kwargs["quantization_config"] = FineGrainedFP8Config(
+                dequantize=True,
+                weight_block_size=tuple(qd["weight_block_size"]),
+                modules_to_not_convert=qd["modules_to_not_convert"],
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m, info = GlmMoeDsaForCausalLM.from_pretrained(
+                folder, dtype=torch.float32, attn_implementation="eager", experts_implementation="eager",
+                output_loading_info=True, **kwargs,
+            )
+        m.eval()
+        N = m.config.num_hidden_layers
+        res["missing_keys"] = len(info["missing_keys"])
+        res["unexpected_non_mtp_keys"] = len([k for k in info["unexpected_keys"] if not k.startswith(f"model.layers.{N}.")])
+        odd = sorted({str(p.dtype) for p in m.parameters() if p.is_floating_point() and p.dtype != torch.float32})
+        if odd:
+            # transformers' compressed-tensors expert path dequantizes the fused experts in the checkpoint's
+            # scale dtype (bf16) and does not cast them to the requested float32 (the forward then fails
+            # with a dtype mismatch); model.float() is refused for quantized models, so cast in place.
+            res["non_float32_params_cast_to_float32"] = odd
+            with torch.no_grad():
+                for p in m.parameters():
+                    if p.is_floating_point() and p.dtype != torch.float32:
+                        p.data = p.data.float()
+        d = 0.0
+        for tokens, r in seqs:
+            d = max(d, float((full_forward(m, tokens) - r[0]).abs().max()))
+        res["logits_maxdiff_vs_golden"] = float(f"{d:.4g}")
+        ref = dict(ref_model.named_parameters())
+        worst, gross, compared = 0.0, [], 0
+        for n, p in m.named_parameters():
+            if n in ref and p.shape == ref[n].shape and p.is_floating_point():
+                compared += 1
+                rel = float((p.detach().float() - ref[n]).abs().max() / ref[n].abs().max().clamp_min(1e-30))
+                worst = max(worst, rel)
+                if rel > 1e-2:
+                    gross.append(n)
+        res["weights_compared"] = compared
+        res["weights_max_rel_diff"] = float(f"{worst:.4g}")
+        res["weights_rel_diff_above_1e-2"] = f"{len(gross)}/{compared}" + (f" e.g. {gross[:3]}" if gross else "")
+    except Exception as e:  # noqa: BLE001 - recorded, not fatal
+        res["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+    qd = json.load(open(os.path.join(folder, "config.json")))["quantization_config"]
+    if qd.get("quant_method") == "compressed-tensors":
+        known = QF.transformers_known_limitations(qd, read_folder_tensors(folder))
+        if known:
+            res["known_transformers_limitations"] = known
+    else:
+        res["known_transformers_limitations"] = [
+            "FP8 block folders on CPU are dequantized at load time (also with dequantize=True) by Fp8Dequantize, "
+            "which derives the block size as (rows // scale_rows, cols // scale_cols) instead of using "
+            "weight_block_size: wrong for every tensor with a partial edge block"
+        ]
+    return res
+
+
+def quant_summary(model, preset, folder):
+    qs = QUANT[id(model)]
+    q = preset["quant"]
+    stored = qs["stored"]
+    lin = QF.linear_module_names(qs["state"])
+    unq = [n for n in lin if n not in qs["quantized"]]
+    out = {"method": q["method"], "quantization_config": qs["qdict"]}
+    if q["method"] == "fp8":
+        out["format"] = {
+            "weight": "float8_e4m3fn [out, in]",
+            "weight_scale_inv": "float32 [ceil(out/128), ceil(in/128)], = block amax / 448 (a multiplier)",
+            "dequant": "W[r, c] = float32(fp8[r, c]) * weight_scale_inv[r // 128, c // 128] (one f32 multiply)",
+            "quantize": "fp8 = to_e4m3_rne(clamp(W / scale, -448, 448)), W = bf16-rounded random weight",
+        }
+        out["scale_shapes"] = {
+            m: list(stored[m + ".weight_scale_inv"].shape)
+            for m in qs["quantized"]
+            if ".experts." not in m or ".experts.0." in m
+        }
+    else:
+        zp = [m for m in qs["quantized"] if m + ".weight_zero_point" in stored]
+        out["format"] = {
+            "bits": 4,
+            "group_size": q["group_size"],
+            "symmetric": q["symmetric"],
+            "weight_packed": "int32 [out, in/8], 8 signed int4 per word stored as q+8, lowest nibble = lowest column",
+            "weight_scale": f"{str(stored[qs['quantized'][0] + '.weight_scale'].dtype).replace('torch.', '')} [out, in/group_size]",
+            "weight_shape": f"{str(stored[qs['quantized'][0] + '.weight_shape'].dtype).replace('torch.', '')} [2] = (out, in)",
+            "weight_zero_point": (
+                "int32 [ceil(out/8), in/group_size], signed int4 zero points packed along dim 0 (output rows), "
+                "row 8k+j in nibble j of word k, stored as zp+8"
+                if zp
+                else "absent (symmetric)"
+            ),
+            "dequant": "W[o, i] = (q[o, i] - zp[o, i // G]) * weight_scale[o, i // G], q = nibble - 8, zp = 0 if symmetric",
+            "qparams": "compressed-tensors min-max per group (compute_dynamic_scales_and_zp): sym scale = max|w| / 7.5; "
+            "asym scale = (max(w,0) - min(w,0)) / 15, zp = round(-8 - min/scale) clamped to [-8, 7]",
+            "ignore_written": "verbatim (exact names + re: patterns)" if q["keep_ignore_as_given"]
+            else "inferred by ModelCompressor.from_pretrained_model (exact names of all unquantized Linear modules)",
+            "ignore_given_to_library": q["ignore"],
+        }
+        out["modules_with_zero_point"] = len(zp)
+    out["quantized_modules"] = qs["quantized"]
+    out["unquantized_linear_modules"] = unq
+    out["mtp_layer_quantized_modules"] = [m for m in qs["quantized"] if m.startswith(f"model.layers.{model.config.num_hidden_layers}.")]
+    out["stored_tensor_kinds"] = sorted({f"{k.rsplit('.', 1)[-1]}: {str(v.dtype).replace('torch.', '')}" for k, v in stored.items()})
+    return out
 
 
 def make_preset(name, preset, out_root, max_weight_attempts=20, max_seq_attempts=30):
@@ -849,20 +1299,60 @@ def write_preset(name, preset, out_root):
     gen_tokens = gen_out[0, P:].tolist()
     assert gen_tokens == toks, f"generate() {gen_tokens} != own loop {toks}"
 
-    files, state = write_model_folder(model, folder, preset, gen)
+    quant = "quant" in preset
+    if quant:
+        files, state = write_quant_folder(model, folder, preset)
+    else:
+        files, state = write_model_folder(model, folder, preset, gen)
     save_file(golden, os.path.join(folder, "golden.safetensors"), metadata={"format": "pt"})
 
-    # Round trip: load the written folder and compare.
-    m2, info = load_folder(folder)
-    mtp_prefix = f"model.layers.{cfg.num_hidden_layers}."
-    assert not info["missing_keys"], info["missing_keys"]
-    assert all(k.startswith(mtp_prefix) for k in info["unexpected_keys"]), info["unexpected_keys"]
-    assert info["unexpected_keys"], "MTP layer should be reported as unexpected (transformers has no MTP)"
     rt = 0.0
-    for i, (tokens, res) in enumerate(seqs):
-        rt = max(rt, float((full_forward(m2, tokens) - res[0]).abs().max()))
-    assert rt == 0.0, f"round trip logits differ by {rt}"
-    del m2
+    if not quant:
+        # Round trip: load the written folder and compare.
+        m2, info = load_folder(folder)
+        mtp_prefix = f"model.layers.{cfg.num_hidden_layers}."
+        assert not info["missing_keys"], info["missing_keys"]
+        assert all(k.startswith(mtp_prefix) for k in info["unexpected_keys"]), info["unexpected_keys"]
+        assert info["unexpected_keys"], "MTP layer should be reported as unexpected (transformers has no MTP)"
+        for i, (tokens, res) in enumerate(seqs):
+            rt = max(rt, float((full_forward(m2, tokens) - res[0]).abs().max()))
+        assert rt == 0.0, f"round trip logits differ by {rt}"
+        del m2
+    else:
+        # Round trip: re-read the written files, dequantize them independently of the in-memory state and
+        # rebuild the float32 model; the logits must be bit-identical.
+        m2, deq = dequantized_model_from_folder(folder)
+        qs = QUANT[id(model)]
+        assert deq.keys() == qs["deq"].keys() and all(torch.equal(deq[k], qs["deq"][k]) for k in deq)
+        for i, (tokens, res) in enumerate(seqs):
+            rt = max(rt, float((full_forward(m2, tokens) - res[0]).abs().max()))
+        assert rt == 0.0, f"round trip logits differ by {rt}"
+        del m2
+        longest_tokens = seqs[max(range(len(seqs)), key=lambda i: seqs[i][0].numel())][0]
+        longest_logits = seqs[max(range(len(seqs)), key=lambda i: seqs[i][0].numel())][1][0]
+        qerr = full_forward(qs["src"], longest_tokens) - longest_logits
+        qextra = {
+            "quantization_error_logits_maxdiff_vs_unquantized_bf16_model": float(f"{float(qerr.abs().max()):.4g}"),
+            "quantization_error_logits_rmsdiff_vs_unquantized_bf16_model": float(f"{float(qerr.pow(2).mean().sqrt()):.4g}"),
+        }
+        if preset["quant"]["method"] != "fp8":
+            # what the library gives when it decompresses natively in the checkpoint dtype (bf16 products)
+            m3, deq3 = dequantized_model_from_folder(folder, scale_dtype=torch.bfloat16)
+            wdiff = max(float((deq3[k] - deq[k]).abs().max() / deq[k].abs().max()) for k in deq if deq[k].ndim == 2)
+            qextra["library_bf16_decompress_vs_exact_f32_weights_max_rel_diff"] = float(f"{wdiff:.4g}")
+            qextra["library_bf16_decompress_vs_exact_f32_logits_maxdiff"] = float(
+                f"{float((full_forward(m3, longest_tokens) - longest_logits).abs().max()):.4g}"
+            )
+            del m3
+        ref_model, _ = dequantized_model_from_folder(folder)
+        if preset["quant"]["method"] == "fp8":
+            # Without a GPU transformers dequantizes FP8 at load time (same result with dequantize=True);
+            # it derives the block size as rows // scale_rows, wrong for partial edge blocks.
+            qextra["transformers_direct_load_cpu"] = transformers_direct_load(folder, seqs, ref_model)
+        else:
+            qextra["transformers_direct_load_cpu"] = transformers_direct_load(folder, seqs, ref_model)
+        del ref_model
+        print("  quantization:", qextra)
 
     longest = max(range(len(seqs)), key=lambda i: seqs[i][0].numel())
     sens = sensitivity(model, seqs[longest][0], seqs[longest][1][0], seqs[longest][1][2])
@@ -874,7 +1364,12 @@ def write_preset(name, preset, out_root):
         "seed": seed,
         "weights_storage_dtype": preset["storage"],
         "weight_files": files,
-        "golden_computed_in": "float32 (weights = storage-dtype-rounded values; e_score_correction_bias float32)",
+        "golden_computed_in": (
+            "float32 from the DEQUANTIZED weights (exact float32 dequantization of the stored tensors; "
+            "non-quantized tensors bf16; e_score_correction_bias float32)"
+            if quant
+            else "float32 (weights = storage-dtype-rounded values; e_score_correction_bias float32)"
+        ),
         "attn_implementation": "eager",
         "experts_implementation": "eager",
         "config": {k: v for k, v in preset["config"].items()},
@@ -907,12 +1402,22 @@ def write_preset(name, preset, out_root):
         },
         "logits_std": [round(s, 4) for s in logits_std],
         "roundtrip_from_pretrained_logits_maxdiff": rt,
+        **(
+            {
+                "roundtrip_note": "quantized preset: round trip = re-read files, dequantize, rebuild float32 model "
+                "(not transformers' from_pretrained, see quantization.checks.transformers_direct_load_cpu)",
+                "quantization": dict(quant_summary(model, preset, folder), checks=qextra),
+            }
+            if quant
+            else {}
+        ),
         "sensitivity_on_longest_sequence": sens,
         "versions": {
             "transformers": transformers.__version__,
             "torch": torch.__version__,
             "safetensors": safetensors.__version__,
             "numpy": np.__version__,
+            **({"compressed_tensors": _ct_version()} if quant else {}),
             "python": sys.version.split()[0],
         },
         "golden_tensors": {k: {"dtype": str(v.dtype).replace("torch.", ""), "shape": list(v.shape)} for k, v in golden.items()},
@@ -920,6 +1425,12 @@ def write_preset(name, preset, out_root):
     with open(os.path.join(folder, "golden.json"), "w") as f:
         json.dump(summary, f, indent=2)
         f.write("\n")
+
+
+def _ct_version():
+    import compressed_tensors
+
+    return compressed_tensors.__version__
 
 
 def main():
