@@ -123,7 +123,8 @@ public enum Quantizer {
     // config.json with the quantization_config compressed-tensors writes; other files copied.
     try writeConfig(from: input, to: output, options: o, ignore: report.keptModules)
     if ck.store.files.count > 1 {
-      let index: JSON = .object(["metadata": .object(["total_size": .number(Double(report.outputBytes))]), "weight_map": .object(weightMap)])
+      let tensorBytes = plans.reduce(0) { $0 + $1.specs.reduce(0) { $0 + $1.byteCount } }  // HF: tensor data only
+      let index: JSON = .object(["metadata": .object(["total_size": .number(Double(tensorBytes))]), "weight_map": .object(weightMap)])
       let fw = try FileWriter(path: joinPath(output, "model.safetensors.index.json"))
       try fw.write(index.serialized + "\n")
       try fw.close()
@@ -174,8 +175,10 @@ public enum Quantizer {
     let shape: [Int64] = [Int64(rows), Int64(cols)]
     try withBytes(shape) { (b) throws(GLM5Error) in try w.write(specs[2].name, b) }
     if !o.symmetric {
-      // zero points [rows, groups] as u = zp + 8, packed 8 rows per word along dim 0
-      var zpacked = [UInt32](repeating: 0, count: ((rows + 7) / 8) * groups)
+      // zero points [rows, groups] as u = zp + 8, packed 8 rows per word along dim 0; the padding
+      // rows of the last word hold 8 (zp 0), as compressed-tensors writes them.
+      var zpacked = [UInt32](repeating: 0x8888_8888, count: ((rows + 7) / 8) * groups)
+      for r in 0..<rows { for gi in 0..<groups { zpacked[(r / 8) * groups + gi] &= ~(0xF << (4 * UInt32(r % 8))) } }
       for r in 0..<rows {
         for gi in 0..<groups {
           zpacked[(r / 8) * groups + gi] |= UInt32(zeros[r * groups + gi] + 8) << (4 * UInt32(r % 8))

@@ -3,7 +3,9 @@
 fixtures written by make_fixtures.py. It reads only the fixture folder (config.json + checkpoint-named
 safetensors, per-expert weights) and golden.safetensors; it does not use transformers.
 
-    /work/venv-ref/bin/python tools/reference/check_fixtures.py Tests/Fixtures
+    /work/venv-ref/bin/python tools/reference/check_fixtures.py Tests/Fixtures   # every folder with a golden,
+                                                                                 # one level down too
+    /work/venv-ref/bin/python tools/reference/check_fixtures.py Tests/Fixtures/glm5-quantized/int4
 
 It doubles as a compact, readable spec of what the Swift implementation must compute.
 """
@@ -343,10 +345,18 @@ def check(folder):
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else "Tests/Fixtures"
     ok = True
+    folders = []
     for name in sorted(os.listdir(root)):
         folder = os.path.join(root, name)
-        if not os.path.exists(os.path.join(folder, "golden.safetensors")):
-            continue
+        if os.path.exists(os.path.join(folder, "golden.safetensors")):
+            folders.append(name)
+        elif os.path.isdir(folder):  # e.g. glm5-quantized/int4 (its source/ has no golden)
+            folders += [f"{name}/{sub}" for sub in sorted(os.listdir(folder))
+                        if os.path.exists(os.path.join(folder, sub, "golden.safetensors"))]
+    if not folders and os.path.exists(os.path.join(root, "golden.safetensors")):
+        root, folders = os.path.dirname(os.path.abspath(root)), [os.path.basename(os.path.abspath(root))]
+    for name in folders:
+        folder = os.path.join(root, name)
         worst, n = check(folder)
         bad = any(v > 1e-4 for v in worst.values())
         ok &= not bad

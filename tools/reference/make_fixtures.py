@@ -1436,14 +1436,27 @@ def _ct_version():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="Tests/Fixtures")
-    ap.add_argument("--preset", action="append", choices=list(PRESETS))
+    ap.add_argument("--preset", action="append", choices=list(PRESETS) + ["glm5-quantized"])
+    ap.add_argument("--glm5", default=".build/release/glm5",
+                    help="glm5 binary for the glm5-quantized fixture (make_glm5_quantized.py; `make build`)")
     args = ap.parse_args()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     transformers.logging.set_verbosity_error()
     os.makedirs(args.out, exist_ok=True)
-    for name in args.preset or list(PRESETS):
+    names = args.preset or list(PRESETS) + ["glm5-quantized"]
+    for name in names:
+        if name == "glm5-quantized":
+            continue
         write_preset(name, PRESETS[name], args.out)
+    if "glm5-quantized" in names:
+        # `glm5 quantize` output loaded in transformers; needs the Swift build
+        if not os.path.exists(args.glm5) and not args.preset:
+            print(f"== glm5-quantized SKIPPED: {args.glm5} not found (run `make build`, or pass --glm5)")
+            return
+        import make_glm5_quantized
+
+        make_glm5_quantized.make(args.out, args.glm5)
 
 
 if __name__ == "__main__":
