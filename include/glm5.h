@@ -218,7 +218,20 @@ typedef struct glm5_model_info {
     uint32_t weight_dtypes;           /* bit mask: bit (1u << glm5_dtype) per dtype among the weights */
     uint64_t n_parameters;            /* elements in all weight tensors, MTP layer included */
     uint64_t weight_file_bytes;       /* bytes of tensor data in the weight files */
+    uint32_t weight_formats;          /* bit mask of glm5_weight_format among the Linear weights */
+    uint32_t reserved0;               /* 0 */
+    uint64_t resident_weight_bytes;   /* memory the weights take once every one has been used: the
+                                         mapped tensor data plus what loading copied or repacked
+                                         (fp32 norm vectors, ...). Quantized weights are never
+                                         expanded to fp32. */
 } glm5_model_info;
+
+/* How Linear weights are stored (bits of glm5_model_info.weight_formats). Values are pinned. */
+typedef enum glm5_weight_format {
+    GLM5_FORMAT_FLOAT = 1,      /* F32, BF16 or F16 [out, in] */
+    GLM5_FORMAT_FP8_BLOCK = 2,  /* F8_E4M3 with F32 block scales (weight_scale_inv), e.g. 128x128 */
+    GLM5_FORMAT_INT4_GROUP = 4  /* compressed-tensors pack-quantized INT4, groups of 32/64/128 */
+} glm5_weight_format;
 
 /* Fill *info with zeros and set struct_size = sizeof(glm5_model_info) of this header. Inline. */
 static inline void glm5_model_info_init(glm5_model_info *info) {

@@ -60,6 +60,8 @@ public func glm5_model_get_info(_ model: OpaquePointer?, _ info: UnsafeMutablePo
     v.weight_dtypes = ck.dtypeMask
     v.n_parameters = UInt64(ck.parameterCount)
     v.weight_file_bytes = UInt64(ck.tensorBytes)
+    v.weight_formats = ck.formatMask
+    v.resident_weight_bytes = UInt64(ck.tensorBytes + m.transformer.ownedBytes)
     // Only the bytes the host's struct has room for (it may be an older, shorter version).
     withUnsafeBytes(of: &v) { src in
       UnsafeMutableRawPointer(info).copyMemory(from: src.baseAddress!, byteCount: min(src.count, Int(info.pointee.struct_size)))

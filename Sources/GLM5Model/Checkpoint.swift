@@ -56,6 +56,19 @@ public final class Checkpoint: @unchecked Sendable {
     return m
   }
 
+  /// Bit mask of glm5_weight_format over the Linear weights: 1 float, 2 FP8 blocks, 4 INT4 groups.
+  public var formatMask: UInt32 {
+    var m: UInt32 = 0
+    for l in linearModules {
+      switch l.linear.format {
+      case .float: m |= 1
+      case .fp8Block: m |= 2
+      case .int4Group: m |= 4
+      }
+    }
+    return m
+  }
+
   public var parameterCount: Int { store.byName.values.reduce(0) { $0 + $1.count } }
   public var tensorBytes: Int { store.byName.values.reduce(0) { $0 + $1.byteCount } }
 }

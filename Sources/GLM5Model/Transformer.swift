@@ -82,6 +82,18 @@ public final class Transformer: @unchecked Sendable {
     finalNorm = weights.norm.floats()
   }
 
+  /// Bytes of weight data copied at load (fp32 norm vectors, biases): what the model holds
+  /// beyond the mapped files.
+  public var ownedBytes: Int {
+    var n = finalNorm.count
+    for l in layers {
+      n += l.inputNorm.count + l.postNorm.count + l.attention.qANorm.count + l.attention.kvANorm.count
+      if let i = l.attention.indexer { n += i.kNormW.count + i.kNormB.count }
+      if let m = l.moe { n += m.router.bias.count }
+    }
+    return 4 * n
+  }
+
   /// Which layers keep indexer keys (for sizing a cache).
   public var layersWithIndexer: [Bool] { layers.map { $0.attention.indexer != nil } }
 

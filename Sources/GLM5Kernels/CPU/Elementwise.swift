@@ -53,11 +53,19 @@ extension Kernels {
     for i in 0..<n { x[i] *= inv }
   }
 
-  /// log Σ exp(x) over [n], computed in Double with the maximum subtracted.
+  /// log Σ exp(x) over [n], computed in Double with the maximum subtracted. NaN if any x is NaN,
+  /// +inf if any is +inf, -inf if n == 0 or every x is -inf.
   public static func logSumExp(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
     var m = -Float.infinity
     for i in 0..<n { m = max(m, x[i]) }
-    if m == -.infinity || m.isNaN { return Double(m) }
+    if m == .infinity {
+      for i in 0..<n where x[i].isNaN { return .nan }
+      return .infinity
+    }
+    if m == -.infinity || m.isNaN {
+      for i in 0..<n where x[i].isNaN { return .nan }
+      return Double(m)
+    }
     var s: Double = 0
     for i in 0..<n { s += _expD(Double(x[i] - m)) }
     return Double(m) + _logD(s)

@@ -65,6 +65,40 @@ public enum Reference {
     for i in 0..<n { x[i] = Float(Double(_exp(x[i] - m)) / s) }
   }
 
+  /// silu(g) ⊙ u into g, in Double.   [n]
+  public static func swiglu(_ g: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>, _ n: Int) {
+    for i in 0..<n {
+      let z = Double(g[i])
+      g[i] = Float(z / (1 + _expD(-z)) * Double(u[i]))
+    }
+  }
+
+  /// log Σ exp(x) over [n] in Double: NaN if any x is NaN, +inf if any is +inf, -inf if n == 0 or
+  /// every x is -inf.
+  public static func logSumExp(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
+    var m = -Double.infinity
+    for i in 0..<n {
+      if x[i].isNaN { return .nan }
+      m = Swift.max(m, Double(x[i]))
+    }
+    if m.isInfinite { return m }
+    var s: Double = 0
+    for i in 0..<n { s += _expD(Double(x[i]) - m) }
+    return m + _logD(s)
+  }
+
+  /// Σ_i a[i] · b[i] in Double.
+  public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    var s: Double = 0
+    for i in 0..<n { s += Double(a[i]) * Double(b[i]) }
+    return Float(s)
+  }
+
+  /// y[i] += a · x[i], the product exact in Double.
+  public static func axpy(_ y: UnsafeMutablePointer<Float>, _ a: Float, _ x: UnsafePointer<Float>, _ n: Int) {
+    for i in 0..<n { y[i] = Float(Double(y[i]) + Double(a) * Double(x[i])) }
+  }
+
   /// The k largest of scores[0..<n] by the library's rule: higher score first, ties to the lower
   /// index; NaN ranks below everything. Returned in that rank order.
   public static func topK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int) -> [Int32] {

@@ -61,6 +61,9 @@ class glm5_model_info(ctypes.Structure):
         ("weight_dtypes", ctypes.c_uint32),
         ("n_parameters", ctypes.c_uint64),
         ("weight_file_bytes", ctypes.c_uint64),
+        ("weight_formats", ctypes.c_uint32),
+        ("reserved0", ctypes.c_uint32),
+        ("resident_weight_bytes", ctypes.c_uint64),
     ]
 
 
@@ -72,7 +75,7 @@ class glm5_session_params(ctypes.Structure):
 
 
 assert ctypes.sizeof(glm5_model_params) == 8
-assert ctypes.sizeof(glm5_model_info) == 104
+assert ctypes.sizeof(glm5_model_info) == 120
 assert ctypes.sizeof(glm5_session_params) == 8
 
 

@@ -76,6 +76,8 @@ class ModelInfo:
     weight_dtype_mask: int  # the raw bit mask: bit (1 << glm5_dtype) per dtype present
     n_parameters: int
     weight_file_bytes: int
+    weight_formats: tuple  # Linear weight formats present: "float", "fp8_block", "int4_group"
+    resident_weight_bytes: int  # memory the weights take once all are used (mapped + copied)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -88,6 +90,8 @@ class ModelInfo:
                 values[f.name] = dtype_names(c.weight_dtypes)
             elif f.name == "weight_dtype_mask":
                 values[f.name] = int(c.weight_dtypes)
+            elif f.name == "weight_formats":
+                values[f.name] = tuple(n for bit, n in ((1, "float"), (2, "fp8_block"), (4, "int4_group")) if c.weight_formats & bit)
             elif f.name == "has_mtp":
                 values[f.name] = bool(c.has_mtp)
             else:

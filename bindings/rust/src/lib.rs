@@ -304,6 +304,10 @@ pub struct ModelInfo {
     pub weight_dtypes: u32,
     pub n_parameters: u64,
     pub weight_file_bytes: u64,
+    /// Bit mask of Linear weight formats: 1 float, 2 FP8 blocks, 4 INT4 groups.
+    pub weight_formats: u32,
+    /// Memory the weights take once all are used (mapped tensor data plus copies made at load).
+    pub resident_weight_bytes: u64,
 }
 
 impl ModelInfo {
@@ -332,6 +336,8 @@ impl ModelInfo {
             weight_dtypes: c.weight_dtypes,
             n_parameters: c.n_parameters,
             weight_file_bytes: c.weight_file_bytes,
+            weight_formats: c.weight_formats,
+            resident_weight_bytes: c.resident_weight_bytes,
         }
     }
 
@@ -509,11 +515,11 @@ mod tests {
             }
         );
         let i = new_model_info();
-        assert_eq!(i.struct_size, 104);
+        assert_eq!(i.struct_size, 120);
         assert_eq!(
             i,
             sys::glm5_model_info {
-                struct_size: 104,
+                struct_size: 120,
                 ..Default::default()
             }
         );

@@ -92,6 +92,9 @@ pub struct glm5_model_info {
     pub weight_dtypes: u32,
     pub n_parameters: u64,
     pub weight_file_bytes: u64,
+    pub weight_formats: u32,
+    pub reserved0: u32,
+    pub resident_weight_bytes: u64,
 }
 
 // ---- Sessions --------------------------------------------------------------------------------
@@ -117,7 +120,7 @@ pub const GLM5_LOGITS_LAST: glm5_logits = 1;
 pub const GLM5_LOGITS_ALL: glm5_logits = 2;
 
 const _: () = assert!(std::mem::size_of::<glm5_model_params>() == 8);
-const _: () = assert!(std::mem::size_of::<glm5_model_info>() == 104);
+const _: () = assert!(std::mem::size_of::<glm5_model_info>() == 120);
 const _: () = assert!(std::mem::align_of::<glm5_model_info>() == 8);
 const _: () = assert!(std::mem::size_of::<glm5_session_params>() == 8);
 
