@@ -77,3 +77,24 @@ public enum DType: Int32, CaseIterable, Sendable {
 @inline(__always) public func f8e5m2ToFloat(_ v: UInt8) -> Float {
   f16ToFloat(UInt16(v) << 8)
 }
+
+/// float → float8 e4m3fn, round to nearest even, saturating to ±448 (torch's
+/// `x.clamp(-448, 448).to(torch.float8_e4m3fn)`). NaN → 0x7F.
+public func floatToF8E4M3(_ x: Float) -> UInt8 {
+  if x.isNaN { return 0x7F }
+  let sign: UInt8 = x.sign == .minus ? 0x80 : 0
+  let a = min(abs(x), 448)
+  if a == 0 { return sign }
+  // Subnormals: multiples of 2^-9 below 2^-6.
+  if a < 0x1p-6 {
+    let m = (a / 0x1p-9).rounded(.toNearestOrEven)  // 0...8; 8 becomes the smallest normal
+    return sign | UInt8(m)
+  }
+  var e = Int(a.exponent)  // a = 2^e * 1.f
+  var m = ((a / Float(sign: .plus, exponent: e, significand: 1)) - 1) * 8
+  m = m.rounded(.toNearestOrEven)
+  if m == 8 { m = 0; e += 1 }
+  let biased = e + 7
+  if biased > 15 || (biased == 15 && m > 6) { return sign | 0x7E }  // 448
+  return sign | UInt8(biased << 3) | UInt8(m)
+}

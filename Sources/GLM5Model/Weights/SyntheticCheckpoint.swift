@@ -16,7 +16,12 @@ public enum SyntheticCheckpoint {
 
   /// A config JSON for a GLM-5-shaped model; `scale` 1 is small (~0.3 GB in BF16).
   public static func config(hidden: Int = 1024, layers: Int = 4, experts: Int = 64, vocab: Int = 32768) throws(GLM5Error) -> ModelConfig {
-    let json: JSON = .object([
+    try ModelConfig(json: configJSON(hidden: hidden, layers: layers, experts: experts, vocab: vocab), source: "synthetic config")
+  }
+
+  /// The config.json of a synthetic model.
+  public static func configJSON(hidden: Int = 1024, layers: Int = 4, experts: Int = 64, vocab: Int = 32768) -> JSON {
+    .object([
       "model_type": .string("glm_moe_dsa"),
       "vocab_size": .number(Double(vocab)), "hidden_size": .number(Double(hidden)),
       "num_hidden_layers": .number(Double(layers)), "first_k_dense_replace": .number(1),
@@ -29,7 +34,6 @@ public enum SyntheticCheckpoint {
       "max_position_embeddings": .number(8192), "rms_norm_eps": .number(1e-5),
       "rope_parameters": .object(["rope_theta": .number(1_000_000), "rope_type": .string("default")]),
     ])
-    return try ModelConfig(json: json, source: "synthetic config")
   }
 
   /// Build a checkpoint with random weights in `dtype` (F32, BF16 or F16).
@@ -63,5 +67,96 @@ public enum SyntheticCheckpoint {
     let ck = try Checkpoint(config: config, store: store, path: "<synthetic>")
     ck.retain(arena)
     return ck
+  }
+}
+
+extension SyntheticCheckpoint {
+  /// The tensors the weight table asks for under `config`, in table order.
+  static func tensorList(config: ModelConfig) throws(GLM5Error) -> [(name: String, shape: [Int])] {
+    var list: [(String, [Int])] = []
+    var dummy: UInt8 = 0
+    let p = withUnsafeMutablePointer(to: &dummy) { UnsafeRawPointer($0) }
+    let store = TensorStore { name, shape in
+      list.append((name, shape))
+      return TensorView(name: name, dtype: .f32, shape: shape, data: p, byteCount: 0, file: "<plan>")
+    }
+    _ = try Checkpoint(config: config, store: store, path: "<plan>")
+    return list
+  }
+
+  /// Write a random checkpoint folder (config.json + model.safetensors), streaming one tensor at
+  /// a time. `fp8` stores every quantizable Linear as F8_E4M3 with 128×128 block scales (as the
+  /// official GLM-5-FP8 release), the rest in BF16.
+  public static func write(config: ModelConfig, configJSON: JSON, folder: String, fp8: Bool = false, seed: UInt64 = 42) throws(GLM5Error) {
+    try makeDirectory(folder)
+    let plan = try tensorList(config: config)
+    let keep: Set<String> = {
+      // Linear modules the quantizers leave alone (router, indexer head weights, lm_head, MTP glue).
+      var s = Set<String>()
+      for (name, _) in plan where name.hasSuffix("mlp.gate.weight") || name.hasSuffix("weights_proj.weight")
+        || name == "lm_head.weight" || name.hasSuffix("eh_proj.weight") || name.hasSuffix("shared_head.head.weight") { s.insert(name) }
+      return s
+    }()
+    let block = 128
+    var specs: [TensorSpec] = []
+    for (name, shape) in plan {
+      let isLinear = shape.count == 2 && name.hasSuffix(".weight") && !name.hasSuffix("embed_tokens.weight")
+      if fp8 && isLinear && !keep.contains(name) {
+        specs.append(TensorSpec(name: name, dtype: .f8e4m3, shape: shape))
+        specs.append(TensorSpec(name: String(name.dropLast(6)) + "weight_scale_inv", dtype: .f32,
+                                shape: [(shape[0] + block - 1) / block, (shape[1] + block - 1) / block]))
+      } else {
+        specs.append(TensorSpec(name: name, dtype: shape.count == 1 ? .f32 : .bf16, shape: shape))
+      }
+    }
+    let w = try SafeTensorsWriter(path: joinPath(folder, "model.safetensors"), specs: specs)
+    var state = seed | 1
+    var i = 0
+    while i < specs.count {
+      let s = specs[i]
+      let count = s.shape.reduce(1, *)
+      if s.shape.count == 1 {
+        let ones = s.name.hasSuffix("e_score_correction_bias") || s.name.hasSuffix(".bias") ? Float(0) : 1
+        let v = [Float](repeating: ones, count: count)
+        try withBytes(v) { (b) throws(GLM5Error) in try w.write(s.name, b) }
+        i += 1
+        continue
+      }
+      let rows = s.shape[0], cols = s.shape[1]
+      let a = (3 / Float(cols)).squareRoot()
+      var vals = [Float](repeating: 0, count: count)
+      for j in 0..<count {
+        state ^= state << 13; state ^= state >> 7; state ^= state << 17
+        vals[j] = (Float(state >> 40) / Float(1 << 24) * 2 - 1) * a
+      }
+      if s.dtype == .f8e4m3 {
+        let br = (rows + block - 1) / block, bc = (cols + block - 1) / block
+        var scales = [Float](repeating: 0, count: br * bc)
+        for r in 0..<rows { for c in 0..<cols { let k = (r / block) * bc + c / block; scales[k] = max(scales[k], abs(vals[r * cols + c])) } }
+        for k in scales.indices { scales[k] = scales[k] > 0 ? scales[k] / 448 : 1 }
+        var q = [UInt8](repeating: 0, count: count)
+        for r in 0..<rows { for c in 0..<cols { q[r * cols + c] = floatToF8E4M3(vals[r * cols + c] / scales[(r / block) * bc + c / block]) } }
+        try withBytes(q) { (b) throws(GLM5Error) in try w.write(s.name, b) }
+        try withBytes(scales) { (b) throws(GLM5Error) in try w.write(specs[i + 1].name, b) }
+        i += 2
+      } else {
+        let h = vals.map(floatToBF16)
+        try withBytes(h) { (b) throws(GLM5Error) in try w.write(s.name, b) }
+        i += 1
+      }
+    }
+    try w.finish()
+    var cfg = configJSON.object ?? [:]
+    if fp8 {
+      cfg["quantization_config"] = .object([
+        "quant_method": .string("fp8"), "fmt": .string("e4m3"), "activation_scheme": .string("dynamic"),
+        "weight_block_size": .array([.number(128), .number(128)]),
+        "modules_to_not_convert": .array([.string("lm_head"), .string("model.layers.*.mlp.gate$"),
+                                          .string("model.layers.*.self_attn.indexer.weights_proj$")]),
+      ])
+    }
+    let fw = try FileWriter(path: joinPath(folder, "config.json"))
+    try fw.write(JSON.object(cfg).serialized + "\n")
+    try fw.close()
   }
 }
