@@ -23,9 +23,6 @@ public final class Model: @unchecked Sendable {
     guard threads >= 0 && threads <= 1024 else {
       throw .invalidArgument("n_threads is \(threads), must be in [0, 1024]")
     }
-    if let q = checkpoint.quant {
-      throw .unsupported("\(checkpoint.path): the quantized format \(q) is recognised and checked, but computing from it is not available yet")
-    }
     self.checkpoint = checkpoint
     pool = ThreadPool(threads: threads == 0 ? ThreadPool.availableCPUs : threads)
     transformer = Transformer(checkpoint: checkpoint)

@@ -152,6 +152,6 @@ public final class Transformer: @unchecked Sendable {
 
   /// logits [rows, V] = hidden [rows, H] · lm_headᵀ
   public func logits(hidden: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>, pool: ThreadPool) {
-    Kernels.linear(out, ldy: config.vocabSize, hidden, ldx: config.hiddenSize, tokens: rows, weights.lmHead.matrix, pool: pool)
+    Kernels.linear(out, ldy: config.vocabSize, hidden, ldx: config.hiddenSize, tokens: rows, weights.lmHead.kernel, pool: pool)
   }
 }

@@ -23,7 +23,7 @@ struct GoldenForwardTests {
       let want = g.floats("seq\(s).logits")
       let d = maxAbsDiff(logits, want)
       worst = max(worst, d)
-      #expect(d <= 5e-4, "\(preset) seq\(s): max |Δlogit| = \(d)")
+      #expect(d <= logitTolerance(preset), "\(preset) seq\(s): max |Δlogit| = \(d)")
       for l in 0..<c.numHiddenLayers {
         let name = "seq\(s).topk.layer\(l)"
         if g.has(name) {

@@ -11,7 +11,15 @@ let fixturesRoot: String = {
   return parts.joined(separator: "/") + "/Fixtures"
 }()
 
-let goldenPresets = ["tiny-dsa", "tiny-dsa-bf16-sharded", "tiny-dense-f16", "tiny-dsa-yarn"]
+let floatPresets = ["tiny-dsa", "tiny-dsa-bf16-sharded", "tiny-dense-f16", "tiny-dsa-yarn"]
+/// Quantized checkpoints: FP8 blocks, compressed-tensors INT4 written by the library itself, and
+/// the INT4 folder `glm5 quantize` wrote (its golden comes from transformers loading it).
+let quantizedPresets = ["tiny-fp8-block", "tiny-int4-g32", "tiny-int4-g64-asym", "tiny-int4-g128", "tiny-int4-partial",
+                        "glm5-quantized/int4"]
+let goldenPresets = floatPresets + quantizedPresets
+
+/// The tolerance on logits: 5e-4 for float checkpoints, 1e-3 for quantized ones.
+func logitTolerance(_ preset: String) -> Float { quantizedPresets.contains(preset) ? 1e-3 : 5e-4 }
 
 struct Golden {
   let file: SafeTensorsFile

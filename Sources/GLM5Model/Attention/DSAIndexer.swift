@@ -33,11 +33,11 @@ struct DSAIndexer {
                rope: RopeTables, keyCache: FloatBuffer, ctx: ForwardContext) throws(GLM5Error) -> (FloatBuffer, FloatBuffer) {
     let c = ctx.config
     let q = try FloatBuffer(count: T * heads * headDim, what: "indexer queries")
-    Kernels.linear(q.pointer, ldy: heads * headDim, qLat, ldx: c.qLoraRank, tokens: T, weights.wqB.matrix, pool: ctx.pool)
+    Kernels.linear(q.pointer, ldy: heads * headDim, qLat, ldx: c.qLoraRank, tokens: T, weights.wqB.kernel, pool: ctx.pool)
     let k = try FloatBuffer(count: T * headDim, what: "indexer keys")
-    Kernels.linear(k.pointer, ldy: headDim, a, ldx: c.hiddenSize, tokens: T, weights.wk.matrix, pool: ctx.pool)
+    Kernels.linear(k.pointer, ldy: headDim, a, ldx: c.hiddenSize, tokens: T, weights.wk.kernel, pool: ctx.pool)
     let w = try FloatBuffer(count: T * heads, what: "indexer head weights")
-    Kernels.linear(w.pointer, ldy: heads, a, ldx: c.hiddenSize, tokens: T, weights.weightsProj.matrix, pool: ctx.pool)
+    Kernels.linear(w.pointer, ldy: heads, a, ldx: c.hiddenSize, tokens: T, weights.weightsProj.kernel, pool: ctx.pool)
     let hScale = 1 / Float(heads).squareRoot()
     for i in 0..<(T * heads) { w[i] *= hScale }
     kNormW.withUnsafeBufferPointer { nw in

@@ -65,14 +65,14 @@ struct MLA {
 
     // MARK: - Queries and the compressed KV
     let qLat = try FloatBuffer(count: T * rq, what: "q latent")
-    Kernels.linear(qLat.pointer, ldy: rq, a, ldx: h, tokens: T, weights.qA.matrix, pool: pool)
+    Kernels.linear(qLat.pointer, ldy: rq, a, ldx: h, tokens: T, weights.qA.kernel, pool: pool)
     qANorm.withUnsafeBufferPointer { w in
       for t in 0..<T { Kernels.rmsNorm(qLat.pointer + t * rq, qLat.pointer + t * rq, w.baseAddress!, rq, eps: 1e-6) }
     }
     let q = try FloatBuffer(count: T * nh * dqk, what: "queries")
-    Kernels.linear(q.pointer, ldy: nh * dqk, qLat.pointer, ldx: rq, tokens: T, weights.qB.matrix, pool: pool)
+    Kernels.linear(q.pointer, ldy: nh * dqk, qLat.pointer, ldx: rq, tokens: T, weights.qB.kernel, pool: pool)
     let ckv = try FloatBuffer(count: T * (rkv + dr), what: "compressed kv")
-    Kernels.linear(ckv.pointer, ldy: rkv + dr, a, ldx: h, tokens: T, weights.kvA.matrix, pool: pool)
+    Kernels.linear(ckv.pointer, ldy: rkv + dr, a, ldx: h, tokens: T, weights.kvA.kernel, pool: pool)
     kvANorm.withUnsafeBufferPointer { w in
       for t in 0..<T {
         let p = start + t
@@ -112,7 +112,7 @@ struct MLA {
     let qt = try FloatBuffer(count: T * nh * rkv, what: "absorbed queries")
     let oLat = try FloatBuffer(count: T * nh * rkv, what: "latent attention output")
     let o = try FloatBuffer(count: T * nh * dv, what: "attention heads output")
-    let kvB = weights.kvB.matrix
+    let kvB = weights.kvB.kernel
     ctx.pool.parallelFor(nh) { hh in
       let wUK = kvB.rows(hh * (dn + dv), dn)  // [Dn, Rkv]
       Kernels.linearTransposed(qt.pointer + hh * rkv, ldy: nh * rkv, q.pointer + hh * dqk, ldx: nh * dqk, tokens: T, wUK)
@@ -146,6 +146,6 @@ struct MLA {
       let wUV = kvB.rows(hh * (dn + dv) + dn, dv)  // [Dv, Rkv]
       Kernels.linear(o.pointer + hh * dv, ldy: nh * dv, oLat.pointer + hh * rkv, ldx: nh * rkv, tokens: T, wUV, pool: ThreadPool.serial)
     }
-    Kernels.linear(out, ldy: h, o.pointer, ldx: nh * dv, tokens: T, weights.o.matrix, pool: pool)
+    Kernels.linear(out, ldy: h, o.pointer, ldx: nh * dv, tokens: T, weights.o.kernel, pool: pool)
   }
 }

@@ -14,10 +14,10 @@ func swiGLU(_ w: SwiGLUWeights, x: UnsafePointer<Float>, ldx: Int, y: UnsafeMuta
   let width = w.gate.outFeatures
   let g = try FloatBuffer(count: T * width, what: "MLP gate")
   let u = try FloatBuffer(count: T * width, what: "MLP up")
-  Kernels.linear(g.pointer, ldy: width, x, ldx: ldx, tokens: T, w.gate.matrix, pool: pool)
-  Kernels.linear(u.pointer, ldy: width, x, ldx: ldx, tokens: T, w.up.matrix, pool: pool)
+  Kernels.linear(g.pointer, ldy: width, x, ldx: ldx, tokens: T, w.gate.kernel, pool: pool)
+  Kernels.linear(u.pointer, ldy: width, x, ldx: ldx, tokens: T, w.up.kernel, pool: pool)
   Kernels.swiglu(g.pointer, u.pointer, T * width)
-  Kernels.linear(y, ldy: ldy, g.pointer, ldx: width, tokens: T, w.down.matrix, pool: pool)
+  Kernels.linear(y, ldy: ldy, g.pointer, ldx: width, tokens: T, w.down.kernel, pool: pool)
 }
 
 struct MoE {
@@ -35,7 +35,7 @@ struct MoE {
     let h = ctx.config.hiddenSize
     let e = router.experts
     let logits = try FloatBuffer(count: T * e, what: "router logits")
-    Kernels.linear(logits.pointer, ldy: e, x, ldx: h, tokens: T, weights.router.matrix, pool: ctx.pool)
+    Kernels.linear(logits.pointer, ldy: e, x, ldx: h, tokens: T, weights.router.kernel, pool: ctx.pool)
     var ids = [[Int32]](repeating: [], count: T)
     var wts = [[Float]](repeating: [], count: T)
     for t in 0..<T { router.route(logits: logits.pointer + t * e, ids: &ids[t], weights: &wts[t]) }

@@ -12,9 +12,19 @@ extension TensorView {
 }
 
 extension Linear {
-  /// The [out, in] weight read in place.
-  public var matrix: WeightMatrix {
-    WeightMatrix(dtype: weight.dtype, data: weight.data ?? UnsafeRawPointer(bitPattern: 0x10)!, rows: outFeatures, cols: inFeatures)
+  /// The weight as the kernels read it, in place, in its stored format.
+  public var kernel: LinearWeight {
+    let base = weight.data ?? UnsafeRawPointer(bitPattern: 0x10)!  // empty tensors are never read
+    switch format {
+    case .float:
+      return .float(WeightMatrix(dtype: weight.dtype, data: base, rows: outFeatures, cols: inFeatures))
+    case .fp8Block(let s, let br, let bc):
+      return .fp8(data: base, rows: outFeatures, cols: inFeatures, scales: s.data!.assumingMemoryBound(to: Float.self),
+                  blockRows: br, blockCols: bc, rowOffset: 0)
+    case .int4Group(let s, let zp, let g):
+      return .int4(packed: base, rows: outFeatures, cols: inFeatures, scales: s.data!, scaleDType: s.dtype,
+                   zeroPoints: zp?.data, group: g, totalRows: outFeatures, rowOffset: 0)
+    }
   }
 }
 
