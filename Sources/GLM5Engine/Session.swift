@@ -37,6 +37,8 @@ public final class Session: @unchecked Sendable {
   }
 
   public var count: Int { tokens.count }
+  /// Bytes the session's caches hold now (they grow with use up to maxTokens).
+  public var cacheBytes: Int { cache.capacity * cache.bytesPerToken }
   var vocab: Int { model.config.vocabSize }
   var hiddenSize: Int { model.config.hiddenSize }
 

@@ -2,6 +2,10 @@
 
 import GLM5Core
 
+/// A checksum of the bytes the last `prefault()` read: public so that the reads cannot be
+/// optimised away (a private write-only sink was, and the loop with it).
+nonisolated(unsafe) public var prefaultChecksum: UInt8 = 0
+
 public final class Checkpoint: @unchecked Sendable {
   public let path: String
   public let config: ModelConfig
@@ -54,6 +58,22 @@ public final class Checkpoint: @unchecked Sendable {
     var m: UInt32 = 0
     for t in store.byName.values { m |= 1 << UInt32(t.dtype.rawValue) }
     return m
+  }
+
+  /// Read every weight page once, so that the whole checkpoint is resident before it is used
+  /// (benchmarks; hosts that prefer a slow load to a slow first token). Returns the bytes touched.
+  @discardableResult
+  public func prefault() -> Int {
+    var sum: UInt8 = 0
+    var n = 0
+    for f in store.files {
+      guard let base = f.mapping.bytes.baseAddress else { continue }
+      var i = 0
+      while i < f.mapping.bytes.count { sum &+= base.load(fromByteOffset: i, as: UInt8.self); i += 4096 }
+      n += f.mapping.bytes.count
+    }
+    prefaultChecksum = sum
+    return n
   }
 
   /// Bit mask of glm5_weight_format over the Linear weights: 1 float, 2 FP8 blocks, 4 INT4 groups.

@@ -84,10 +84,21 @@ extension SyntheticCheckpoint {
     return list
   }
 
+  public enum Format: Sendable, Equatable {
+    case bf16
+    /// F8_E4M3 with 128×128 block scales, as the official GLM-5-FP8 release.
+    case fp8
+    /// compressed-tensors pack-quantized INT4, symmetric, this group size (random codes).
+    case int4(group: Int)
+  }
+
   /// Write a random checkpoint folder (config.json + model.safetensors), streaming one tensor at
-  /// a time. `fp8` stores every quantizable Linear as F8_E4M3 with 128×128 block scales (as the
-  /// official GLM-5-FP8 release), the rest in BF16.
-  public static func write(config: ModelConfig, configJSON: JSON, folder: String, fp8: Bool = false, seed: UInt64 = 42) throws(GLM5Error) {
+  /// a time. Quantized formats apply to every Linear the quantizers convert (not the router, the
+  /// indexer's weights_proj, lm_head or the MTP glue); everything else is BF16 (norms F32).
+  public static func write(config: ModelConfig, configJSON: JSON, folder: String, format: Format = .bf16, seed: UInt64 = 42) throws(GLM5Error) {
+    let fp8 = format == .fp8
+    var int4Group = 0
+    if case .int4(let g) = format { int4Group = g }
     try makeDirectory(folder)
     let plan = try tensorList(config: config)
     let keep: Set<String> = {
@@ -101,7 +112,12 @@ extension SyntheticCheckpoint {
     var specs: [TensorSpec] = []
     for (name, shape) in plan {
       let isLinear = shape.count == 2 && name.hasSuffix(".weight") && !name.hasSuffix("embed_tokens.weight")
-      if fp8 && isLinear && !keep.contains(name) {
+      if int4Group > 0 && isLinear && !keep.contains(name) && shape[1] % int4Group == 0 {
+        let m = String(name.dropLast(7))
+        specs.append(TensorSpec(name: m + ".weight_packed", dtype: .i32, shape: [shape[0], (shape[1] + 7) / 8]))
+        specs.append(TensorSpec(name: m + ".weight_scale", dtype: .bf16, shape: [shape[0], shape[1] / int4Group]))
+        specs.append(TensorSpec(name: m + ".weight_shape", dtype: .i64, shape: [2]))
+      } else if fp8 && isLinear && !keep.contains(name) {
         specs.append(TensorSpec(name: name, dtype: .f8e4m3, shape: shape))
         specs.append(TensorSpec(name: String(name.dropLast(6)) + "weight_scale_inv", dtype: .f32,
                                 shape: [(shape[0] + block - 1) / block, (shape[1] + block - 1) / block]))
@@ -120,6 +136,23 @@ extension SyntheticCheckpoint {
         let v = [Float](repeating: ones, count: count)
         try withBytes(v) { (b) throws(GLM5Error) in try w.write(s.name, b) }
         i += 1
+        continue
+      }
+      if s.dtype == .i32 {  // INT4: random codes, a scale giving the same spread as the float weights
+        let rows = s.shape[0], words = s.shape[1]
+        let cols = specs[i + 1].shape[1] * int4Group
+        var packed = [UInt32](repeating: 0, count: rows * words)
+        for j in packed.indices {
+          state ^= state << 13; state ^= state >> 7; state ^= state << 17
+          packed[j] = UInt32(truncatingIfNeeded: state >> 16)
+        }
+        let scale = floatToBF16((3 / Float(cols)).squareRoot() / 8)
+        let scales = [UInt16](repeating: scale, count: specs[i + 1].shape.reduce(1, *))
+        let shape: [Int64] = [Int64(rows), Int64(cols)]
+        try withBytes(packed) { (b) throws(GLM5Error) in try w.write(s.name, b) }
+        try withBytes(scales) { (b) throws(GLM5Error) in try w.write(specs[i + 1].name, b) }
+        try withBytes(shape) { (b) throws(GLM5Error) in try w.write(specs[i + 2].name, b) }
+        i += 3
         continue
       }
       let rows = s.shape[0], cols = s.shape[1]
@@ -153,6 +186,19 @@ extension SyntheticCheckpoint {
         "weight_block_size": .array([.number(128), .number(128)]),
         "modules_to_not_convert": .array([.string("lm_head"), .string("model.layers.*.mlp.gate$"),
                                           .string("model.layers.*.self_attn.indexer.weights_proj$")]),
+      ])
+    }
+    if int4Group > 0 {
+      let ignore = plan.map(\.name).filter { keep.contains($0) }.map { String($0.dropLast(7)) }
+      cfg["quantization_config"] = .object([
+        "quant_method": .string("compressed-tensors"), "format": .string("pack-quantized"),
+        "quantization_status": .string("compressed"),
+        "config_groups": .object(["group_0": .object([
+          "targets": .array([.string("Linear")]), "input_activations": .null,
+          "weights": .object(["num_bits": .number(4), "type": .string("int"), "symmetric": .bool(true),
+                              "strategy": .string("group"), "group_size": .number(Double(int4Group))]),
+        ])]),
+        "ignore": .array(ignore.map { .string($0) }),
       ])
     }
     let fw = try FileWriter(path: joinPath(folder, "config.json"))
