@@ -1,14 +1,18 @@
-// glm5 bench: prefill and decode throughput on a checkpoint folder and on a larger random
-// GLM-5-shaped model built in memory. Figures only; nothing is asserted.
+// glm5 bench: prefill and decode throughput on a checkpoint folder, then on a larger random
+// GLM-5-shaped model written to disk in BF16, FP8 (128x128 blocks) and INT4 (our quantizer) —
+// the same weights in each format. Figures only; nothing is asserted.
 
 import ArgumentParser
 import GLM5Core
 import GLM5Engine
 import GLM5Model
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Print prefill and decode tokens/s on a model folder and on a random GLM-5-shaped model.")
+    abstract: "Print prefill and decode tokens/s (and weight GB/s) on a model folder and on a random GLM-5-shaped model in BF16, FP8 and INT4.")
 
   @Argument(help: "Model folder (default: the bundled Tests/Fixtures/tiny-dsa).")
   var model: String = "Tests/Fixtures/tiny-dsa"
@@ -28,21 +32,69 @@ struct Bench: ParsableCommand {
   @Option(help: "Layers of the synthetic model.")
   var syntheticLayers: Int = 4
 
+  @Option(help: "Routed experts of the synthetic model.")
+  var syntheticExperts: Int = 64
+
+  @Option(help: "Folder for the synthetic checkpoints (default: a new one under /tmp, removed afterwards).")
+  var scratch: String? = nil
+
   func run() throws {
     try runOrExit { () throws(GLM5Error) in
       let m = try Model(path: model, threads: threads)
       try report(name: model, m)
-      if syntheticHidden > 0 {
-        let c = try SyntheticCheckpoint.config(hidden: syntheticHidden, layers: syntheticLayers)
-        let t0 = now()
-        let ck = try SyntheticCheckpoint.make(config: c, dtype: .bf16)
-        print("synthetic model: hidden \(c.hiddenSize), \(c.numHiddenLayers) layers, \(c.nRoutedExperts) experts, vocab \(c.vocabSize), BF16 \(fmt(Double(ck.tensorBytes) / 1e9, 2)) GB, built in \(fmt(now() - t0, 1)) s")
-        try report(name: "synthetic", try Model(checkpoint: ck, threads: threads))
+      guard syntheticHidden > 0 else { return }
+      let json = SyntheticCheckpoint.configJSON(hidden: syntheticHidden, layers: syntheticLayers, experts: syntheticExperts)
+      let c = try ModelConfig(json: json, source: "synthetic config")
+      var template = Array("/tmp/glm5-bench-XXXXXX".utf8CString)
+      let dir = scratch ?? String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }!)
+      defer { if scratch == nil { _ = system("rm -rf '\(dir)'") } }
+      try makeDirectory(dir)
+      var t0 = now()
+      try SyntheticCheckpoint.write(config: c, configJSON: json, folder: dir + "/bf16", format: .bf16)
+      try SyntheticCheckpoint.write(config: c, configJSON: json, folder: dir + "/fp8", format: .fp8)
+      print("synthetic GLM-5-shaped model: hidden \(c.hiddenSize), \(c.numHiddenLayers) layers (\(c.numMoELayers) MoE), \(c.nRoutedExperts) experts of \(c.moeIntermediateSize), vocab \(c.vocabSize); BF16 and FP8 written in \(fmt(now() - t0, 1)) s")
+      t0 = now()
+      let q = try Quantizer.run(input: dir + "/bf16", output: dir + "/int4", options: QuantizeOptions(groupSize: 32))
+      print("glm5 quantize → INT4 g32: \(q.quantizedModules) modules in \(fmt(now() - t0, 1)) s")
+      var results: [(String, Double, Double)] = []
+      for f in ["bf16", "fp8", "int4"] {
+        t0 = now()
+        let mm = try Model(path: dir + "/" + f, threads: threads)
+        let load = now() - t0
+        mm.checkpoint.prefault()
+        let (_, decodeRate) = try report(name: "synthetic \(f.uppercased()) (loaded in \(fmt(load * 1e3, 0)) ms)", mm)
+        let active = activeBytesPerToken(mm)
+        print("  weights read per decoded token \(fmt(active / 1e6, 1)) MB → \(fmt(active * decodeRate / 1e9, 2)) GB/s effective")
+        results.append((f, decodeRate, active * decodeRate / 1e9))
       }
+      if let base = results.first {
+        print("decode relative to BF16: " + results.map { "\($0.0) \(fmt($0.1 / base.1, 2))x" }.joined(separator: ", "))
+      }
+      print("peak resident memory of this process: \(fmt(Double(ProcessMemory.peakResidentBytes) / 1e6, 0)) MB")
     }
   }
 
-  func report(name: String, _ m: Model) throws(GLM5Error) {
+  /// Bytes of weights one decode step reads: every Linear once (routed experts in the proportion
+  /// a token uses them), scales and zero points included, plus one embedding row.
+  func activeBytesPerToken(_ m: Model) -> Double {
+    let c = m.config
+    var total = 0.0
+    for (name, _, l) in m.checkpoint.linearModules {
+      var b = Double(l.weight.byteCount)
+      switch l.format {
+      case .float: break
+      case .fp8Block(let s, _, _): b += Double(s.byteCount)
+      case .int4Group(let s, let z, _): b += Double(s.byteCount + (z?.byteCount ?? 0))
+      }
+      if name.contains(".mlp.experts.") { b *= Double(c.numExpertsPerTok) / Double(c.nRoutedExperts) }
+      if name.hasPrefix("model.layers.\(c.numHiddenLayers).") { continue }  // MTP is not run
+      total += b
+    }
+    return total + Double(c.hiddenSize * m.checkpoint.weights.embedTokens.dtype.byteSize)
+  }
+
+  @discardableResult
+  func report(name: String, _ m: Model) throws(GLM5Error) -> (Double, Double) {
     let c = m.config
     let n = min(prompt, c.maxPositionEmbeddings - decode - 1)
     var rng: UInt64 = 7
@@ -56,9 +108,10 @@ struct Bench: ParsableCommand {
     let t1 = now()
     _ = try s.generate(decode)
     let t2 = now()
-    let bytes = Double(m.checkpoint.tensorBytes)
-    print("\(name): threads \(m.pool.threads), weights \(fmt(bytes / 1e6, 1)) MB")
-    print("  prefill \(n) tokens: \(fmt(Double(n) / (t1 - t0), 1)) tokens/s (\(fmt((t1 - t0) * 1e3, 1)) ms)")
-    print("  decode \(decode) tokens (context \(n)..\(n + decode), index_topk \(c.indexTopK)): \(fmt(Double(decode) / (t2 - t1), 2)) tokens/s (\(fmt((t2 - t1) * 1e3 / Double(max(decode, 1)), 2)) ms/token)")
+    let prefillRate = Double(n) / (t1 - t0), decodeRate = Double(decode) / (t2 - t1)
+    print("\(name): threads \(m.pool.threads), weight files \(fmt(Double(m.checkpoint.tensorBytes) / 1e6, 1)) MB, resident now \(fmt(Double(ProcessMemory.residentBytes) / 1e6, 0)) MB")
+    print("  prefill \(n) tokens: \(fmt(prefillRate, 1)) tokens/s (\(fmt((t1 - t0) * 1e3, 1)) ms)")
+    print("  decode \(decode) tokens (context \(n)..\(n + decode), index_topk \(c.indexTopK)): \(fmt(decodeRate, 2)) tokens/s (\(fmt((t2 - t1) * 1e3 / Double(max(decode, 1)), 2)) ms/token)")
+    return (prefillRate, decodeRate)
   }
 }
