@@ -88,23 +88,19 @@ public enum QuantKernels {
     ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
   }
 
-  /// 8 e4m3 bytes → Float lanes, exactly, up to the factor 2^8 the caller folds into the scale:
-  /// an e4m3 value's bits placed in a binary16 (sign → bit 15, exponent and mantissa → bits 13…7)
-  /// are the same number times 2^-8, subnormals included; f16 → f32 is exact.
+  /// 8 e4m3 bytes → Float lanes, exactly: sign to bit 31, exponent and mantissa to bits 26…20
+  /// (an f32 of exponent e − 127, subnormal codes landing on f32 subnormals), times 2^120.
   @inline(__always) static func fp8x8(_ p: UnsafeRawPointer) -> SIMD8<Float> {
     let b = p.loadUnaligned(as: SIMD8<UInt8>.self)
-    let u = SIMD8<UInt16>(UInt16(b[0]), UInt16(b[1]), UInt16(b[2]), UInt16(b[3]),
-                          UInt16(b[4]), UInt16(b[5]), UInt16(b[6]), UInt16(b[7]))
-    let h = unsafeBitCast(((u & 0x80) &<< 8) | ((u & 0x7F) &<< 7), to: SIMD8<Float16>.self)
-    return SIMD8<Float>(Float(h[0]), Float(h[1]), Float(h[2]), Float(h[3]),
-                        Float(h[4]), Float(h[5]), Float(h[6]), Float(h[7]))
+    let u = SIMD8<UInt32>(UInt32(b[0]), UInt32(b[1]), UInt32(b[2]), UInt32(b[3]),
+                          UInt32(b[4]), UInt32(b[5]), UInt32(b[6]), UInt32(b[7]))
+    let bits = ((u & 0x80) &<< 24) | ((u & 0x7F) &<< 20)
+    return unsafeBitCast(bits, to: SIMD8<Float>.self) * SIMD8<Float>(repeating: 0x1p120)
   }
 
   @inline(__always) static func fp8x1(_ v: UInt8) -> Float {
-    Float(Float16(bitPattern: (UInt16(v & 0x80) << 8) | (UInt16(v & 0x7F) << 7)))
+    Float(bitPattern: (UInt32(v & 0x80) << 24) | (UInt32(v & 0x7F) << 20)) * 0x1p120
   }
-
-  static let fp8Unscale: Float = 256
 
   /// 8 nibbles of one packed word → (u − 8) as Float lanes, exactly (2^23 + u trick, no int→float call).
   @inline(__always) static func int4x8(_ word: UInt32) -> SIMD8<Float> {
@@ -114,66 +110,83 @@ public enum QuantKernels {
   }
 
   // MARK: - One row · one token, in the fixed sequence
+  //
+  // Per block (FP8) or group (INT4): an 8-lane FMA chain over its columns in order, then
+  // total8 = fma(chain, splat(scale), total8). One `reduce8` per row, then the scalar parts
+  // (columns past the last multiple of 8 in a block, and the INT4 zero-point term) in order.
 
-  /// FP8: Σ_b s_b · Σ_{c∈b} x·w, with w the (2^-8-scaled) e4m3 values of `row`, or the decoded
-  /// floats in `decoded` when given.
+  /// FP8: `w` are the row's e4m3 bytes, or their decoded floats in `decoded`.
   @inline(__always)
   static func dotFP8(_ x: UnsafePointer<Float>, row: UnsafeRawPointer, decoded: UnsafePointer<Float>?, cols: Int,
                      scales: UnsafePointer<Float>, blockCols: Int) -> Float {
-    var total: Float = 0
+    var total8 = SIMD8<Float>()
+    var tail: Float = 0
     var b = 0, start = 0
     while start < cols {
       let end = min(cols, start + blockCols)
+      let scale = scales[b]
       var acc = SIMD8<Float>()
       var c = start
-      while c + 8 <= end {
-        let w = decoded.map { UnsafeRawPointer($0 + c).loadUnaligned(as: SIMD8<Float>.self) } ?? fp8x8(row + c)
-        acc.addProduct(UnsafeRawPointer(x + c).loadUnaligned(as: SIMD8<Float>.self), w)
-        c += 8
+      if let decoded {
+        while c + 8 <= end {
+          acc.addProduct(UnsafeRawPointer(x + c).loadUnaligned(as: SIMD8<Float>.self),
+                         UnsafeRawPointer(decoded + c).loadUnaligned(as: SIMD8<Float>.self))
+          c += 8
+        }
+      } else {
+        while c + 8 <= end {
+          acc.addProduct(UnsafeRawPointer(x + c).loadUnaligned(as: SIMD8<Float>.self), fp8x8(row + c))
+          c += 8
+        }
       }
-      var s = reduce8(acc)
+      total8.addProduct(acc, SIMD8<Float>(repeating: scale))
+      var t: Float = 0
       while c < end {
-        let w = decoded.map { $0[c] } ?? fp8x1(row.load(fromByteOffset: c, as: UInt8.self))
-        s = s.addingProduct(x[c], w)
+        t = t.addingProduct(x[c], decoded?[c] ?? fp8x1(row.load(fromByteOffset: c, as: UInt8.self)))
         c += 1
       }
-      total = total.addingProduct(s, scales[b] * fp8Unscale)
+      tail = tail.addingProduct(t, scale)
       b += 1
       start = end
     }
-    return total
+    return reduce8(total8) + tail
   }
 
-  /// INT4: Σ_g s_g · (Σ_{c∈g} x·(u−8) − zp_g · Σ_{c∈g} x).
+  /// INT4: `packed` are the row's words, or `decoded` their (u − 8) values; `scales`/`zeros` the
+  /// row's per-group values as Float; `xsum` Σ x over each group (shared by every row).
   @inline(__always)
   static func dotInt4(_ x: UnsafePointer<Float>, packed: UnsafeRawPointer, decoded: UnsafePointer<Float>?, cols: Int, group: Int,
-                      scale: (Int) -> Float, zero: (Int) -> Int32) -> Float {
-    var total: Float = 0
+                      scales: UnsafePointer<Float>, zeros: UnsafePointer<Float>?, xsum: UnsafePointer<Float>?) -> Float {
+    var total8 = SIMD8<Float>()
+    var tail: Float = 0
     for g in 0..<(cols / group) {
-      var acc = SIMD8<Float>(), xs = SIMD8<Float>()
+      var acc = SIMD8<Float>()
       var c = g * group
       let end = c + group
-      while c + 8 <= end {
-        let w = decoded.map { UnsafeRawPointer($0 + c).loadUnaligned(as: SIMD8<Float>.self) }
-          ?? int4x8(packed.loadUnaligned(fromByteOffset: 4 * (c / 8), as: UInt32.self))
-        let xv = UnsafeRawPointer(x + c).loadUnaligned(as: SIMD8<Float>.self)
-        acc.addProduct(xv, w)
-        xs += xv
-        c += 8
+      if let decoded {
+        while c + 8 <= end {
+          acc.addProduct(UnsafeRawPointer(x + c).loadUnaligned(as: SIMD8<Float>.self),
+                         UnsafeRawPointer(decoded + c).loadUnaligned(as: SIMD8<Float>.self))
+          c += 8
+        }
+      } else {
+        while c + 8 <= end {
+          acc.addProduct(UnsafeRawPointer(x + c).loadUnaligned(as: SIMD8<Float>.self),
+                         int4x8(packed.loadUnaligned(fromByteOffset: 4 * (c / 8), as: UInt32.self)))
+          c += 8
+        }
       }
-      var s = reduce8(acc)
-      var sx = reduce8(xs)
+      let scale = scales[g]
+      total8.addProduct(acc, SIMD8<Float>(repeating: scale))
+      var t: Float = 0
       while c < end {  // groups are multiples of 32 in practice; kept for odd test shapes
-        let w = decoded.map { $0[c] } ?? Float(Int4.nibble(packed, c) - 8)
-        s = s.addingProduct(x[c], w)
-        sx += x[c]
+        t = t.addingProduct(x[c], decoded?[c] ?? Float(Int4.nibble(packed, c) - 8))
         c += 1
       }
-      let zp = zero(g)
-      if zp != 0 { s = s.addingProduct(-Float(zp), sx) }
-      total = total.addingProduct(s, scale(g))
+      if let zeros, let xsum { t = t.addingProduct(-zeros[g], xsum[g]) }
+      tail = tail.addingProduct(t, scale)
     }
-    return total
+    return reduce8(total8) + tail
   }
 }
 
@@ -215,37 +228,61 @@ extension Kernels {
                           tokens: Int, _ w: LinearWeight, pool: ThreadPool) {
     let n = w.rows, cols = w.cols
     if n == 0 || tokens <= 0 { return }
+    // INT4 with zero points: Σ x per group and token, shared by every row.
+    var xsum: UnsafeMutablePointer<Float>? = nil
+    if case .int4(_, _, _, _, _, let z, let g, _, _) = w, z != nil {
+      let groups = cols / g
+      let p = UnsafeMutablePointer<Float>.allocate(capacity: max(1, tokens * groups))
+      for t in 0..<tokens {
+        for gi in 0..<groups {
+          var s: Float = 0
+          for c in (gi * g)..<((gi + 1) * g) { s += x[t * ldx + c] }
+          p[t * groups + gi] = s
+        }
+      }
+      xsum = p
+    }
+    defer { xsum?.deallocate() }
     let chunk = 16
     let chunks = (n + chunk - 1) / chunk
-    let p = n * cols * tokens < 1 << 15 ? ThreadPool.serial : pool
-    p.parallelFor(chunks) { ci in
+    let pool = n * cols * tokens < 1 << 15 ? ThreadPool.serial : pool
+    pool.parallelFor(chunks) { ci in
       let r0 = ci * chunk, r1 = min(n, r0 + chunk)
       let scratch: UnsafeMutablePointer<Float>? = tokens >= decodeRowAbove ? .allocate(capacity: cols) : nil
       defer { scratch?.deallocate() }
-      for r in r0..<r1 {
-        switch w {
-        case .fp8(let d, _, _, let s, let br, let bc, let off):
+      switch w {
+      case .fp8(let d, _, _, let s, let br, let bc, let off):
+        let sCols = (cols + bc - 1) / bc
+        for r in r0..<r1 {
           let row = d + r * cols
-          let srow = s + ((off + r) / br) * ((cols + bc - 1) / bc)
+          let srow = s + ((off + r) / br) * sCols
           if let scratch { for c in 0..<cols { scratch[c] = QuantKernels.fp8x1(row.load(fromByteOffset: c, as: UInt8.self)) } }
           for t in 0..<tokens {
             y[t * ldy + r] = QuantKernels.dotFP8(x + t * ldx, row: row, decoded: scratch.map { UnsafePointer($0) }, cols: cols,
                                                  scales: srow, blockCols: bc)
           }
-        case .int4(let pk, _, _, let s, let sd, let z, let g, _, let off):
-          let words = (cols + 7) / 8
+        }
+      case .int4(let pk, _, _, let s, let sd, let z, let g, _, let off):
+        let words = (cols + 7) / 8
+        let groups = cols / g
+        let sbuf = UnsafeMutablePointer<Float>.allocate(capacity: max(1, groups))
+        let zbuf: UnsafeMutablePointer<Float>? = z != nil ? .allocate(capacity: max(1, groups)) : nil
+        defer { sbuf.deallocate(); zbuf?.deallocate() }
+        for r in r0..<r1 {
           let row = pk + r * 4 * words
-          let groups = cols / g
+          for gi in 0..<groups {
+            sbuf[gi] = QuantKernels.scale(s, sd, (off + r) * groups + gi)
+            zbuf?[gi] = Float(QuantKernels.zeroPoint(z, row: off + r, group: gi, groups: groups))
+          }
           if let scratch { for c in 0..<cols { scratch[c] = Float(Int4.nibble(row, c) - 8) } }
-          let scale = { (gi: Int) -> Float in QuantKernels.scale(s, sd, (off + r) * groups + gi) }
-          let zero = { (gi: Int) -> Int32 in QuantKernels.zeroPoint(z, row: off + r, group: gi, groups: groups) }
           for t in 0..<tokens {
             y[t * ldy + r] = QuantKernels.dotInt4(x + t * ldx, packed: row, decoded: scratch.map { UnsafePointer($0) }, cols: cols,
-                                                  group: g, scale: scale, zero: zero)
+                                                  group: g, scales: sbuf, zeros: zbuf.map { UnsafePointer($0) },
+                                                  xsum: xsum.map { UnsafePointer($0 + t * groups) })
           }
-        case .float:
-          break
         }
+      case .float:
+        break
       }
     }
   }
