@@ -173,6 +173,13 @@ static inline void glm5_model_params_init(glm5_model_params *params) {
  *   params     IN  options, or NULL for defaults.
  *   out_model  OUT on success, a new model; free it with glm5_model_free.
  *
+ * Weights may be F32, BF16 or F16; FP8 e4m3 with block scales (quantization_config quant_method
+ * "fp8", weight_block_size, as the official GLM-5-FP8 release); or INT4 in the compressed-tensors
+ * "pack-quantized" format (groups of 32, 64 or 128, symmetric or asymmetric, any subset of modules
+ * quantized). Which Linear layers are quantized is read from the tensors present; compute reads
+ * every format in place (nothing is expanded to fp32). Scales are checked to be finite at load;
+ * FP8 weight codes are not scanned (a NaN code 0x7F/0xFF computes as +-480 x scale).
+ *
  * The weight files are memory-mapped read-only and stay mapped until the model is freed (and
  * every session using it is freed). Loading checks that config.json is complete and consistent,
  * that every tensor the configuration implies is present with the implied shape and a supported

@@ -9,7 +9,7 @@
 //
 // The sequence, for y[t, n] = Σ_k x[t, k] · W[n, k] with K8 = K rounded down to a multiple of 8:
 //   acc = 0 (8 lanes);  for b in 0, 8, …, K8 - 8:  acc = fma(x[t, b..<b+8], W[n, b..<b+8], acc)
-//   s   = (acc[0] + acc[4]) + (acc[2] + acc[6])  +  (acc[1] + acc[5]) + (acc[3] + acc[7])   (`reduce8`)
+//   s   = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))   (`reduce8`)
 //   for k in K8..<K:  s = fma(x[t, k], W[n, k], s)
 // Tiles only decide how many such accumulators live in registers at once (8 rows × 1 token for
 // decode, 2 rows × 6 tokens for prefill), and K-blocking only parks them in memory between blocks
@@ -17,6 +17,14 @@
 // and drop the copies, so every element still sees exactly the sequence above.
 //
 // Shapes: y [T, N] (row stride ldy), x [T, K] (row stride ldx), W [N, K] (row stride rowStride).
+//
+// Performance (x86-64-v3, 16 ymm registers; KernelBench prints the current figures):
+//   decode  8 rows × 1 token: 8 FMA chains, x loaded once per 8 rows; from DRAM about 20-26 GB/s
+//           on one core and 25-39 GB/s on two (the DRAM limit is ~33-37).
+//   prefill 2 rows × 6 tokens: 12 accumulators + 2 weight vectors + 1 token vector = 15 registers
+//           (3 × 4 spilled and ran 30% slower); 60-78 GFLOP/s per core, as OpenBLAS sgemm.
+// One accumulator of 8 lanes per element (not 2 × 16 as before) is what lets 12 elements share the
+// register file; more accumulators per element were measured slower for decode, not faster.
 
 import GLM5Core
 
@@ -27,6 +35,7 @@ public enum Kernels {
   /// K-block of the prefill path (a multiple of 8): bounds the working set of a chunk (24 weight
   /// rows and 6 token rows of this many columns) to L2 whatever K is. Measured neutral for K ≤ 6144.
   static let kBlock = 2048
+  nonisolated(unsafe) static var expSpread = 4096
 
   /// y[t, n] = Σ_k x[t, k] · W[n, k]
   public static func linear(_ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, ldx: Int,
@@ -142,9 +151,22 @@ public enum Kernels {
   static func linearImpl<L: WeightLoader>(_: L.Type, _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ x: UnsafePointer<Float>,
                                           _ ldx: Int, _ T: Int, _ w: WeightMatrix, _ pool: ThreadPool) {
     let n = w.rows
-    let chunks = (n + rowsPerChunk - 1) / rowsPerChunk
     // Tiny problems are not worth waking a second thread.
     let p = n * w.cols * T < 1 << 15 ? ThreadPool.serial : pool
+    if T == 1 {
+      // Rows shorter than a page: a tile takes rows `spread` apart so that its 8 streams never
+      // share a 4 KiB page (interleaved streams within a page defeat the hardware prefetcher).
+      let rowBytes = max(1, w.rowStride * L.size)
+      let spread = Kernels.expSpread > 0 ? min(8, max(1, (Kernels.expSpread + rowBytes - 1) / rowBytes)) : 1
+      let chunkRows = rowsPerChunk * spread
+      let chunks = (n + chunkRows - 1) / chunkRows
+      p.parallelFor(chunks) { c in
+        let r0 = c * chunkRows
+        decodeChunk(L.self, y, x, w, r0, min(n, r0 + chunkRows), spread)
+      }
+      return
+    }
+    let chunks = (n + rowsPerChunk - 1) / rowsPerChunk
     // Tokens in tiles of 6; the remainder in one narrower tile (a remainder of 5 rides in a
     // 6-wide tile with a repeated token), a single token in the 8-row decode tile.
     let rem = T % 6
@@ -157,7 +179,7 @@ public enum Kernels {
       case 4: prefillChunk(L.self, 2, 4, y, ldy, x, ldx, main, T, w, r0, r1)
       case 3: prefillChunk(L.self, 3, 3, y, ldy, x, ldx, main, T, w, r0, r1)
       case 2: prefillChunk(L.self, 4, 2, y, ldy, x, ldx, main, T, w, r0, r1)
-      case 1: decodeChunk(L.self, y + main * ldy, x + main * ldx, w, r0, r1)
+      case 1: decodeChunk(L.self, y + main * ldy, x + main * ldx, w, r0, r1, 1)
       default: break
       }
     }
@@ -167,14 +189,18 @@ public enum Kernels {
   /// the weights stream from memory).
   @inline(__always)
   static func decodeChunk<L: WeightLoader>(_: L.Type, _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
-                                           _ w: WeightMatrix, _ r0: Int, _ r1: Int) {
+                                           _ w: WeightMatrix, _ r0: Int, _ r1: Int, _ spread: Int) {
     let k = w.cols
     let k8 = k & ~7
     let stride = w.rowStride * L.size
-    var r = r0
-    while r < r1 {
+    // Tiles: rows g + phase + spread·j (j < 8) for each group g of 8·spread rows and phase < spread.
+    var g = r0
+    while g < r1 {
+    for phase in 0..<spread {
+      let r = g + phase
+      if r >= r1 { break }
       // Rows past r1 repeat the last real row; their results are dropped.
-      @inline(__always) func row(_ j: Int) -> UnsafeRawPointer { w.data + min(r + j, r1 - 1) * stride }
+      @inline(__always) func row(_ j: Int) -> UnsafeRawPointer { w.data + min(r + spread * j, r1 - 1) * stride }
       let p0 = row(0), p1 = row(1), p2 = row(2), p3 = row(3), p4 = row(4), p5 = row(5), p6 = row(6), p7 = row(7)
       var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
       var a4 = SIMD8<Float>(), a5 = SIMD8<Float>(), a6 = SIMD8<Float>(), a7 = SIMD8<Float>()
@@ -191,16 +217,17 @@ public enum Kernels {
         a7.addProduct(xv, L.load8(p7, i))
         i += 8
       }
-      let m = min(8, r1 - r)
+      let m = (r1 - r + spread - 1) / spread  // real rows in this tile
       y[r] = finish(L.self, a0, x, p0, k8, k)
-      if m > 1 { y[r + 1] = finish(L.self, a1, x, p1, k8, k) }
-      if m > 2 { y[r + 2] = finish(L.self, a2, x, p2, k8, k) }
-      if m > 3 { y[r + 3] = finish(L.self, a3, x, p3, k8, k) }
-      if m > 4 { y[r + 4] = finish(L.self, a4, x, p4, k8, k) }
-      if m > 5 { y[r + 5] = finish(L.self, a5, x, p5, k8, k) }
-      if m > 6 { y[r + 6] = finish(L.self, a6, x, p6, k8, k) }
-      if m > 7 { y[r + 7] = finish(L.self, a7, x, p7, k8, k) }
-      r += 8
+      if m > 1 { y[r + spread] = finish(L.self, a1, x, p1, k8, k) }
+      if m > 2 { y[r + 2 * spread] = finish(L.self, a2, x, p2, k8, k) }
+      if m > 3 { y[r + 3 * spread] = finish(L.self, a3, x, p3, k8, k) }
+      if m > 4 { y[r + 4 * spread] = finish(L.self, a4, x, p4, k8, k) }
+      if m > 5 { y[r + 5 * spread] = finish(L.self, a5, x, p5, k8, k) }
+      if m > 6 { y[r + 6 * spread] = finish(L.self, a6, x, p6, k8, k) }
+      if m > 7 { y[r + 7 * spread] = finish(L.self, a7, x, p7, k8, k) }
+    }
+      g += 8 * spread
     }
   }
 
@@ -378,10 +405,16 @@ public enum Kernels {
     let stride = w.rowStride * L.size
     let base = w.data
     var t = 0
-    // Whole tiles of 4 tokens, then leftover tokens one at a time.
-    while t + 4 <= T {
-      let x0 = x + t * ldx, x1 = x0 + ldx, x2 = x1 + ldx, x3 = x2 + ldx
-      let y0 = y + t * ldy, y1 = y0 + ldy, y2 = y1 + ldy, y3 = y2 + ldy
+    // Tiles of 4 tokens while at least 2 remain (a short tile repeats its last real token and
+    // writes the copies to scratch), then a last single token on its own.
+    let scratch = T % 4 >= 2 ? UnsafeMutablePointer<Float>.allocate(capacity: k8) : nil
+    defer { scratch?.deallocate() }
+    while T - t >= 2 {
+      let real = min(4, T - t)
+      @inline(__always) func xp(_ u: Int) -> UnsafePointer<Float> { x + (t + min(u, real - 1)) * ldx }
+      @inline(__always) func yp(_ u: Int) -> UnsafeMutablePointer<Float> { u < real ? y + (t + u) * ldy : scratch! }
+      let x0 = xp(0), x1 = xp(1), x2 = xp(2), x3 = xp(3)
+      let y0 = yp(0), y1 = yp(1), y2 = yp(2), y3 = yp(3)
       var c = 0
       // 4 tokens × 16 columns in registers over all n.
       while c + 16 <= k8 {
@@ -415,8 +448,8 @@ public enum Kernels {
         store8(y0 + c, a0); store8(y1 + c, a1); store8(y2 + c, a2); store8(y3 + c, a3)
         c += 8
       }
-      for u in 0..<4 { transposedTail(L.self, y + (t + u) * ldy, x + (t + u) * ldx, w, k8) }
-      t += 4
+      for u in 0..<real { transposedTail(L.self, y + (t + u) * ldy, x + (t + u) * ldx, w, k8) }
+      t += real
     }
     while t < T {
       let xt = x + t * ldx, yt = y + t * ldy
