@@ -18,24 +18,26 @@
 //
 // Shapes: y [T, N] (row stride ldy), x [T, K] (row stride ldx), W [N, K] (row stride rowStride).
 //
-// Performance (x86-64-v3, 16 ymm registers; KernelBench prints the current figures):
-//   decode  8 rows × 1 token: 8 FMA chains, x loaded once per 8 rows; from DRAM about 20-26 GB/s
-//           on one core and 25-39 GB/s on two (the DRAM limit is ~33-37).
+// Performance (x86-64-v3, 16 ymm registers; idle machine; KernelBench prints current figures):
+//   decode  8 rows × 1 token, the rows `decodeSpread` apart (streams ≥ 64 KiB apart): 8 FMA
+//           chains, x loaded once per 8 rows. From DRAM 21-27 GB/s on one core, 33-40 on two
+//           (the DRAM limit), for row lengths from 2 KiB to 24 KiB.
 //   prefill 2 rows × 6 tokens: 12 accumulators + 2 weight vectors + 1 token vector = 15 registers
-//           (3 × 4 spilled and ran 30% slower); 60-78 GFLOP/s per core, as OpenBLAS sgemm.
-// One accumulator of 8 lanes per element (not 2 × 16 as before) is what lets 12 elements share the
-// register file; more accumulators per element were measured slower for decode, not faster.
+//           (3 × 4 spilled and ran 30% slower); 60-78 GFLOP/s per core, ~150 on two: OpenBLAS
+//           sgemm's level for F32, a little more for BF16/F16 (half the bytes per weight).
+// One 8-lane accumulator per element (the previous kernel used 2 × 16 lanes) is what lets 12
+// elements share the register file; 2 accumulators per element measured slower for decode.
 
 import GLM5Core
 
 public enum Kernels {
-  /// Output rows per work item: a multiple of every tile height (8, 4, 3, 2). Fixed, not derived
-  /// from the thread count (results do not depend on it anyway; this keeps the work split stable).
+  /// Output rows per work item when T > 1: a multiple of every tile height (8, 4, 3, 2); one token
+  /// alone uses 8 · decodeSpread rows. Never derived from the thread count (results do not depend
+  /// on the split anyway; this keeps the work split stable).
   static let rowsPerChunk = 24
   /// K-block of the prefill path (a multiple of 8): bounds the working set of a chunk (24 weight
   /// rows and 6 token rows of this many columns) to L2 whatever K is. Measured neutral for K ≤ 6144.
   static let kBlock = 2048
-  nonisolated(unsafe) static var expSpread = 4096
 
   /// y[t, n] = Σ_k x[t, k] · W[n, k]
   public static func linear(_ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, ldx: Int,
@@ -154,11 +156,8 @@ public enum Kernels {
     // Tiny problems are not worth waking a second thread.
     let p = n * w.cols * T < 1 << 15 ? ThreadPool.serial : pool
     if T == 1 {
-      // Rows shorter than a page: a tile takes rows `spread` apart so that its 8 streams never
-      // share a 4 KiB page (interleaved streams within a page defeat the hardware prefetcher).
-      let rowBytes = max(1, w.rowStride * L.size)
-      let spread = Kernels.expSpread > 0 ? min(8, max(1, (Kernels.expSpread + rowBytes - 1) / rowBytes)) : 1
-      let chunkRows = rowsPerChunk * spread
+      let spread = decodeSpread(rowBytes: w.rowStride * L.size, rows: n)
+      let chunkRows = 8 * spread
       let chunks = (n + chunkRows - 1) / chunkRows
       p.parallelFor(chunks) { c in
         let r0 = c * chunkRows
@@ -185,48 +184,58 @@ public enum Kernels {
     }
   }
 
-  /// One token, rows r0..<r1, 8 rows at a time (8 independent FMA chains hide the latency while
-  /// the weights stream from memory).
+  /// Row spacing of the decode tile: its 8 rows are taken `spread` rows apart so that the 8
+  /// weight streams are at least 64 KiB apart (measured on Zen 4 from DRAM, one thread, BF16:
+  /// adjacent rows 10-17 GB/s for rows of 2-4 KiB, 17-20 for longer ones; 64 KiB apart 20-21 for
+  /// every row length; the prefetcher handles far-apart streams better). Capped so that a matrix
+  /// still splits into at least 8 chunks of 8·spread rows for the threads.
+  static func decodeSpread(rowBytes: Int, rows: Int) -> Int {
+    let s = (65536 + max(1, rowBytes) - 1) / max(1, rowBytes)
+    return max(1, min(s, 32, rows / 64))
+  }
+
+  /// One token, rows r0..<r1 in tiles of 8 rows `spread` apart (rows g + p + spread·j, j < 8, for
+  /// each group g of 8·spread rows and phase p < spread): 8 independent FMA chains hide the
+  /// latency while the weights stream from memory, and x is loaded once per 8 rows.
   @inline(__always)
   static func decodeChunk<L: WeightLoader>(_: L.Type, _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
                                            _ w: WeightMatrix, _ r0: Int, _ r1: Int, _ spread: Int) {
     let k = w.cols
     let k8 = k & ~7
     let stride = w.rowStride * L.size
-    // Tiles: rows g + phase + spread·j (j < 8) for each group g of 8·spread rows and phase < spread.
     var g = r0
     while g < r1 {
-    for phase in 0..<spread {
-      let r = g + phase
-      if r >= r1 { break }
-      // Rows past r1 repeat the last real row; their results are dropped.
-      @inline(__always) func row(_ j: Int) -> UnsafeRawPointer { w.data + min(r + spread * j, r1 - 1) * stride }
-      let p0 = row(0), p1 = row(1), p2 = row(2), p3 = row(3), p4 = row(4), p5 = row(5), p6 = row(6), p7 = row(7)
-      var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
-      var a4 = SIMD8<Float>(), a5 = SIMD8<Float>(), a6 = SIMD8<Float>(), a7 = SIMD8<Float>()
-      var i = 0
-      while i < k8 {
-        let xv = loadX(x, i)
-        a0.addProduct(xv, L.load8(p0, i))
-        a1.addProduct(xv, L.load8(p1, i))
-        a2.addProduct(xv, L.load8(p2, i))
-        a3.addProduct(xv, L.load8(p3, i))
-        a4.addProduct(xv, L.load8(p4, i))
-        a5.addProduct(xv, L.load8(p5, i))
-        a6.addProduct(xv, L.load8(p6, i))
-        a7.addProduct(xv, L.load8(p7, i))
-        i += 8
+      for phase in 0..<spread {
+        let r = g + phase
+        if r >= r1 { break }
+        // Rows past r1 repeat the last real row; their results are dropped.
+        @inline(__always) func row(_ j: Int) -> UnsafeRawPointer { w.data + min(r + spread * j, r1 - 1) * stride }
+        let p0 = row(0), p1 = row(1), p2 = row(2), p3 = row(3), p4 = row(4), p5 = row(5), p6 = row(6), p7 = row(7)
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+        var a4 = SIMD8<Float>(), a5 = SIMD8<Float>(), a6 = SIMD8<Float>(), a7 = SIMD8<Float>()
+        var i = 0
+        while i < k8 {
+          let xv = loadX(x, i)
+          a0.addProduct(xv, L.load8(p0, i))
+          a1.addProduct(xv, L.load8(p1, i))
+          a2.addProduct(xv, L.load8(p2, i))
+          a3.addProduct(xv, L.load8(p3, i))
+          a4.addProduct(xv, L.load8(p4, i))
+          a5.addProduct(xv, L.load8(p5, i))
+          a6.addProduct(xv, L.load8(p6, i))
+          a7.addProduct(xv, L.load8(p7, i))
+          i += 8
+        }
+        let m = (r1 - r + spread - 1) / spread  // real rows in this tile
+        y[r] = finish(L.self, a0, x, p0, k8, k)
+        if m > 1 { y[r + spread] = finish(L.self, a1, x, p1, k8, k) }
+        if m > 2 { y[r + 2 * spread] = finish(L.self, a2, x, p2, k8, k) }
+        if m > 3 { y[r + 3 * spread] = finish(L.self, a3, x, p3, k8, k) }
+        if m > 4 { y[r + 4 * spread] = finish(L.self, a4, x, p4, k8, k) }
+        if m > 5 { y[r + 5 * spread] = finish(L.self, a5, x, p5, k8, k) }
+        if m > 6 { y[r + 6 * spread] = finish(L.self, a6, x, p6, k8, k) }
+        if m > 7 { y[r + 7 * spread] = finish(L.self, a7, x, p7, k8, k) }
       }
-      let m = (r1 - r + spread - 1) / spread  // real rows in this tile
-      y[r] = finish(L.self, a0, x, p0, k8, k)
-      if m > 1 { y[r + spread] = finish(L.self, a1, x, p1, k8, k) }
-      if m > 2 { y[r + 2 * spread] = finish(L.self, a2, x, p2, k8, k) }
-      if m > 3 { y[r + 3 * spread] = finish(L.self, a3, x, p3, k8, k) }
-      if m > 4 { y[r + 4 * spread] = finish(L.self, a4, x, p4, k8, k) }
-      if m > 5 { y[r + 5 * spread] = finish(L.self, a5, x, p5, k8, k) }
-      if m > 6 { y[r + 6 * spread] = finish(L.self, a6, x, p6, k8, k) }
-      if m > 7 { y[r + 7 * spread] = finish(L.self, a7, x, p7, k8, k) }
-    }
       g += 8 * spread
     }
   }
