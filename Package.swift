@@ -43,6 +43,7 @@ let package = Package(
     .target(
       name: "GLM5CAPI",
       dependencies: ["CGLM5", "GLM5Engine"],
+      exclude: ["exports.map"],
       swiftSettings: cpuFlags,
       linkerSettings: [
         .unsafeFlags([

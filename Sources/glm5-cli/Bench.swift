@@ -5,6 +5,7 @@
 import ArgumentParser
 import GLM5Core
 import GLM5Engine
+import GLM5Kernels
 import GLM5Model
 #if canImport(Glibc)
 import Glibc
@@ -35,10 +36,14 @@ struct Bench: ParsableCommand {
   @Option(help: "Routed experts of the synthetic model.")
   var syntheticExperts: Int = 64
 
+  @Flag(help: "Also run the kernel benchmark (Linear kernels against sgemv/sgemm, ~25 s).")
+  var kernels = false
+
   @Option(help: "Folder for the synthetic checkpoints (default: a new one under /tmp, removed afterwards).")
   var scratch: String? = nil
 
   func run() throws {
+    if kernels { KernelBench.run { print($0) } }
     try runOrExit { () throws(GLM5Error) in
       let m = try Model(path: model, threads: threads)
       try report(name: model, m)

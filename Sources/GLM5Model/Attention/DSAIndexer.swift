@@ -70,7 +70,7 @@ struct DSAIndexer {
       let kj = keyCache.pointer + j * headDim
       var s: Float = 0
       for h in 0..<heads {
-        let d = dotF(q + h * headDim, kj, headDim) * scale
+        let d = Kernels.dot(q + h * headDim, kj, headDim) * scale
         if d > 0 { s = s.addingProduct(w[h], d) }
       }
       scores[j] = s
@@ -78,11 +78,4 @@ struct DSAIndexer {
     Kernels.topK(scores, nKeys, topK, into: &out)
     out.sort()
   }
-}
-
-/// Plain fp32 dot product in index order (small vectors).
-@inline(__always) func dotF(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-  var s: Float = 0
-  for i in 0..<n { s = s.addingProduct(a[i], b[i]) }
-  return s
 }

@@ -127,16 +127,14 @@ struct MLA {
           let qn = qt.pointer + (t * nh + hh) * rkv
           let qr = q.pointer + (t * nh + hh) * dqk + dn
           for (i, j) in keys.enumerated() {
-            let s = dotF(qn, cache.latent.pointer + Int(j) * rkv, rkv) + dotF(qr, cache.kRope.pointer + Int(j) * dr, dr)
+            let s = Kernels.dot(qn, cache.latent.pointer + Int(j) * rkv, rkv) + Kernels.dot(qr, cache.kRope.pointer + Int(j) * dr, dr)
             p[i] = s * scale
           }
           Kernels.softmax(p, keys.count)
           let ol = oLat.pointer + (t * nh + hh) * rkv
           for r in 0..<rkv { ol[r] = 0 }
           for (i, j) in keys.enumerated() {
-            let cj = cache.latent.pointer + Int(j) * rkv
-            let pi = p[i]
-            for r in 0..<rkv { ol[r] = ol[r].addingProduct(pi, cj[r]) }
+            Kernels.axpy(ol, p[i], cache.latent.pointer + Int(j) * rkv, rkv)
           }
         }
       }
