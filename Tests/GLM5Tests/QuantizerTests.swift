@@ -79,6 +79,18 @@ struct QuantizerTests {
     }
   }
 
+  @Test("the committed glm5-quantized/int4 fixture (loaded by transformers for its golden) is exactly what glm5 quantize writes")
+  func reproducesTransformersFixture() throws {
+    let root = fixturesRoot + "/glm5-quantized"
+    let out = tempFolder("repro")
+    _ = try Quantizer.run(input: root + "/source", output: out, options: QuantizeOptions(groupSize: 32, symmetric: true))
+    for f in ["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"] {
+      let a = try MappedFile(path: out + "/" + f), b = try MappedFile(path: root + "/int4/" + f)
+      #expect(a.bytes.count == b.bytes.count && memcmp(a.bytes.baseAddress!, b.bytes.baseAddress!, a.bytes.count) == 0,
+              "\(f) differs from the committed fixture: regenerate it with tools/reference (make_fixtures.py --preset glm5-quantized)")
+    }
+  }
+
   @Test("bad requests are refused with a status")
   func badRequests() throws {
     let src = fixturesRoot + "/tiny-dsa"

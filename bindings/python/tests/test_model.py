@@ -68,6 +68,18 @@ def test_info_matches_weight_files(fixture_dir):
         n_params += n
     assert info.n_parameters == n_params
     assert info.weight_file_bytes == sum(b for _, _, b in tensors.values())
+    # Linear weight formats, from the tensors present; resident memory = mapped data + small copies.
+    names = set(tensors)
+    formats = set()
+    if any(n.endswith(".weight_packed") for n in names):
+        formats.add("int4_group")
+    if any(n.endswith(".weight_scale_inv") for n in names):
+        formats.add("fp8_block")
+    if any(n.endswith(".weight") and len(shape) == 2 and d in ("F32", "BF16", "F16") and "embed_tokens" not in n
+           for n, (d, shape, _) in tensors.items()):
+        formats.add("float")  # lm_head and the router always stay in float
+    assert set(info.weight_formats) == formats
+    assert info.weight_file_bytes <= info.resident_weight_bytes < 1.05 * info.weight_file_bytes + 65536
 
 
 def test_info_is_frozen_and_dict(fixture_dir):

@@ -240,6 +240,21 @@ fn check_info(dir: &Path, info: &ModelInfo) {
         "{name}"
     );
 
+    // Linear weight formats: 1 float, 2 FP8 blocks, 4 INT4 groups, as config.json declares.
+    let quant = json_str(&cfg, "quant_method");
+    match quant {
+        Some("fp8") => assert!(info.weight_formats & 2 != 0, "{name}: FP8 not reported"),
+        Some("compressed-tensors") => assert!(info.weight_formats & 4 != 0, "{name}: INT4 not reported"),
+        _ => assert_eq!(info.weight_formats, 1, "{name}"),
+    }
+    assert!(info.resident_weight_bytes >= info.weight_file_bytes, "{name}");
+    assert!(
+        (info.resident_weight_bytes as f64) < 1.05 * info.weight_file_bytes as f64 + 65536.0,
+        "{name}: resident {} vs file {}",
+        info.resident_weight_bytes,
+        info.weight_file_bytes
+    );
+
     let dtype = json_str(&cfg, "dtype").or_else(|| json_str(&cfg, "torch_dtype"));
     let want = match dtype {
         Some("float32") => Some(DType::F32),
