@@ -54,5 +54,8 @@ struct Info: ParsableCommand {
     print("weight dtypes    \(dtypes.joined(separator: ", "))")
     print("parameters       \(ck.parameterCount)")
     print("weight bytes     \(ck.tensorBytes)")
+    let formats = [(UInt32(1), "float"), (2, "fp8-block"), (4, "int4-group")].filter { ck.formatMask & $0.0 != 0 }.map(\.1)
+    print("linear formats   \(formats.joined(separator: ", "))\(ck.quant.map { " (\($0))" } ?? "")")
+    print("resident weights \(ck.tensorBytes + m.transformer.ownedBytes) bytes once all are used")
   }
 }

@@ -509,6 +509,20 @@ static void check_fixture(const char *dir) {
     CHECK(info.weight_dtypes != 0);
     CHECK((info.weight_dtypes >> (GLM5_DTYPE_U64 + 1)) == 0);
 
+    /* Linear weight formats as the config declares them (lm_head and the router stay float), and
+     * resident memory: the mapped tensor data plus small copies (norm vectors). */
+    char method[64] = "";
+    CHECK(info.weight_formats & GLM5_FORMAT_FLOAT);
+    if (json_string(cfg, "quant_method", method, sizeof method)) {
+        if (strcmp(method, "fp8") == 0) CHECK(info.weight_formats == (GLM5_FORMAT_FLOAT | GLM5_FORMAT_FP8_BLOCK));
+        else CHECK(info.weight_formats == (GLM5_FORMAT_FLOAT | GLM5_FORMAT_INT4_GROUP));
+    } else {
+        CHECK(info.weight_formats == GLM5_FORMAT_FLOAT);
+    }
+    CHECK(info.reserved0 == 0);
+    CHECK(info.resident_weight_bytes >= info.weight_file_bytes);
+    CHECK(info.resident_weight_bytes < info.weight_file_bytes + info.weight_file_bytes / 20 + 65536);
+
     /* Sizes: every element is 1 to 8 bytes. */
     CHECK(info.n_parameters > 0);
     CHECK(info.weight_file_bytes >= info.n_parameters);

@@ -72,6 +72,10 @@ int main(int argc, char **argv) {
     printf("parameters:       %llu\n", (unsigned long long)info.n_parameters);
     printf("weight bytes:     %llu (%.2f MiB)\n", (unsigned long long)info.weight_file_bytes,
            (double)info.weight_file_bytes / (1024.0 * 1024.0));
+    printf("linear formats:  %s%s%s\n", (info.weight_formats & GLM5_FORMAT_FLOAT) ? " float" : "",
+           (info.weight_formats & GLM5_FORMAT_FP8_BLOCK) ? " fp8-block" : "",
+           (info.weight_formats & GLM5_FORMAT_INT4_GROUP) ? " int4-group" : "");
+    printf("resident weights: %.2f MiB once all are used\n", (double)info.resident_weight_bytes / (1024.0 * 1024.0));
 
     glm5_model_free(model);
     return 0;
