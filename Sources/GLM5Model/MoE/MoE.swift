@@ -45,33 +45,65 @@ struct MoE {
     var tokensOf = [[Int]](repeating: [], count: e)
     for t in 0..<T { for id in ids[t] { tokensOf[Int(id)].append(t) } }
     let k = router.perToken
-    // Per (token, slot) outputs, summed afterwards in ascending expert order.
-    let slots = try FloatBuffer(count: T * k * h, what: "expert outputs")
-    let xe = try FloatBuffer(count: T * h, what: "expert inputs")
-    let ye = try FloatBuffer(count: T * h, what: "expert outputs")
-    for ex in 0..<e where !tokensOf[ex].isEmpty {
-      let rows = tokensOf[ex]
-      for (i, t) in rows.enumerated() { (xe.pointer + i * h).update(from: x + t * h, count: h) }
-      try swiGLU(weights.experts[ex], x: xe.pointer, ldx: h, y: ye.pointer, ldy: h, tokens: rows.count, pool: ctx.pool)
-      for (i, t) in rows.enumerated() {
-        guard let slot = ids[t].firstIndex(of: Int32(ex)) else { continue }
-        let w = wts[t][slot]
-        let dst = slots.pointer + (t * k + slot) * h
-        let src = ye.pointer + i * h
-        for j in 0..<h { dst[j] = src[j] * w }
+    let used = (0..<e).filter { !tokensOf[$0].isEmpty }
+    // Inputs and outputs of each used expert, packed one after another: [Σ n_e, H] each.
+    var offset = [Int](repeating: 0, count: e)
+    var n = 0
+    for ex in used { offset[ex] = n; n += tokensOf[ex].count }
+    let xe = try FloatBuffer(count: n * h, what: "expert inputs")
+    let ye = try FloatBuffer(count: n * h, what: "expert outputs")
+    let sharedOut = try FloatBuffer(count: weights.shared == nil ? 0 : T * h, what: "shared expert output")
+    for ex in used {
+      for (i, t) in tokensOf[ex].enumerated() { (xe.pointer + (offset[ex] + i) * h).update(from: x + t * h, count: h) }
+    }
+    // Decode and short prefills: a few tokens per expert, so the experts (and the shared one) run
+    // side by side, each on one thread; longer prefills split each expert's rows instead. Every
+    // row is computed the same way either way (row-invariant kernels), so results do not change.
+    let maxRows = used.map { tokensOf[$0].count }.max() ?? 0
+    let tasks = used.count + (weights.shared == nil ? 0 : 1)
+    if maxRows <= 4 && ctx.pool.threads > 1 && tasks > 1 {
+      var failures = [GLM5Error?](repeating: nil, count: tasks)
+      failures.withUnsafeMutableBufferPointer { fail in
+        let failBase = fail.baseAddress!
+        ctx.pool.parallelFor(tasks) { i in
+          do throws(GLM5Error) {
+            if i < used.count {
+              let ex = used[i]
+              try swiGLU(weights.experts[ex], x: xe.pointer + offset[ex] * h, ldx: h, y: ye.pointer + offset[ex] * h, ldy: h,
+                         tokens: tokensOf[ex].count, pool: .serial)
+            } else if let shared = weights.shared {
+              try swiGLU(shared, x: x, ldx: h, y: sharedOut.pointer, ldy: h, tokens: T, pool: .serial)
+            }
+          } catch {
+            failBase[i] = error
+          }
+        }
+      }
+      if let f = failures.compactMap({ $0 }).first { throw f }
+    } else {
+      for ex in used {
+        try swiGLU(weights.experts[ex], x: xe.pointer + offset[ex] * h, ldx: h, y: ye.pointer + offset[ex] * h, ldy: h,
+                   tokens: tokensOf[ex].count, pool: ctx.pool)
+      }
+      if let shared = weights.shared {
+        try swiGLU(shared, x: x, ldx: h, y: sharedOut.pointer, ldy: h, tokens: T, pool: ctx.pool)
       }
     }
+    // y[t] = Σ over its experts in ascending id of w · expert output, then + shared.
     for t in 0..<T {
       let yt = y + t * h
       for j in 0..<h { yt[j] = 0 }
-      for slot in 0..<ids[t].count {
-        let src = slots.pointer + (t * k + slot) * h
-        for j in 0..<h { yt[j] += src[j] }
+      for (slot, id) in ids[t].enumerated() {
+        let ex = Int(id)
+        guard let i = tokensOf[ex].firstIndex(of: t) else { continue }
+        let src = ye.pointer + (offset[ex] + i) * h
+        let w = wts[t][slot]
+        for j in 0..<h { yt[j] += src[j] * w }
       }
-    }
-    if let shared = weights.shared {
-      try swiGLU(shared, x: x, ldx: h, y: ye.pointer, ldy: h, tokens: T, pool: ctx.pool)
-      for i in 0..<(T * h) { y[i] += ye.pointer[i] }
+      if weights.shared != nil {
+        let sh = sharedOut.pointer + t * h
+        for j in 0..<h { yt[j] += sh[j] }
+      }
     }
   }
 }
