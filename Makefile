@@ -47,6 +47,13 @@ test-swift: deps
 test-c: build
 	$(CC) $(CFLAGS) -pthread -Iinclude Tests/c/test_capi.c -L$(BIN) -lglm5 -Wl,-rpath,$(abspath $(BIN)) -o $(BIN)/test_capi
 	cd Tests/c && ../../$(BIN)/test_capi ../Fixtures
+	$(CC) $(CFLAGS) -Iinclude Tests/c/test_dlopen.c -ldl -lm -o $(BIN)/test_dlopen
+	$(BIN)/test_dlopen $(abspath $(LIB)) $(MODEL)
+	@# The documented surface: only glm5_* symbols exported, no Swift runtime needed at run time.
+	@extra=$$(nm -D --defined-only $(LIB) | awk '$$2 ~ /^[A-Z]$$/ && $$3 !~ /^glm5_/'); \
+	  if [ -n "$$extra" ]; then echo "libglm5.so exports more than glm5_*:"; echo "$$extra"; exit 1; fi
+	@if readelf -d $(LIB) | grep NEEDED | grep -qi swift; then echo "libglm5.so needs the Swift runtime:"; readelf -d $(LIB) | grep NEEDED; exit 1; fi
+	@echo "libglm5.so: exports only glm5_*, needs: $$(readelf -d $(LIB) | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')"
 	$(MAKE) -C examples/c GLM5_LIB_DIR=$(abspath $(BIN))
 	examples/c/model_info $(MODEL)
 	examples/c/generate $(MODEL) 8 11 42 7
