@@ -114,6 +114,29 @@ func sliceStarts(_ rows: Int) -> [(start: Int, count: Int)] {
     }
   }
 
+  @Test("kernel INT4 16-column decoding gives (u − 8 − zp)/16 for even columns and u − 8 − zp for odd ones")
+  func int4PairDecoding() {
+    var rng = KernelRNG(seed: 0x4B)
+    var words: [UInt64] = [0x7654_3210_FEDC_BA98, 0xFFFF_FFFF_FFFF_FFFF, 0]
+    for _ in 0..<300 { words.append(rng.next()) }
+    var bad: [String] = []
+    for w in words {
+      withUnsafeBytes(of: w.littleEndian) { p in
+        for zp in Int32(-8)...7 {
+          let (ol, oh) = QuantKernels.int4Offsets(zp)
+          let (lo, hi) = QuantKernels.int4x16(p.baseAddress!, SIMD8<Float>(repeating: ol), SIMD8<Float>(repeating: oh))
+          for i in 0..<8 {
+            let ue = Int32(Int4.nibble(p.baseAddress!, 2 * i)), uo = Int32(Int4.nibble(p.baseAddress!, 2 * i + 1))
+            if lo[i] != Float(ue - 8 - zp) / 16 || hi[i] != Float(uo - 8 - zp) {
+              bad.append("word \(String(w, radix: 16)) zp \(zp) lane \(i): \(lo[i]), \(hi[i])")
+            }
+          }
+        }
+      }
+    }
+    #expect(bad.isEmpty, "\(bad.prefix(5))")
+  }
+
   // MARK: - Dequantization of the fixtures, bit for bit
 
   @Test("fixtures: every row of every quantized Linear dequantizes exactly as the plain decoder", arguments: quantizedFixtures)
@@ -341,6 +364,67 @@ func sliceStarts(_ rows: Int) -> [(start: Int, count: Int)] {
           #expect(y.damaged == 0, "\(what) threads \(threads) split \(split): gap/guard values overwritten")
         }
       }
+    }
+  }
+}
+
+extension QuantKernelTests {
+  @Test("Kernels.linear on large shapes: several K-blocks, row chunks and token blocks, tails; every split and thread count gives the bits of tokens alone")
+  func linearLargeShapes() {
+    var rng = KernelRNG(seed: 0xE1)
+    let weights = [
+      RandomQuantWeight(fp8: 61, 2312, blockRows: 128, blockCols: 128, rng: &rng),  // partial last block, 2 K-blocks
+      RandomQuantWeight(fp8: 50, 2100, blockRows: 16, blockCols: 128, rng: &rng),   // tail columns in the last block
+      RandomQuantWeight(fp8: 30, 2090, blockRows: 7, blockCols: 100, rng: &rng),    // tails in every block
+      RandomQuantWeight(int4: 53, groups: 70, group: 32, symmetric: true, scaleDType: .bf16, rng: &rng),
+      RandomQuantWeight(int4: 45, groups: 20, group: 128, symmetric: false, scaleDType: .f16, rng: &rng),
+      RandomQuantWeight(int4: 40, groups: 150, group: 16, symmetric: false, scaleDType: .f32, rng: &rng),
+    ]
+    let T = Kernels.quantTokenBlock + 5
+    let splits: [[Int]] = [[T], [T - 3, 3], [1, T - 1], [2, T - 2], [Kernels.quantTokenBlock, 5], [7, 6, T - 13]]
+    for w in weights {
+      let (n, k) = (w.weight.rows, w.weight.cols)
+      let x = TestFloats(rows: T, cols: k, fill: .nan, rng: &rng)
+      let what = "\(w.describe) x seed \(rng.seed)"
+      let alone = TestFloats(rows: T, cols: n)
+      for t in 0..<T {
+        Kernels.linear(alone.row(t), ldy: alone.ld, x.row(t), ldx: x.ld, tokens: 1, w.weight, pool: ThreadPool(threads: 2))
+      }
+      checkAgainstPlain(alone, x, w.plain, what: what + " (tokens alone)")
+      for threads in [1, 2, 3] {
+        let pool = ThreadPool(threads: threads)
+        for split in splits {
+          let y = TestFloats(rows: T, cols: n)
+          var t0 = 0
+          for part in split {
+            Kernels.linear(y.row(t0), ldy: y.ld, x.row(t0), ldx: x.ld, tokens: part, w.weight, pool: pool)
+            t0 += part
+          }
+          var diff = 0
+          for t in 0..<T { for j in 0..<n where y[t, j].bitPattern != alone[t, j].bitPattern { diff += 1 } }
+          #expect(diff == 0, "\(what) threads \(threads) split \(split): \(diff) elements differ from tokens alone")
+          #expect(y.damaged == 0, "\(what) threads \(threads) split \(split): gap/guard values overwritten")
+        }
+      }
+    }
+  }
+}
+
+extension QuantKernelTests {
+  @Test("Kernels.linearTransposed is row-invariant: tokens together give the bits of tokens alone")
+  func linearTransposedRowInvariance() {
+    var rng = KernelRNG(seed: 0xE2)
+    for w in randomQuantWeights(seed: 0xE3) {
+      let (n, k) = (w.weight.rows, w.weight.cols)
+      let T = 7
+      let x = TestFloats(rows: T, cols: n, fill: .nan, rng: &rng)
+      let all = TestFloats(rows: T, cols: k), alone = TestFloats(rows: T, cols: k)
+      Kernels.linearTransposed(all.pointer, ldy: all.ld, x.pointer, ldx: x.ld, tokens: T, w.weight)
+      for t in 0..<T { Kernels.linearTransposed(alone.row(t), ldy: alone.ld, x.row(t), ldx: x.ld, tokens: 1, w.weight) }
+      var diff = 0
+      for t in 0..<T { for j in 0..<k where all[t, j].bitPattern != alone[t, j].bitPattern { diff += 1 } }
+      #expect(diff == 0, "\(w.describe): \(diff) elements differ between \(T) tokens together and alone")
+      #expect(all.damaged == 0 && alone.damaged == 0, "\(w.describe): gap/guard values overwritten")
     }
   }
 }

@@ -24,6 +24,7 @@ import Glibc
 public enum KernelBench {
   /// Runs every measurement (about 25 s) and prints one line per figure.
   public static func run(print: (String) -> Void) {
+    if let only = getenv("GLM5_KERNEL_BENCH"), String(cString: only) == "quant" { runQuant(print: print); return }
     ThreadPool.pinBLASToOneThread()
     let cpus = ThreadPool.availableCPUs
     let pools = cpus > 1 ? [ThreadPool(threads: 1), ThreadPool(threads: cpus)] : [ThreadPool(threads: 1)]
@@ -36,6 +37,26 @@ public enum KernelBench {
       }
     }
     transposedCase(pools: pools, print: print)
+    quantRun(pools: pools, print: print)
+  }
+
+  /// Only the quantized Linear cases (`GLM5_KERNEL_BENCH=quant` makes `run` do just this).
+  public static func runQuant(print: (String) -> Void) {
+    ThreadPool.pinBLASToOneThread()
+    let cpus = ThreadPool.availableCPUs
+    let pools = cpus > 1 ? [ThreadPool(threads: 1), ThreadPool(threads: cpus)] : [ThreadPool(threads: 1)]
+    quantRun(pools: pools, print: print)
+  }
+
+  static func quantRun(pools: [ThreadPool], print: (String) -> Void) {
+    print("quantized linear: GB/s counts weight + scale bytes read once per call; baseline = the BF16 kernel on the same shape")
+    for (n, k) in [(2048, 6144), (6144, 2048)] {
+      var base: [Int: Double] = [:]
+      for T in [1, 64] { base[T] = quantLinearCase(.bf16, n: n, k: k, T: T, pools: pools, baseline: nil, print: print) }
+      for f in [QuantFormat.int4(group: 32), .int4(group: 128), .fp8(block: 128)] {
+        for T in [1, 64] { _ = quantLinearCase(f, n: n, k: k, T: T, pools: pools, baseline: base[T], print: print) }
+      }
+    }
   }
 
   // MARK: - Linear
@@ -194,6 +215,119 @@ public enum KernelBench {
         for c in 0..<w.cols { y[t * ldy + c] = y[t * ldy + c].addingProduct(a, row[c]) }
       }
     }
+  }
+
+  // MARK: - Quantized Linear
+
+  enum QuantFormat {
+    case bf16
+    case int4(group: Int)
+    case fp8(block: Int)
+
+    var name: String {
+      switch self {
+      case .bf16: return "BF16"
+      case .int4(let g): return "INT4 g\(g)"
+      case .fp8(let b): return "FP8 \(b)x\(b)"
+      }
+    }
+  }
+
+  /// `copies` random weights of one quantized format (bytes of data + scales each), visited in turn.
+  final class RotatingQuant {
+    let weights: [LinearWeight]
+    let bytes: Int
+    private let buffers: [UnsafeMutableRawPointer]
+
+    init(_ f: QuantFormat, rows n: Int, cols k: Int, minBytes: Int, seed: UInt64) {
+      var s = seed
+      var ws: [LinearWeight] = []
+      var bytesEach = 0
+      var copies = 2
+      var bufs: [UnsafeMutableRawPointer] = []
+      func alloc(_ b: Int) -> UnsafeMutableRawPointer {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(b, 64), alignment: 64)
+        bufs.append(p)
+        return p
+      }
+      switch f {
+      case .bf16:
+        bytesEach = n * k * 2
+      case .int4(let g):
+        bytesEach = n * k / 2 + n * (k / g) * 2
+      case .fp8(let b):
+        bytesEach = n * k + ((n + b - 1) / b) * ((k + b - 1) / b) * 4
+      }
+      copies = max(2, minBytes / bytesEach + 1)
+      for _ in 0..<copies {
+        switch f {
+        case .bf16:
+          let p = alloc(n * k * 2)
+          for i in 0..<(n * k) { p.storeBytes(of: floatToBF16(nextUniform(&s) * 0.1), toByteOffset: 2 * i, as: UInt16.self) }
+          ws.append(.float(WeightMatrix(dtype: .bf16, data: UnsafeRawPointer(p), rows: n, cols: k)))
+        case .int4(let g):
+          let words = k / 8, groups = k / g
+          let p = alloc(n * words * 4), sc = alloc(n * groups * 2)
+          for i in 0..<(n * words) {
+            s &+= 0x9E37_79B9_7F4A_7C15
+            p.storeBytes(of: UInt32(truncatingIfNeeded: (s ^ (s >> 29)) &* 0xBF58_476D_1CE4_E5B9 >> 17), toByteOffset: 4 * i, as: UInt32.self)
+          }
+          for i in 0..<(n * groups) { sc.storeBytes(of: floatToBF16(0.01 + 0.001 * nextUniform(&s)), toByteOffset: 2 * i, as: UInt16.self) }
+          ws.append(.int4(packed: UnsafeRawPointer(p), rows: n, cols: k, scales: UnsafeRawPointer(sc), scaleDType: .bf16,
+                          zeroPoints: nil, group: g, totalRows: n, rowOffset: 0))
+        case .fp8(let b):
+          let sr = (n + b - 1) / b, scn = (k + b - 1) / b
+          let p = alloc(n * k), sc = alloc(sr * scn * 4)
+          for i in 0..<(n * k) {
+            var v = UInt8(truncatingIfNeeded: Int((nextUniform(&s) + 1) * 128))
+            if v & 0x7F == 0x7F { v &= 0xFE }  // no NaN codes
+            p.storeBytes(of: v, toByteOffset: i, as: UInt8.self)
+          }
+          for i in 0..<(sr * scn) { sc.storeBytes(of: 1e-3 + 1e-4 * nextUniform(&s), toByteOffset: 4 * i, as: Float.self) }
+          ws.append(.fp8(data: UnsafeRawPointer(p), rows: n, cols: k, scales: UnsafePointer(sc.assumingMemoryBound(to: Float.self)),
+                         blockRows: b, blockCols: b, rowOffset: 0))
+        }
+      }
+      weights = ws
+      bytes = bytesEach
+      buffers = bufs
+    }
+
+    deinit { for p in buffers { p.deallocate() } }
+  }
+
+  /// Times `Kernels.linear` on one format, shape and token count; returns the best time.
+  static func quantLinearCase(_ f: QuantFormat, n: Int, k: Int, T: Int, pools: [ThreadPool], baseline: Double?,
+                              print: (String) -> Void) -> Double {
+    let mats = RotatingQuant(f, rows: n, cols: k, minBytes: T == 1 ? 128 << 20 : 1, seed: UInt64(n &* 7 &+ k))
+    let copies = mats.weights.count
+    let x = randomFloats(T * k, seed: 17)
+    let y = UnsafeMutablePointer<Float>.allocate(capacity: T * n)
+    defer { x.deallocate(); y.deallocate() }
+    let flops = 2 * Double(n * k * T)
+    var parts: [String] = []
+    var best = Double.infinity
+    for pool in pools {
+      let t = bestTime(calls: T == 1 ? 3 * copies : 6) { c in
+        Kernels.linear(y, ldy: n, x, ldx: k, tokens: T, mats.weights[c % copies], pool: pool)
+      }
+      best = min(best, t)
+      let fig = T == 1 ? "\(fmt(Double(mats.bytes) / t / 1e9, 1)) GB/s (\(fmt(flops / t / 1e9, 1)) GFLOP/s)"
+                       : "\(fmt(flops / t / 1e9, 1)) GFLOP/s"
+      parts.append("\(pool.threads) thr \(fig)")
+    }
+    var line = "linear \(f.name) [\(T)] × \(n)×\(k)  " + parts.joined(separator: ", ")
+    if T == 1 {
+      // The same kernel on rows that stay in L2: its compute ceiling for one token.
+      let hotRows = max(8, min(n, (640 << 10) * n / mats.bytes))
+      let hot = mats.weights[0].rows(0, hotRows)
+      let th = bestTime(calls: 50) { _ in Kernels.linear(y, ldy: n, x, ldx: k, tokens: 1, hot, pool: pools[0]) }
+      line += ";  L2-resident 1 thr \(fmt(Double(mats.bytes) * Double(hotRows) / Double(n) / th / 1e9, 1)) GB/s"
+    }
+    line += "  (\(fmt(best * 1e3, 3)) ms"
+    if let baseline { line += ", \(fmt(baseline / best, 2))× the BF16 kernel's speed" }
+    print(line + ")")
+    return best
   }
 
   // MARK: - Support

@@ -1,11 +1,34 @@
-// Linear layers over quantized weights, dequantized in registers (no fp32 copy of a weight is
-// ever kept):
-//   FP8 block:  y[t, n] = Σ_b  s[n / Br, b] · Σ_{c ∈ block b} x[t, c] · fp8(W[n, c])
-//   INT4 group: y[t, n] = Σ_g  s[n, g] · ( Σ_{c ∈ group g} x[t, c] · (u[n, c] − 8)  −  zp[n, g] · Σ_{c ∈ g} x[t, c] )
-// Row invariance as in Linear.swift: each (t, n) is computed by one fixed sequence — per block or
-// group an 8-lane FMA chain in column order, the `reduce8` reduction, the scalar tail, then the
-// scaled sum over blocks in order — whether the weight row is decoded in registers (few tokens)
-// or once into a scratch row of exact small integers / e4m3 values (many tokens).
+// Linear layers over quantized weights, read in place in the checkpoint's layout and decoded in
+// registers or in a small L1 scratch (no fp32 copy of a weight matrix is kept):
+//   FP8 block:  y[t, n] = Σ_b  s[n / Br, b] · Σ_{c ∈ block b} x[t, c] · e4m3(W[n, c])
+//   INT4 group: y[t, n] = Σ_g  s[n, g] · Σ_{c ∈ group g} x[t, c] · (u[n, c] − 8 − zp[n, g])
+//
+// Row invariance as in Linear.swift: each y[t, n] is one fixed sequence of operations, whatever
+// the token count, the thread count or the tile it falls in:
+//   total8 = 0;  per block/group b in order: acc = 0; acc = fma(x8, w8, acc) over the block's
+//   8-lane steps in order; total8 = fma(acc, splat(scale_b), total8);   y = reduce8(total8) + tail
+// with tail = Σ_b fma(t_b, scale_b, ·), t_b the scalar fma chain over the block's columns past its
+// last whole step (FP8 blocks of a column count not a multiple of 8; otherwise 0).
+//   FP8: steps are 8 consecutive columns from the block start. Lanes hold e4m3 · 2^-8 (exact,
+//        through binary16 and F16C) and scale_b = s · 2^8: the same products as with exact e4m3 values.
+//   INT4 (groups a multiple of 16 columns): each 16 columns make two steps, the even columns then
+//        the odd ones (the nibbles of 8 bytes), with x permuted to match once per call. Even lanes
+//        hold (u − 8 − zp)/16 and take x · 16, odd lanes u − 8 − zp: exact rescalings. The zero
+//        point is folded into the decode (no Σx correction, no cancellation).
+//   INT4 with other group sizes (odd test shapes only): column order, 8-column steps, scalar tails.
+//
+// Decode (T < 3): 8 rows `decodeSpread` apart per tile, as the float kernel; each x vector loaded
+// once per 8 rows, 8 FMA chains, the block totals parked in L1. Weights are decoded in registers:
+// FP8 8 codes = sign-extend + shift + and + vcvtph2ps; INT4 16 nibbles = vpmovzxbd + or + 2 and +
+// 2 sub (2^19 exponent trick). Both are compute-bound on one core (FP8 ~13 GB/s, INT4 ~10 GB/s of
+// weight bytes from L2; F16C conversion and the nibble ops are the limit), so two cores come close
+// to, but do not reach, the DRAM limit. (A 32-bit e4m3 decode with a 2^120 multiply is faster
+// on normal codes but hits denormal-operand slowdowns on subnormal codes.)
+// Prefill (T ≥ 3): per 24-row chunk, token block (≤ 48) and K-block (≤ 2048 columns, whole
+// blocks): each pair of rows is decoded once into an L1 scratch of floats (unscaled lane values),
+// then 2 rows × 6 tokens register tiles (12 FMA chains) run over every token tile; at each block
+// end the 12 chains are folded into parked totals with the rows' scales (1 FMA per chain per block:
+// 1/16 extra for 128-column blocks, 1/4 for INT4 g32).
 //
 // Shapes: y [T, N] (ldy), x [T, K] (ldx). FP8: W [N, K] bytes, s [ceil(N/Br), ceil(K/Bc)] F32.
 // INT4: packed [N, ceil(K/8)] words, s [N, K/G] (F32/BF16/F16), zp packed [ceil(N/8), K/G] or nil.
@@ -48,7 +71,9 @@ public enum LinearWeight: @unchecked Sendable {
     }
   }
 
-  /// Row r fully dequantized (q − zp) · s into out [cols] (reference and transposed products).
+  /// Row r fully dequantized, round((q − zp) · s) / round(e4m3 · s), into out [cols] (reference
+  /// and transposed products). Vectorized; the same values as the scalar definitions (FP8 NaN
+  /// codes, which no checkpoint holds, decode as ±480 · s).
   public func dequantizeRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
     switch self {
     case .float(let m): m.copyRow(r, to: out)
@@ -56,14 +81,37 @@ public enum LinearWeight: @unchecked Sendable {
       let sc = (c + bc - 1) / bc
       let srow = s + ((off + r) / br) * sc
       let row = d + r * c
-      for k in 0..<c { out[k] = f8e4m3ToFloat(row.load(fromByteOffset: k, as: UInt8.self)) * srow[k / bc] }
+      for b in 0..<sc {
+        // e4m3 · 2^-8 times s · 2^8: the same real product, so the same rounding.
+        let s256 = srow[b] * QuantKernels.fp8Factor
+        var k = b * bc
+        let end = min(c, k + bc)
+        while k + 8 <= end {
+          UnsafeMutableRawPointer(out + k).storeBytes(of: QuantKernels.fp8x8(row + k) * SIMD8<Float>(repeating: s256), as: SIMD8<Float>.self)
+          k += 8
+        }
+        while k < end {
+          out[k] = QuantKernels.fp8x1(row.load(fromByteOffset: k, as: UInt8.self)) * s256
+          k += 1
+        }
+      }
     case .int4(let p, _, let c, let s, let sd, let z, let g, _, let off):
       let rowP = p + r * 4 * ((c + 7) / 8)
       let groups = c / g
       for gi in 0..<groups {
         let scale = QuantKernels.scale(s, sd, (off + r) * groups + gi)
         let zp = QuantKernels.zeroPoint(z, row: off + r, group: gi, groups: groups)
-        for k in (gi * g)..<((gi + 1) * g) { out[k] = Float(Int4.nibble(rowP, k) - 8 - zp) * scale }
+        var k = gi * g
+        let end = k + g
+        if k % 8 == 0 {
+          let zs = SIMD8<Float>(repeating: Float(zp)), ss = SIMD8<Float>(repeating: scale)
+          while k + 8 <= end {
+            let v = (QuantKernels.int4x8(rowP.loadUnaligned(fromByteOffset: k / 2, as: UInt32.self)) - zs) * ss
+            UnsafeMutableRawPointer(out + k).storeBytes(of: v, as: SIMD8<Float>.self)
+            k += 8
+          }
+        }
+        while k < end { out[k] = Float(Int4.nibble(rowP, k) - 8 - zp) * scale; k += 1 }
       }
     }
   }
@@ -84,106 +132,252 @@ public enum QuantKernels {
     return Int32((word >> (4 * UInt32(row % 8))) & 0xF) - 8
   }
 
-  @inline(__always) static func reduce8(_ a: SIMD8<Float>) -> Float {
-    ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
-  }
+  @inline(__always) static func reduce8(_ a: SIMD8<Float>) -> Float { Kernels.reduce8(a) }
 
-  /// 8 e4m3 bytes → Float lanes, exactly: sign to bit 31, exponent and mantissa to bits 26…20
-  /// (an f32 of exponent e − 127, subnormal codes landing on f32 subnormals), times 2^120.
+  /// What the FP8 lane decoders return, times this, is the e4m3 value (folded into the scales).
+  static let fp8Factor: Float = 256
+
+  /// 8 e4m3 bytes → their values times 2^-8 as Float lanes, exactly: each byte sign-extended to 16
+  /// bits and shifted left by 7 is the binary16 of the same sign, exponent field and mantissa
+  /// (bit 14, a copy of the sign, cleared), which F16C widens exactly (subnormals included).
   @inline(__always) static func fp8x8(_ p: UnsafeRawPointer) -> SIMD8<Float> {
-    let b = p.loadUnaligned(as: SIMD8<UInt8>.self)
-    let u = SIMD8<UInt32>(UInt32(b[0]), UInt32(b[1]), UInt32(b[2]), UInt32(b[3]),
-                          UInt32(b[4]), UInt32(b[5]), UInt32(b[6]), UInt32(b[7]))
-    let bits = ((u & 0x80) &<< 24) | ((u & 0x7F) &<< 20)
-    return unsafeBitCast(bits, to: SIMD8<Float>.self) * SIMD8<Float>(repeating: 0x1p120)
+    let b = p.loadUnaligned(as: SIMD8<Int8>.self)
+    let s = SIMD8<Int16>(Int16(b[0]), Int16(b[1]), Int16(b[2]), Int16(b[3]),
+                         Int16(b[4]), Int16(b[5]), Int16(b[6]), Int16(b[7]))
+    let h = unsafeBitCast(s &<< 7, to: SIMD8<UInt16>.self) & 0xBFFF
+    let f = unsafeBitCast(h, to: SIMD8<Float16>.self)
+    return SIMD8<Float>(Float(f[0]), Float(f[1]), Float(f[2]), Float(f[3]),
+                        Float(f[4]), Float(f[5]), Float(f[6]), Float(f[7]))
   }
 
+  /// One e4m3 byte as `fp8x8` decodes it.
   @inline(__always) static func fp8x1(_ v: UInt8) -> Float {
-    Float(bitPattern: (UInt32(v & 0x80) << 24) | (UInt32(v & 0x7F) << 20)) * 0x1p120
+    let s = UInt16(bitPattern: Int16(Int8(bitPattern: v))) &<< 7 & 0xBFFF
+    return Float(Float16(bitPattern: s))
   }
 
-  /// 8 nibbles of one packed word → (u − 8) as Float lanes, exactly (2^23 + u trick, no int→float call).
+  /// 8 nibbles of one packed word → (u − 8) as Float lanes in column order, exactly (2^23 + u
+  /// trick, no int→float call). The generic INT4 path (groups not a multiple of 16).
   @inline(__always) static func int4x8(_ word: UInt32) -> SIMD8<Float> {
     let w = SIMD8<UInt32>(repeating: word)
     let nib = (w &>> SIMD8<UInt32>(0, 4, 8, 12, 16, 20, 24, 28)) & 0xF
     return unsafeBitCast(nib | 0x4B00_0000, to: SIMD8<Float>.self) - SIMD8<Float>(repeating: 8_388_616)
   }
 
-  // MARK: - One row · one token, in the fixed sequence
-  //
-  // Per block (FP8) or group (INT4): an 8-lane FMA chain over its columns in order, then
-  // total8 = fma(chain, splat(scale), total8). One `reduce8` per row, then the scalar parts
-  // (columns past the last multiple of 8 in a block, and the INT4 zero-point term) in order.
-
-  /// FP8: `w` are the row's e4m3 bytes, or their decoded floats in `decoded`.
-  @inline(__always)
-  static func dotFP8(_ x: UnsafePointer<Float>, row: UnsafeRawPointer, decoded: UnsafePointer<Float>?, cols: Int,
-                     scales: UnsafePointer<Float>, blockCols: Int) -> Float {
-    var total8 = SIMD8<Float>()
-    var tail: Float = 0
-    var b = 0, start = 0
-    while start < cols {
-      let end = min(cols, start + blockCols)
-      let scale = scales[b]
-      var acc = SIMD8<Float>()
-      var c = start
-      if let decoded {
-        while c + 8 <= end {
-          acc.addProduct(UnsafeRawPointer(x + c).loadUnaligned(as: SIMD8<Float>.self),
-                         UnsafeRawPointer(decoded + c).loadUnaligned(as: SIMD8<Float>.self))
-          c += 8
-        }
-      } else {
-        while c + 8 <= end {
-          acc.addProduct(UnsafeRawPointer(x + c).loadUnaligned(as: SIMD8<Float>.self), fp8x8(row + c))
-          c += 8
-        }
-      }
-      total8.addProduct(acc, SIMD8<Float>(repeating: scale))
-      var t: Float = 0
-      while c < end {
-        t = t.addingProduct(x[c], decoded?[c] ?? fp8x1(row.load(fromByteOffset: c, as: UInt8.self)))
-        c += 1
-      }
-      tail = tail.addingProduct(t, scale)
-      b += 1
-      start = end
-    }
-    return reduce8(total8) + tail
+  /// The offsets of a group with zero point zp for `int4x16`: (2^19 + (8 + zp)/16, 2^19 + 8 + zp).
+  @inline(__always) static func int4Offsets(_ zp: Int32) -> (Float, Float) {
+    (524_288 + Float(8 + zp) * 0.0625, 524_288 + Float(8 + zp))
   }
 
-  /// INT4: `packed` are the row's words, or `decoded` their (u − 8) values; `scales`/`zeros` the
-  /// row's per-group values as Float; `xsum` Σ x over each group (shared by every row).
+  /// 16 columns c..<c+16 (the 8 bytes at p, column c + 2i in the low nibble of byte i) →
+  /// ((u − 8 − zp)/16 of the even columns c, c+2, …, c+14;  u − 8 − zp of the odd columns), exactly:
+  /// each byte widened to 32 bits and given the exponent of 2^19 (ulp 2^-4), so that its low
+  /// nibble reads 2^19 + u/16 and its high nibble (the low one masked off) 2^19 + u; `offs` from
+  /// `int4Offsets`. x's even columns are taken times 16 (`permuteForInt4`): the products are exact
+  /// rescalings of x · (u − 8 − zp).
   @inline(__always)
-  static func dotInt4(_ x: UnsafePointer<Float>, packed: UnsafeRawPointer, decoded: UnsafePointer<Float>?, cols: Int, group: Int,
-                      scales: UnsafePointer<Float>, zeros: UnsafePointer<Float>?, xsum: UnsafePointer<Float>?) -> Float {
+  static func int4x16(_ p: UnsafeRawPointer, _ offLo: SIMD8<Float>, _ offHi: SIMD8<Float>) -> (SIMD8<Float>, SIMD8<Float>) {
+    let b = p.loadUnaligned(as: SIMD8<UInt8>.self)
+    let d = SIMD8<UInt32>(UInt32(b[0]), UInt32(b[1]), UInt32(b[2]), UInt32(b[3]),
+                          UInt32(b[4]), UInt32(b[5]), UInt32(b[6]), UInt32(b[7])) | 0x4900_0000
+    let lo = unsafeBitCast(d & 0x4900_000F, to: SIMD8<Float>.self) - offLo
+    let hi = unsafeBitCast(d & 0x4900_00F0, to: SIMD8<Float>.self) - offHi
+    return (lo, hi)
+  }
+
+  /// x rows in the lane order of `int4x16`: per 16 columns the even ones times 16, then the odd
+  /// ones. k a multiple of 16.
+  static func permuteForInt4(_ x: UnsafePointer<Float>, ldx: Int, tokens: Int, k: Int, into out: UnsafeMutablePointer<Float>) {
+    for t in 0..<tokens {
+      let src = x + t * ldx, dst = out + t * k
+      var c = 0
+      while c < k {
+        for i in 0..<8 {
+          dst[c + i] = src[c + 2 * i] * 16
+          dst[c + 8 + i] = src[c + 2 * i + 1]
+        }
+        c += 16
+      }
+    }
+  }
+
+  // MARK: - A quantized weight as the tiled kernels see it
+
+  /// Blocks of `blockCols` columns (FP8 blocks; INT4 groups), each a run of whole 8-lane steps
+  /// from its first column (then, FP8 only, scalar tail columns). `scales` are per row and block,
+  /// as Float, already multiplied by the decoders' factor.
+  struct Plan {
+    enum Kind { case fp8, int4 }
+    let kind: Kind
+    let rows: Int, cols: Int
+    let blockCols: Int, blocks: Int
+    let data: UnsafeRawPointer
+    let rowBytes: Int
+    // FP8
+    let fp8Scales: UnsafePointer<Float>?
+    let blockRows: Int
+    // INT4
+    let int4Scales: UnsafeRawPointer?
+    let scaleDType: DType
+    let zeroPoints: UnsafeRawPointer?
+    let rowOffset: Int
+    /// FP8 blocks with a column count that is not a multiple of 8 (scalar tails).
+    let hasTails: Bool
+
+    /// nil for the generic INT4 path (groups not a multiple of 16 columns).
+    init?(_ w: LinearWeight) {
+      switch w {
+      case .fp8(let d, let n, let k, let s, let br, let bc, let off):
+        kind = .fp8
+        rows = n; cols = k; blockCols = bc; blocks = (k + bc - 1) / bc
+        data = d; rowBytes = k
+        fp8Scales = s; blockRows = br
+        int4Scales = nil; scaleDType = .f32; zeroPoints = nil; rowOffset = off
+        hasTails = bc % 8 != 0 || k % 8 != 0
+      case .int4(let p, let n, let k, let s, let sd, let z, let g, _, let off):
+        guard g % 16 == 0, k % g == 0, k > 0 else { return nil }
+        kind = .int4
+        rows = n; cols = k; blockCols = g; blocks = k / g
+        data = p; rowBytes = k / 2
+        fp8Scales = nil; blockRows = 1
+        int4Scales = s; scaleDType = sd; zeroPoints = z; rowOffset = off
+        hasTails = false
+      case .float:
+        return nil
+      }
+    }
+
+    @inline(__always) func row(_ r: Int) -> UnsafeRawPointer { data + r * rowBytes }
+
+    /// Row r's per-block scales (times the decoder's factor) into out[0..<blocks].
+    func rowScales(_ r: Int, into out: UnsafeMutablePointer<Float>) {
+      switch kind {
+      case .fp8:
+        let src = fp8Scales! + ((rowOffset + r) / blockRows) * blocks
+        for b in 0..<blocks { out[b] = src[b] * QuantKernels.fp8Factor }
+      case .int4:
+        let base = (rowOffset + r) * blocks
+        let s = int4Scales!
+        var b = 0
+        switch scaleDType {
+        case .bf16:
+          while b + 8 <= blocks {
+            let h = s.loadUnaligned(fromByteOffset: 2 * (base + b), as: SIMD8<UInt16>.self)
+            let u = SIMD8<UInt32>(UInt32(h[0]), UInt32(h[1]), UInt32(h[2]), UInt32(h[3]),
+                                  UInt32(h[4]), UInt32(h[5]), UInt32(h[6]), UInt32(h[7])) &<< 16
+            UnsafeMutableRawPointer(out + b).storeBytes(of: unsafeBitCast(u, to: SIMD8<Float>.self), as: SIMD8<Float>.self)
+            b += 8
+          }
+        case .f16:
+          while b + 8 <= blocks {
+            let h = s.loadUnaligned(fromByteOffset: 2 * (base + b), as: SIMD8<Float16>.self)
+            let f = SIMD8<Float>(Float(h[0]), Float(h[1]), Float(h[2]), Float(h[3]),
+                                 Float(h[4]), Float(h[5]), Float(h[6]), Float(h[7]))
+            UnsafeMutableRawPointer(out + b).storeBytes(of: f, as: SIMD8<Float>.self)
+            b += 8
+          }
+        default:
+          break
+        }
+        while b < blocks { out[b] = QuantKernels.scale(s, scaleDType, base + b); b += 1 }
+      }
+    }
+
+    /// INT4 with zero points: row r's per-group `int4Offsets` into out[2g], out[2g + 1].
+    func rowOffsets(_ r: Int, into out: UnsafeMutablePointer<Float>) {
+      for g in 0..<blocks {
+        let (lo, hi) = QuantKernels.int4Offsets(QuantKernels.zeroPoint(zeroPoints, row: rowOffset + r, group: g, groups: blocks))
+        out[2 * g] = lo
+        out[2 * g + 1] = hi
+      }
+    }
+
+    /// Columns [b·blockCols, b·blockCols + 8·steps(b)) are the block's vector part.
+    @inline(__always) func steps(_ b: Int) -> Int { (min(cols, (b + 1) * blockCols) - b * blockCols) >> 3 }
+
+    /// Blocks [b0, b1) of row r decoded (unscaled) into out, column c at out[c − b0·blockCols]
+    /// (INT4: in the lanes' column order). `offs`: the row's INT4 offsets, or nil (no zero points).
+    @inline(__always)
+    func decodeBlocks(_ r: Int, _ b0: Int, _ b1: Int, offs: UnsafePointer<Float>?, into out: UnsafeMutablePointer<Float>) {
+      let p = row(r)
+      let base = b0 * blockCols
+      switch kind {
+      case .fp8:
+        for b in b0..<b1 {
+          let c0 = b * blockCols
+          for i in 0..<steps(b) {
+            let c = c0 + 8 * i
+            UnsafeMutableRawPointer(out + (c - base)).storeBytes(of: QuantKernels.fp8x8(p + c), as: SIMD8<Float>.self)
+          }
+        }
+      case .int4:
+        let (l0, h0) = QuantKernels.int4Offsets(0)
+        var offLo = SIMD8<Float>(repeating: l0), offHi = SIMD8<Float>(repeating: h0)
+        var c = base
+        for b in b0..<b1 {
+          if let offs { offLo = SIMD8<Float>(repeating: offs[2 * b]); offHi = SIMD8<Float>(repeating: offs[2 * b + 1]) }
+          let end = c + blockCols
+          while c < end {
+            let (lo, hi) = QuantKernels.int4x16(p + (c >> 1), offLo, offHi)
+            UnsafeMutableRawPointer(out + (c - base)).storeBytes(of: lo, as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(out + (c + 8 - base)).storeBytes(of: hi, as: SIMD8<Float>.self)
+            c += 16
+          }
+        }
+      }
+    }
+
+    /// The scalar part of an element: per block, its tail columns in an fma chain, times the
+    /// block scale, summed over the blocks in order (0 when there are no tail columns).
+    @inline(__always)
+    func tail(_ x: UnsafePointer<Float>, row r: Int, scales: UnsafePointer<Float>) -> Float {
+      if !hasTails { return 0 }
+      let p = row(r)
+      var tail: Float = 0
+      for b in 0..<blocks {
+        let end = min(cols, (b + 1) * blockCols)
+        var c = b * blockCols + 8 * steps(b)
+        if c == end { continue }
+        var t: Float = 0
+        while c < end {
+          t = t.addingProduct(x[c], QuantKernels.fp8x1(p.load(fromByteOffset: c, as: UInt8.self)))
+          c += 1
+        }
+        tail = tail.addingProduct(t, scales[b])
+      }
+      return tail
+    }
+  }
+
+  // MARK: - Generic INT4 (groups not a multiple of 16 columns: odd test shapes)
+  //
+  // Column order; per group an 8-lane FMA chain over its whole 8-column steps, then
+  // total8 = fma(chain, splat(scale), total8); per group a scalar fma chain over the remaining
+  // columns, tail = fma(chain, scale, tail); y = reduce8(total8) + tail. Weights u − 8 − zp.
+
+  @inline(__always)
+  static func dotInt4Generic(_ x: UnsafePointer<Float>, packed: UnsafeRawPointer, cols: Int, group: Int,
+                             scales: UnsafePointer<Float>, zeros: UnsafePointer<Float>) -> Float {
     var total8 = SIMD8<Float>()
     var tail: Float = 0
     for g in 0..<(cols / group) {
       var acc = SIMD8<Float>()
       var c = g * group
       let end = c + group
-      if let decoded {
-        while c + 8 <= end {
-          acc.addProduct(UnsafeRawPointer(x + c).loadUnaligned(as: SIMD8<Float>.self),
-                         UnsafeRawPointer(decoded + c).loadUnaligned(as: SIMD8<Float>.self))
-          c += 8
-        }
-      } else {
-        while c + 8 <= end {
-          acc.addProduct(UnsafeRawPointer(x + c).loadUnaligned(as: SIMD8<Float>.self),
-                         int4x8(packed.loadUnaligned(fromByteOffset: 4 * (c / 8), as: UInt32.self)))
-          c += 8
-        }
+      let zp = zeros[g]
+      while c + 8 <= end {
+        let w = c % 8 == 0 ? int4x8(packed.loadUnaligned(fromByteOffset: 4 * (c / 8), as: UInt32.self))
+                           : SIMD8<Float>((0..<8).map { Float(Int4.nibble(packed, c + $0) - 8) })
+        acc.addProduct(UnsafeRawPointer(x + c).loadUnaligned(as: SIMD8<Float>.self), w - SIMD8<Float>(repeating: zp))
+        c += 8
       }
       let scale = scales[g]
       total8.addProduct(acc, SIMD8<Float>(repeating: scale))
       var t: Float = 0
-      while c < end {  // groups are multiples of 32 in practice; kept for odd test shapes
-        t = t.addingProduct(x[c], decoded?[c] ?? Float(Int4.nibble(packed, c) - 8))
+      while c < end {
+        t = t.addingProduct(x[c], Float(Int4.nibble(packed, c) - 8) - zp)
         c += 1
       }
-      if let zeros, let xsum { t = t.addingProduct(-zeros[g], xsum[g]) }
       tail = tail.addingProduct(t, scale)
     }
     return reduce8(total8) + tail
@@ -202,87 +396,379 @@ extension Kernels {
     }
   }
 
-  /// y[t, k] = Σ_n x[t, n] · W[n, k] for a weight in any format (quantized rows are dequantized
-  /// one at a time; each y[t, k] accumulates over n in order).
+  /// y[t, k] = Σ_n x[t, n] · W[n, k] for a weight in any format: each y[t, k] starts at 0 and
+  /// takes y = fma(x[t, n], W[n, k], y) for n in order, W the dequantized values (as the float
+  /// kernel's sequence). One token: rows dequantized one at a time into an L1 row, y updated in
+  /// place; more: the slice dequantized once into F32 and the float kernel's register tiles.
   public static func linearTransposed(_ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, ldx: Int,
                                       tokens: Int, _ w: LinearWeight) {
     if case .float(let m) = w { linearTransposed(y, ldy: ldy, x, ldx: ldx, tokens: tokens, m); return }
-    let cols = w.cols
-    for t in 0..<tokens { (y + t * ldy).update(repeating: 0, count: cols) }
-    let row = UnsafeMutablePointer<Float>.allocate(capacity: max(cols, 1))
-    defer { row.deallocate() }
-    for n in 0..<w.rows {
-      w.dequantizeRow(n, into: row)
+    let rows = w.rows, cols = w.cols
+    if tokens <= 0 || cols == 0 { return }
+    if tokens >= 2 {
+      let buf = UnsafeMutablePointer<Float>.allocate(capacity: max(1, rows * cols))
+      defer { buf.deallocate() }
+      for n in 0..<rows { w.dequantizeRow(n, into: buf + n * cols) }
+      linearTransposed(y, ldy: ldy, x, ldx: ldx, tokens: tokens, WeightMatrix(dtype: .f32, data: UnsafeRawPointer(buf), rows: rows, cols: cols))
+      return
+    }
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: cols + 8) { rb in
+      let row = rb.baseAddress!
+      let k8 = cols & ~7
       for t in 0..<tokens {
-        let a = x[t * ldx + n]
         let yt = y + t * ldy
-        for k in 0..<cols { yt[k] = yt[k].addingProduct(a, row[k]) }
+        yt.update(repeating: 0, count: cols)
+        for n in 0..<rows {
+          w.dequantizeRow(n, into: row)
+          let a = x[t * ldx + n]
+          let av = SIMD8<Float>(repeating: a)
+          var k = 0
+          while k < k8 {
+            var v = loadX(UnsafePointer(yt), k)
+            v.addProduct(av, loadX(UnsafePointer(row), k))
+            store8(yt + k, v)
+            k += 8
+          }
+          while k < cols { yt[k] = yt[k].addingProduct(a, row[k]); k += 1 }
+        }
       }
     }
   }
 
-  /// Tokens at or above which a weight row is decoded once into scratch instead of per token.
+  /// Tokens at or above which weight rows are decoded once into scratch and reused across
+  /// tokens in register tiles; below, each token runs the decode tiles.
   static let decodeRowAbove = 3
+  /// Output rows per work item of the prefill path (a multiple of the 2-row tile).
+  static let quantRowsPerChunk = 24
+  /// Tokens per pass of the prefill path (a multiple of the 6-token tile): bounds the x block
+  /// (this many tokens × one K-block) to L2 and the parked accumulators to 36 KiB.
+  static let quantTokenBlock = 48
+  /// Columns per K-block of the prefill path (rounded down to whole blocks, at least one).
+  static let quantKBlock = 2048
 
   static func quantLinear(_ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, ldx: Int,
                           tokens: Int, _ w: LinearWeight, pool: ThreadPool) {
-    let n = w.rows, cols = w.cols
+    let n = w.rows, k = w.cols
     if n == 0 || tokens <= 0 { return }
-    // INT4 with zero points: Σ x per group and token, shared by every row.
-    var xsum: UnsafeMutablePointer<Float>? = nil
-    if case .int4(_, _, _, _, _, let z, let g, _, _) = w, z != nil {
-      let groups = cols / g
-      let p = UnsafeMutablePointer<Float>.allocate(capacity: max(1, tokens * groups))
-      for t in 0..<tokens {
-        for gi in 0..<groups {
-          var s: Float = 0
-          for c in (gi * g)..<((gi + 1) * g) { s += x[t * ldx + c] }
-          p[t * groups + gi] = s
-        }
-      }
-      xsum = p
+    let pool = n * k * tokens < 1 << 15 ? ThreadPool.serial : pool
+    guard let plan = QuantKernels.Plan(w) else {
+      int4GenericLinear(y, ldy: ldy, x, ldx: ldx, tokens: tokens, w, pool: pool)
+      return
     }
-    defer { xsum?.deallocate() }
-    let chunk = 16
-    let chunks = (n + chunk - 1) / chunk
-    let pool = n * cols * tokens < 1 << 15 ? ThreadPool.serial : pool
+    // INT4 lanes take the columns of 16 in the order (even, odd): x is permuted to match.
+    let permCount = plan.kind == .int4 ? (tokens < decodeRowAbove ? 1 : min(tokens, quantTokenBlock)) * k : 0
+    if permCount > 0 && permCount <= 16384 {
+      withUnsafeTemporaryAllocation(of: Float.self, capacity: permCount) { p in
+        quantLinearBlocks(plan, y, ldy: ldy, x, ldx: ldx, tokens: tokens, perm: p.baseAddress!, pool: pool)
+      }
+    } else {
+      let perm: UnsafeMutablePointer<Float>? = permCount > 0 ? .allocate(capacity: permCount) : nil
+      defer { perm?.deallocate() }
+      quantLinearBlocks(plan, y, ldy: ldy, x, ldx: ldx, tokens: tokens, perm: perm, pool: pool)
+    }
+  }
+
+  /// Token blocks (one token at a time below decodeRowAbove), x permuted into `perm` for INT4.
+  static func quantLinearBlocks(_ plan: QuantKernels.Plan, _ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>,
+                                ldx: Int, tokens: Int, perm: UnsafeMutablePointer<Float>?, pool: ThreadPool) {
+    let k = plan.cols
+    var t0 = 0
+    while t0 < tokens {
+      let tb = tokens < decodeRowAbove ? 1 : min(quantTokenBlock, tokens - t0)
+      var xb = x + t0 * ldx, ldxb = ldx
+      if let perm {
+        QuantKernels.permuteForInt4(xb, ldx: ldx, tokens: tb, k: k, into: perm)
+        xb = UnsafePointer(perm)
+        ldxb = k
+      }
+      if tb == 1 {
+        quantDecode(plan, y + t0 * ldy, xb, pool: pool)
+      } else {
+        quantPrefill(plan, y + t0 * ldy, ldy: ldy, xb, ldx: ldxb, tokens: tb, pool: pool)
+      }
+      t0 += tb
+    }
+  }
+
+  // MARK: - Decode: one token, 8 rows `spread` apart per tile (as Linear.swift's decodeChunk)
+
+  static func quantDecode(_ plan: QuantKernels.Plan, _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+                          pool: ThreadPool) {
+    let n = plan.rows
+    let spread = decodeSpread(rowBytes: plan.rowBytes, rows: n)
+    let chunkRows = 8 * spread
+    let chunks = (n + chunkRows - 1) / chunkRows
+    let blocks = plan.blocks
+    let zp = plan.zeroPoints != nil
     pool.parallelFor(chunks) { ci in
-      let r0 = ci * chunk, r1 = min(n, r0 + chunk)
-      let scratch: UnsafeMutablePointer<Float>? = tokens >= decodeRowAbove ? .allocate(capacity: cols) : nil
-      defer { scratch?.deallocate() }
-      switch w {
-      case .fp8(let d, _, _, let s, let br, let bc, let off):
-        let sCols = (cols + bc - 1) / bc
-        for r in r0..<r1 {
-          let row = d + r * cols
-          let srow = s + ((off + r) / br) * sCols
-          if let scratch { for c in 0..<cols { scratch[c] = QuantKernels.fp8x1(row.load(fromByteOffset: c, as: UInt8.self)) } }
-          for t in 0..<tokens {
-            y[t * ldy + r] = QuantKernels.dotFP8(x + t * ldx, row: row, decoded: scratch.map { UnsafePointer($0) }, cols: cols,
-                                                 scales: srow, blockCols: bc)
+      let r0 = ci * chunkRows, r1 = min(n, r0 + chunkRows)
+      withUnsafeTemporaryAllocation(of: Float.self, capacity: 8 * blocks * (zp ? 3 : 1)) { buf in
+        withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 8) { tot in
+          let sc = buf.baseAddress!
+          let offs: UnsafeMutablePointer<Float>? = zp ? sc + 8 * blocks : nil
+          let totals = tot.baseAddress!
+          var g = r0
+          while g < r1 {
+            for phase in 0..<spread {
+              let r = g + phase
+              if r >= r1 { break }
+              // Rows past r1 repeat the last real row; their results are dropped.
+              @inline(__always) func rr(_ j: Int) -> Int { min(r + spread * j, r1 - 1) }
+              let m = (r1 - r + spread - 1) / spread  // real rows in this tile
+              for j in 0..<min(m, 8) {
+                plan.rowScales(rr(j), into: sc + j * blocks)
+                if let offs { plan.rowOffsets(rr(j), into: offs + 2 * j * blocks) }
+              }
+              for j in m..<8 {
+                (sc + j * blocks).update(from: sc + (m - 1) * blocks, count: blocks)
+                if let offs { (offs + 2 * j * blocks).update(from: offs + 2 * (m - 1) * blocks, count: 2 * blocks) }
+              }
+              switch plan.kind {
+              case .fp8:
+                fp8Tile8(plan, rr(0), rr(1), rr(2), rr(3), rr(4), rr(5), rr(6), rr(7), x, sc, totals)
+              case .int4:
+                if let offs {
+                  int4Tile8(plan, rr(0), rr(1), rr(2), rr(3), rr(4), rr(5), rr(6), rr(7), x, sc, offs, totals)
+                } else {
+                  int4Tile8(plan, rr(0), rr(1), rr(2), rr(3), rr(4), rr(5), rr(6), rr(7), x, sc, nil, totals)
+                }
+              }
+              for j in 0..<min(m, 8) {
+                y[rr(j)] = reduce8(totals[j]) + plan.tail(x, row: rr(j), scales: sc + j * blocks)
+              }
+            }
+            g += chunkRows
           }
         }
-      case .int4(let pk, _, _, let s, let sd, let z, let g, _, let off):
-        let words = (cols + 7) / 8
-        let groups = cols / g
-        let sbuf = UnsafeMutablePointer<Float>.allocate(capacity: max(1, groups))
-        let zbuf: UnsafeMutablePointer<Float>? = z != nil ? .allocate(capacity: max(1, groups)) : nil
-        defer { sbuf.deallocate(); zbuf?.deallocate() }
+      }
+    }
+  }
+
+  /// FP8, one token, 8 rows: per block 8 FMA chains over its 8-column steps (x loaded once per
+  /// step for the 8 rows), then totals[j] = fma(chain j, splat(scale), totals[j]).
+  @inline(__always)
+  static func fp8Tile8(_ plan: QuantKernels.Plan, _ r0: Int, _ r1: Int, _ r2: Int, _ r3: Int, _ r4: Int, _ r5: Int, _ r6: Int,
+                       _ r7: Int, _ x: UnsafePointer<Float>, _ sc: UnsafePointer<Float>,
+                       _ totals: UnsafeMutablePointer<SIMD8<Float>>) {
+    let p0 = plan.row(r0), p1 = plan.row(r1), p2 = plan.row(r2), p3 = plan.row(r3)
+    let p4 = plan.row(r4), p5 = plan.row(r5), p6 = plan.row(r6), p7 = plan.row(r7)
+    let blocks = plan.blocks, bc = plan.blockCols
+    for j in 0..<8 { totals[j] = SIMD8<Float>() }
+    for b in 0..<blocks {
+      var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+      var a4 = SIMD8<Float>(), a5 = SIMD8<Float>(), a6 = SIMD8<Float>(), a7 = SIMD8<Float>()
+      var c = b &* bc
+      let end = c &+ 8 &* plan.steps(b)
+      while c < end {
+        let xv = loadX(x, c)
+        a0.addProduct(xv, QuantKernels.fp8x8(p0 + c))
+        a1.addProduct(xv, QuantKernels.fp8x8(p1 + c))
+        a2.addProduct(xv, QuantKernels.fp8x8(p2 + c))
+        a3.addProduct(xv, QuantKernels.fp8x8(p3 + c))
+        a4.addProduct(xv, QuantKernels.fp8x8(p4 + c))
+        a5.addProduct(xv, QuantKernels.fp8x8(p5 + c))
+        a6.addProduct(xv, QuantKernels.fp8x8(p6 + c))
+        a7.addProduct(xv, QuantKernels.fp8x8(p7 + c))
+        c &+= 8
+      }
+      totals[0].addProduct(a0, SIMD8<Float>(repeating: sc[b]))
+      totals[1].addProduct(a1, SIMD8<Float>(repeating: sc[blocks + b]))
+      totals[2].addProduct(a2, SIMD8<Float>(repeating: sc[2 * blocks + b]))
+      totals[3].addProduct(a3, SIMD8<Float>(repeating: sc[3 * blocks + b]))
+      totals[4].addProduct(a4, SIMD8<Float>(repeating: sc[4 * blocks + b]))
+      totals[5].addProduct(a5, SIMD8<Float>(repeating: sc[5 * blocks + b]))
+      totals[6].addProduct(a6, SIMD8<Float>(repeating: sc[6 * blocks + b]))
+      totals[7].addProduct(a7, SIMD8<Float>(repeating: sc[7 * blocks + b]))
+    }
+  }
+
+  /// INT4, one token (x permuted), 8 rows: per group 8 FMA chains over its 16-column steps (two
+  /// lanes vectors each: even then odd columns), then totals[j] = fma(chain j, splat(scale), totals[j]).
+  @inline(__always)
+  static func int4Tile8(_ plan: QuantKernels.Plan, _ r0: Int, _ r1: Int, _ r2: Int, _ r3: Int, _ r4: Int, _ r5: Int, _ r6: Int,
+                        _ r7: Int, _ x: UnsafePointer<Float>, _ sc: UnsafePointer<Float>, _ offs: UnsafePointer<Float>?,
+                        _ totals: UnsafeMutablePointer<SIMD8<Float>>) {
+    let p0 = plan.row(r0), p1 = plan.row(r1), p2 = plan.row(r2), p3 = plan.row(r3)
+    let p4 = plan.row(r4), p5 = plan.row(r5), p6 = plan.row(r6), p7 = plan.row(r7)
+    let blocks = plan.blocks, g = plan.blockCols
+    for j in 0..<8 { totals[j] = SIMD8<Float>() }
+    let (l0, h0) = QuantKernels.int4Offsets(0)
+    let offLo = SIMD8<Float>(repeating: l0), offHi = SIMD8<Float>(repeating: h0)
+    var c = 0
+    for b in 0..<blocks {
+      var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+      var a4 = SIMD8<Float>(), a5 = SIMD8<Float>(), a6 = SIMD8<Float>(), a7 = SIMD8<Float>()
+      let end = c &+ g
+      if let offs {
+        @inline(__always) func o(_ j: Int) -> (SIMD8<Float>, SIMD8<Float>) {
+          (SIMD8<Float>(repeating: offs[2 * (j * blocks + b)]), SIMD8<Float>(repeating: offs[2 * (j * blocks + b) + 1]))
+        }
+        let (l0, h0) = o(0), (l1, h1) = o(1), (l2, h2) = o(2), (l3, h3) = o(3)
+        let (l4, h4) = o(4), (l5, h5) = o(5), (l6, h6) = o(6), (l7, h7) = o(7)
+        while c < end {
+          let xa = loadX(x, c), xb = loadX(x, c &+ 8)
+          let h = c &>> 1
+          var (l, u) = QuantKernels.int4x16(p0 + h, l0, h0); a0.addProduct(xa, l); a0.addProduct(xb, u)
+          (l, u) = QuantKernels.int4x16(p1 + h, l1, h1); a1.addProduct(xa, l); a1.addProduct(xb, u)
+          (l, u) = QuantKernels.int4x16(p2 + h, l2, h2); a2.addProduct(xa, l); a2.addProduct(xb, u)
+          (l, u) = QuantKernels.int4x16(p3 + h, l3, h3); a3.addProduct(xa, l); a3.addProduct(xb, u)
+          (l, u) = QuantKernels.int4x16(p4 + h, l4, h4); a4.addProduct(xa, l); a4.addProduct(xb, u)
+          (l, u) = QuantKernels.int4x16(p5 + h, l5, h5); a5.addProduct(xa, l); a5.addProduct(xb, u)
+          (l, u) = QuantKernels.int4x16(p6 + h, l6, h6); a6.addProduct(xa, l); a6.addProduct(xb, u)
+          (l, u) = QuantKernels.int4x16(p7 + h, l7, h7); a7.addProduct(xa, l); a7.addProduct(xb, u)
+          c &+= 16
+        }
+      } else {
+        while c < end {
+          let xa = loadX(x, c), xb = loadX(x, c &+ 8)
+          let h = c &>> 1
+          var (l, u) = QuantKernels.int4x16(p0 + h, offLo, offHi); a0.addProduct(xa, l); a0.addProduct(xb, u)
+          (l, u) = QuantKernels.int4x16(p1 + h, offLo, offHi); a1.addProduct(xa, l); a1.addProduct(xb, u)
+          (l, u) = QuantKernels.int4x16(p2 + h, offLo, offHi); a2.addProduct(xa, l); a2.addProduct(xb, u)
+          (l, u) = QuantKernels.int4x16(p3 + h, offLo, offHi); a3.addProduct(xa, l); a3.addProduct(xb, u)
+          (l, u) = QuantKernels.int4x16(p4 + h, offLo, offHi); a4.addProduct(xa, l); a4.addProduct(xb, u)
+          (l, u) = QuantKernels.int4x16(p5 + h, offLo, offHi); a5.addProduct(xa, l); a5.addProduct(xb, u)
+          (l, u) = QuantKernels.int4x16(p6 + h, offLo, offHi); a6.addProduct(xa, l); a6.addProduct(xb, u)
+          (l, u) = QuantKernels.int4x16(p7 + h, offLo, offHi); a7.addProduct(xa, l); a7.addProduct(xb, u)
+          c &+= 16
+        }
+      }
+      totals[0].addProduct(a0, SIMD8<Float>(repeating: sc[b]))
+      totals[1].addProduct(a1, SIMD8<Float>(repeating: sc[blocks + b]))
+      totals[2].addProduct(a2, SIMD8<Float>(repeating: sc[2 * blocks + b]))
+      totals[3].addProduct(a3, SIMD8<Float>(repeating: sc[3 * blocks + b]))
+      totals[4].addProduct(a4, SIMD8<Float>(repeating: sc[4 * blocks + b]))
+      totals[5].addProduct(a5, SIMD8<Float>(repeating: sc[5 * blocks + b]))
+      totals[6].addProduct(a6, SIMD8<Float>(repeating: sc[6 * blocks + b]))
+      totals[7].addProduct(a7, SIMD8<Float>(repeating: sc[7 * blocks + b]))
+    }
+  }
+
+  // MARK: - Prefill: rows decoded once per token block into float scratch, 2 × 6 register tiles
+
+  /// Tokens [0, T) (T ≤ quantTokenBlock), x already in the lanes' column order.
+  static func quantPrefill(_ plan: QuantKernels.Plan, _ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>,
+                           ldx: Int, tokens T: Int, pool: ThreadPool) {
+    let n = plan.rows, blocks = plan.blocks, bc = plan.blockCols
+    let chunkRows = quantRowsPerChunk
+    let chunks = (n + chunkRows - 1) / chunkRows
+    let rowTiles = chunkRows / 2
+    let tTiles = (T + 5) / 6
+    let kbBlocks = max(1, quantKBlock / bc)
+    let scratchCols = kbBlocks * bc
+    let zp = plan.zeroPoints != nil
+    let workers = min(pool.threads, chunks)
+    pool.parallelFor(workers) { wk in
+      // Per worker: row scales (and INT4 offsets) of a chunk, parked accumulators, 2 decoded rows.
+      let sc = UnsafeMutablePointer<Float>.allocate(capacity: chunkRows * blocks * (zp ? 3 : 1))
+      let state = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: rowTiles * tTiles * 12)
+      let wbuf = UnsafeMutablePointer<Float>.allocate(capacity: 2 * scratchCols + 16)
+      defer { sc.deallocate(); state.deallocate(); wbuf.deallocate() }
+      let offs: UnsafeMutablePointer<Float>? = zp ? sc + chunkRows * blocks : nil
+      var ci = wk
+      while ci < chunks {
+        let r0 = ci * chunkRows, r1 = min(n, r0 + chunkRows)
+        let rt1 = (r1 - r0 + 1) / 2
+        for i in 0..<(r1 - r0) {
+          plan.rowScales(r0 + i, into: sc + i * blocks)
+          if let offs { plan.rowOffsets(r0 + i, into: offs + 2 * i * blocks) }
+        }
+        state.initialize(repeating: SIMD8<Float>(), count: rt1 * tTiles * 12)
+        var b0 = 0
+        while b0 < blocks {
+          let b1 = min(blocks, b0 + kbBlocks)
+          let cBase = b0 * bc
+          for rt in 0..<rt1 {
+            // Rows past r1 repeat the last real row; their results are dropped.
+            let ia = 2 * rt, ib = min(2 * rt + 1, r1 - r0 - 1)
+            let w0 = wbuf, w1 = wbuf + scratchCols + 8
+            plan.decodeBlocks(r0 + ia, b0, b1, offs: offs.map { UnsafePointer($0 + 2 * ia * blocks) }, into: w0)
+            plan.decodeBlocks(r0 + ib, b0, b1, offs: offs.map { UnsafePointer($0 + 2 * ib * blocks) }, into: w1)
+            for tt in 0..<tTiles {
+              let t = 6 * tt
+              @inline(__always) func xp(_ u: Int) -> UnsafePointer<Float> { x + min(t + u, T - 1) * ldx }
+              quantTile2x6(plan, w0 - cBase, w1 - cBase, xp(0), xp(1), xp(2), xp(3), xp(4), xp(5), b0, b1,
+                           sc + ia * blocks, sc + ib * blocks, state + 12 * (rt * tTiles + tt))
+            }
+          }
+          b0 = b1
+        }
+        for rt in 0..<rt1 {
+          for j in 0..<min(2, r1 - r0 - 2 * rt) {
+            let i = 2 * rt + j
+            for t in 0..<T {
+              let xt = x + t * ldx
+              y[t * ldy + r0 + i] = reduce8(state[12 * (rt * tTiles + t / 6) + 6 * j + t % 6])
+                + plan.tail(xt, row: r0 + i, scales: sc + i * blocks)
+            }
+          }
+        }
+        ci += workers
+      }
+    }
+  }
+
+  /// Blocks [b0, b1) of 2 decoded rows (w0, w1 indexed by column) × 6 tokens: per block 12 fresh
+  /// FMA chains over the block's 8-column steps, then acc[6j + u] = fma(chain, splat(scale_j), acc[6j + u]).
+  @inline(__always)
+  static func quantTile2x6(_ plan: QuantKernels.Plan, _ w0: UnsafePointer<Float>, _ w1: UnsafePointer<Float>,
+                           _ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>, _ x2: UnsafePointer<Float>,
+                           _ x3: UnsafePointer<Float>, _ x4: UnsafePointer<Float>, _ x5: UnsafePointer<Float>,
+                           _ b0: Int, _ b1: Int, _ s0: UnsafePointer<Float>, _ s1: UnsafePointer<Float>,
+                           _ acc: UnsafeMutablePointer<SIMD8<Float>>) {
+    let bc = plan.blockCols
+    for b in b0..<b1 {
+      var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a02 = SIMD8<Float>(), a03 = SIMD8<Float>(), a04 = SIMD8<Float>(), a05 = SIMD8<Float>()
+      var a10 = SIMD8<Float>(), a11 = SIMD8<Float>(), a12 = SIMD8<Float>(), a13 = SIMD8<Float>(), a14 = SIMD8<Float>(), a15 = SIMD8<Float>()
+      var i = b &* bc
+      let end = i &+ 8 &* plan.steps(b)
+      while i < end {
+        let v0 = loadX(w0, i), v1 = loadX(w1, i)
+        let u0 = loadX(x0, i)
+        a00.addProduct(u0, v0); a10.addProduct(u0, v1)
+        let u1 = loadX(x1, i)
+        a01.addProduct(u1, v0); a11.addProduct(u1, v1)
+        let u2 = loadX(x2, i)
+        a02.addProduct(u2, v0); a12.addProduct(u2, v1)
+        let u3 = loadX(x3, i)
+        a03.addProduct(u3, v0); a13.addProduct(u3, v1)
+        let u4 = loadX(x4, i)
+        a04.addProduct(u4, v0); a14.addProduct(u4, v1)
+        let u5 = loadX(x5, i)
+        a05.addProduct(u5, v0); a15.addProduct(u5, v1)
+        i &+= 8
+      }
+      let c0 = SIMD8<Float>(repeating: s0[b]), c1 = SIMD8<Float>(repeating: s1[b])
+      acc[0].addProduct(a00, c0); acc[1].addProduct(a01, c0); acc[2].addProduct(a02, c0)
+      acc[3].addProduct(a03, c0); acc[4].addProduct(a04, c0); acc[5].addProduct(a05, c0)
+      acc[6].addProduct(a10, c1); acc[7].addProduct(a11, c1); acc[8].addProduct(a12, c1)
+      acc[9].addProduct(a13, c1); acc[10].addProduct(a14, c1); acc[11].addProduct(a15, c1)
+    }
+  }
+
+  // MARK: - Generic INT4 (groups not a multiple of 16 columns)
+
+  static func int4GenericLinear(_ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, ldx: Int,
+                                tokens: Int, _ w: LinearWeight, pool: ThreadPool) {
+    guard case .int4(let pk, let n, let cols, let s, let sd, let z, let g, _, let off) = w else { return }
+    let words = (cols + 7) / 8
+    let groups = cols / g
+    let chunk = 16
+    let chunks = (n + chunk - 1) / chunk
+    pool.parallelFor(chunks) { ci in
+      let r0 = ci * chunk, r1 = min(n, r0 + chunk)
+      withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * max(1, groups)) { buf in
+        let sbuf = buf.baseAddress!, zbuf = sbuf + max(1, groups)
         for r in r0..<r1 {
           let row = pk + r * 4 * words
           for gi in 0..<groups {
             sbuf[gi] = QuantKernels.scale(s, sd, (off + r) * groups + gi)
-            zbuf?[gi] = Float(QuantKernels.zeroPoint(z, row: off + r, group: gi, groups: groups))
+            zbuf[gi] = Float(QuantKernels.zeroPoint(z, row: off + r, group: gi, groups: groups))
           }
-          if let scratch { for c in 0..<cols { scratch[c] = Float(Int4.nibble(row, c) - 8) } }
           for t in 0..<tokens {
-            y[t * ldy + r] = QuantKernels.dotInt4(x + t * ldx, packed: row, decoded: scratch.map { UnsafePointer($0) }, cols: cols,
-                                                  group: g, scales: sbuf, zeros: zbuf.map { UnsafePointer($0) },
-                                                  xsum: xsum.map { UnsafePointer($0 + t * groups) })
+            y[t * ldy + r] = QuantKernels.dotInt4Generic(x + t * ldx, packed: row, cols: cols, group: g, scales: sbuf, zeros: zbuf)
           }
         }
-      case .float:
-        break
       }
     }
   }
