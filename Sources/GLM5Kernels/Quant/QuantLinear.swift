@@ -126,6 +126,15 @@ public enum QuantKernels {
     }
   }
 
+  /// Scales i..<i+8 as Float (bf16/f16 widened in registers).
+  @inline(__always) static func scales8(_ s: UnsafeRawPointer, _ dt: DType, _ i: Int) -> SIMD8<Float> {
+    switch dt {
+    case .f32: return s.loadUnaligned(fromByteOffset: 4 &* i, as: SIMD8<Float>.self)
+    case .bf16: return Kernels.BF16Loader.load8(s, i)
+    default: return Kernels.F16Loader.load8(s, i)
+    }
+  }
+
   @inline(__always) static func zeroPoint(_ z: UnsafeRawPointer?, row: Int, group: Int, groups: Int) -> Int32 {
     guard let z else { return 0 }
     let word = z.loadUnaligned(fromByteOffset: 4 * ((row / 8) * groups + group), as: UInt32.self)
@@ -137,23 +146,23 @@ public enum QuantKernels {
   /// What the FP8 lane decoders return, times this, is the e4m3 value (folded into the scales).
   static let fp8Factor: Float = 256
 
-  /// 8 e4m3 bytes → their values times 2^-8 as Float lanes, exactly: each byte sign-extended to 16
-  /// bits and shifted left by 7 is the binary16 of the same sign, exponent field and mantissa
-  /// (bit 14, a copy of the sign, cleared), which F16C widens exactly (subnormals included).
+  /// 8 e4m3 bytes → their values times 2^-8 as Float lanes, exactly: each byte sign-extended to 32
+  /// bits and shifted left by 20 puts the sign in bit 31 (bits 30…27, copies of it, masked off)
+  /// and exponent and mantissa in bits 26…20: an f32 of the same mantissa and exponent e − 127
+  /// (subnormal codes landing on f32 subnormals), times 2^112. (Binary16 + vcvtph2ps is exact as
+  /// well but measured 20% slower: F16C throughput. The multiply is slower on vectors mixing
+  /// subnormal and normal codes, ~1.5× at 1/16 subnormal codes; real blocks have ~1e-4.)
   @inline(__always) static func fp8x8(_ p: UnsafeRawPointer) -> SIMD8<Float> {
     let b = p.loadUnaligned(as: SIMD8<Int8>.self)
-    let s = SIMD8<Int16>(Int16(b[0]), Int16(b[1]), Int16(b[2]), Int16(b[3]),
-                         Int16(b[4]), Int16(b[5]), Int16(b[6]), Int16(b[7]))
-    let h = unsafeBitCast(s &<< 7, to: SIMD8<UInt16>.self) & 0xBFFF
-    let f = unsafeBitCast(h, to: SIMD8<Float16>.self)
-    return SIMD8<Float>(Float(f[0]), Float(f[1]), Float(f[2]), Float(f[3]),
-                        Float(f[4]), Float(f[5]), Float(f[6]), Float(f[7]))
+    let s = SIMD8<Int32>(Int32(b[0]), Int32(b[1]), Int32(b[2]), Int32(b[3]),
+                         Int32(b[4]), Int32(b[5]), Int32(b[6]), Int32(b[7]))
+    let u = unsafeBitCast(s &<< 20, to: SIMD8<UInt32>.self) & 0x87F0_0000
+    return unsafeBitCast(u, to: SIMD8<Float>.self) * SIMD8<Float>(repeating: 0x1p112)
   }
 
   /// One e4m3 byte as `fp8x8` decodes it.
   @inline(__always) static func fp8x1(_ v: UInt8) -> Float {
-    let s = UInt16(bitPattern: Int16(Int8(bitPattern: v))) &<< 7 & 0xBFFF
-    return Float(Float16(bitPattern: s))
+    Float(bitPattern: UInt32(bitPattern: Int32(Int8(bitPattern: v)) &<< 20) & 0x87F0_0000) * 0x1p112
   }
 
   /// 8 nibbles of one packed word → (u − 8) as Float lanes in column order, exactly (2^23 + u
@@ -249,6 +258,12 @@ public enum QuantKernels {
 
     @inline(__always) func row(_ r: Int) -> UnsafeRawPointer { data + r * rowBytes }
 
+    /// FP8: row r's block scales as stored (times fp8Factor before use).
+    @inline(__always) func fp8ScaleRow(_ r: Int) -> UnsafePointer<Float> { fp8Scales! + ((rowOffset + r) / blockRows) * blocks }
+
+    /// INT4: element index of row r's first group scale.
+    @inline(__always) func int4ScaleIndex(_ r: Int) -> Int { (rowOffset + r) * blocks }
+
     /// Row r's per-block scales (times the decoder's factor) into out[0..<blocks].
     func rowScales(_ r: Int, into out: UnsafeMutablePointer<Float>) {
       switch kind {
@@ -330,9 +345,10 @@ public enum QuantKernels {
     /// The scalar part of an element: per block, its tail columns in an fma chain, times the
     /// block scale, summed over the blocks in order (0 when there are no tail columns).
     @inline(__always)
-    func tail(_ x: UnsafePointer<Float>, row r: Int, scales: UnsafePointer<Float>) -> Float {
+    func tail(_ x: UnsafePointer<Float>, row r: Int) -> Float {
       if !hasTails { return 0 }
       let p = row(r)
+      let scales = fp8ScaleRow(r)
       var tail: Float = 0
       for b in 0..<blocks {
         let end = min(cols, (b + 1) * blockCols)
@@ -343,7 +359,7 @@ public enum QuantKernels {
           t = t.addingProduct(x[c], QuantKernels.fp8x1(p.load(fromByteOffset: c, as: UInt8.self)))
           c += 1
         }
-        tail = tail.addingProduct(t, scales[b])
+        tail = tail.addingProduct(t, scales[b] * QuantKernels.fp8Factor)
       }
       return tail
     }
@@ -443,8 +459,10 @@ extension Kernels {
   /// Tokens per pass of the prefill path (a multiple of the 6-token tile): bounds the x block
   /// (this many tokens × one K-block) to L2 and the parked accumulators to 36 KiB.
   static let quantTokenBlock = 48
-  /// Columns per K-block of the prefill path (rounded down to whole blocks, at least one).
-  static let quantKBlock = 2048
+  /// Columns per K-block of the prefill path (rounded down to whole blocks, at least one): the
+  /// chunk's decoded rows (24 × this many floats, 48 KiB) stay in L2 and a token tile's x in L1
+  /// (256 to 2048 measured within noise of each other).
+  static let quantKBlock = 512
 
   static func quantLinear(_ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, ldx: Int,
                           tokens: Int, _ w: LinearWeight, pool: ThreadPool) {
@@ -502,10 +520,10 @@ extension Kernels {
     let zp = plan.zeroPoints != nil
     pool.parallelFor(chunks) { ci in
       let r0 = ci * chunkRows, r1 = min(n, r0 + chunkRows)
-      withUnsafeTemporaryAllocation(of: Float.self, capacity: 8 * blocks * (zp ? 3 : 1)) { buf in
-        withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 8) { tot in
-          let sc = buf.baseAddress!
-          let offs: UnsafeMutablePointer<Float>? = zp ? sc + 8 * blocks : nil
+      // INT4 zero points: the tile's per-group offsets; the block totals.
+      withUnsafeTemporaryAllocation(of: Float.self, capacity: zp ? 16 * blocks : 1) { buf in
+        withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 16) { tot in
+          let offs: UnsafeMutablePointer<Float>? = zp ? buf.baseAddress! : nil
           let totals = tot.baseAddress!
           var g = r0
           while g < r1 {
@@ -515,26 +533,21 @@ extension Kernels {
               // Rows past r1 repeat the last real row; their results are dropped.
               @inline(__always) func rr(_ j: Int) -> Int { min(r + spread * j, r1 - 1) }
               let m = (r1 - r + spread - 1) / spread  // real rows in this tile
-              for j in 0..<min(m, 8) {
-                plan.rowScales(rr(j), into: sc + j * blocks)
-                if let offs { plan.rowOffsets(rr(j), into: offs + 2 * j * blocks) }
-              }
-              for j in m..<8 {
-                (sc + j * blocks).update(from: sc + (m - 1) * blocks, count: blocks)
-                if let offs { (offs + 2 * j * blocks).update(from: offs + 2 * (m - 1) * blocks, count: 2 * blocks) }
-              }
               switch plan.kind {
               case .fp8:
-                fp8Tile8(plan, rr(0), rr(1), rr(2), rr(3), rr(4), rr(5), rr(6), rr(7), x, sc, totals)
+                fp8Tile8(plan, rr(0), rr(1), rr(2), rr(3), rr(4), rr(5), rr(6), rr(7), x, totals)
               case .int4:
                 if let offs {
-                  int4Tile8(plan, rr(0), rr(1), rr(2), rr(3), rr(4), rr(5), rr(6), rr(7), x, sc, offs, totals)
+                  for j in 0..<8 { plan.rowOffsets(rr(j), into: offs + 2 * j * blocks) }
+                  int4Tile4(plan, rr(0), rr(1), rr(2), rr(3), x, offs, totals, totals + 8)
+                  int4Tile4(plan, rr(4), rr(5), rr(6), rr(7), x, offs + 8 * blocks, totals + 4, totals + 8)
                 } else {
-                  int4Tile8(plan, rr(0), rr(1), rr(2), rr(3), rr(4), rr(5), rr(6), rr(7), x, sc, nil, totals)
+                  int4Tile4(plan, rr(0), rr(1), rr(2), rr(3), x, nil, totals, totals + 8)
+                  int4Tile4(plan, rr(4), rr(5), rr(6), rr(7), x, nil, totals + 4, totals + 8)
                 }
               }
               for j in 0..<min(m, 8) {
-                y[rr(j)] = reduce8(totals[j]) + plan.tail(x, row: rr(j), scales: sc + j * blocks)
+                y[rr(j)] = reduce8(totals[j]) + plan.tail(x, row: rr(j))
               }
             }
             g += chunkRows
@@ -548,10 +561,12 @@ extension Kernels {
   /// step for the 8 rows), then totals[j] = fma(chain j, splat(scale), totals[j]).
   @inline(__always)
   static func fp8Tile8(_ plan: QuantKernels.Plan, _ r0: Int, _ r1: Int, _ r2: Int, _ r3: Int, _ r4: Int, _ r5: Int, _ r6: Int,
-                       _ r7: Int, _ x: UnsafePointer<Float>, _ sc: UnsafePointer<Float>,
-                       _ totals: UnsafeMutablePointer<SIMD8<Float>>) {
+                       _ r7: Int, _ x: UnsafePointer<Float>, _ totals: UnsafeMutablePointer<SIMD8<Float>>) {
     let p0 = plan.row(r0), p1 = plan.row(r1), p2 = plan.row(r2), p3 = plan.row(r3)
     let p4 = plan.row(r4), p5 = plan.row(r5), p6 = plan.row(r6), p7 = plan.row(r7)
+    let s0 = plan.fp8ScaleRow(r0), s1 = plan.fp8ScaleRow(r1), s2 = plan.fp8ScaleRow(r2), s3 = plan.fp8ScaleRow(r3)
+    let s4 = plan.fp8ScaleRow(r4), s5 = plan.fp8ScaleRow(r5), s6 = plan.fp8ScaleRow(r6), s7 = plan.fp8ScaleRow(r7)
+    let f = QuantKernels.fp8Factor
     let blocks = plan.blocks, bc = plan.blockCols
     for j in 0..<8 { totals[j] = SIMD8<Float>() }
     for b in 0..<blocks {
@@ -571,77 +586,70 @@ extension Kernels {
         a7.addProduct(xv, QuantKernels.fp8x8(p7 + c))
         c &+= 8
       }
-      totals[0].addProduct(a0, SIMD8<Float>(repeating: sc[b]))
-      totals[1].addProduct(a1, SIMD8<Float>(repeating: sc[blocks + b]))
-      totals[2].addProduct(a2, SIMD8<Float>(repeating: sc[2 * blocks + b]))
-      totals[3].addProduct(a3, SIMD8<Float>(repeating: sc[3 * blocks + b]))
-      totals[4].addProduct(a4, SIMD8<Float>(repeating: sc[4 * blocks + b]))
-      totals[5].addProduct(a5, SIMD8<Float>(repeating: sc[5 * blocks + b]))
-      totals[6].addProduct(a6, SIMD8<Float>(repeating: sc[6 * blocks + b]))
-      totals[7].addProduct(a7, SIMD8<Float>(repeating: sc[7 * blocks + b]))
+      totals[0].addProduct(a0, SIMD8<Float>(repeating: s0[b] * f))
+      totals[1].addProduct(a1, SIMD8<Float>(repeating: s1[b] * f))
+      totals[2].addProduct(a2, SIMD8<Float>(repeating: s2[b] * f))
+      totals[3].addProduct(a3, SIMD8<Float>(repeating: s3[b] * f))
+      totals[4].addProduct(a4, SIMD8<Float>(repeating: s4[b] * f))
+      totals[5].addProduct(a5, SIMD8<Float>(repeating: s5[b] * f))
+      totals[6].addProduct(a6, SIMD8<Float>(repeating: s6[b] * f))
+      totals[7].addProduct(a7, SIMD8<Float>(repeating: s7[b] * f))
     }
   }
 
-  /// INT4, one token (x permuted), 8 rows: per group 8 FMA chains over its 16-column steps (two
-  /// lanes vectors each: even then odd columns), then totals[j] = fma(chain j, splat(scale), totals[j]).
+  /// INT4, one token (x permuted), 4 rows (offs of row j at 2j·blocks): per group 4 FMA chains
+  /// over its 16-column steps (even then odd lanes), then totals[j] = fma(chain j, splat(scale),
+  /// totals[j]). The group scales are widened 8 groups at a time inside the loop (their loads
+  /// overlap the work) into `scl` [4 × 8]. 4 rows keep the chains, x and the decode constants in
+  /// the 16 registers.
   @inline(__always)
-  static func int4Tile8(_ plan: QuantKernels.Plan, _ r0: Int, _ r1: Int, _ r2: Int, _ r3: Int, _ r4: Int, _ r5: Int, _ r6: Int,
-                        _ r7: Int, _ x: UnsafePointer<Float>, _ sc: UnsafePointer<Float>, _ offs: UnsafePointer<Float>?,
-                        _ totals: UnsafeMutablePointer<SIMD8<Float>>) {
+  static func int4Tile4(_ plan: QuantKernels.Plan, _ r0: Int, _ r1: Int, _ r2: Int, _ r3: Int,
+                        _ x: UnsafePointer<Float>, _ offs: UnsafePointer<Float>?,
+                        _ totals: UnsafeMutablePointer<SIMD8<Float>>, _ scl: UnsafeMutablePointer<SIMD8<Float>>) {
     let p0 = plan.row(r0), p1 = plan.row(r1), p2 = plan.row(r2), p3 = plan.row(r3)
-    let p4 = plan.row(r4), p5 = plan.row(r5), p6 = plan.row(r6), p7 = plan.row(r7)
     let blocks = plan.blocks, g = plan.blockCols
-    for j in 0..<8 { totals[j] = SIMD8<Float>() }
-    let (l0, h0) = QuantKernels.int4Offsets(0)
-    let offLo = SIMD8<Float>(repeating: l0), offHi = SIMD8<Float>(repeating: h0)
+    let s = plan.int4Scales!, dt = plan.scaleDType
+    let i0 = plan.int4ScaleIndex(r0), i1 = plan.int4ScaleIndex(r1), i2 = plan.int4ScaleIndex(r2), i3 = plan.int4ScaleIndex(r3)
+    let sp = UnsafeMutableRawPointer(scl).assumingMemoryBound(to: Float.self)
+    let (cl, ch) = QuantKernels.int4Offsets(0)
+    var l0 = SIMD8<Float>(repeating: cl), h0 = SIMD8<Float>(repeating: ch)
+    var l1 = l0, h1 = h0, l2 = l0, h2 = h0, l3 = l0, h3 = h0
+    var t0 = SIMD8<Float>(), t1 = SIMD8<Float>(), t2 = SIMD8<Float>(), t3 = SIMD8<Float>()
     var c = 0
     for b in 0..<blocks {
-      var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
-      var a4 = SIMD8<Float>(), a5 = SIMD8<Float>(), a6 = SIMD8<Float>(), a7 = SIMD8<Float>()
-      let end = c &+ g
-      if let offs {
-        @inline(__always) func o(_ j: Int) -> (SIMD8<Float>, SIMD8<Float>) {
-          (SIMD8<Float>(repeating: offs[2 * (j * blocks + b)]), SIMD8<Float>(repeating: offs[2 * (j * blocks + b) + 1]))
-        }
-        let (l0, h0) = o(0), (l1, h1) = o(1), (l2, h2) = o(2), (l3, h3) = o(3)
-        let (l4, h4) = o(4), (l5, h5) = o(5), (l6, h6) = o(6), (l7, h7) = o(7)
-        while c < end {
-          let xa = loadX(x, c), xb = loadX(x, c &+ 8)
-          let h = c &>> 1
-          var (l, u) = QuantKernels.int4x16(p0 + h, l0, h0); a0.addProduct(xa, l); a0.addProduct(xb, u)
-          (l, u) = QuantKernels.int4x16(p1 + h, l1, h1); a1.addProduct(xa, l); a1.addProduct(xb, u)
-          (l, u) = QuantKernels.int4x16(p2 + h, l2, h2); a2.addProduct(xa, l); a2.addProduct(xb, u)
-          (l, u) = QuantKernels.int4x16(p3 + h, l3, h3); a3.addProduct(xa, l); a3.addProduct(xb, u)
-          (l, u) = QuantKernels.int4x16(p4 + h, l4, h4); a4.addProduct(xa, l); a4.addProduct(xb, u)
-          (l, u) = QuantKernels.int4x16(p5 + h, l5, h5); a5.addProduct(xa, l); a5.addProduct(xb, u)
-          (l, u) = QuantKernels.int4x16(p6 + h, l6, h6); a6.addProduct(xa, l); a6.addProduct(xb, u)
-          (l, u) = QuantKernels.int4x16(p7 + h, l7, h7); a7.addProduct(xa, l); a7.addProduct(xb, u)
-          c &+= 16
-        }
-      } else {
-        while c < end {
-          let xa = loadX(x, c), xb = loadX(x, c &+ 8)
-          let h = c &>> 1
-          var (l, u) = QuantKernels.int4x16(p0 + h, offLo, offHi); a0.addProduct(xa, l); a0.addProduct(xb, u)
-          (l, u) = QuantKernels.int4x16(p1 + h, offLo, offHi); a1.addProduct(xa, l); a1.addProduct(xb, u)
-          (l, u) = QuantKernels.int4x16(p2 + h, offLo, offHi); a2.addProduct(xa, l); a2.addProduct(xb, u)
-          (l, u) = QuantKernels.int4x16(p3 + h, offLo, offHi); a3.addProduct(xa, l); a3.addProduct(xb, u)
-          (l, u) = QuantKernels.int4x16(p4 + h, offLo, offHi); a4.addProduct(xa, l); a4.addProduct(xb, u)
-          (l, u) = QuantKernels.int4x16(p5 + h, offLo, offHi); a5.addProduct(xa, l); a5.addProduct(xb, u)
-          (l, u) = QuantKernels.int4x16(p6 + h, offLo, offHi); a6.addProduct(xa, l); a6.addProduct(xb, u)
-          (l, u) = QuantKernels.int4x16(p7 + h, offLo, offHi); a7.addProduct(xa, l); a7.addProduct(xb, u)
-          c &+= 16
+      let k = b & 7
+      if k == 0 {
+        if b &+ 8 <= blocks {
+          scl[0] = QuantKernels.scales8(s, dt, i0 &+ b); scl[1] = QuantKernels.scales8(s, dt, i1 &+ b)
+          scl[2] = QuantKernels.scales8(s, dt, i2 &+ b); scl[3] = QuantKernels.scales8(s, dt, i3 &+ b)
+        } else {
+          for j in 0..<(blocks - b) {
+            sp[j] = QuantKernels.scale(s, dt, i0 + b + j); sp[8 + j] = QuantKernels.scale(s, dt, i1 + b + j)
+            sp[16 + j] = QuantKernels.scale(s, dt, i2 + b + j); sp[24 + j] = QuantKernels.scale(s, dt, i3 + b + j)
+          }
         }
       }
-      totals[0].addProduct(a0, SIMD8<Float>(repeating: sc[b]))
-      totals[1].addProduct(a1, SIMD8<Float>(repeating: sc[blocks + b]))
-      totals[2].addProduct(a2, SIMD8<Float>(repeating: sc[2 * blocks + b]))
-      totals[3].addProduct(a3, SIMD8<Float>(repeating: sc[3 * blocks + b]))
-      totals[4].addProduct(a4, SIMD8<Float>(repeating: sc[4 * blocks + b]))
-      totals[5].addProduct(a5, SIMD8<Float>(repeating: sc[5 * blocks + b]))
-      totals[6].addProduct(a6, SIMD8<Float>(repeating: sc[6 * blocks + b]))
-      totals[7].addProduct(a7, SIMD8<Float>(repeating: sc[7 * blocks + b]))
+      if let offs {
+        l0 = SIMD8<Float>(repeating: offs[2 * b]); h0 = SIMD8<Float>(repeating: offs[2 * b + 1])
+        l1 = SIMD8<Float>(repeating: offs[2 * (blocks + b)]); h1 = SIMD8<Float>(repeating: offs[2 * (blocks + b) + 1])
+        l2 = SIMD8<Float>(repeating: offs[2 * (2 * blocks + b)]); h2 = SIMD8<Float>(repeating: offs[2 * (2 * blocks + b) + 1])
+        l3 = SIMD8<Float>(repeating: offs[2 * (3 * blocks + b)]); h3 = SIMD8<Float>(repeating: offs[2 * (3 * blocks + b) + 1])
+      }
+      var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+      let end = c &+ g
+      while c < end {
+        let xa = loadX(x, c), xb = loadX(x, c &+ 8)
+        let h = c &>> 1
+        var (l, u) = QuantKernels.int4x16(p0 + h, l0, h0); a0.addProduct(xa, l); a0.addProduct(xb, u)
+        (l, u) = QuantKernels.int4x16(p1 + h, l1, h1); a1.addProduct(xa, l); a1.addProduct(xb, u)
+        (l, u) = QuantKernels.int4x16(p2 + h, l2, h2); a2.addProduct(xa, l); a2.addProduct(xb, u)
+        (l, u) = QuantKernels.int4x16(p3 + h, l3, h3); a3.addProduct(xa, l); a3.addProduct(xb, u)
+        c &+= 16
+      }
+      t0.addProduct(a0, SIMD8<Float>(repeating: sp[k])); t1.addProduct(a1, SIMD8<Float>(repeating: sp[8 &+ k]))
+      t2.addProduct(a2, SIMD8<Float>(repeating: sp[16 &+ k])); t3.addProduct(a3, SIMD8<Float>(repeating: sp[24 &+ k]))
     }
+    totals[0] = t0; totals[1] = t1; totals[2] = t2; totals[3] = t3
   }
 
   // MARK: - Prefill: rows decoded once per token block into float scratch, 2 × 6 register tiles
@@ -662,14 +670,15 @@ extension Kernels {
       // Per worker: row scales (and INT4 offsets) of a chunk, parked accumulators, 2 decoded rows.
       let sc = UnsafeMutablePointer<Float>.allocate(capacity: chunkRows * blocks * (zp ? 3 : 1))
       let state = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: rowTiles * tTiles * 12)
-      let wbuf = UnsafeMutablePointer<Float>.allocate(capacity: 2 * scratchCols + 16)
+      let wbuf = UnsafeMutablePointer<Float>.allocate(capacity: chunkRows * scratchCols + 16)
       defer { sc.deallocate(); state.deallocate(); wbuf.deallocate() }
       let offs: UnsafeMutablePointer<Float>? = zp ? sc + chunkRows * blocks : nil
       var ci = wk
       while ci < chunks {
         let r0 = ci * chunkRows, r1 = min(n, r0 + chunkRows)
-        let rt1 = (r1 - r0 + 1) / 2
-        for i in 0..<(r1 - r0) {
+        let rows = r1 - r0
+        let rt1 = (rows + 1) / 2
+        for i in 0..<rows {
           plan.rowScales(r0 + i, into: sc + i * blocks)
           if let offs { plan.rowOffsets(r0 + i, into: offs + 2 * i * blocks) }
         }
@@ -678,17 +687,19 @@ extension Kernels {
         while b0 < blocks {
           let b1 = min(blocks, b0 + kbBlocks)
           let cBase = b0 * bc
-          for rt in 0..<rt1 {
-            // Rows past r1 repeat the last real row; their results are dropped.
-            let ia = 2 * rt, ib = min(2 * rt + 1, r1 - r0 - 1)
-            let w0 = wbuf, w1 = wbuf + scratchCols + 8
-            plan.decodeBlocks(r0 + ia, b0, b1, offs: offs.map { UnsafePointer($0 + 2 * ia * blocks) }, into: w0)
-            plan.decodeBlocks(r0 + ib, b0, b1, offs: offs.map { UnsafePointer($0 + 2 * ib * blocks) }, into: w1)
-            for tt in 0..<tTiles {
-              let t = 6 * tt
-              @inline(__always) func xp(_ u: Int) -> UnsafePointer<Float> { x + min(t + u, T - 1) * ldx }
-              quantTile2x6(plan, w0 - cBase, w1 - cBase, xp(0), xp(1), xp(2), xp(3), xp(4), xp(5), b0, b1,
-                           sc + ia * blocks, sc + ib * blocks, state + 12 * (rt * tTiles + tt))
+          // The chunk's rows over this K-block, decoded once (L1), then every token tile × row tile.
+          for i in 0..<rows {
+            plan.decodeBlocks(r0 + i, b0, b1, offs: offs.map { UnsafePointer($0 + 2 * i * blocks) }, into: wbuf + i * scratchCols)
+          }
+          for tt in 0..<tTiles {
+            let t = 6 * tt
+            @inline(__always) func xp(_ u: Int) -> UnsafePointer<Float> { x + min(t + u, T - 1) * ldx }
+            let x0 = xp(0), x1 = xp(1), x2 = xp(2), x3 = xp(3), x4 = xp(4), x5 = xp(5)
+            for rt in 0..<rt1 {
+              // Rows past r1 repeat the last real row; their results are dropped.
+              let ia = 2 * rt, ib = min(2 * rt + 1, rows - 1)
+              quantTile2x6(plan, wbuf + ia * scratchCols - cBase, wbuf + ib * scratchCols - cBase, x0, x1, x2, x3, x4, x5,
+                           b0, b1, sc + ia * blocks, sc + ib * blocks, state + 12 * (rt * tTiles + tt))
             }
           }
           b0 = b1
@@ -699,7 +710,7 @@ extension Kernels {
             for t in 0..<T {
               let xt = x + t * ldx
               y[t * ldy + r0 + i] = reduce8(state[12 * (rt * tTiles + t / 6) + 6 * j + t % 6])
-                + plan.tail(xt, row: r0 + i, scales: sc + i * blocks)
+                + plan.tail(xt, row: r0 + i)
             }
           }
         }
