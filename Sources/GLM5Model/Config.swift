@@ -195,8 +195,10 @@ public struct ModelConfig: Sendable {
     if firstKDenseReplace < 0 || firstKDenseReplace > numHiddenLayers {
       throw bad("first_k_dense_replace is \(firstKDenseReplace), must be in [0, num_hidden_layers = \(numHiddenLayers)]")
     }
-    if nSharedExperts < 0 { throw bad("n_shared_experts is \(nSharedExperts), must be >= 0") }
-    if numNextnPredictLayers < 0 { throw bad("num_nextn_predict_layers is \(numNextnPredictLayers), must be >= 0") }
+    if nSharedExperts < 0 || nSharedExperts > 1 << 16 { throw bad("n_shared_experts is \(nSharedExperts), must be in [0, 65536]") }
+    if numNextnPredictLayers < 0 || numNextnPredictLayers > 1 << 16 {
+      throw bad("num_nextn_predict_layers is \(numNextnPredictLayers), must be in [0, 65536]")
+    }
     if qkRopeHeadDim % 2 != 0 { throw bad("qk_rope_head_dim is \(qkRopeHeadDim), must be even (RoPE rotates pairs)") }
     if indexHeadDim < qkRopeHeadDim {
       throw bad("index_head_dim (\(indexHeadDim)) is smaller than qk_rope_head_dim (\(qkRopeHeadDim)), the indexer's rotated slice")
