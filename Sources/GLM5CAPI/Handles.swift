@@ -1,43 +1,59 @@
-// Opaque handles: a retained Swift object behind an OpaquePointer, plus a registry of live
-// handles so that a freed or foreign pointer is refused with a status instead of crashing.
+// Opaque handles. The registry owns every live object, keyed by its handle's address: a freed or
+// foreign pointer is refused with a status instead of crashing, and a lookup hands out a strong
+// reference taken under the lock, so a handle freed by another thread mid-call stays alive until
+// that call returns.
 
 import GLM5Core
 import Synchronization
 
 final class HandleRegistry: Sendable {
-  private let live = Mutex<[UInt: String]>([:])  // address -> kind ("model", "session")
+  private struct Entry: @unchecked Sendable {
+    let kind: String  // "model", "session"
+    let object: AnyObject
+  }
+  private let live = Mutex<[UInt: Entry]>([:])
 
-  func insert(_ p: OpaquePointer, kind: String) { _ = live.withLock { $0[UInt(bitPattern: p)] = kind } }
-  func remove(_ p: OpaquePointer, kind: String) -> Bool {
+  func insert(_ object: AnyObject, kind: String) -> OpaquePointer {
+    let p = OpaquePointer(Unmanaged.passUnretained(object).toOpaque())
+    live.withLock { $0[UInt(bitPattern: p)] = Entry(kind: kind, object: object) }
+    return p
+  }
+
+  func lookup(_ p: OpaquePointer, kind: String) -> AnyObject? {
     live.withLock { m in
-      guard m[UInt(bitPattern: p)] == kind else { return false }
-      m[UInt(bitPattern: p)] = nil
-      return true
+      guard let e = m[UInt(bitPattern: p)], e.kind == kind else { return nil }
+      return e.object
     }
   }
-  func contains(_ p: OpaquePointer, kind: String) -> Bool { live.withLock { $0[UInt(bitPattern: p)] == kind } }
+
+  /// Drop the registry's reference; returns the object so that it is released outside the lock.
+  func remove(_ p: OpaquePointer, kind: String) -> AnyObject? {
+    live.withLock { m in
+      guard let e = m[UInt(bitPattern: p)], e.kind == kind else { return nil }
+      m[UInt(bitPattern: p)] = nil
+      return e.object
+    }
+  }
 }
 
 let handles = HandleRegistry()
 
-/// Wrap an object as a new handle (retained until `release`).
+/// Register an object as a new handle (kept alive until `release`).
 func makeHandle<T: AnyObject>(_ object: T, kind: String) -> OpaquePointer {
-  let p = OpaquePointer(Unmanaged.passRetained(object).toOpaque())
-  handles.insert(p, kind: kind)
-  return p
+  handles.insert(object, kind: kind)
 }
 
 /// The live object behind a handle, or an invalid-argument error naming the parameter.
 func object<T: AnyObject>(_ p: OpaquePointer?, _ type: T.Type, kind: String, param: String) throws(GLM5Error) -> T {
   guard let p else { throw .invalidArgument("\(param) is NULL") }
-  guard handles.contains(p, kind: kind) else {
+  guard let o = handles.lookup(p, kind: kind) as? T else {
     throw .invalidArgument("\(param) is not a live glm5_\(kind) (already freed, or not from this library)")
   }
-  return Unmanaged<T>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
+  return o
 }
 
 /// Drop a handle; NULL and dead handles are ignored.
 func release<T: AnyObject>(_ p: OpaquePointer?, _ type: T.Type, kind: String) {
-  guard let p, handles.remove(p, kind: kind) else { return }
-  Unmanaged<T>.fromOpaque(UnsafeRawPointer(p)).release()
+  guard let p else { return }
+  _ = handles.remove(p, kind: kind)  // the object goes when the last user lets go of it
 }
