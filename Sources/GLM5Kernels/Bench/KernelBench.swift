@@ -50,6 +50,16 @@ public enum KernelBench {
 
   static func quantRun(pools: [ThreadPool], print: (String) -> Void) {
     print("quantized linear: GB/s counts weight + scale bytes read once per call; baseline = the BF16 kernel on the same shape")
+    // Small expert-like matrices, one thread each as the MoE runs them in decode.
+    if getenv("GLM5_KERNEL_BENCH_SMALL") != nil {
+      for (n, k) in [(256, 1024), (1024, 256)] {
+        let b = quantLinearCase(.bf16, n: n, k: k, T: 1, pools: [pools[0]], baseline: nil, print: print)
+        for f in [QuantFormat.int4(group: 32), .fp8(block: 128)] {
+          _ = quantLinearCase(f, n: n, k: k, T: 1, pools: [pools[0]], baseline: b, print: print)
+        }
+      }
+      return
+    }
     for (n, k) in [(2048, 6144), (6144, 2048)] {
       var base: [Int: Double] = [:]
       for T in [1, 64] { base[T] = quantLinearCase(.bf16, n: n, k: k, T: T, pools: pools, baseline: nil, print: print) }
