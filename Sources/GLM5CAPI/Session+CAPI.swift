@@ -41,6 +41,9 @@ public func glm5_model_score(_ model: OpaquePointer?, _ tokens: UnsafePointer<In
   guarded("glm5_model_score") { () throws(GLM5Error) in
     let m = try object(model, Model.self, kind: "model", param: "model")
     try checkCount(nTokens, "n_tokens")
+    guard nTokens <= m.config.maxPositionEmbeddings else {
+      throw GLM5Error(.contextFull, "\(nTokens) tokens exceed the model's maximum, max_position_embeddings = \(m.config.maxPositionEmbeddings)")
+    }
     let ids = try tokenArray(tokens, nTokens, param: "tokens")
     guard let logprobs else { throw .invalidArgument("logprobs is NULL") }
     let lp = try m.score(ids)
@@ -74,6 +77,9 @@ public func glm5_session_append(_ session: OpaquePointer?, _ tokens: UnsafePoint
                                 _ keep: glm5_logits, _ logprobs: UnsafeMutablePointer<Float>?) -> glm5_status {
   withSession("glm5_session_append", session) { (s) throws(GLM5Error) in
     try checkCount(nTokens, "n_tokens")
+    guard nTokens <= s.maxTokens - s.count else {  // before copying the ids: n may be absurd
+      throw GLM5Error(.contextFull, "appending \(nTokens) token(s) to \(s.count) exceeds the session's maximum of \(s.maxTokens)")
+    }
     let ids = try tokenArray(tokens, nTokens, param: "tokens")
     guard let mode = Session.LogitsMode(rawValue: Int32(truncatingIfNeeded: keep.rawValue)) else {
       throw .invalidArgument("keep is \(keep.rawValue), not a glm5_logits value")
@@ -89,15 +95,15 @@ public func glm5_session_get_logits(_ session: OpaquePointer?, _ out: UnsafeMuta
   withSession("glm5_session_get_logits", session) { (s) throws(GLM5Error) in
     try checkCount(capacity, "capacity")
     guard out != nil || capacity == 0 else { throw .invalidArgument("out is NULL but capacity is \(capacity)") }
-    let need = s.keptLogits.count
+    let need = s.keptRows * s.model.config.vocabSize
     nRows?.pointee = s.keptRows
     nFloats?.pointee = need
     guard capacity >= need else {
       throw GLM5Error(.bufferTooSmall, "capacity is \(capacity) floats, the kept logits need \(need) (\(s.keptRows) x \(s.model.config.vocabSize))")
     }
     if need == 0 { return }
-    guard let out else { throw .invalidArgument("out is NULL") }
-    s.keptLogits.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: need) }
+    guard let out, let kept = s.kept else { throw .invalidArgument("out is NULL") }
+    out.update(from: kept.pointer, count: need)
   }
 }
 

@@ -12,12 +12,14 @@ public final class MappedFile: @unchecked Sendable {
 
   public init(path: String) throws(GLM5Error) {
     self.path = path
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    // O_NONBLOCK: opening a FIFO must not wait for a writer; only regular files are mapped.
+    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
     if fd < 0 { throw .io("cannot open \(path): \(errnoText())") }
     defer { close(fd) }
     var st = stat()
     if fstat(fd, &st) != 0 { throw .io("cannot stat \(path): \(errnoText())") }
     if (st.st_mode & S_IFMT) == S_IFDIR { throw .io("\(path) is a folder, not a file") }
+    if (st.st_mode & S_IFMT) != S_IFREG { throw .io("\(path) is not a regular file") }
     let size = Int(st.st_size)
     if size == 0 {
       bytes = UnsafeRawBufferPointer(start: nil, count: 0)

@@ -19,9 +19,14 @@ public final class Session: @unchecked Sendable {
   public private(set) var tokens: [Int32] = []
   /// Final-normed hidden state of the last token [H]; nil when empty.
   var lastHidden: [Float]? = nil
-  /// Logits kept by the last append: rows × vocab, row-major.
-  public private(set) var keptLogits: [Float] = []
+  /// Logits kept by the last append: keptRows × vocab, row-major.
+  public private(set) var kept: FloatBuffer? = nil
   public private(set) var keptRows: Int = 0
+  /// A copy of the kept logits (tests, small hosts; the C API copies from `kept` directly).
+  public var keptLogits: [Float] {
+    guard let kept, keptRows > 0 else { return [] }
+    return Array(UnsafeBufferPointer(start: kept.pointer, count: keptRows * vocab))
+  }
   /// Optional recorder of DSA selections / routes / attended keys for every forward.
   public var recorder: ForwardRecorder? = nil
 
@@ -55,58 +60,61 @@ public final class Session: @unchecked Sendable {
 
   /// Append tokens. Returns log p(token | previous tokens) for each appended token when asked
   /// (NaN for the first token of the session). Keeps logits per `logits`. On failure nothing
-  /// changes.
+  /// changes: every buffer is allocated before the forward pass, the only step that touches the
+  /// cache, and nothing after it can fail.
   @discardableResult
   public func append(_ ids: [Int32], logits mode: LogitsMode, logprobs wantLogprobs: Bool = false) throws(GLM5Error) -> [Float] {
     guard !ids.isEmpty else { throw .invalidArgument("no tokens to append (n_tokens is 0)") }
     try validate(ids)
-    let T = ids.count
-    let h = hiddenSize
+    let T = ids.count, h = hiddenSize, V = vocab
+    let start = count
+    // Positions whose logits are needed: for logprobs, every position before an appended token
+    // (the previous last token's included); for `mode`, the kept ones.
+    let keepFirst = mode == .all ? start : start + T - 1
+    let keepRows = mode == .none ? 0 : (mode == .all ? T : 1)
+    let needFirst = wantLogprobs ? max(start - 1, 0) : keepFirst
+    let needEnd = mode == .none ? start + T - 1 : start + T  // exclusive
     let hidden = try FloatBuffer(count: T * h, what: "hidden states")
+    let kept = keepRows > 0 ? try FloatBuffer(count: keepRows * V, what: "kept logits") : nil
+    let chunk = 32  // logits rows computed at a time, so scoring a long sequence needs little memory
+    let rowsNeeded = max(0, needEnd - needFirst)
+    let chunkRows = min(chunk, rowsNeeded)
+    let hs = try FloatBuffer(count: chunkRows * h, what: "hidden rows")
+    let lg = try FloatBuffer(count: chunkRows * V, what: "logits")
+    var logprobs = [Float]()
+    if wantLogprobs { logprobs = [Float](repeating: .nan, count: T) }
+    let prev = lastHidden
+
     try model.transformer.forward(tokens: ids, cache: cache, hidden: hidden.pointer, pool: model.pool, recorder: recorder)
 
-    // Rows whose logits are needed: the previous last token (for the first logprob) and new rows.
-    let hasPrev = wantLogprobs && lastHidden != nil
-    let newRows: Int = mode == .all ? T : (mode == .last ? T : (wantLogprobs ? T - 1 : 0))
-    let firstNew = (mode == .last && !wantLogprobs) ? T - 1 : 0
-    let nNew = newRows - firstNew
-    let rows = (hasPrev ? 1 : 0) + nNew
-    var logits = [Float]()
-    if rows > 0 {
-      let hs = try FloatBuffer(count: rows * h, what: "hidden rows")
-      if hasPrev, let prev = lastHidden { prev.withUnsafeBufferPointer { hs.pointer.update(from: $0.baseAddress!, count: h) } }
-      (hs.pointer + (hasPrev ? h : 0)).update(from: hidden.pointer + firstNew * h, count: nNew * h)
-      logits = [Float](repeating: 0, count: rows * vocab)
-      logits.withUnsafeMutableBufferPointer { o in
-        model.transformer.logits(hidden: hs.pointer, rows: rows, into: o.baseAddress!, pool: model.pool)
-      }
-    }
-    // Row r of `logits` holds position (count - 1 + r) if hasPrev, else (count + firstNew + r).
-    func row(ofPosition p: Int) -> Int { hasPrev ? p - (count - 1) : p - (count + firstNew) }
-
-    var logprobs = [Float]()
-    if wantLogprobs {
-      logprobs.reserveCapacity(T)
-      logits.withUnsafeBufferPointer { lb in
-        for i in 0..<T {
-          let p = count + i  // position of the token being scored
-          if p == 0 { logprobs.append(.nan); continue }
-          let r = row(ofPosition: p - 1)
-          let base = lb.baseAddress! + r * vocab
-          logprobs.append(Float(Double(base[Int(ids[i])]) - Kernels.logSumExp(base, vocab)))
+    var p0 = needFirst
+    while p0 < needEnd {
+      let n = min(chunkRows, needEnd - p0)
+      for i in 0..<n {
+        let p = p0 + i
+        let dst = hs.pointer + i * h
+        if p < start {
+          prev?.withUnsafeBufferPointer { dst.update(from: $0.baseAddress!, count: h) }
+        } else {
+          dst.update(from: hidden.pointer + (p - start) * h, count: h)
         }
       }
+      model.transformer.logits(hidden: hs.pointer, rows: n, into: lg.pointer, pool: model.pool)
+      for i in 0..<n {
+        let p = p0 + i
+        let row = lg.pointer + i * V
+        // logits at position p score the token at position p + 1
+        if wantLogprobs && p + 1 >= start && p + 1 < start + T {
+          logprobs[p + 1 - start] = Float(Double(row[Int(ids[p + 1 - start])]) - Kernels.logSumExp(row, V))
+        }
+        if let kept, p >= keepFirst && p < keepFirst + keepRows {
+          (kept.pointer + (p - keepFirst) * V).update(from: row, count: V)
+        }
+      }
+      p0 += n
     }
-    switch mode {
-    case .none:
-      keptLogits = []; keptRows = 0
-    case .last:
-      let r = row(ofPosition: count + T - 1)
-      keptLogits = Array(logits[(r * vocab)..<((r + 1) * vocab)]); keptRows = 1
-    case .all:
-      let r = row(ofPosition: count)
-      keptLogits = Array(logits[(r * vocab)..<((r + T) * vocab)]); keptRows = T
-    }
+    self.kept = kept
+    keptRows = keepRows
     tokens.append(contentsOf: ids)
     lastHidden = Array(UnsafeBufferPointer(start: hidden.pointer + (T - 1) * h, count: h))
     return logprobs
@@ -119,32 +127,30 @@ public final class Session: @unchecked Sendable {
     guard let _ = lastHidden else { throw .invalidArgument("generation needs at least one token in the session") }
     try validate([], extra: n)
     var out: [Int32] = [], lps: [Float] = []
-    var logits = [Float](repeating: 0, count: vocab)
+    let logits = try FloatBuffer(count: vocab, what: "logits")
     for _ in 0..<n {
       guard let prev = lastHidden else { break }
-      logits.withUnsafeMutableBufferPointer { o in
-        prev.withUnsafeBufferPointer { hb in
-          model.transformer.logits(hidden: hb.baseAddress!, rows: 1, into: o.baseAddress!, pool: model.pool)
-        }
+      prev.withUnsafeBufferPointer { hb in
+        model.transformer.logits(hidden: hb.baseAddress!, rows: 1, into: logits.pointer, pool: model.pool)
       }
       var best = 0
       for v in 1..<vocab where logits[v] > logits[best] { best = v }
-      let lp = logits.withUnsafeBufferPointer { Float(Double($0[best]) - Kernels.logSumExp($0.baseAddress!, vocab)) }
+      let lp = Float(Double(logits[best]) - Kernels.logSumExp(logits.pointer, vocab))
       try append([Int32(best)], logits: .none)
       out.append(Int32(best))
       lps.append(lp)
     }
-    keptLogits = []; keptRows = 0
+    kept = nil; keptRows = 0
     return (out, lps)
   }
 
   /// Drop tokens past `n` (a speculative or agentic host rolling back).
   public func truncate(_ n: Int) throws(GLM5Error) {
     guard n >= 0 && n <= count else { throw .invalidArgument("cannot truncate to \(n) tokens: the session holds \(count)") }
-    if n == count { keptLogits = []; keptRows = 0; return }
+    if n == count { kept = nil; keptRows = 0; return }
     if n == 0 {
       tokens = []; cache.count = 0; lastHidden = nil
-      keptLogits = []; keptRows = 0
+      kept = nil; keptRows = 0
       return
     }
     // The hidden state of token n-1 is recomputed by running it again at its position; the
@@ -160,7 +166,7 @@ public final class Session: @unchecked Sendable {
       throw error
     }
     tokens.removeLast(count - n)
-    keptLogits = []; keptRows = 0
+    kept = nil; keptRows = 0
     lastHidden = Array(UnsafeBufferPointer(start: hidden.pointer, count: hiddenSize))
   }
 }

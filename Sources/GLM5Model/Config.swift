@@ -192,6 +192,18 @@ public struct ModelConfig: Sendable {
     for (k, v) in positives where v <= 0 { throw bad("\(k) is \(v), must be positive") }
     // Sizes that would overflow products later are refused here.
     for (k, v) in positives where v > 1 << 24 { throw bad("\(k) is \(v), larger than this library accepts (\(1 << 24))") }
+    // Per-token widths must stay small enough that tokens × width never overflows (tokens are
+    // bounded by max_position_embeddings ≤ 2^24); real GLM-5 widths are below 2^15.
+    let widths: [(String, Int)] = [
+      ("num_attention_heads * (qk_nope_head_dim + qk_rope_head_dim)", numAttentionHeads * qkHeadDim),
+      ("num_attention_heads * (qk_nope_head_dim + v_head_dim)", numAttentionHeads * (qkNopeHeadDim + vHeadDim)),
+      ("num_attention_heads * kv_lora_rank", numAttentionHeads * kvLoraRank),
+      ("index_n_heads * index_head_dim", indexNHeads * indexHeadDim),
+      ("moe_intermediate_size * n_shared_experts", moeIntermediateSize * nSharedExperts),
+      ("num_experts_per_tok * hidden_size", numExpertsPerTok * hiddenSize),
+      ("kv_lora_rank + qk_rope_head_dim", kvLoraRank + qkRopeHeadDim),
+    ]
+    for (k, v) in widths where v > 1 << 30 { throw bad("\(k) is \(v), larger than this library accepts (\(1 << 30))") }
     if firstKDenseReplace < 0 || firstKDenseReplace > numHiddenLayers {
       throw bad("first_k_dense_replace is \(firstKDenseReplace), must be in [0, num_hidden_layers = \(numHiddenLayers)]")
     }

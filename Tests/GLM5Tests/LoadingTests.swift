@@ -6,6 +6,9 @@ import GLM5Core
 import GLM5Engine
 @testable import GLM5Model
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite struct LoadingTests {
   // MARK: - A valid generated checkpoint
@@ -174,6 +177,22 @@ import Testing
     o["model_type"] = .string("deepseek_v32")
     let f = makeCheckpoint(config: JSON.object(o).serialized)
     expectLoadFailure(f.path, .unsupported, ["config.json", "deepseek_v32", "glm_moe_dsa"])
+  }
+
+  @Test func configThatIsNotARegularFileIsRefused() {
+    let f = makeCheckpoint()
+    _ = unlink(f.path + "/config.json")
+    #expect(mkfifo(f.path + "/config.json", 0o644) == 0)
+    // A FIFO must not block the load waiting for a writer.
+    expectLoadFailure(f.path, .io, ["config.json", "not a regular file"])
+  }
+
+  @Test func perTokenWidthsAreBounded() {
+    var o = TinyDims().configObject
+    o["num_attention_heads"] = .number(65536)
+    o["qk_nope_head_dim"] = .number(Double(1 << 23))
+    let f = makeCheckpoint(config: JSON.object(o).serialized)
+    expectLoadFailure(f.path, .badFormat, ["num_attention_heads * (qk_nope_head_dim + qk_rope_head_dim)", "larger than this library accepts"])
   }
 
   @Test func unsupportedQuantizationChoicesAreNamed() {

@@ -874,6 +874,13 @@ static void test_session_arguments(const char *dir) {
     int32_t three[4] = {1, 2, 3, 4};
     CHECK_FAIL(glm5_session_append(s, three, 4, GLM5_LOGITS_NONE, NULL), GLM5_ERR_CONTEXT_FULL, "3"); /* max 3 */
     CHECK(glm5_session_append(s, three, 3, GLM5_LOGITS_NONE, NULL) == GLM5_OK);
+    /* An absurd n_tokens is refused before the ids are read (the buffer here holds only 4). */
+    CHECK_FAIL(glm5_session_append(s, three, (size_t)1 << 38, GLM5_LOGITS_NONE, NULL), GLM5_ERR_CONTEXT_FULL, "maximum");
+    CHECK_FAIL(glm5_session_append(s, three, SIZE_MAX, GLM5_LOGITS_NONE, NULL), GLM5_ERR_INVALID_ARGUMENT, "n_tokens");
+    {
+        float lp4[4];
+        CHECK_FAIL(glm5_model_score(model, three, (size_t)1 << 38, lp4), GLM5_ERR_CONTEXT_FULL, "max_position_embeddings");
+    }
     glm5_session_free(s);
 
     /* NULL, foreign, model-as-session and freed handles, for every session function. */

@@ -154,7 +154,7 @@ public enum Kernels {
                                           _ ldx: Int, _ T: Int, _ w: WeightMatrix, _ pool: ThreadPool) {
     let n = w.rows
     // Tiny problems are not worth waking a second thread.
-    let p = n * w.cols * T < 1 << 15 ? ThreadPool.serial : pool
+    let p = Double(n) * Double(w.cols) * Double(T) < 32768 ? ThreadPool.serial : pool
     if T == 1 {
       let spread = decodeSpread(rowBytes: w.rowStride * L.size, rows: n)
       let chunkRows = 8 * spread
