@@ -191,41 +191,69 @@ public enum QuantKernels {
     return unsafeBitCast(nib | 0x4B00_0000, to: SIMD8<Float>.self) - SIMD8<Float>(repeating: 8_388_616)
   }
 
-  /// The offsets of a group with zero point zp for `int4x16`: (2^19 + (8 + zp)/16, 2^19 + 8 + zp).
-  @inline(__always) static func int4Offsets(_ zp: Int32) -> (Float, Float) {
-    (524_288 + Float(8 + zp) * 0.0625, 524_288 + Float(8 + zp))
-  }
+  /// INT4 kernels take x's even columns times this and its odd ones times 1/16 of it
+  /// (`prepareInt4`) ...
+  static let int4XFactor: Float = 0x1p96
+  /// ... and the group scales times this: with lanes of u · 2^-149 and 16u · 2^-149, every
+  /// product is x · u · 2^-53.
+  static let int4Factor: Float = 0x1p53
+
+  /// −(8 + zp): what multiplies s · Σ x in the zero-point part of an INT4 element.
+  @inline(__always) static func int4Offset(_ zp: Int32) -> Float { -Float(8 + zp) }
 
   /// 16 columns c..<c+16 (the 8 bytes at p, column c + 2i in the low nibble of byte i) →
-  /// ((u − 8 − zp)/16 of the even columns c, c+2, …, c+14;  u − 8 − zp of the odd columns), exactly:
-  /// each byte widened to 32 bits and given the exponent of 2^19 (ulp 2^-4), so that its low
-  /// nibble reads 2^19 + u/16 and its high nibble (the low one masked off) 2^19 + u; `offs` from
-  /// `int4Offsets`. x's even columns are taken times 16 (`permuteForInt4`): the products are exact
-  /// rescalings of x · (u − 8 − zp).
+  /// (u of the even columns c, c+2, …, c+14 times 2^-149;  u of the odd columns times 16 · 2^-149)
+  /// by bit placement alone: each byte widened to 32 bits, its low nibble masked is the f32
+  /// subnormal u · 2^-149 and its high nibble masked 16u · 2^-149 (the FMAs take subnormals at
+  /// full speed). 5 vector µops per 16 weights with the 2 FMAs.
   @inline(__always)
-  static func int4x16(_ p: UnsafeRawPointer, _ offLo: SIMD8<Float>, _ offHi: SIMD8<Float>) -> (SIMD8<Float>, SIMD8<Float>) {
+  static func int4x16(_ p: UnsafeRawPointer) -> (SIMD8<Float>, SIMD8<Float>) {
     let b = p.loadUnaligned(as: SIMD8<UInt8>.self)
     let d = SIMD8<UInt32>(UInt32(b[0]), UInt32(b[1]), UInt32(b[2]), UInt32(b[3]),
-                          UInt32(b[4]), UInt32(b[5]), UInt32(b[6]), UInt32(b[7])) | 0x4900_0000
-    let lo = unsafeBitCast(d & 0x4900_000F, to: SIMD8<Float>.self) - offLo
-    let hi = unsafeBitCast(d & 0x4900_00F0, to: SIMD8<Float>.self) - offHi
-    return (lo, hi)
+                          UInt32(b[4]), UInt32(b[5]), UInt32(b[6]), UInt32(b[7]))
+    return (unsafeBitCast(d & 0xF, to: SIMD8<Float>.self), unsafeBitCast(d & 0xF0, to: SIMD8<Float>.self))
   }
 
-  /// x rows in the lane order of `int4x16`: per 16 columns the even ones times 16, then the odd
-  /// ones. k a multiple of 16.
-  static func permuteForInt4(_ x: UnsafePointer<Float>, ldx: Int, tokens: Int, k: Int, into out: UnsafeMutablePointer<Float>) {
+  /// x rows as the INT4 lanes take them, into xp [tokens, k]: per 16 columns the even ones times
+  /// 2^96, then the odd ones times 2^92 (exact for |x| < 2^32); and per group g the sum of x
+  /// over the group into xs [tokens, groups]: lane-wise s = (s + x[c + 2i]) + x[c + 2i + 1] over
+  /// the group's 16-column steps, then reduce8. k a multiple of `group`, a multiple of 16.
+  static func prepareInt4(_ x: UnsafePointer<Float>, ldx: Int, tokens: Int, k: Int, group: Int,
+                          into xp: UnsafeMutablePointer<Float>, sums xs: UnsafeMutablePointer<Float>) {
+    let groups = k / group
     for t in 0..<tokens {
-      let src = x + t * ldx, dst = out + t * k
-      var c = 0
-      while c < k {
-        for i in 0..<8 {
-          dst[c + i] = src[c + 2 * i] * 16
-          dst[c + 8 + i] = src[c + 2 * i + 1]
+      let src = x + t * ldx, dst = xp + t * k, sum = xs + t * groups
+      for g in 0..<groups {
+        var acc = SIMD8<Float>()
+        var c = g * group
+        let end = c + group
+        while c < end {
+          let e = SIMD8<Float>(src[c], src[c + 2], src[c + 4], src[c + 6], src[c + 8], src[c + 10], src[c + 12], src[c + 14])
+          let o = SIMD8<Float>(src[c + 1], src[c + 3], src[c + 5], src[c + 7], src[c + 9], src[c + 11], src[c + 13], src[c + 15])
+          Kernels.store8(dst + c, e * int4XFactor)
+          Kernels.store8(dst + c + 8, o * (int4XFactor / 16))
+          acc = (acc + e) + o
+          c += 16
         }
-        c += 16
+        sum[g] = reduce8(acc)
       }
     }
+  }
+
+  /// The zero-point part of an INT4 element: Σ_g (−(8 + zp_g) · s_g) · Σx_g, as an 8-lane FMA
+  /// chain over groups 8 at a time, `reduce8`, then a scalar fma chain over the last groups.
+  /// `cs` [groups]: the row's −(8 + zp) · s products; `xs` [groups]: the token's sums.
+  @inline(__always)
+  static func int4Correction(_ cs: UnsafePointer<Float>, _ xs: UnsafePointer<Float>, groups: Int) -> Float {
+    var a = SIMD8<Float>()
+    var g = 0
+    while g &+ 8 <= groups {
+      a.addProduct(Kernels.loadX(cs, g), Kernels.loadX(xs, g))
+      g &+= 8
+    }
+    var r = reduce8(a)
+    while g < groups { r = r.addingProduct(cs[g], xs[g]); g &+= 1 }
+    return r
   }
 
   // MARK: - A quantized weight as the tiled kernels see it
@@ -313,15 +341,14 @@ public enum QuantKernels {
           break
         }
         while b < blocks { out[b] = QuantKernels.scale(s, scaleDType, base + b); b += 1 }
+        for i in 0..<blocks { out[i] *= QuantKernels.int4Factor }
       }
     }
 
-    /// INT4 with zero points: row r's per-group `int4Offsets` into out[2g], out[2g + 1].
+    /// INT4: row r's per-group −(8 + zp) into out[0..<blocks] (−8 without zero points).
     func rowOffsets(_ r: Int, into out: UnsafeMutablePointer<Float>) {
       for g in 0..<blocks {
-        let (lo, hi) = QuantKernels.int4Offsets(QuantKernels.zeroPoint(zeroPoints, row: rowOffset + r, group: g, groups: blocks))
-        out[2 * g] = lo
-        out[2 * g + 1] = hi
+        out[g] = QuantKernels.int4Offset(QuantKernels.zeroPoint(zeroPoints, row: rowOffset + r, group: g, groups: blocks))
       }
     }
 
@@ -329,9 +356,9 @@ public enum QuantKernels {
     @inline(__always) func steps(_ b: Int) -> Int { (min(cols, (b + 1) * blockCols) - b * blockCols) >> 3 }
 
     /// Blocks [b0, b1) of row r decoded (unscaled) into out, column c at out[c − b0·blockCols]
-    /// (INT4: in the lanes' column order). `offs`: the row's INT4 offsets, or nil (no zero points).
+    /// (INT4: in the lanes' column order).
     @inline(__always)
-    func decodeBlocks(_ r: Int, _ b0: Int, _ b1: Int, offs: UnsafePointer<Float>?, into out: UnsafeMutablePointer<Float>) {
+    func decodeBlocks(_ r: Int, _ b0: Int, _ b1: Int, into out: UnsafeMutablePointer<Float>) {
       let p = row(r)
       let base = b0 * blockCols
       switch kind {
@@ -344,18 +371,13 @@ public enum QuantKernels {
           }
         }
       case .int4:
-        let (l0, h0) = QuantKernels.int4Offsets(0)
-        var offLo = SIMD8<Float>(repeating: l0), offHi = SIMD8<Float>(repeating: h0)
         var c = base
-        for b in b0..<b1 {
-          if let offs { offLo = SIMD8<Float>(repeating: offs[2 * b]); offHi = SIMD8<Float>(repeating: offs[2 * b + 1]) }
-          let end = c + blockCols
-          while c < end {
-            let (lo, hi) = QuantKernels.int4x16(p + (c >> 1), offLo, offHi)
-            UnsafeMutableRawPointer(out + (c - base)).storeBytes(of: lo, as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(out + (c + 8 - base)).storeBytes(of: hi, as: SIMD8<Float>.self)
-            c += 16
-          }
+        let end = b1 * blockCols
+        while c < end {
+          let (lo, hi) = QuantKernels.int4x16(p + (c >> 1))
+          UnsafeMutableRawPointer(out + (c - base)).storeBytes(of: lo, as: SIMD8<Float>.self)
+          UnsafeMutableRawPointer(out + (c + 8 - base)).storeBytes(of: hi, as: SIMD8<Float>.self)
+          c += 16
         }
       }
     }
@@ -491,8 +513,10 @@ extension Kernels {
       int4GenericLinear(y, ldy: ldy, x, ldx: ldx, tokens: tokens, w, pool: pool)
       return
     }
-    // x as the lanes take it (INT4: permuted; FP8: scaled), one token block at a time.
-    let permCount = (tokens < decodeRowAbove ? 1 : min(tokens, quantTokenBlock)) * k
+    // x as the lanes take it (INT4: permuted and scaled, plus the group sums; FP8: scaled), one
+    // token block at a time.
+    let tbMax = tokens < decodeRowAbove ? 1 : min(tokens, quantTokenBlock)
+    let permCount = tbMax * (k + (plan.kind == .int4 ? plan.blocks : 0))
     if permCount > 0 && permCount <= 16384 {
       withUnsafeTemporaryAllocation(of: Float.self, capacity: permCount) { p in
         quantLinearBlocks(plan, y, ldy: ldy, x, ldx: ldx, tokens: tokens, perm: p.baseAddress!, pool: pool)
@@ -508,22 +532,27 @@ extension Kernels {
   static func quantLinearBlocks(_ plan: QuantKernels.Plan, _ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>,
                                 ldx: Int, tokens: Int, perm: UnsafeMutablePointer<Float>?, pool: ThreadPool) {
     let k = plan.cols
+    let tbMax = tokens < decodeRowAbove ? 1 : min(tokens, quantTokenBlock)
     var t0 = 0
     while t0 < tokens {
       let tb = tokens < decodeRowAbove ? 1 : min(quantTokenBlock, tokens - t0)
       var xb = x + t0 * ldx, ldxb = ldx
+      var xs: UnsafePointer<Float>? = nil
       if let perm {
         switch plan.kind {
-        case .int4: QuantKernels.permuteForInt4(xb, ldx: ldx, tokens: tb, k: k, into: perm)
-        case .fp8: QuantKernels.scaleForFP8(xb, ldx: ldx, tokens: tb, k: k, into: perm)
+        case .int4:
+          QuantKernels.prepareInt4(xb, ldx: ldx, tokens: tb, k: k, group: plan.blockCols, into: perm, sums: perm + tbMax * k)
+          xs = UnsafePointer(perm + tbMax * k)
+        case .fp8:
+          QuantKernels.scaleForFP8(xb, ldx: ldx, tokens: tb, k: k, into: perm)
         }
         xb = UnsafePointer(perm)
         ldxb = k
       }
       if tb == 1 {
-        quantDecode(plan, y + t0 * ldy, xb, pool: pool)
+        quantDecode(plan, y + t0 * ldy, xb, xs, pool: pool)
       } else {
-        quantPrefill(plan, y + t0 * ldy, ldy: ldy, xb, ldx: ldxb, tokens: tb, pool: pool)
+        quantPrefill(plan, y + t0 * ldy, ldy: ldy, xb, ldx: ldxb, xs, tokens: tb, pool: pool)
       }
       t0 += tb
     }
@@ -531,8 +560,9 @@ extension Kernels {
 
   // MARK: - Decode: one token, 8 rows `spread` apart per tile (as Linear.swift's decodeChunk)
 
+  /// `xs`: INT4 group sums of x (`prepareInt4`).
   static func quantDecode(_ plan: QuantKernels.Plan, _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
-                          pool: ThreadPool) {
+                          _ xs: UnsafePointer<Float>?, pool: ThreadPool) {
     let n = plan.rows
     // Rows of at most 4 cache lines: adjacent rows (one sequential stream) measured 20% faster
     // than spaced ones (1024 × 256 INT4 and FP8, from DRAM); longer rows as the float kernel.
@@ -543,11 +573,12 @@ extension Kernels {
     let zp = plan.zeroPoints != nil
     pool.parallelFor(chunks) { ci in
       let r0 = ci * chunkRows, r1 = min(n, r0 + chunkRows)
-      // INT4 zero points: the tile's per-group offsets; the block totals.
-      withUnsafeTemporaryAllocation(of: Float.self, capacity: zp ? 16 * blocks : 1) { buf in
-        withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 16) { tot in
+      // INT4 zero points: the tile's per-group −(8 + zp); the totals, zero-point parts and scratch.
+      withUnsafeTemporaryAllocation(of: Float.self, capacity: zp ? 8 * blocks : 1) { buf in
+        withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 24) { tot in
           let offs: UnsafeMutablePointer<Float>? = zp ? buf.baseAddress! : nil
           let totals = tot.baseAddress!
+          let zpart = UnsafeMutableRawPointer(totals + 8).assumingMemoryBound(to: Float.self)
           var g = r0
           while g < r1 {
             for phase in 0..<spread {
@@ -561,16 +592,16 @@ extension Kernels {
                 fp8Tile8(plan, rr(0), rr(1), rr(2), rr(3), rr(4), rr(5), rr(6), rr(7), x, totals)
               case .int4:
                 if let offs {
-                  for j in 0..<8 { plan.rowOffsets(rr(j), into: offs + 2 * j * blocks) }
-                  int4Tile4(plan, rr(0), rr(1), rr(2), rr(3), x, offs, totals, totals + 8)
-                  int4Tile4(plan, rr(4), rr(5), rr(6), rr(7), x, offs + 8 * blocks, totals + 4, totals + 8)
+                  for j in 0..<8 { plan.rowOffsets(rr(j), into: offs + j * blocks) }
+                  int4Tile4(plan, rr(0), rr(1), rr(2), rr(3), x, xs!, offs, totals, zpart, totals + 12)
+                  int4Tile4(plan, rr(4), rr(5), rr(6), rr(7), x, xs!, offs + 4 * blocks, totals + 4, zpart + 4, totals + 12)
                 } else {
-                  int4Tile4(plan, rr(0), rr(1), rr(2), rr(3), x, nil, totals, totals + 8)
-                  int4Tile4(plan, rr(4), rr(5), rr(6), rr(7), x, nil, totals + 4, totals + 8)
+                  int4Tile4(plan, rr(0), rr(1), rr(2), rr(3), x, xs!, nil, totals, zpart, totals + 12)
+                  int4Tile4(plan, rr(4), rr(5), rr(6), rr(7), x, xs!, nil, totals + 4, zpart + 4, totals + 12)
                 }
               }
               for j in 0..<min(m, 8) {
-                y[rr(j)] = reduce8(totals[j]) + plan.tail(x, row: rr(j))
+                y[rr(j)] = reduce8(totals[j]) + (plan.kind == .int4 ? zpart[j] : plan.tail(x, row: rr(j)))
               }
             }
             g += chunkRows
@@ -620,66 +651,85 @@ extension Kernels {
     }
   }
 
-  /// INT4, one token (x permuted), 4 rows (offs of row j at 2j·blocks): per group 4 FMA chains
-  /// over its 16-column steps (even then odd lanes), then totals[j] = fma(chain j, splat(scale),
-  /// totals[j]). The group scales are widened 8 groups at a time inside the loop (their loads
-  /// overlap the work) into `scl` [4 × 8]. 4 rows keep the chains, x and the decode constants in
-  /// the 16 registers.
+  /// INT4, one token (x prepared, xs its group sums), 4 rows (−(8 + zp) of row j at j·blocks,
+  /// or −8 for all): per group 4 FMA chains over its 16-column steps (even then odd lanes), then
+  /// totals[j] = fma(chain j, splat(scale), totals[j]); the zero-point parts into zpart[j]
+  /// (`int4Correction`). The group scales are widened 8 groups at a time inside the loop (their
+  /// loads overlap the work), which also advances the zero-point chains. 4 rows keep chains,
+  /// totals, x and the masks in the 16 registers (8 rows spilled chains: LLVM rotates the
+  /// accumulators through the FMA's 213 form). `tmp`: 8 vectors of scratch.
   @inline(__always)
   static func int4Tile4(_ plan: QuantKernels.Plan, _ r0: Int, _ r1: Int, _ r2: Int, _ r3: Int,
-                        _ x: UnsafePointer<Float>, _ offs: UnsafePointer<Float>?,
-                        _ totals: UnsafeMutablePointer<SIMD8<Float>>, _ scl: UnsafeMutablePointer<SIMD8<Float>>) {
+                        _ x: UnsafePointer<Float>, _ xs: UnsafePointer<Float>, _ offs: UnsafePointer<Float>?,
+                        _ totals: UnsafeMutablePointer<SIMD8<Float>>, _ zpart: UnsafeMutablePointer<Float>,
+                        _ tmp: UnsafeMutablePointer<SIMD8<Float>>) {
     let p0 = plan.row(r0), p1 = plan.row(r1), p2 = plan.row(r2), p3 = plan.row(r3)
     let blocks = plan.blocks, g = plan.blockCols
     let s = plan.int4Scales!, dt = plan.scaleDType
     let i0 = plan.int4ScaleIndex(r0), i1 = plan.int4ScaleIndex(r1), i2 = plan.int4ScaleIndex(r2), i3 = plan.int4ScaleIndex(r3)
+    let scl = tmp, zc = tmp + 4  // scales times int4Factor [4 × 8]; zero-point chains [4]
     let sp = UnsafeMutableRawPointer(scl).assumingMemoryBound(to: Float.self)
-    let (cl, ch) = QuantKernels.int4Offsets(0)
-    var l0 = SIMD8<Float>(repeating: cl), h0 = SIMD8<Float>(repeating: ch)
-    var l1 = l0, h1 = h0, l2 = l0, h2 = h0, l3 = l0, h3 = h0
+    let f = SIMD8<Float>(repeating: QuantKernels.int4Factor)
+    let m8 = SIMD8<Float>(repeating: QuantKernels.int4Offset(0))
+    zc[0] = SIMD8<Float>(); zc[1] = SIMD8<Float>(); zc[2] = SIMD8<Float>(); zc[3] = SIMD8<Float>()
     var t0 = SIMD8<Float>(), t1 = SIMD8<Float>(), t2 = SIMD8<Float>(), t3 = SIMD8<Float>()
+    let full = blocks & ~7
     var c = 0
     for b in 0..<blocks {
       let k = b & 7
       if k == 0 {
-        if b &+ 8 <= blocks {
-          scl[0] = QuantKernels.scales8(s, dt, i0 &+ b); scl[1] = QuantKernels.scales8(s, dt, i1 &+ b)
-          scl[2] = QuantKernels.scales8(s, dt, i2 &+ b); scl[3] = QuantKernels.scales8(s, dt, i3 &+ b)
+        if b < full {
+          let v0 = QuantKernels.scales8(s, dt, i0 &+ b), v1 = QuantKernels.scales8(s, dt, i1 &+ b)
+          let v2 = QuantKernels.scales8(s, dt, i2 &+ b), v3 = QuantKernels.scales8(s, dt, i3 &+ b)
+          scl[0] = v0 * f; scl[1] = v1 * f; scl[2] = v2 * f; scl[3] = v3 * f
+          let xv = loadX(xs, b)
+          if let offs {
+            zc[0].addProduct(v0 * loadX(offs, b), xv); zc[1].addProduct(v1 * loadX(offs, blocks &+ b), xv)
+            zc[2].addProduct(v2 * loadX(offs, 2 &* blocks &+ b), xv); zc[3].addProduct(v3 * loadX(offs, 3 &* blocks &+ b), xv)
+          } else {
+            zc[0].addProduct(v0 * m8, xv); zc[1].addProduct(v1 * m8, xv); zc[2].addProduct(v2 * m8, xv); zc[3].addProduct(v3 * m8, xv)
+          }
         } else {
+          let fs = QuantKernels.int4Factor
           for j in 0..<(blocks - b) {
-            sp[j] = QuantKernels.scale(s, dt, i0 + b + j); sp[8 + j] = QuantKernels.scale(s, dt, i1 + b + j)
-            sp[16 + j] = QuantKernels.scale(s, dt, i2 + b + j); sp[24 + j] = QuantKernels.scale(s, dt, i3 + b + j)
+            sp[j] = QuantKernels.scale(s, dt, i0 + b + j) * fs; sp[8 + j] = QuantKernels.scale(s, dt, i1 + b + j) * fs
+            sp[16 + j] = QuantKernels.scale(s, dt, i2 + b + j) * fs; sp[24 + j] = QuantKernels.scale(s, dt, i3 + b + j) * fs
           }
         }
-      }
-      if let offs {
-        l0 = SIMD8<Float>(repeating: offs[2 * b]); h0 = SIMD8<Float>(repeating: offs[2 * b + 1])
-        l1 = SIMD8<Float>(repeating: offs[2 * (blocks + b)]); h1 = SIMD8<Float>(repeating: offs[2 * (blocks + b) + 1])
-        l2 = SIMD8<Float>(repeating: offs[2 * (2 * blocks + b)]); h2 = SIMD8<Float>(repeating: offs[2 * (2 * blocks + b) + 1])
-        l3 = SIMD8<Float>(repeating: offs[2 * (3 * blocks + b)]); h3 = SIMD8<Float>(repeating: offs[2 * (3 * blocks + b) + 1])
       }
       var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
       let end = c &+ g
       while c < end {
         let xa = loadX(x, c), xb = loadX(x, c &+ 8)
         let h = c &>> 1
-        var (l, u) = QuantKernels.int4x16(p0 + h, l0, h0); a0.addProduct(xa, l); a0.addProduct(xb, u)
-        (l, u) = QuantKernels.int4x16(p1 + h, l1, h1); a1.addProduct(xa, l); a1.addProduct(xb, u)
-        (l, u) = QuantKernels.int4x16(p2 + h, l2, h2); a2.addProduct(xa, l); a2.addProduct(xb, u)
-        (l, u) = QuantKernels.int4x16(p3 + h, l3, h3); a3.addProduct(xa, l); a3.addProduct(xb, u)
+        var (l, u) = QuantKernels.int4x16(p0 + h); a0.addProduct(xa, l); a0.addProduct(xb, u)
+        (l, u) = QuantKernels.int4x16(p1 + h); a1.addProduct(xa, l); a1.addProduct(xb, u)
+        (l, u) = QuantKernels.int4x16(p2 + h); a2.addProduct(xa, l); a2.addProduct(xb, u)
+        (l, u) = QuantKernels.int4x16(p3 + h); a3.addProduct(xa, l); a3.addProduct(xb, u)
         c &+= 16
       }
       t0.addProduct(a0, SIMD8<Float>(repeating: sp[k])); t1.addProduct(a1, SIMD8<Float>(repeating: sp[8 &+ k]))
       t2.addProduct(a2, SIMD8<Float>(repeating: sp[16 &+ k])); t3.addProduct(a3, SIMD8<Float>(repeating: sp[24 &+ k]))
     }
     totals[0] = t0; totals[1] = t1; totals[2] = t2; totals[3] = t3
+    // The zero-point parts: reduce8 of the chains, then the last groups one by one.
+    @inline(__always) func finish(_ j: Int, _ i: Int) {
+      var r = reduce8(zc[j])
+      for b in full..<blocks {
+        let o = offs.map { $0[j * blocks + b] } ?? QuantKernels.int4Offset(0)
+        r = r.addingProduct(QuantKernels.scale(s, dt, i + b) * o, xs[b])
+      }
+      zpart[j] = r
+    }
+    finish(0, i0); finish(1, i1); finish(2, i2); finish(3, i3)
   }
 
   // MARK: - Prefill: rows decoded once per token block into float scratch, 2 × 6 register tiles
 
   /// Tokens [0, T) (T ≤ quantTokenBlock), x already in the lanes' column order.
   static func quantPrefill(_ plan: QuantKernels.Plan, _ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>,
-                           ldx: Int, tokens T: Int, pool: ThreadPool) {
+                           ldx: Int, _ xs: UnsafePointer<Float>?, tokens T: Int, pool: ThreadPool) {
+    let int4 = plan.kind == .int4
     let n = plan.rows, blocks = plan.blocks, bc = plan.blockCols
     let chunkRows = quantRowsPerChunk
     let chunks = (n + chunkRows - 1) / chunkRows
@@ -687,15 +737,15 @@ extension Kernels {
     let tTiles = (T + 5) / 6
     let kbBlocks = max(1, quantKBlock / bc)
     let scratchCols = kbBlocks * bc
-    let zp = plan.zeroPoints != nil
     let workers = min(pool.threads, chunks)
     pool.parallelFor(workers) { wk in
-      // Per worker: row scales (and INT4 offsets) of a chunk, parked accumulators, 2 decoded rows.
-      let sc = UnsafeMutablePointer<Float>.allocate(capacity: chunkRows * blocks * (zp ? 3 : 1))
+      // Per worker: row scales (INT4: and the rows' −(8 + zp) · s) of a chunk, parked
+      // accumulators, the chunk's decoded rows over one K-block.
+      let sc = UnsafeMutablePointer<Float>.allocate(capacity: chunkRows * blocks * (int4 ? 2 : 1))
       let state = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: rowTiles * tTiles * 12)
       let wbuf = UnsafeMutablePointer<Float>.allocate(capacity: chunkRows * scratchCols + 16)
       defer { sc.deallocate(); state.deallocate(); wbuf.deallocate() }
-      let offs: UnsafeMutablePointer<Float>? = zp ? sc + chunkRows * blocks : nil
+      let cs: UnsafeMutablePointer<Float>? = int4 ? sc + chunkRows * blocks : nil
       var ci = wk
       while ci < chunks {
         let r0 = ci * chunkRows, r1 = min(n, r0 + chunkRows)
@@ -703,19 +753,23 @@ extension Kernels {
         let rt1 = (rows + 1) / 2
         for i in 0..<rows {
           plan.rowScales(r0 + i, into: sc + i * blocks)
-          if let offs { plan.rowOffsets(r0 + i, into: offs + 2 * i * blocks) }
+          if let cs {
+            // s · (−(8 + zp)), s recovered exactly from s · int4Factor: as the decode tile's product.
+            let ci = cs + i * blocks, si = sc + i * blocks
+            plan.rowOffsets(r0 + i, into: ci)
+            for g in 0..<blocks { ci[g] = (si[g] * (1 / QuantKernels.int4Factor)) * ci[g] }
+          }
         }
         state.initialize(repeating: SIMD8<Float>(), count: rt1 * tTiles * 12)
         var b0 = 0
         while b0 < blocks {
           let b1 = min(blocks, b0 + kbBlocks)
           let cBase = b0 * bc
-          // The chunk's rows over this K-block, decoded once (L1), then every token tile × row tile.
-          for i in 0..<rows {
-            plan.decodeBlocks(r0 + i, b0, b1, offs: offs.map { UnsafePointer($0 + 2 * i * blocks) }, into: wbuf + i * scratchCols)
-          }
+          // The chunk's rows over this K-block, decoded once, then every token tile × row tile.
+          for i in 0..<rows { plan.decodeBlocks(r0 + i, b0, b1, into: wbuf + i * scratchCols) }
           for tt in 0..<tTiles {
             let t = 6 * tt
+            // Tokens past T repeat the last real one; their results are dropped.
             @inline(__always) func xp(_ u: Int) -> UnsafePointer<Float> { x + min(t + u, T - 1) * ldx }
             let x0 = xp(0), x1 = xp(1), x2 = xp(2), x3 = xp(3), x4 = xp(4), x5 = xp(5)
             for rt in 0..<rt1 {
@@ -732,8 +786,9 @@ extension Kernels {
             let i = 2 * rt + j
             for t in 0..<T {
               let xt = x + t * ldx
-              y[t * ldy + r0 + i] = reduce8(state[12 * (rt * tTiles + t / 6) + 6 * j + t % 6])
-                + plan.tail(xt, row: r0 + i)
+              let rest = cs.map { QuantKernels.int4Correction($0 + i * blocks, xs! + t * blocks, groups: blocks) }
+                ?? plan.tail(xt, row: r0 + i)
+              y[t * ldy + r0 + i] = reduce8(state[12 * (rt * tTiles + t / 6) + 6 * j + t % 6]) + rest
             }
           }
         }
