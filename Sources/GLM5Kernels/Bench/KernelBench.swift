@@ -12,7 +12,12 @@
 // Decode weights rotate through copies totalling > 4× the 32 MB L3, so decode figures come from
 // DRAM. `linearTransposed` is timed as MLA uses it (64 heads × [192, 512] slices of a kv_b-like
 // matrix, heads split over the threads) against the straightforward row-copy + scalar axpy loop.
-// About 25 s on 2 cores.
+// Quantized `Kernels.linear` (INT4 g32 / g128 with BF16 scales, FP8 with 128×128 F32 block scales,
+// weights distributed like a checkpoint's) on 2048×6144 and 6144×2048, 1 and 64 tokens, against
+// the BF16 kernel on the same shape; GB/s counts weight + scale bytes; decode rotates copies
+// > 128 MB and also reports the L2-resident rate (the kernel's compute ceiling).
+// About 45 s on 2 cores. `GLM5_KERNEL_BENCH=quant` runs only the quantized cases (about 20 s);
+// with `GLM5_KERNEL_BENCH_SMALL=1` as well, only one-thread decode on small expert-like shapes.
 
 import CBLAS
 import GLM5Core

@@ -1,31 +1,36 @@
 // Linear layers over quantized weights, read in place in the checkpoint's layout and decoded in
-// registers or in a small L1 scratch (no fp32 copy of a weight matrix is kept):
+// registers or in a small scratch (no fp32 copy of a weight matrix is kept):
 //   FP8 block:  y[t, n] = Σ_b  s[n / Br, b] · Σ_{c ∈ block b} x[t, c] · e4m3(W[n, c])
 //   INT4 group: y[t, n] = Σ_g  s[n, g] · Σ_{c ∈ group g} x[t, c] · (u[n, c] − 8 − zp[n, g])
 //
 // Row invariance as in Linear.swift: each y[t, n] is one fixed sequence of operations, whatever
 // the token count, the thread count or the tile it falls in:
 //   total8 = 0;  per block/group b in order: acc = 0; acc = fma(x8, w8, acc) over the block's
-//   8-lane steps in order; total8 = fma(acc, splat(scale_b), total8);   y = reduce8(total8) + tail
-// with tail = Σ_b fma(t_b, scale_b, ·), t_b the scalar fma chain over the block's columns past its
-// last whole step (FP8 blocks of a column count not a multiple of 8; otherwise 0).
-//   FP8: steps are 8 consecutive columns from the block start. Lanes hold e4m3 · 2^-8 (exact) and
-//        scale_b = s · 2^8: the same products, bit for bit, as with exact e4m3 values.
+//   8-lane steps in order; total8 = fma(acc, splat(scale_b), total8);   y = reduce8(total8) + rest
+//   FP8: steps are 8 consecutive columns from the block start. Lanes hold e4m3 · 2^-120 (the
+//        code's bits put in place: exact, subnormal codes as f32 subnormals) against x · 2^64,
+//        scale_b = s · 2^56: the same products, bit for bit, as exact e4m3 values against x
+//        (for |x| < 2^64). rest = Σ_b fma(t_b, scale_b, ·), t_b the scalar fma chain over the
+//        block's columns past its last whole step (0 unless blocks or K are not multiples of 8).
 //   INT4 (groups a multiple of 16 columns): each 16 columns make two steps, the even columns then
-//        the odd ones (the nibbles of 8 bytes), with x permuted to match once per call. Even lanes
-//        hold (u − 8 − zp)/16 and take x · 16, odd lanes u − 8 − zp: exact rescalings. The zero
-//        point is folded into the decode (no Σx correction, no cancellation).
-//   INT4 with other group sizes (odd test shapes only): column order, 8-column steps, scalar tails.
+//        the odd ones (the nibbles of 8 bytes), x permuted to match once per call. Lanes hold
+//        u · 2^-149 and 16u · 2^-149 (the nibbles masked in place: f32 subnormals) against x · 2^96
+//        and x · 2^92, scale_b = s · 2^53. rest = the zero-point part Σ_g (−(8 + zp_g) · s_g) · Σx_g
+//        (`int4Correction`: an 8-lane FMA chain over the groups, reduce8, the last groups scalar),
+//        with Σx_g computed once per token (`prepareInt4`). Against computing x · (u − 8 − zp) in
+//        the lanes this drops 3 of 8 vector ops per 16 weights (decode +35%) for a few bits lost
+//        to cancellation (the x · u chain is ~3× larger than the result: ~3× the rounding error,
+//        far below INT4's quantization error).
+//   INT4 with other group sizes (odd test shapes only): column order, 8-column steps of u − 8 −
+//        zp, per-group scalar tails.
 //
 // Decode (T < 3): tiles of 8 rows `decodeSpread` apart as the float kernel (adjacent rows when
-// rows are ≤ 256 bytes); each x vector loaded once per tile, one FMA chain per row, the block
-// totals parked in L1 (FP8) or kept in registers (INT4 runs the 8 rows as two 4-row tiles: 4
-// chains, 2 x vectors and 5 decode constants fit the 16 registers). Weights are decoded in
-// registers: FP8 8 codes = vpmovsxbd + shift + and + multiply by 2^112; INT4 16 nibbles =
-// vpmovzxbd + or + 2 and + 2 sub (2^19 exponent trick); INT4 group scales are widened 8 groups
-// at a time inside the loop. Both formats are compute-bound on one core (from L2: FP8 ~16 GB/s,
-// INT4 ~10 GB/s of weight bytes; BF16 streams at 55), so two cores reach ~28 (FP8) and ~17 (INT4)
-// GB/s from DRAM, against 33-37 for the DRAM limit.
+// rows are ≤ 256 bytes); each x vector loaded once per tile, one FMA chain per row. FP8: 8 rows,
+// block totals parked in L1; INT4: two 4-row tiles (4 chains, 4 totals, 2 x vectors and the masks
+// fit the 16 registers), group scales widened 8 groups at a time inside the loop. Per 8 weights
+// and row: FP8 vpmovsxbd + shift + and + FMA; INT4 (per 16) vpmovzxbd + 2 and + 2 FMA. Both are
+// compute-bound on one core (from L2: FP8 ~20 GB/s, INT4 ~14 GB/s of weight bytes, against BF16's
+// 55), so two cores reach ~30 (FP8) and ~20 (INT4) GB/s from DRAM (the DRAM limit: 33-37).
 // Prefill (T ≥ 3): per 24-row chunk, token block (≤ 48 tokens) and K-block (512 columns in whole
 // blocks): the chunk's rows are decoded once into a float scratch (unscaled lane values), then
 // 2 rows × 6 tokens register tiles (12 FMA chains, as the float kernel's) run over every token
