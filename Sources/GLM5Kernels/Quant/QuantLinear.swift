@@ -26,11 +26,12 @@
 //
 // Decode (T < 3): tiles of 8 rows `decodeSpread` apart as the float kernel (adjacent rows when
 // rows are ≤ 256 bytes); each x vector loaded once per tile, one FMA chain per row. FP8: 8 rows,
-// block totals parked in L1; INT4: two 4-row tiles (4 chains, 4 totals, 2 x vectors and the masks
-// fit the 16 registers), group scales widened 8 groups at a time inside the loop. Per 8 weights
-// and row: FP8 vpmovsxbd + shift + and + FMA; INT4 (per 16) vpmovzxbd + 2 and + 2 FMA. Both are
-// compute-bound on one core (from L2: FP8 ~20 GB/s, INT4 ~14 GB/s of weight bytes, against BF16's
-// 55), so two cores reach ~30 (FP8) and ~20 (INT4) GB/s from DRAM (the DRAM limit: 33-37).
+// block totals parked in L1; INT4: the same for groups ≥ 64, two 4-row tiles with the totals in
+// registers for smaller groups; group scales widened 8 groups at a time inside the loop. Per 8
+// weights and row: FP8 vpmovsxbd + shift + and + FMA; INT4 (per 16) vpmovzxbd + 2 and + 2 FMA.
+// Both are compute-bound on one core (from L2: FP8 ~20 GB/s, INT4 ~14-15 GB/s of weight bytes,
+// against BF16's 55), so two cores reach ~28 (FP8) and ~20-24 (INT4) GB/s from DRAM (the DRAM
+// limit: 33-37).
 // Prefill (T ≥ 3): per 24-row chunk, token block (≤ 48 tokens) and K-block (512 columns in whole
 // blocks): the chunk's rows are decoded once into a float scratch (unscaled lane values), then
 // 2 rows × 6 tokens register tiles (12 FMA chains, as the float kernel's) run over every token
@@ -213,10 +214,15 @@ public enum QuantKernels {
   /// full speed). 5 vector µops per 16 weights with the 2 FMAs.
   @inline(__always)
   static func int4x16(_ p: UnsafeRawPointer) -> (SIMD8<Float>, SIMD8<Float>) {
-    let b = p.loadUnaligned(as: SIMD8<UInt8>.self)
-    let d = SIMD8<UInt32>(UInt32(b[0]), UInt32(b[1]), UInt32(b[2]), UInt32(b[3]),
-                          UInt32(b[4]), UInt32(b[5]), UInt32(b[6]), UInt32(b[7]))
+    let d = int4Bytes(p)
     return (unsafeBitCast(d & 0xF, to: SIMD8<Float>.self), unsafeBitCast(d & 0xF0, to: SIMD8<Float>.self))
+  }
+
+  /// The 8 bytes at p widened to 32-bit lanes (vpmovzxbd).
+  @inline(__always) static func int4Bytes(_ p: UnsafeRawPointer) -> SIMD8<UInt32> {
+    let b = p.loadUnaligned(as: SIMD8<UInt8>.self)
+    return SIMD8<UInt32>(UInt32(b[0]), UInt32(b[1]), UInt32(b[2]), UInt32(b[3]),
+                         UInt32(b[4]), UInt32(b[5]), UInt32(b[6]), UInt32(b[7]))
   }
 
   /// x rows as the INT4 lanes take them, into xp [tokens, k]: per 16 columns the even ones times
@@ -508,6 +514,9 @@ extension Kernels {
   /// chunk's decoded rows (24 × this many floats, 48 KiB) stay in L2 and a token tile's x in L1
   /// (256 to 2048 measured within noise of each other).
   static let quantKBlock = 512
+  /// INT4 groups from which decode runs 8-row tiles (totals parked in L1) rather than two 4-row
+  /// tiles (totals in registers): measured from L2, g128 15.4 against 14.2 GB/s, g32 12.9 against 14.0.
+  static let int4Tile8Group = 64
 
   static func quantLinear(_ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, ldx: Int,
                           tokens: Int, _ w: LinearWeight, pool: ThreadPool) {
@@ -580,7 +589,7 @@ extension Kernels {
       let r0 = ci * chunkRows, r1 = min(n, r0 + chunkRows)
       // INT4 zero points: the tile's per-group −(8 + zp); the totals, zero-point parts and scratch.
       withUnsafeTemporaryAllocation(of: Float.self, capacity: zp ? 8 * blocks : 1) { buf in
-        withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 24) { tot in
+        withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 26) { tot in
           let offs: UnsafeMutablePointer<Float>? = zp ? buf.baseAddress! : nil
           let totals = tot.baseAddress!
           let zpart = UnsafeMutableRawPointer(totals + 8).assumingMemoryBound(to: Float.self)
@@ -596,13 +605,15 @@ extension Kernels {
               case .fp8:
                 fp8Tile8(plan, rr(0), rr(1), rr(2), rr(3), rr(4), rr(5), rr(6), rr(7), x, totals)
               case .int4:
-                if let offs {
-                  for j in 0..<8 { plan.rowOffsets(rr(j), into: offs + j * blocks) }
-                  int4Tile4(plan, rr(0), rr(1), rr(2), rr(3), x, xs!, offs, totals, zpart, totals + 12)
-                  int4Tile4(plan, rr(4), rr(5), rr(6), rr(7), x, xs!, offs + 4 * blocks, totals + 4, zpart + 4, totals + 12)
+                let rows = (rr(0), rr(1), rr(2), rr(3), rr(4), rr(5), rr(6), rr(7))
+                let o: UnsafeMutablePointer<Float>? = offs
+                if let offs { for j in 0..<8 { plan.rowOffsets(rr(j), into: offs + j * blocks) } }
+                if plan.blockCols >= int4Tile8Group {
+                  int4Tile8(plan, rows, x, xs!, o, totals, zpart, totals + 10)
                 } else {
-                  int4Tile4(plan, rr(0), rr(1), rr(2), rr(3), x, xs!, nil, totals, zpart, totals + 12)
-                  int4Tile4(plan, rr(4), rr(5), rr(6), rr(7), x, xs!, nil, totals + 4, zpart + 4, totals + 12)
+                  int4Tile4(plan, (rows.0, rows.1, rows.2, rows.3), x, xs!, o, totals, zpart, totals + 10)
+                  int4Tile4(plan, (rows.4, rows.5, rows.6, rows.7), x, xs!, o.map { $0 + 4 * blocks }, totals + 4, zpart + 4,
+                            totals + 10)
                 }
               }
               for j in 0..<min(m, 8) {
@@ -656,27 +667,113 @@ extension Kernels {
     }
   }
 
-  /// INT4, one token (x prepared, xs its group sums), 4 rows (−(8 + zp) of row j at j·blocks,
-  /// or −8 for all): per group 4 FMA chains over its 16-column steps (even then odd lanes), then
-  /// totals[j] = fma(chain j, splat(scale), totals[j]); the zero-point parts into zpart[j]
-  /// (`int4Correction`). The group scales are widened 8 groups at a time inside the loop (their
-  /// loads overlap the work), which also advances the zero-point chains. 4 rows keep chains,
-  /// totals, x and the masks in the 16 registers (8 rows spilled chains: LLVM rotates the
-  /// accumulators through the FMA's 213 form). `tmp`: 8 vectors of scratch.
+  /// INT4, one token (x prepared, xs its group sums), 8 rows (−(8 + zp) of row j at j·blocks, or
+  /// −8 for all): per group 8 FMA chains over its 16-column steps (even then odd lanes), then
+  /// totals[j] = fma(chain j, splat(scale), totals[j]) (totals parked in L1); the zero-point parts
+  /// into zpart[j] (`int4Correction`). The group scales are widened 8 groups at a time inside the
+  /// loop (their loads overlap the work), which also advances the zero-point chains (in L1).
+  /// Each row's step is written load → FMA(even) → FMA(odd): decoding both halves first made
+  /// LLVM rotate the chains through the FMA's 213 form and spill them (30% slower).
+  /// `tmp`: 16 vectors of scratch.
   @inline(__always)
-  static func int4Tile4(_ plan: QuantKernels.Plan, _ r0: Int, _ r1: Int, _ r2: Int, _ r3: Int,
+  static func int4Tile8(_ plan: QuantKernels.Plan, _ r: (Int, Int, Int, Int, Int, Int, Int, Int),
                         _ x: UnsafePointer<Float>, _ xs: UnsafePointer<Float>, _ offs: UnsafePointer<Float>?,
                         _ totals: UnsafeMutablePointer<SIMD8<Float>>, _ zpart: UnsafeMutablePointer<Float>,
                         _ tmp: UnsafeMutablePointer<SIMD8<Float>>) {
-    let p0 = plan.row(r0), p1 = plan.row(r1), p2 = plan.row(r2), p3 = plan.row(r3)
+    let p0 = plan.row(r.0), p1 = plan.row(r.1), p2 = plan.row(r.2), p3 = plan.row(r.3)
+    let p4 = plan.row(r.4), p5 = plan.row(r.5), p6 = plan.row(r.6), p7 = plan.row(r.7)
     let blocks = plan.blocks, g = plan.blockCols
     let s = plan.int4Scales!, dt = plan.scaleDType
-    let i0 = plan.int4ScaleIndex(r0), i1 = plan.int4ScaleIndex(r1), i2 = plan.int4ScaleIndex(r2), i3 = plan.int4ScaleIndex(r3)
+    @inline(__always) func si(_ j: Int) -> Int {
+      switch j {
+      case 0: return plan.int4ScaleIndex(r.0)
+      case 1: return plan.int4ScaleIndex(r.1)
+      case 2: return plan.int4ScaleIndex(r.2)
+      case 3: return plan.int4ScaleIndex(r.3)
+      case 4: return plan.int4ScaleIndex(r.4)
+      case 5: return plan.int4ScaleIndex(r.5)
+      case 6: return plan.int4ScaleIndex(r.6)
+      default: return plan.int4ScaleIndex(r.7)
+      }
+    }
+    let scl = tmp, zc = tmp + 8  // scales times int4Factor [8 × 8]; zero-point chains [8]
+    let sp = UnsafeMutableRawPointer(scl).assumingMemoryBound(to: Float.self)
+    let f = SIMD8<Float>(repeating: QuantKernels.int4Factor)
+    let m8 = SIMD8<Float>(repeating: QuantKernels.int4Offset(0))
+    for j in 0..<8 { totals[j] = SIMD8<Float>(); zc[j] = SIMD8<Float>() }
+    let full = blocks & ~7
+    var c = 0
+    for b in 0..<blocks {
+      let k = b & 7
+      if k == 0 {
+        if b < full {
+          let xv = loadX(xs, b)
+          for j in 0..<8 {
+            let v = QuantKernels.scales8(s, dt, si(j) &+ b)
+            scl[j] = v * f
+            zc[j].addProduct(v * (offs.map { loadX($0, j &* blocks &+ b) } ?? m8), xv)
+          }
+        } else {
+          let fs = QuantKernels.int4Factor
+          for j in 0..<8 {
+            for i in 0..<(blocks - b) { sp[8 * j + i] = QuantKernels.scale(s, dt, si(j) + b + i) * fs }
+          }
+        }
+      }
+      var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+      var a4 = SIMD8<Float>(), a5 = SIMD8<Float>(), a6 = SIMD8<Float>(), a7 = SIMD8<Float>()
+      let end = c &+ g
+      while c < end {
+        let xa = loadX(x, c), xb = loadX(x, c &+ 8)
+        let h = c &>> 1
+        @inline(__always) func step(_ p: UnsafeRawPointer, _ a: inout SIMD8<Float>) {
+          let d = QuantKernels.int4Bytes(p + h)
+          a.addProduct(xa, unsafeBitCast(d & 0xF, to: SIMD8<Float>.self))
+          a.addProduct(xb, unsafeBitCast(d & 0xF0, to: SIMD8<Float>.self))
+        }
+        step(p0, &a0); step(p1, &a1); step(p2, &a2); step(p3, &a3)
+        step(p4, &a4); step(p5, &a5); step(p6, &a6); step(p7, &a7)
+        c &+= 16
+      }
+      totals[0].addProduct(a0, SIMD8<Float>(repeating: sp[k])); totals[1].addProduct(a1, SIMD8<Float>(repeating: sp[8 &+ k]))
+      totals[2].addProduct(a2, SIMD8<Float>(repeating: sp[16 &+ k])); totals[3].addProduct(a3, SIMD8<Float>(repeating: sp[24 &+ k]))
+      totals[4].addProduct(a4, SIMD8<Float>(repeating: sp[32 &+ k])); totals[5].addProduct(a5, SIMD8<Float>(repeating: sp[40 &+ k]))
+      totals[6].addProduct(a6, SIMD8<Float>(repeating: sp[48 &+ k])); totals[7].addProduct(a7, SIMD8<Float>(repeating: sp[56 &+ k]))
+    }
+    // The zero-point parts: reduce8 of the chains, then the last groups one by one.
+    for j in 0..<8 {
+      var rr = reduce8(zc[j])
+      for b in full..<blocks {
+        let o = offs.map { $0[j * blocks + b] } ?? QuantKernels.int4Offset(0)
+        rr = rr.addingProduct(QuantKernels.scale(s, dt, si(j) + b) * o, xs[b])
+      }
+      zpart[j] = rr
+    }
+  }
+
+  /// `int4Tile8` for 4 rows with the totals in registers (better for small groups, where the
+  /// per-group fold of parked totals would cost as much as the group's steps).
+  @inline(__always)
+  static func int4Tile4(_ plan: QuantKernels.Plan, _ r: (Int, Int, Int, Int),
+                        _ x: UnsafePointer<Float>, _ xs: UnsafePointer<Float>, _ offs: UnsafePointer<Float>?,
+                        _ totals: UnsafeMutablePointer<SIMD8<Float>>, _ zpart: UnsafeMutablePointer<Float>,
+                        _ tmp: UnsafeMutablePointer<SIMD8<Float>>) {
+    let p0 = plan.row(r.0), p1 = plan.row(r.1), p2 = plan.row(r.2), p3 = plan.row(r.3)
+    let blocks = plan.blocks, g = plan.blockCols
+    let s = plan.int4Scales!, dt = plan.scaleDType
+    @inline(__always) func si(_ j: Int) -> Int {
+      switch j {
+      case 0: return plan.int4ScaleIndex(r.0)
+      case 1: return plan.int4ScaleIndex(r.1)
+      case 2: return plan.int4ScaleIndex(r.2)
+      default: return plan.int4ScaleIndex(r.3)
+      }
+    }
     let scl = tmp, zc = tmp + 4  // scales times int4Factor [4 × 8]; zero-point chains [4]
     let sp = UnsafeMutableRawPointer(scl).assumingMemoryBound(to: Float.self)
     let f = SIMD8<Float>(repeating: QuantKernels.int4Factor)
     let m8 = SIMD8<Float>(repeating: QuantKernels.int4Offset(0))
-    zc[0] = SIMD8<Float>(); zc[1] = SIMD8<Float>(); zc[2] = SIMD8<Float>(); zc[3] = SIMD8<Float>()
+    for j in 0..<4 { zc[j] = SIMD8<Float>() }
     var t0 = SIMD8<Float>(), t1 = SIMD8<Float>(), t2 = SIMD8<Float>(), t3 = SIMD8<Float>()
     let full = blocks & ~7
     var c = 0
@@ -684,21 +781,16 @@ extension Kernels {
       let k = b & 7
       if k == 0 {
         if b < full {
-          let v0 = QuantKernels.scales8(s, dt, i0 &+ b), v1 = QuantKernels.scales8(s, dt, i1 &+ b)
-          let v2 = QuantKernels.scales8(s, dt, i2 &+ b), v3 = QuantKernels.scales8(s, dt, i3 &+ b)
-          scl[0] = v0 * f; scl[1] = v1 * f; scl[2] = v2 * f; scl[3] = v3 * f
           let xv = loadX(xs, b)
-          if let offs {
-            zc[0].addProduct(v0 * loadX(offs, b), xv); zc[1].addProduct(v1 * loadX(offs, blocks &+ b), xv)
-            zc[2].addProduct(v2 * loadX(offs, 2 &* blocks &+ b), xv); zc[3].addProduct(v3 * loadX(offs, 3 &* blocks &+ b), xv)
-          } else {
-            zc[0].addProduct(v0 * m8, xv); zc[1].addProduct(v1 * m8, xv); zc[2].addProduct(v2 * m8, xv); zc[3].addProduct(v3 * m8, xv)
+          for j in 0..<4 {
+            let v = QuantKernels.scales8(s, dt, si(j) &+ b)
+            scl[j] = v * f
+            zc[j].addProduct(v * (offs.map { loadX($0, j &* blocks &+ b) } ?? m8), xv)
           }
         } else {
           let fs = QuantKernels.int4Factor
-          for j in 0..<(blocks - b) {
-            sp[j] = QuantKernels.scale(s, dt, i0 + b + j) * fs; sp[8 + j] = QuantKernels.scale(s, dt, i1 + b + j) * fs
-            sp[16 + j] = QuantKernels.scale(s, dt, i2 + b + j) * fs; sp[24 + j] = QuantKernels.scale(s, dt, i3 + b + j) * fs
+          for j in 0..<4 {
+            for i in 0..<(blocks - b) { sp[8 * j + i] = QuantKernels.scale(s, dt, si(j) + b + i) * fs }
           }
         }
       }
@@ -707,26 +799,26 @@ extension Kernels {
       while c < end {
         let xa = loadX(x, c), xb = loadX(x, c &+ 8)
         let h = c &>> 1
-        var (l, u) = QuantKernels.int4x16(p0 + h); a0.addProduct(xa, l); a0.addProduct(xb, u)
-        (l, u) = QuantKernels.int4x16(p1 + h); a1.addProduct(xa, l); a1.addProduct(xb, u)
-        (l, u) = QuantKernels.int4x16(p2 + h); a2.addProduct(xa, l); a2.addProduct(xb, u)
-        (l, u) = QuantKernels.int4x16(p3 + h); a3.addProduct(xa, l); a3.addProduct(xb, u)
+        @inline(__always) func step(_ p: UnsafeRawPointer, _ a: inout SIMD8<Float>) {
+          let d = QuantKernels.int4Bytes(p + h)
+          a.addProduct(xa, unsafeBitCast(d & 0xF, to: SIMD8<Float>.self))
+          a.addProduct(xb, unsafeBitCast(d & 0xF0, to: SIMD8<Float>.self))
+        }
+        step(p0, &a0); step(p1, &a1); step(p2, &a2); step(p3, &a3)
         c &+= 16
       }
       t0.addProduct(a0, SIMD8<Float>(repeating: sp[k])); t1.addProduct(a1, SIMD8<Float>(repeating: sp[8 &+ k]))
       t2.addProduct(a2, SIMD8<Float>(repeating: sp[16 &+ k])); t3.addProduct(a3, SIMD8<Float>(repeating: sp[24 &+ k]))
     }
     totals[0] = t0; totals[1] = t1; totals[2] = t2; totals[3] = t3
-    // The zero-point parts: reduce8 of the chains, then the last groups one by one.
-    @inline(__always) func finish(_ j: Int, _ i: Int) {
-      var r = reduce8(zc[j])
+    for j in 0..<4 {
+      var rr = reduce8(zc[j])
       for b in full..<blocks {
         let o = offs.map { $0[j * blocks + b] } ?? QuantKernels.int4Offset(0)
-        r = r.addingProduct(QuantKernels.scale(s, dt, i + b) * o, xs[b])
+        rr = rr.addingProduct(QuantKernels.scale(s, dt, si(j) + b) * o, xs[b])
       }
-      zpart[j] = r
+      zpart[j] = rr
     }
-    finish(0, i0); finish(1, i1); finish(2, i2); finish(3, i3)
   }
 
   // MARK: - Prefill: rows decoded once per token block into float scratch, 2 × 6 register tiles
