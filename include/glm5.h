@@ -29,6 +29,10 @@
  *    time. A single handle must not be used from two threads at once unless its block says so;
  *    a model is read-only after loading and may be shared by any number of threads.
  *  - Nothing a host passes in crashes the host: bad input returns a status.
+ *  - Floating point. Every call computes in the standard environment (round to nearest,
+ *    subnormals kept) on every thread it uses, whatever the host set (FTZ, DAZ, another rounding
+ *    mode), and restores the calling thread's environment before returning. Results are
+ *    therefore the same bits in any host on the same machine.
  *
  * Sample usage (error handling shortened):
  *

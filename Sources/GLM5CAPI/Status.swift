@@ -43,7 +43,7 @@ func cStatus(_ s: Status) -> glm5_status { glm5_status(rawValue: UInt32(s.rawVal
 /// Run `body`; on error record its message and return its status.
 func guarded(_ function: String, _ body: () throws(GLM5Error) -> Void) -> glm5_status {
   do {
-    try body()
+    try FloatEnvironment.standard(body)
     return GLM5_OK
   } catch {
     setLastError("\(function): \(error.message)")

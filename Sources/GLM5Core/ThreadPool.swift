@@ -31,7 +31,7 @@ public struct ThreadPool: Sendable {
   public func parallelFor(_ chunks: Int, _ body: (Int) -> Void) {
     if chunks <= 0 { return }
     if threads == 1 || chunks == 1 {
-      for c in 0..<chunks { body(c) }
+      FloatEnvironment.standard { for c in 0..<chunks { body(c) } }
       return
     }
     let workers = min(threads, chunks)
@@ -39,10 +39,12 @@ public struct ThreadPool: Sendable {
       // The caller guarantees chunks write disjoint memory; Dispatch only needs to run them.
       nonisolated(unsafe) let work = body
       DispatchQueue.concurrentPerform(iterations: workers) { w in
-        var c = w
-        while c < chunks {
-          work(c)
-          c += workers
+        FloatEnvironment.standard {
+          var c = w
+          while c < chunks {
+            work(c)
+            c += workers
+          }
         }
       }
     }

@@ -36,7 +36,7 @@ struct Bench: ParsableCommand {
   @Option(help: "Routed experts of the synthetic model.")
   var syntheticExperts: Int = 64
 
-  @Flag(help: "Also run the kernel benchmark (Linear kernels against sgemv/sgemm, ~25 s).")
+  @Flag(help: "Also run the kernel benchmark (Linear kernels against sgemv/sgemm, ~45 s).")
   var kernels = false
 
   @Option(help: "Folder for the synthetic checkpoints (default: a new one under /tmp, removed afterwards).")
