@@ -1,4 +1,8 @@
 // glm5_model_*: loading and describing checkpoints.
+//
+// glm5_model_params_init, glm5_model_info_init and glm5_session_params_init are `static inline`
+// in include/glm5.h, not exported: a host always fills struct_size with the size of the struct it
+// was compiled with, and the functions here accept any size from the first version's up.
 
 import CGLM5
 import GLM5Core
