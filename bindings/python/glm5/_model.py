@@ -12,6 +12,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 
 from ._errors import Glm5Error, Status, check
+from ._owned import _Owned
 from ._lib import LIB, c_float_p, c_int32_p, glm5_model_info, glm5_model_p, new_model_info, new_model_params, text
 from ._session import Session, TokenIds, as_token_array
 
@@ -114,13 +115,15 @@ def _threads_arg(threads: Optional[int]) -> int:
     return threads
 
 
-class Model:
+class Model(_Owned):
     """A loaded checkpoint (glm5_model): read-only and shareable between threads.
 
     ``Model(path, threads=None)`` loads a Hugging Face folder (config.json plus safetensors);
     ``threads`` is the number of compute threads, None or 0 for one per available CPU. Free it with
     :meth:`close`, a ``with`` block, or by dropping the last reference.
     """
+
+    _free_name = "glm5_model_free"
 
     def __init__(self, path: Union[str, bytes, "os.PathLike[str]"], threads: Optional[int] = None):
         self._handle: Optional[int] = None  # first, so that __del__ works whatever happens below
@@ -134,33 +137,6 @@ class Model:
         self.threads = params.n_threads
 
     # -- lifetime ---------------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Free the model (glm5_model_free). Calling it again does nothing."""
-        with self._lock:
-            handle, self._handle = self._handle, None
-        if handle is not None:
-            LIB.glm5_model_free(handle)
-
-    @property
-    def closed(self) -> bool:
-        return self._handle is None
-
-    def __enter__(self) -> "Model":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        # Also runs when __init__ failed (then there is no handle) or at interpreter exit.
-        handle = getattr(self, "_handle", None)
-        if handle is not None:
-            self._handle = None
-            try:
-                LIB.glm5_model_free(handle)
-            except Exception:
-                pass
 
     def _ptr(self) -> int:
         """The live handle for a C call; Glm5Error(INVALID_ARGUMENT) once closed."""

@@ -12,6 +12,7 @@ from typing import Iterator, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ._errors import Glm5Error, Status, check
+from ._owned import _Owned
 from ._lib import LIB, c_float_p, c_int32_p, glm5_session_p, new_session_params
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
@@ -102,7 +103,7 @@ def _f32p(arr: np.ndarray):
     return arr.ctypes.data_as(c_float_p)
 
 
-class Session:
+class Session(_Owned):
     """One token sequence and its caches (glm5_session); create it with :meth:`Model.session`.
 
     Append token ids (prefill for many, decode for one), read logits and log-probabilities,
@@ -120,6 +121,8 @@ class Session:
     exactly as it was.
     """
 
+    _free_name = "glm5_session_free"
+
     def __init__(self, model_handle: int, vocab_size: int, max_position_embeddings: int, max_tokens=None):
         self._handle: Optional[int] = None  # first, so that __del__ works whatever happens below
         self._lock = threading.Lock()
@@ -136,33 +139,6 @@ class Session:
         self.max_tokens = requested or int(max_position_embeddings)
 
     # -- lifetime ---------------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Free the session (glm5_session_free); waits for a call running on another thread.
-        Calling it again does nothing."""
-        with self._lock:
-            handle, self._handle = self._handle, None
-        if handle is not None:
-            LIB.glm5_session_free(handle)
-
-    @property
-    def closed(self) -> bool:
-        return self._handle is None
-
-    def __enter__(self) -> "Session":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        handle = getattr(self, "_handle", None)
-        if handle is not None:
-            self._handle = None
-            try:
-                LIB.glm5_session_free(handle)
-            except Exception:
-                pass
 
     @contextlib.contextmanager
     def _use(self) -> Iterator[int]:
