@@ -366,13 +366,15 @@ glm5_status glm5_session_append(glm5_session *session, const int32_t *tokens, si
 glm5_status glm5_session_get_logits(glm5_session *session, float *out, size_t capacity,
                                     size_t *n_rows, size_t *n_floats);
 
-/* Greedy generation: n_new times, take the most likely next token (ties to the lower id),
- * report it and its logprob (temperature 1, as glm5_model_score), and append it.
+/* Greedy generation: n_new times, take the most likely next token (ties to the lower id, NaN
+ * logits last), report it and its logprob (temperature 1, as glm5_model_score), and append it.
+ * The same tokens as glm5_session_sample at temperature 0 with no stop ids.
  *
  *   tokens_out    OUT n_new ids.
  *   logprobs_out  OUT NULL, or n_new floats.
  *
- * The session must hold at least one token. It stops only after n_new tokens (no stop tokens yet).
+ * The session must hold at least one token. It stops only after n_new tokens (stop ids and
+ * sampling: glm5_session_sample).
  * Returns GLM5_OK; GLM5_ERR_INVALID_ARGUMENT (NULL or dead session, NULL tokens_out with n_new >
  * 0, an empty session); GLM5_ERR_CONTEXT_FULL (n_new tokens do not fit: checked before anything
  * is generated); GLM5_ERR_BUSY; GLM5_ERR_OUT_OF_MEMORY (the tokens generated so far stay
@@ -393,6 +395,228 @@ glm5_status glm5_session_get_tokens(glm5_session *session, int32_t *out, size_t 
  * Returns GLM5_OK; GLM5_ERR_INVALID_ARGUMENT (NULL or dead session, n_tokens greater than the
  * session holds); GLM5_ERR_BUSY; GLM5_ERR_OUT_OF_MEMORY (session unchanged). */
 glm5_status glm5_session_truncate(glm5_session *session, size_t n_tokens);
+
+/* Append to a session as glm5_session_append does, and also report the temperature-scaled
+ * logprobs of the appended tokens (prompt logprobs for a sampled continuation; SGLang's
+ * input_token_logprobs):
+ *
+ *   scaled_logprobs[i] = log-softmax(logits / temperature)[tokens[i]]   (NaN for the session's
+ *                                                                        first token)
+ *
+ * computed exactly as glm5_session_sample reports scaled logprobs (see "Sampling" below), so a
+ * sampled continuation and its later teacher-forced scoring give bitwise the same values.
+ * temperature 0 gives the raw logprobs (SGLang's convention). logprobs and scaled_logprobs may
+ * each be NULL. Errors as glm5_session_append, plus GLM5_ERR_INVALID_ARGUMENT for a temperature
+ * that is negative, infinite or NaN. */
+glm5_status glm5_session_append_scaled(glm5_session *session, const int32_t *tokens, size_t n_tokens,
+                                       glm5_logits keep, float temperature, float *logprobs,
+                                       float *scaled_logprobs);
+
+/* A new session holding the same tokens, caches and sampler position as `session` (the draw of
+ * a position depends only on the seed and the position, so a fork continues exactly as the
+ * original would). Prefill a prompt once, fork it for a group of trajectories, and give each
+ * trajectory its own seed. The fork has the original's max_tokens; kept logits are not copied.
+ * Memory is proportional to the tokens held (the caches are copied).
+ * Returns GLM5_OK; GLM5_ERR_INVALID_ARGUMENT (NULL or dead session, NULL out_session);
+ * GLM5_ERR_BUSY (the session is in use by another call); GLM5_ERR_OUT_OF_MEMORY. */
+glm5_status glm5_session_fork(glm5_session *session, glm5_session **out_session);
+
+/* Ask the sampling call running on `session` (glm5_session_sample or a glm5_sample_batch that
+ * includes it) to stop at the next token boundary. Tokens generated so far stay appended and are
+ * reported, with finish_reason GLM5_FINISH_CANCELLED. This is the one session function that may
+ * be called from another thread while a call runs on the session. A cancel that arrives while no
+ * sampling call runs is kept and stops the next one before its first token (0 tokens, CANCELLED);
+ * every sampling call that observes a cancel consumes it.
+ * Returns GLM5_OK or GLM5_ERR_INVALID_ARGUMENT (NULL or dead session). */
+glm5_status glm5_session_cancel(glm5_session *session);
+
+/* =============================================================================================
+ * Sampling
+ *
+ * Each new token is drawn from the logits at the end of the session. What is computed, in this
+ * order (all in double precision from the float32 logits l[0..V)):
+ *
+ *   1. temperature   s_i = l_i / temperature.  temperature 0 means greedy: the most likely token
+ *                    (ties to the lower id, NaN logits last) and steps 2-6 are skipped.
+ *   2. distribution  m = max_i s_i, w_i = exp(s_i - m), p_i = w_i / sum_i w_i (sums in ascending
+ *                    id order). NaN logits get w_i = 0 (never drawn).
+ *   3. rank order    tokens sorted by s_i descending, equal values by lower id first, NaN last.
+ *   4. top-k         (top_k > 0) keep the first top_k tokens of the rank order.
+ *   5. top-p         (top_p < 1) walking the rank order and summing p_i, keep a token while the
+ *                    sum of the tokens before it is < top_p: the smallest set of most likely
+ *                    tokens of the temperature-scaled distribution whose probability reaches
+ *                    top_p, the token that crosses it included.
+ *   6. min-p         (min_p > 0) keep tokens with p_i >= min_p * max_j p_j.
+ *      The kept set K is the intersection of 4-6 (each is a prefix of the rank order).
+ *   7. renormalise   W = sum over K of w_i (ascending id order); processed p'_i = w_i / W on K.
+ *   8. draw          (x0, x1, x2, x3) = Philox4x32-10(counter = (pos & 0xffffffff, pos >> 32, 0, 0),
+ *                                                     key = (seed & 0xffffffff, seed >> 32))
+ *                    where pos is the absolute position the new token takes in the session
+ *                    (the session's token count before it) and seed is glm5_sampling_params.seed;
+ *                    u = ((x1 << 32 | x0) >> 11) * 2^-53, a double in [0, 1);
+ *                    walking K in ascending id order with c += w_i, the token is the first i
+ *                    with c > u * W (if rounding leaves none, the last i of K with w_i > 0).
+ *
+ * Philox4x32-10 is Salmon et al. (SC'11) as in Random123 and numpy's Philox: 10 rounds of
+ *   (hi0, lo0) = mulhilo32(0xD2511F53, c0), (hi1, lo1) = mulhilo32(0xCD9E8D57, c2),
+ *   c = (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0), then k0 += 0x9E3779B9, k1 += 0xBB67AE85
+ * (the key is bumped after every round but the last; the output is c after round 10).
+ * The draw is therefore a pure function of (seed, position) and the processed distribution: it
+ * does not depend on the batch, the thread count or how the sequence was split into calls.
+ *
+ * Reported per token (each a float; the names are the semantics, use the one your trainer
+ * recomputes):
+ *   logprobs            raw: log-softmax of the unprocessed logits (temperature 1), as
+ *                       glm5_model_score; l_x - logsumexp(l).
+ *   scaled_logprobs     log-softmax of logits / temperature: s_x - logsumexp(s). SGLang's
+ *                       output_token_logprobs and what slime's trainer recomputes. At
+ *                       temperature 0 it equals the raw logprob.
+ *   processed_logprobs  log p'_x in the distribution actually sampled from (after top-k, top-p,
+ *                       min-p and renormalisation): (s_x - m) - log W. vLLM's
+ *                       "processed_logprobs". 0 at temperature 0.
+ *   top alternatives    the n_top_logprobs best tokens in rank order (step 3) with their scaled
+ *                       logprobs.
+ * The raw and scaled logprobs reported while sampling are bitwise equal to scoring the same
+ * tokens afterwards (glm5_model_score, glm5_model_score_scaled, glm5_session_append_scaled)
+ * with the same temperature, for any batch, split and thread count.
+ *
+ * Stopping: after each token, generation stops if the token is a stop id (it is kept in the
+ * output and in the session, as SGLang with no_stop_trim), or when max_new_tokens have been
+ * generated. Stop ids are stop_token_ids plus, unless ignore_eos, the model's end-of-sequence
+ * ids (glm5_model_eos_token_ids). Every generated token, the last included, is appended to the
+ * session, so a later call continues after it.
+ * ============================================================================================= */
+
+/* Most alternatives that can be reported per token. */
+#define GLM5_MAX_TOP_LOGPROBS 64
+
+typedef struct glm5_sampling_params {
+    uint32_t struct_size;          /* sizeof(glm5_sampling_params), set by _init */
+    float temperature;             /* 1.0; 0 = greedy; finite, >= 0 */
+    int32_t top_k;                 /* 0 = off; >= 0 */
+    float top_p;                   /* 1.0 = off; in (0, 1] */
+    float min_p;                   /* 0 = off; in [0, 1) */
+    uint32_t max_new_tokens;       /* 128 (SGLang's default); the tokens must fit in the session */
+    uint64_t seed;                 /* 0; the draw at each position is a function of (seed, pos) */
+    const int32_t *stop_token_ids; /* NULL, or n_stop_token_ids ids in [0, vocab_size) */
+    size_t n_stop_token_ids;       /* 0 ..= 4096 */
+    int32_t ignore_eos;            /* 0; non-zero: the model's end-of-sequence ids do not stop */
+    uint32_t n_top_logprobs;       /* 0 ..= GLM5_MAX_TOP_LOGPROBS alternatives per token */
+} glm5_sampling_params;
+
+static inline void glm5_sampling_params_init(glm5_sampling_params *params) {
+    if (!params) return;
+    memset(params, 0, sizeof *params);
+    params->struct_size = (uint32_t)sizeof *params;
+    params->temperature = 1.0f;
+    params->top_p = 1.0f;
+    params->max_new_tokens = 128;
+}
+
+/* Why a sampling call stopped. Values are pinned. */
+typedef enum glm5_finish_reason {
+    GLM5_FINISH_NONE = 0,      /* did not run (a batch that failed before its first token) */
+    GLM5_FINISH_LENGTH = 1,    /* max_new_tokens were generated */
+    GLM5_FINISH_STOP = 2,      /* the last token is a stop id (stop_token_id) */
+    GLM5_FINISH_CANCELLED = 3  /* glm5_session_cancel */
+} glm5_finish_reason;
+
+/* Where a sampling call writes its results. The host owns the arrays; each may be NULL except
+ * tokens, and each non-NULL array holds `capacity` entries (top_* hold capacity *
+ * n_top_logprobs, row-major [token, alternative]). The library writes the arrays' first
+ * n_tokens entries and the OUT fields; nothing else. */
+typedef struct glm5_sample_output {
+    uint32_t struct_size;        /* sizeof(glm5_sample_output), set by _init */
+    int32_t finish_reason;       /* OUT glm5_finish_reason */
+    size_t capacity;             /* IN entries each array holds; >= max_new_tokens */
+    int32_t *tokens;             /* IN/OUT the generated ids */
+    float *logprobs;             /* IN/OUT NULL or raw logprobs */
+    float *scaled_logprobs;      /* IN/OUT NULL or scaled logprobs */
+    float *processed_logprobs;   /* IN/OUT NULL or processed logprobs */
+    int32_t *top_ids;            /* IN/OUT NULL or [capacity, n_top_logprobs] ids */
+    float *top_logprobs;         /* IN/OUT NULL or [capacity, n_top_logprobs] scaled logprobs */
+    size_t n_tokens;             /* OUT tokens generated (and appended) */
+    int32_t stop_token_id;       /* OUT the stop id that ended generation, or -1 */
+    int32_t status;              /* OUT this session's glm5_status (batched calls; GLM5_OK when
+                                    the call succeeded) */
+} glm5_sample_output;
+
+static inline void glm5_sample_output_init(glm5_sample_output *out) {
+    if (!out) return;
+    memset(out, 0, sizeof *out);
+    out->struct_size = (uint32_t)sizeof *out;
+    out->stop_token_id = -1;
+}
+
+/* Sample up to params->max_new_tokens tokens on one session (see "Sampling" for the exact
+ * semantics), appending each.
+ *
+ *   session  IN/OUT a session holding at least one token.
+ *   params   IN     NULL for the defaults (temperature 1, no filters, seed 0, 128 tokens).
+ *   out      IN/OUT arrays to fill; finish_reason, n_tokens and stop_token_id are written.
+ *
+ * Everything is validated and the cache space for max_new_tokens is reserved before the first
+ * token; after that only cancellation stops early. Kept logits are cleared.
+ * Returns GLM5_OK; GLM5_ERR_INVALID_ARGUMENT (NULL or dead session or out, an empty session,
+ * NULL out->tokens, capacity < max_new_tokens, a parameter out of range: the message names the
+ * field); GLM5_ERR_CONTEXT_FULL (max_new_tokens do not fit: nothing is generated); GLM5_ERR_BUSY;
+ * GLM5_ERR_OUT_OF_MEMORY (before the first token; the session is unchanged). */
+glm5_status glm5_session_sample(glm5_session *session, const glm5_sampling_params *params,
+                                glm5_sample_output *out);
+
+/* Sample on many sessions at once: one forward pass per step advances every running session by
+ * one token (the weights are read once per step for the whole batch). Each session has its own
+ * length, parameters and seed, and gets bitwise the same tokens, logprobs and caches as
+ * glm5_session_sample on it alone, in any batch order and composition and with any thread
+ * count. A session leaves the batch when it stops; the call returns when all have.
+ *
+ *   sessions  IN  n distinct live sessions of the same model.
+ *   n         IN  1 ..= 4096.
+ *   params    IN  NULL (defaults for all), or n pointers, each NULL (defaults) or a params struct.
+ *   outs      IN  n pointers to output structs (see glm5_sample_output).
+ *
+ * All sessions and parameters are validated, and every session is claimed, before any token is
+ * generated. If one fails, the call returns its status, the message names its index, each
+ * out->status tells which session failed (GLM5_OK for the others), and no session changes.
+ * A session that is part of a running batch is in use: any other call on it gets GLM5_ERR_BUSY
+ * (glm5_session_cancel excepted). Returns the statuses of glm5_session_sample, plus
+ * GLM5_ERR_INVALID_ARGUMENT for NULL arrays, n out of range, the same session twice, or sessions
+ * of different models. */
+glm5_status glm5_sample_batch(glm5_session *const *sessions, size_t n,
+                              const glm5_sampling_params *const *params,
+                              glm5_sample_output *const *outs);
+
+/* Append a chunk of tokens to each of n sessions in one forward pass (batched prefill; chunks
+ * may differ in length). Every session ends exactly as glm5_session_append of its chunk alone
+ * would leave it, bitwise.
+ *
+ *   sessions   IN  n distinct live sessions of the same model; 1 ..= 4096.
+ *   tokens     IN  n pointers to the chunks.
+ *   n_tokens   IN  n chunk lengths, each >= 1.
+ *   keep       IN  which logits each session keeps (glm5_logits).
+ *   logprobs   IN  NULL, or n pointers, each NULL or n_tokens[i] floats (raw logprobs as
+ *                  glm5_session_append).
+ *
+ * Validation as glm5_sample_batch: on any failure the message names the session index and no
+ * session changes. Returns GLM5_OK or the statuses of glm5_session_append. */
+glm5_status glm5_append_batch(glm5_session *const *sessions, size_t n, const int32_t *const *tokens,
+                              const size_t *n_tokens, glm5_logits keep, float *const *logprobs);
+
+/* Raw and temperature-scaled logprobs of a sequence from an empty context (teacher-forced
+ * scoring as a trainer does it): logprobs as glm5_model_score, scaled_logprobs[i] =
+ * log-softmax(logits_{i-1} / temperature)[tokens[i]] (NaN for i = 0), computed exactly as the
+ * sampler reports them. temperature 0 gives the raw values. Either output may be NULL (not both).
+ * Errors as glm5_model_score, plus GLM5_ERR_INVALID_ARGUMENT for a bad temperature.
+ * Thread-safe. */
+glm5_status glm5_model_score_scaled(const glm5_model *model, const int32_t *tokens, size_t n_tokens,
+                                    float temperature, float *logprobs, float *scaled_logprobs);
+
+/* The model's end-of-sequence ids: generation_config.json's eos_token_id if that file has one,
+ * else config.json's (one id or a list). Two-call pattern: *n_out (if not NULL) receives the
+ * count; GLM5_ERR_BUFFER_TOO_SMALL when capacity is smaller (nothing copied).
+ * Returns GLM5_OK, GLM5_ERR_INVALID_ARGUMENT (NULL or dead model, NULL out with capacity > 0),
+ * GLM5_ERR_BUFFER_TOO_SMALL. Thread-safe. */
+glm5_status glm5_model_eos_token_ids(const glm5_model *model, int32_t *out, size_t capacity, size_t *n_out);
 
 #ifdef __cplusplus
 }
