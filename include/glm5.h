@@ -438,15 +438,17 @@ glm5_status glm5_session_cancel(glm5_session *session);
  *
  *   1. temperature   s_i = l_i / temperature.  temperature 0 means greedy: the most likely token
  *                    (ties to the lower id, NaN logits last) and steps 2-6 are skipped.
- *   2. distribution  m = max_i s_i, w_i = exp(s_i - m), p_i = w_i / sum_i w_i (sums in ascending
- *                    id order). NaN logits get w_i = 0 (never drawn).
- *   3. rank order    tokens sorted by s_i descending, equal values by lower id first, NaN last.
+ *   2. distribution  m = max_i s_i, w_i = exp(s_i - m), Z = sum_i w_i, p_i = w_i / Z (every sum
+ *                    here runs in ascending id order). NaN logits get w_i = 0 (never drawn).
+ *   3. rank order    tokens sorted by logit l_i descending (the order of s_i), equal logits by
+ *                    lower id first, NaN last.
  *   4. top-k         (top_k > 0) keep the first top_k tokens of the rank order.
  *   5. top-p         (top_p < 1) walking the rank order and summing p_i, keep a token while the
  *                    sum of the tokens before it is < top_p: the smallest set of most likely
  *                    tokens of the temperature-scaled distribution whose probability reaches
  *                    top_p, the token that crosses it included.
- *   6. min-p         (min_p > 0) keep tokens with p_i >= min_p * max_j p_j.
+ *   6. min-p         (min_p > 0) keep tokens with w_i >= min_p, that is p_i >= min_p * max_j p_j
+ *                    (the most likely token has w = 1).
  *      The kept set K is the intersection of 4-6 (each is a prefix of the rank order).
  *   7. renormalise   W = sum over K of w_i (ascending id order); processed p'_i = w_i / W on K.
  *   8. draw          (x0, x1, x2, x3) = Philox4x32-10(counter = (pos & 0xffffffff, pos >> 32, 0, 0),
@@ -466,9 +468,10 @@ glm5_status glm5_session_cancel(glm5_session *session);
  *
  * Reported per token (each a float; the names are the semantics, use the one your trainer
  * recomputes):
- *   logprobs            raw: log-softmax of the unprocessed logits (temperature 1), as
- *                       glm5_model_score; l_x - logsumexp(l).
- *   scaled_logprobs     log-softmax of logits / temperature: s_x - logsumexp(s). SGLang's
+ *   logprobs            raw: log-softmax of the unprocessed logits, as glm5_model_score: the
+ *                       scaled logprob at temperature 1 (so the two are equal bit for bit when
+ *                       temperature is 1).
+ *   scaled_logprobs     log-softmax of logits / temperature: s_x - (m + log Z). SGLang's
  *                       output_token_logprobs and what slime's trainer recomputes. At
  *                       temperature 0 it equals the raw logprob.
  *   processed_logprobs  log p'_x in the distribution actually sampled from (after top-k, top-p,

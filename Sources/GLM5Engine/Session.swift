@@ -1,14 +1,15 @@
 // A session: one token sequence and its caches. Appending runs prefill (many tokens) or decode
-// (one); the result never depends on how the tokens were split into calls, because every query
-// is computed on its own with row-invariant kernels.
+// (one); the result never depends on how the tokens were split into calls, nor on which other
+// sessions share a step, because every row is computed on its own with row-invariant kernels.
 //
 // Logprob semantics: for a token x_i at position i, log p(x_i | x_<i) under the model's raw
-// distribution at temperature 1 (log-softmax of the unprocessed logits, log-sum-exp in Double).
-// The first token of a session has none (NaN).
+// distribution at temperature 1 (Kernels.logSumExp, in Double); the scaled variant divides the
+// logits by a temperature first. The first token of a session has none (NaN).
 
 import GLM5Core
 import GLM5Kernels
 import GLM5Model
+import Synchronization
 
 public final class Session: @unchecked Sendable {
   public enum LogitsMode: Int32, Sendable { case none = 0, last = 1, all = 2 }
@@ -16,12 +17,16 @@ public final class Session: @unchecked Sendable {
   public let model: Model
   public let maxTokens: Int
   let cache: LatentKVCache
-  public private(set) var tokens: [Int32] = []
-  /// Final-normed hidden state of the last token [H]; nil when empty.
-  var lastHidden: [Float]? = nil
+  public internal(set) var tokens: [Int32] = []
+  /// Final-normed hidden rows of the last append (its last `hiddenRows` rows, at most
+  /// keptHiddenRows): [keptHiddenRows, H]. The logits of the next token come from the last one,
+  /// and truncating back into them needs no forward.
+  let hidden: FloatBuffer
+  var hiddenRows = 0
+  static let keptHiddenRows = 16
   /// Logits kept by the last append: keptRows × vocab, row-major.
-  public private(set) var kept: FloatBuffer? = nil
-  public private(set) var keptRows: Int = 0
+  public internal(set) var kept: FloatBuffer? = nil
+  public internal(set) var keptRows: Int = 0
   /// A copy of the kept logits (tests, small hosts; the C API copies from `kept` directly).
   public var keptLogits: [Float] {
     guard let kept, keptRows > 0 else { return [] }
@@ -29,6 +34,8 @@ public final class Session: @unchecked Sendable {
   }
   /// Optional recorder of DSA selections / routes / attended keys for every forward.
   public var recorder: ForwardRecorder? = nil
+  /// Set by `cancel()` (any thread); consumed by the sampling call that observes it.
+  let cancelRequested = Atomic<Bool>(false)
 
   /// - Parameter maxTokens: 0 means the model's max_position_embeddings.
   public init(model: Model, maxTokens: Int = 0) throws(GLM5Error) {
@@ -39,6 +46,7 @@ public final class Session: @unchecked Sendable {
     self.model = model
     self.maxTokens = maxTokens == 0 ? limit : maxTokens
     cache = try LatentKVCache(config: model.config, hasIndexer: model.transformer.layersWithIndexer, maxTokens: self.maxTokens)
+    hidden = try FloatBuffer(count: Session.keptHiddenRows * model.config.hiddenSize, what: "session hidden rows")
   }
 
   public var count: Int { tokens.count }
@@ -46,102 +54,59 @@ public final class Session: @unchecked Sendable {
   public var cacheBytes: Int { cache.capacity * cache.bytesPerToken }
   var vocab: Int { model.config.vocabSize }
   var hiddenSize: Int { model.config.hiddenSize }
+  /// The hidden row whose logits predict the next token (nil when empty).
+  var lastHidden: UnsafeMutablePointer<Float>? { hiddenRows > 0 ? hidden.pointer + (hiddenRows - 1) * hiddenSize : nil }
 
   /// Check new tokens against the vocabulary and the session's room, before anything changes.
-  func validate(_ ids: [Int32], extra: Int = 0) throws(GLM5Error) {
+  func validate(_ ids: [Int32], extra: Int = 0, context: String = "") throws(GLM5Error) {
     for (i, id) in ids.enumerated() where id < 0 || Int(id) >= vocab {
-      throw .invalidArgument("token id \(id) at index \(i) is outside [0, \(vocab))")
+      throw .invalidArgument("\(context)token id \(id) at index \(i) is outside [0, \(vocab))")
     }
     let need = count + ids.count + extra
     guard need <= maxTokens else {
-      throw .init(.contextFull, "appending \(ids.count + extra) token(s) to \(count) exceeds the session's maximum of \(maxTokens)")
+      throw .init(.contextFull, "\(context)appending \(ids.count + extra) token(s) to \(count) exceeds the session's maximum of \(maxTokens)")
     }
   }
 
   /// Append tokens. Returns log p(token | previous tokens) for each appended token when asked
   /// (NaN for the first token of the session). Keeps logits per `logits`. On failure nothing
-  /// changes: every buffer is allocated before the forward pass, the only step that touches the
-  /// cache, and nothing after it can fail.
+  /// changes.
   @discardableResult
   public func append(_ ids: [Int32], logits mode: LogitsMode, logprobs wantLogprobs: Bool = false) throws(GLM5Error) -> [Float] {
-    guard !ids.isEmpty else { throw .invalidArgument("no tokens to append (n_tokens is 0)") }
-    try validate(ids)
-    let T = ids.count, h = hiddenSize, V = vocab
-    let start = count
-    // Positions whose logits are needed: for logprobs, every position before an appended token
-    // (the previous last token's included); for `mode`, the kept ones.
-    let keepFirst = mode == .all ? start : start + T - 1
-    let keepRows = mode == .none ? 0 : (mode == .all ? T : 1)
-    let needFirst = wantLogprobs ? max(start - 1, 0) : keepFirst
-    let needEnd = mode == .none ? start + T - 1 : start + T  // exclusive
-    let hidden = try FloatBuffer(count: T * h, what: "hidden states")
-    let kept = keepRows > 0 ? try FloatBuffer(count: keepRows * V, what: "kept logits") : nil
-    let chunk = 32  // logits rows computed at a time, so scoring a long sequence needs little memory
-    let rowsNeeded = max(0, needEnd - needFirst)
-    let chunkRows = min(chunk, rowsNeeded)
-    let hs = try FloatBuffer(count: chunkRows * h, what: "hidden rows")
-    let lg = try FloatBuffer(count: chunkRows * V, what: "logits")
-    var logprobs = [Float]()
-    if wantLogprobs { logprobs = [Float](repeating: .nan, count: T) }
-    let prev = lastHidden
-
-    try model.transformer.forward(tokens: ids, cache: cache, hidden: hidden.pointer, pool: model.pool, recorder: recorder)
-
-    var p0 = needFirst
-    while p0 < needEnd {
-      let n = min(chunkRows, needEnd - p0)
-      for i in 0..<n {
-        let p = p0 + i
-        let dst = hs.pointer + i * h
-        if p < start {
-          prev?.withUnsafeBufferPointer { dst.update(from: $0.baseAddress!, count: h) }
-        } else {
-          dst.update(from: hidden.pointer + (p - start) * h, count: h)
-        }
-      }
-      model.transformer.logits(hidden: hs.pointer, rows: n, into: lg.pointer, pool: model.pool)
-      for i in 0..<n {
-        let p = p0 + i
-        let row = lg.pointer + i * V
-        // logits at position p score the token at position p + 1
-        if wantLogprobs && p + 1 >= start && p + 1 < start + T {
-          logprobs[p + 1 - start] = Float(Double(row[Int(ids[p + 1 - start])]) - Kernels.logSumExp(row, V))
-        }
-        if let kept, p >= keepFirst && p < keepFirst + keepRows {
-          (kept.pointer + (p - keepFirst) * V).update(from: row, count: V)
-        }
-      }
-      p0 += n
-    }
-    self.kept = kept
-    keptRows = keepRows
-    tokens.append(contentsOf: ids)
-    lastHidden = Array(UnsafeBufferPointer(start: hidden.pointer + (T - 1) * h, count: h))
-    return logprobs
+    let r = try model.appendBatch([AppendRequest(session: self, tokens: ids, keep: mode, logprobs: wantLogprobs)])
+    return r[0].logprobs
   }
 
-  /// Greedy generation of n tokens: each step takes the most likely token (ties to the lower id),
-  /// reports its logprob, and appends it. Needs at least one token in the session.
+  /// Append tokens and report raw and temperature-scaled logprobs of each (NaN first).
+  public func appendScaled(_ ids: [Int32], logits mode: LogitsMode = .none, temperature: Float) throws(GLM5Error) -> (raw: [Float], scaled: [Float]) {
+    let r = try model.appendBatch([AppendRequest(session: self, tokens: ids, keep: mode, logprobs: true, temperature: temperature)])
+    return (r[0].logprobs, r[0].scaledLogprobs)
+  }
+
+  /// Sample up to params.maxNewTokens tokens (include/glm5.h "Sampling"), appending each.
+  public func sample(_ params: SamplingParams) throws(GLM5Error) -> SampleResult {
+    try model.sampleBatch([self], [params])[0]
+  }
+
+  /// Greedy generation of n tokens: each step takes the most likely token (ties to the lower id,
+  /// NaN last), reports its logprob, and appends it. Needs at least one token in the session.
   public func generate(_ n: Int) throws(GLM5Error) -> (tokens: [Int32], logprobs: [Float]) {
     guard n >= 0 else { throw .invalidArgument("n is \(n), must be >= 0") }
-    guard let _ = lastHidden else { throw .invalidArgument("generation needs at least one token in the session") }
-    try validate([], extra: n)
-    var out: [Int32] = [], lps: [Float] = []
-    let logits = try FloatBuffer(count: vocab, what: "logits")
-    for _ in 0..<n {
-      guard let prev = lastHidden else { break }
-      prev.withUnsafeBufferPointer { hb in
-        model.transformer.logits(hidden: hb.baseAddress!, rows: 1, into: logits.pointer, pool: model.pool)
-      }
-      var best = 0
-      for v in 1..<vocab where logits[v] > logits[best] { best = v }
-      let lp = Float(Double(logits[best]) - Kernels.logSumExp(logits.pointer, vocab))
-      try append([Int32(best)], logits: .none)
-      out.append(Int32(best))
-      lps.append(lp)
-    }
-    kept = nil; keptRows = 0
-    return (out, lps)
+    let r = try sample(.greedy(n))
+    return (r.tokens, r.logprobs)
+  }
+
+  /// Ask a running (or the next) sampling call to stop at the next token boundary. Any thread.
+  public func cancel() { cancelRequested.store(true, ordering: .releasing) }
+
+  /// A new session with the same tokens, caches and hidden rows (kept logits are not copied).
+  public func fork() throws(GLM5Error) -> Session {
+    let s = try Session(model: model, maxTokens: maxTokens)
+    try s.cache.copy(from: cache)
+    s.hidden.pointer.update(from: hidden.pointer, count: hiddenRows * hiddenSize)
+    s.hiddenRows = hiddenRows
+    s.tokens = tokens
+    return s
   }
 
   /// Drop tokens past `n` (a speculative or agentic host rolling back).
@@ -149,33 +114,50 @@ public final class Session: @unchecked Sendable {
     guard n >= 0 && n <= count else { throw .invalidArgument("cannot truncate to \(n) tokens: the session holds \(count)") }
     if n == count { kept = nil; keptRows = 0; return }
     if n == 0 {
-      tokens = []; cache.count = 0; lastHidden = nil
+      tokens = []; cache.count = 0; hiddenRows = 0
       kept = nil; keptRows = 0
       return
     }
-    // The hidden state of token n-1 is recomputed by running it again at its position; the
-    // kernels are row-invariant, so its cache rows come out bitwise identical.
-    let last = tokens[n - 1]
-    let hidden = try FloatBuffer(count: hiddenSize, what: "hidden state")
-    let oldCount = cache.count
-    cache.count = n - 1
-    do {
-      try model.transformer.forward(tokens: [last], cache: cache, hidden: hidden.pointer, pool: model.pool, recorder: nil)
-    } catch {
-      cache.count = oldCount  // rows up to n-2 are untouched and row n-1 is rewritten identically
-      throw error
+    let h = hiddenSize
+    let dropped = count - n
+    if dropped < hiddenRows {
+      // The hidden row of token n-1 is still held: nothing to recompute.
+      hiddenRows -= dropped
+    } else {
+      // Recompute the hidden state of token n-1 by running it again at its position; the kernels
+      // are row-invariant, so its cache rows come out bitwise identical.
+      let last = tokens[n - 1]
+      let row = try FloatBuffer(count: h, what: "hidden state")
+      let oldCount = cache.count
+      cache.count = n - 1
+      do {
+        try model.transformer.forward(tokens: [last], cache: cache, hidden: row.pointer, pool: model.pool, recorder: nil)
+      } catch {
+        cache.count = oldCount  // rows up to n-2 are untouched and row n-1 is rewritten identically
+        throw error
+      }
+      hidden.pointer.update(from: row.pointer, count: h)
+      hiddenRows = 1
     }
-    tokens.removeLast(count - n)
+    cache.count = n
+    tokens.removeLast(dropped)
     kept = nil; keptRows = 0
-    lastHidden = Array(UnsafeBufferPointer(start: hidden.pointer, count: hiddenSize))
   }
 }
 
 extension Model {
   /// log p(x_i | x_<i) for every position of `tokens` (the first is NaN), from a fresh cache.
   public func score(_ tokens: [Int32]) throws(GLM5Error) -> [Float] {
+    try scoreScaled(tokens, temperature: 1).raw
+  }
+
+  /// Raw and temperature-scaled logprobs of every position (NaN first), from a fresh cache.
+  public func scoreScaled(_ tokens: [Int32], temperature: Float) throws(GLM5Error) -> (raw: [Float], scaled: [Float]) {
     guard !tokens.isEmpty else { throw .invalidArgument("no tokens to score (n_tokens is 0)") }
-    let s = try Session(model: self, maxTokens: min(config.maxPositionEmbeddings, max(tokens.count, 1)))
-    return try s.append(tokens, logits: .none, logprobs: true)
+    guard tokens.count <= config.maxPositionEmbeddings else {
+      throw .init(.contextFull, "\(tokens.count) tokens exceed the model's maximum, max_position_embeddings = \(config.maxPositionEmbeddings)")
+    }
+    let s = try Session(model: self, maxTokens: tokens.count)
+    return try s.appendScaled(tokens, temperature: temperature)
   }
 }

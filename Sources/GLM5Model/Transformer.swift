@@ -20,32 +20,38 @@ public final class ForwardRecorder: @unchecked Sendable {
 
   public init() {}
 
-  func recordSelections(layer: Int, start: Int, _ s: [[Int32]]) {
-    for (t, v) in s.enumerated() { selections[layer, default: [:]][start + t] = v }
+  func recordSelection(layer: Int, position: Int, _ s: UnsafeBufferPointer<Int32>) {
+    selections[layer, default: [:]][position] = Array(s)
   }
-  func recordRoutes(layer: Int, start: Int, _ ids: [[Int32]], _ w: [[Float]]) {
-    for t in ids.indices { routes[layer, default: [:]][start + t] = (ids[t], w[t]) }
+  func recordRoute(layer: Int, position: Int, _ ids: UnsafeBufferPointer<Int32>, _ w: UnsafeBufferPointer<Float>) {
+    routes[layer, default: [:]][position] = (Array(ids), Array(w))
   }
-  func recordAttended(layer: Int, start: Int, _ n: [Int]) {
-    for (t, v) in n.enumerated() { attended[layer, default: [:]][start + t] = v }
+  func recordAttended(layer: Int, position: Int, _ n: Int) {
+    attended[layer, default: [:]][position] = n
   }
 }
 
-/// Per-call state shared by the layers.
+/// Per-step state shared by the layers.
 struct ForwardContext {
   let config: ModelConfig
   let pool: ThreadPool
-  let recorder: ForwardRecorder?
+  let segments: [ForwardSegment]
+  let buf: StepBuffers
+  /// Whether any segment records (so that recording costs nothing when off).
+  let recording: Bool
 
-  /// Queries are split into this many fixed chunks (independent of the thread count).
-  func chunks(_ T: Int) -> Int { min(T, 64) }
+  var rows: Int { buf.plan.rows }
+  func segment(_ r: Int) -> ForwardSegment { segments[Int(buf.rowSegment[r])] }
+  func position(_ r: Int) -> Int { buf.rowPosition[r] }
 
-  /// Run body(t, chunk) for t in 0..<T; chunk < chunks(T) identifies the scratch a worker may use.
-  func parallelQueries(_ T: Int, _ body: (Int, Int) -> Void) {
-    let n = chunks(T)
+  /// Run body(r, chunk) for every row r; chunk < plan.chunks identifies the scratch a worker may
+  /// use. The split is fixed by the row count, never by the thread count.
+  func parallelRows(_ body: (Int, Int) -> Void) {
+    let R = rows
+    let n = buf.plan.chunks
     pool.parallelFor(n) { c in
-      var t = c
-      while t < T { body(t, c); t += n }
+      var r = c
+      while r < R { body(r, c); r += n }
     }
   }
 }
@@ -97,57 +103,98 @@ public final class Transformer: @unchecked Sendable {
   /// Which layers keep indexer keys (for sizing a cache).
   public var layersWithIndexer: [Bool] { layers.map { $0.attention.indexer != nil } }
 
-  /// Run T new tokens at positions cache.count ..< cache.count + T, append their cache entries,
-  /// and write the final-normed hidden states into `hidden` [T, H]. On error the cache's count is
-  /// unchanged (entries past it may have been written; they are not valid).
-  public func forward(tokens: [Int32], cache: LatentKVCache, hidden: UnsafeMutablePointer<Float>,
-                      pool: ThreadPool, recorder: ForwardRecorder? = nil) throws(GLM5Error) {
+  /// Widths the step scratch is carved with.
+  public var widths: ModelWidths { ModelWidths(config, layers: layers) }
+
+  /// Bytes of scratch a step of this plan needs (reserve them in an arena before `forward`).
+  public func scratchBytes(_ plan: StepPlan) -> Int { StepBuffers.bytes(plan, widths) }
+
+  /// The plan of a step over these segments.
+  public static func plan(_ segments: [ForwardSegment]) -> StepPlan {
+    var rows = 0, keys = 1
+    for s in segments { rows += s.tokens.count; keys = max(keys, s.start + s.tokens.count) }
+    return StepPlan(rows: rows, maxKeys: keys)
+  }
+
+  /// One step (ForwardStep.swift): run every segment's tokens at positions start..<start+T of its
+  /// cache, append their cache entries, and write the final-normed hidden states of all rows, in
+  /// segment order, into `hidden` [R, H]. `arena` must hold scratchBytes(plan) (checked), and
+  /// each cache must have room (LatentKVCache.reserve). The segments' caches must be distinct.
+  /// On error no cache's count changes (entries past it may have been written; they are not
+  /// valid). Nothing here allocates, unless a segment records.
+  public func forward(_ segments: [ForwardSegment], hidden: UnsafeMutablePointer<Float>, arena: ScratchArena,
+                      pool: ThreadPool) throws(GLM5Error) {
     let c = config
-    let T = tokens.count
     let h = c.hiddenSize
-    let start = cache.count
-    guard T > 0 else { return }
-    try cache.reserve(start + T)
-    let ctx = ForwardContext(config: c, pool: pool, recorder: recorder)
-    let rt = try RopeTables(rope: rope, start: start, tokens: T)
+    let plan = Transformer.plan(segments)
+    let R = plan.rows
+    guard R > 0 else { return }
+    let w = widths
+    guard arena.capacity >= StepBuffers.bytes(plan, w) else { throw .internal("forward: the step arena was not reserved") }
+    for s in segments {
+      guard s.cache.capacity >= s.start + s.tokens.count else { throw .internal("forward: a cache was not reserved") }
+      for (i, id) in s.tokens.enumerated() where id < 0 || Int(id) >= c.vocabSize {
+        throw .invalidArgument("token id \(id) at index \(i) is outside [0, \(c.vocabSize))")
+      }
+    }
+    var cv = Carver(arena: arena)
+    let b = StepBuffers(plan, w, &cv)
+    var r = 0
+    for (si, s) in segments.enumerated() {
+      for i in 0..<s.tokens.count {
+        b.rowSegment[r] = Int32(si)
+        b.rowPosition[r] = s.start + i
+        rope.table(position: s.start + i, cos: b.ropeCos + r * w.ropePairs, sin: b.ropeSin + r * w.ropePairs)
+        r += 1
+      }
+    }
+    let ctx = ForwardContext(config: c, pool: pool, segments: segments, buf: b,
+                             recording: segments.contains { $0.recorder != nil })
 
     // MARK: - Embedding
-    let x = try FloatBuffer(count: T * h, what: "residual stream")
+    let x = b.x, a = b.a, d = b.d
     let embed = WeightMatrix(dtype: weights.embedTokens.dtype, data: weights.embedTokens.data!, rows: c.vocabSize, cols: h)
-    for t in 0..<T {
-      let id = Int(tokens[t])
-      guard id >= 0 && id < c.vocabSize else { throw .invalidArgument("token id \(id) at index \(t) is outside [0, \(c.vocabSize))") }
-      embed.copyRow(id, to: x.pointer + t * h)
+    r = 0
+    for s in segments {
+      for id in s.tokens { embed.copyRow(Int(id), to: x + r * h); r += 1 }
     }
 
     // MARK: - Decoder layers
-    let a = try FloatBuffer(count: T * h, what: "normed hidden")
-    let d = try FloatBuffer(count: T * h, what: "layer output")
-    var shared: [[Int32]] = []
     let eps = Float(c.rmsNormEps)
+    var haveSelections = false
     for (l, layer) in layers.enumerated() {
-      layer.inputNorm.withUnsafeBufferPointer { w in
-        for t in 0..<T { Kernels.rmsNorm(a.pointer + t * h, x.pointer + t * h, w.baseAddress!, h, eps: eps) }
+      layer.inputNorm.withUnsafeBufferPointer { nw in
+        for t in 0..<R { Kernels.rmsNorm(a + t * h, x + t * h, nw.baseAddress!, h, eps: eps) }
       }
-      try layer.attention.forward(layer: l, a: a.pointer, out: d.pointer, tokens: T, start: start, rope: rt,
-                                  cache: cache.layers[l], shared: &shared, ctx: ctx)
-      for i in 0..<(T * h) { x[i] += d[i] }
-      layer.postNorm.withUnsafeBufferPointer { w in
-        for t in 0..<T { Kernels.rmsNorm(a.pointer + t * h, x.pointer + t * h, w.baseAddress!, h, eps: eps) }
+      try layer.attention.forward(layer: l, a: a, out: d, haveSelections: &haveSelections, ctx: ctx)
+      for i in 0..<(R * h) { x[i] += d[i] }
+      layer.postNorm.withUnsafeBufferPointer { nw in
+        for t in 0..<R { Kernels.rmsNorm(a + t * h, x + t * h, nw.baseAddress!, h, eps: eps) }
       }
       if let moe = layer.moe {
-        try moe.forward(layer: l, x: a.pointer, y: d.pointer, tokens: T, start: start, ctx: ctx)
+        moe.forward(layer: l, x: a, y: d, ctx: ctx)
       } else if let dense = layer.dense {
-        try swiGLU(dense, x: a.pointer, ldx: h, y: d.pointer, ldy: h, tokens: T, pool: pool)
+        swiGLU(dense, x: a, ldx: h, y: d, ldy: h, tokens: R, gate: b.dg, up: b.du, pool: pool)
       }
-      for i in 0..<(T * h) { x[i] += d[i] }
+      for i in 0..<(R * h) { x[i] += d[i] }
     }
 
     // MARK: - Final norm
-    finalNorm.withUnsafeBufferPointer { w in
-      for t in 0..<T { Kernels.rmsNorm(hidden + t * h, x.pointer + t * h, w.baseAddress!, h, eps: eps) }
+    finalNorm.withUnsafeBufferPointer { nw in
+      for t in 0..<R { Kernels.rmsNorm(hidden + t * h, x + t * h, nw.baseAddress!, h, eps: eps) }
     }
-    cache.count = start + T
+    for s in segments { s.cache.count = s.start + s.tokens.count }
+  }
+
+  /// One segment from an empty-or-not cache, with its own arena (tests and simple callers).
+  public func forward(tokens: [Int32], cache: LatentKVCache, hidden: UnsafeMutablePointer<Float>,
+                      pool: ThreadPool, recorder: ForwardRecorder? = nil) throws(GLM5Error) {
+    guard !tokens.isEmpty else { return }
+    try cache.reserve(cache.count + tokens.count)
+    let seg = ForwardSegment(cache: cache, tokens: tokens, recorder: recorder)
+    let arena = ScratchArena()
+    try arena.reserve(scratchBytes(Transformer.plan([seg])), what: "forward scratch")
+    try forward([seg], hidden: hidden, arena: arena, pool: pool)
   }
 
   /// logits [rows, V] = hidden [rows, H] · lm_headᵀ

@@ -53,22 +53,22 @@ extension Kernels {
     for i in 0..<n { x[i] *= inv }
   }
 
-  /// log Σ exp(x) over [n], computed in Double with the maximum subtracted. NaN if any x is NaN,
-  /// +inf if any is +inf, -inf if n == 0 or every x is -inf.
-  public static func logSumExp(_ x: UnsafePointer<Float>, _ n: Int) -> Double {
-    var m = -Float.infinity
-    for i in 0..<n { m = max(m, x[i]) }
-    if m == .infinity {
-      for i in 0..<n where x[i].isNaN { return .nan }
-      return .infinity
+  /// log Σ exp(x / temperature) over [n], in Double: m = max_i Double(x_i) / t, then
+  /// m + log Σ exp(Double(x_i) / t - m) summed in index order. NaN if any x is NaN, +inf if any
+  /// is +inf, -inf if n == 0 or every x is -inf. Temperature 1 (the raw log-softmax) divides
+  /// exactly, so it is the same function at every temperature.
+  public static func logSumExp(_ x: UnsafePointer<Float>, _ n: Int, temperature t: Double = 1) -> Double {
+    var m = -Double.infinity
+    var nan = false
+    for i in 0..<n {
+      let v = x[i]
+      if v.isNaN { nan = true } else { m = max(m, Double(v) / t) }
     }
-    if m == -.infinity || m.isNaN {
-      for i in 0..<n where x[i].isNaN { return .nan }
-      return Double(m)
-    }
+    if nan { return .nan }
+    if m.isInfinite { return m }
     var s: Double = 0
-    for i in 0..<n { s += _expD(Double(x[i] - m)) }
-    return Double(m) + _logD(s)
+    for i in 0..<n { s += _expD(Double(x[i]) / t - m) }
+    return m + _logD(s)
   }
 }
 

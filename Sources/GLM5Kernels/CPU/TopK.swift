@@ -1,49 +1,98 @@
-// Deterministic top-k, shared by the DSA indexer and the MoE router. The rule (documented in
-// include/glm5.h): higher score first; equal scores go to the lower index; NaN ranks last.
+// Deterministic top-k, shared by the DSA indexer, the MoE router and the sampler. The rule
+// (documented in include/glm5.h): higher score first; equal scores go to the lower index; NaN
+// ranks last. It is a strict total order, so the result does not depend on the algorithm.
 
 import GLM5Core
 
+@inline(__always) func swapAt(_ p: UnsafeMutablePointer<Int32>, _ i: Int, _ j: Int) {
+  let t = p[i]; p[i] = p[j]; p[j] = t
+}
+
 extension Kernels {
-  /// Indices of the k best of scores[0..<n] in rank order (best first). O(n log k) with a
-  /// bounded heap whose root is the worst kept entry.
-  public static func topK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, into out: inout [Int32]) {
-    out.removeAll(keepingCapacity: true)
+  /// Indices of the k best of scores[0..<n] in rank order (best first), written to
+  /// `heap[0..<min(k, n)]` (k entries of scratch); returns min(k, n). O(n log k), no allocation:
+  /// a bounded heap whose root is the worst kept entry, then sorted in place.
+  @discardableResult
+  public static func topK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, heap: UnsafeMutablePointer<Int32>) -> Int {
     let k = min(k, n)
-    if k <= 0 { return }
-    // heap of indices; "worse" at the root.
-    var heap = [Int32]()
-    heap.reserveCapacity(k)
-    @inline(__always) func worse(_ a: Int32, _ b: Int32) -> Bool {
-      // a ranks after b
+    if k <= 0 { return 0 }
+    @inline(__always) func worse(_ a: Int32, _ b: Int32) -> Bool {  // a ranks after b
       precedes(scores[Int(b)], Int(b), scores[Int(a)], Int(a))
     }
-    func siftDown(_ start: Int) {
+    @inline(__always) func siftDown(_ start: Int, _ count: Int) {
       var i = start
       while true {
         let l = 2 * i + 1, r = l + 1
         var m = i
-        if l < heap.count && worse(heap[l], heap[m]) { m = l }
-        if r < heap.count && worse(heap[r], heap[m]) { m = r }
+        if l < count && worse(heap[l], heap[m]) { m = l }
+        if r < count && worse(heap[r], heap[m]) { m = r }
         if m == i { return }
-        heap.swapAt(i, m)
+        swapAt(heap, i, m)
         i = m
       }
     }
-    for i in 0..<n {
-      let c = Int32(i)
-      if heap.count < k {
-        heap.append(c)
-        var j = heap.count - 1
-        while j > 0 {
-          let p = (j - 1) / 2
-          if worse(heap[j], heap[p]) { heap.swapAt(j, p); j = p } else { break }
-        }
-      } else if worse(heap[0], c) {
-        heap[0] = c
-        siftDown(0)
+    for i in 0..<k {
+      heap[i] = Int32(i)
+      var j = i
+      while j > 0 {
+        let p = (j - 1) / 2
+        if worse(heap[j], heap[p]) { swapAt(heap, j, p); j = p } else { break }
       }
     }
-    heap.sort { precedes(scores[Int($0)], Int($0), scores[Int($1)], Int($1)) }
-    out.append(contentsOf: heap)
+    var i = k
+    while i < n {
+      let c = Int32(i)
+      if worse(heap[0], c) { heap[0] = c; siftDown(0, k) }
+      i += 1
+    }
+    // Pop the worst to the back until one is left: best first.
+    var end = k
+    while end > 1 {
+      end -= 1
+      swapAt(heap, 0, end)
+      siftDown(0, end)
+    }
+    return k
+  }
+
+  /// The array form (tests, reference code).
+  public static func topK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, into out: inout [Int32]) {
+    let m = max(0, min(k, n))
+    out = [Int32](repeating: 0, count: m)
+    out.withUnsafeMutableBufferPointer { o in if m > 0 { topK(scores, n, k, heap: o.baseAddress!) } }
+  }
+
+  /// Sort ids[0..<n] ascending in place (heapsort: no allocation).
+  public static func sortAscending(_ ids: UnsafeMutablePointer<Int32>, _ n: Int) {
+    if n < 2 { return }
+    if n <= 16 {
+      for i in 1..<n {
+        let v = ids[i]
+        var j = i
+        while j > 0 && ids[j - 1] > v { ids[j] = ids[j - 1]; j -= 1 }
+        ids[j] = v
+      }
+      return
+    }
+    @inline(__always) func sift(_ start: Int, _ count: Int) {
+      var i = start
+      while true {
+        let l = 2 * i + 1, r = l + 1
+        var m = i
+        if l < count && ids[l] > ids[m] { m = l }
+        if r < count && ids[r] > ids[m] { m = r }
+        if m == i { return }
+        swapAt(ids, i, m)
+        i = m
+      }
+    }
+    var s = n / 2 - 1
+    while s >= 0 { sift(s, n); s -= 1 }
+    var end = n
+    while end > 1 {
+      end -= 1
+      swapAt(ids, 0, end)
+      sift(0, end)
+    }
   }
 }

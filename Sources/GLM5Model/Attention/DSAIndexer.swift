@@ -27,47 +27,48 @@ struct DSAIndexer {
     topK = c.indexTopK
   }
 
-  /// Project this step's indexer queries and keys; append keys to the cache at [start, start+T).
-  /// Returns (queries [T, Hi, Di], head weights [T, Hi]).
-  func project(aNorm a: UnsafePointer<Float>, qLat: UnsafePointer<Float>, tokens T: Int, start: Int,
-               rope: RopeTables, keyCache: FloatBuffer, ctx: ForwardContext) throws(GLM5Error) -> (FloatBuffer, FloatBuffer) {
+  /// Project the step's indexer queries [R, Hi, Di] and head weights [R, Hi] into the step
+  /// buffers, and append each row's key to its segment's cache at its position.
+  func project(layer l: Int, aNorm a: UnsafePointer<Float>, qLat: UnsafePointer<Float>, ctx: ForwardContext) throws(GLM5Error) {
     let c = ctx.config
-    let q = try FloatBuffer(count: T * heads * headDim, what: "indexer queries")
-    Kernels.linear(q.pointer, ldy: heads * headDim, qLat, ldx: c.qLoraRank, tokens: T, weights.wqB.kernel, pool: ctx.pool)
-    let k = try FloatBuffer(count: T * headDim, what: "indexer keys")
-    Kernels.linear(k.pointer, ldy: headDim, a, ldx: c.hiddenSize, tokens: T, weights.wk.kernel, pool: ctx.pool)
-    let w = try FloatBuffer(count: T * heads, what: "indexer head weights")
-    Kernels.linear(w.pointer, ldy: heads, a, ldx: c.hiddenSize, tokens: T, weights.weightsProj.kernel, pool: ctx.pool)
+    let b = ctx.buf
+    let R = ctx.rows
+    let pairs = ropeDims / 2
+    let q = b.iq, k = b.ik, w = b.iw
+    Kernels.linear(q, ldy: heads * headDim, qLat, ldx: c.qLoraRank, tokens: R, weights.wqB.kernel, pool: ctx.pool)
+    Kernels.linear(k, ldy: headDim, a, ldx: c.hiddenSize, tokens: R, weights.wk.kernel, pool: ctx.pool)
+    Kernels.linear(w, ldy: heads, a, ldx: c.hiddenSize, tokens: R, weights.weightsProj.kernel, pool: ctx.pool)
     let hScale = 1 / Float(heads).squareRoot()
-    for i in 0..<(T * heads) { w[i] *= hScale }
+    for i in 0..<(R * heads) { w[i] *= hScale }
     kNormW.withUnsafeBufferPointer { nw in
       kNormB.withUnsafeBufferPointer { nb in
-        for t in 0..<T {
-          let dst = keyCache.pointer + (start + t) * headDim
-          Kernels.layerNorm(dst, k.pointer + t * headDim, nw.baseAddress!, nb.baseAddress!, headDim, eps: 1e-6)
-          Kernels.ropeInterleaved(dst, cos: rope.cos(t), sin: rope.sin(t), pairs: ropeDims / 2)
+        for t in 0..<R {
+          let keyCache = ctx.segment(t).cache.layers[l].indexKey!
+          let dst = keyCache.pointer + ctx.position(t) * headDim
+          Kernels.layerNorm(dst, k + t * headDim, nw.baseAddress!, nb.baseAddress!, headDim, eps: 1e-6)
+          Kernels.ropeInterleaved(dst, cos: b.cos(t, pairs), sin: b.sin(t, pairs), pairs: pairs)
           for h in 0..<heads {
-            Kernels.ropeInterleaved(q.pointer + (t * heads + h) * headDim, cos: rope.cos(t), sin: rope.sin(t), pairs: ropeDims / 2)
+            Kernels.ropeInterleaved(q + (t * heads + h) * headDim, cos: b.cos(t, pairs), sin: b.sin(t, pairs), pairs: pairs)
           }
         }
       }
     }
-    return (q, w)
   }
 
-  /// The selected keys for the query at absolute `position`, ascending. `scores` is scratch of at
-  /// least position + 1 floats.
+  /// The selected keys for the query at absolute `position`, ascending, written to `out`
+  /// (min(topK, position + 1) entries, returned). `scores` is scratch of position + 1 floats,
+  /// `heap` of topK ints.
   func select(query q: UnsafePointer<Float>, headWeights w: UnsafePointer<Float>, position: Int,
-              keyCache: FloatBuffer, scores: UnsafeMutablePointer<Float>, out: inout [Int32]) {
+              keys: UnsafePointer<Float>, scores: UnsafeMutablePointer<Float>, heap: UnsafeMutablePointer<Int32>,
+              out: UnsafeMutablePointer<Int32>) -> Int {
     let nKeys = position + 1
     if nKeys <= topK {
-      out.removeAll(keepingCapacity: true)
-      for j in 0..<nKeys { out.append(Int32(j)) }
-      return
+      for j in 0..<nKeys { out[j] = Int32(j) }
+      return nKeys
     }
     let scale = 1 / Float(headDim).squareRoot()
     for j in 0..<nKeys {
-      let kj = keyCache.pointer + j * headDim
+      let kj = keys + j * headDim
       var s: Float = 0
       for h in 0..<heads {
         let d = Kernels.dot(q + h * headDim, kj, headDim) * scale
@@ -75,7 +76,9 @@ struct DSAIndexer {
       }
       scores[j] = s
     }
-    Kernels.topK(scores, nKeys, topK, into: &out)
-    out.sort()
+    let n = Kernels.topK(scores, nKeys, topK, heap: heap)
+    out.update(from: heap, count: n)
+    Kernels.sortAscending(out, n)
+    return n
   }
 }

@@ -15,21 +15,6 @@
 import GLM5Core
 import GLM5Kernels
 
-/// cos/sin for each token of a step: [T, Dr/2] each.
-struct RopeTables {
-  let pairs: Int
-  let cosBuf: FloatBuffer, sinBuf: FloatBuffer
-
-  init(rope: RoPE, start: Int, tokens T: Int) throws(GLM5Error) {
-    pairs = rope.dims / 2
-    cosBuf = try FloatBuffer(count: T * pairs, what: "RoPE table")
-    sinBuf = try FloatBuffer(count: T * pairs, what: "RoPE table")
-    for t in 0..<T { rope.table(position: start + t, cos: cosBuf.pointer + t * pairs, sin: sinBuf.pointer + t * pairs) }
-  }
-  func cos(_ t: Int) -> UnsafePointer<Float> { UnsafePointer(cosBuf.pointer + t * pairs) }
-  func sin(_ t: Int) -> UnsafePointer<Float> { UnsafePointer(sinBuf.pointer + t * pairs) }
-}
-
 struct MLA {
   let weights: AttentionWeights
   let qANorm: [Float], kvANorm: [Float]
@@ -51,99 +36,104 @@ struct MLA {
     scale = Float(c.softmaxScale)
   }
 
-  /// Attention for T new tokens at positions start..<start+T, whose cache rows are written here.
-  ///   a   [T, H]  the input-normed hidden states
-  ///   out [T, H]  the attention output (before the residual add)
-  /// `shared` carries the last full indexer's selections to GLM-5.2 "shared" layers; on return it
-  /// holds this layer's selections ([T] arrays of ascending key indices).
-  func forward(layer l: Int, a: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, tokens T: Int, start: Int,
-               rope: RopeTables, cache: LatentKVCache.Layer, shared: inout [[Int32]], ctx: ForwardContext) throws(GLM5Error) {
+  /// Attention for the step's rows, whose cache rows are written here.
+  ///   a   [R, H]  the input-normed hidden states
+  ///   out [R, H]  the attention output (before the residual add)
+  /// The step's selections buffer carries the last full indexer's selections to GLM-5.2
+  /// "shared" layers (`haveSelections` says whether an earlier layer of this step wrote them).
+  func forward(layer l: Int, a: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, haveSelections: inout Bool,
+               ctx: ForwardContext) throws(GLM5Error) {
     let c = ctx.config
     let h = c.hiddenSize
     let dqk = dn + dr
     let pool = ctx.pool
+    let b = ctx.buf
+    let R = ctx.rows
+    let pairs = dr / 2
 
     // MARK: - Queries and the compressed KV
-    let qLat = try FloatBuffer(count: T * rq, what: "q latent")
-    Kernels.linear(qLat.pointer, ldy: rq, a, ldx: h, tokens: T, weights.qA.kernel, pool: pool)
+    let qLat = b.qLat
+    Kernels.linear(qLat, ldy: rq, a, ldx: h, tokens: R, weights.qA.kernel, pool: pool)
     qANorm.withUnsafeBufferPointer { w in
-      for t in 0..<T { Kernels.rmsNorm(qLat.pointer + t * rq, qLat.pointer + t * rq, w.baseAddress!, rq, eps: 1e-6) }
+      for t in 0..<R { Kernels.rmsNorm(qLat + t * rq, qLat + t * rq, w.baseAddress!, rq, eps: 1e-6) }
     }
-    let q = try FloatBuffer(count: T * nh * dqk, what: "queries")
-    Kernels.linear(q.pointer, ldy: nh * dqk, qLat.pointer, ldx: rq, tokens: T, weights.qB.kernel, pool: pool)
-    let ckv = try FloatBuffer(count: T * (rkv + dr), what: "compressed kv")
-    Kernels.linear(ckv.pointer, ldy: rkv + dr, a, ldx: h, tokens: T, weights.kvA.kernel, pool: pool)
+    let q = b.q
+    Kernels.linear(q, ldy: nh * dqk, qLat, ldx: rq, tokens: R, weights.qB.kernel, pool: pool)
+    let ckv = b.ckv
+    Kernels.linear(ckv, ldy: rkv + dr, a, ldx: h, tokens: R, weights.kvA.kernel, pool: pool)
     kvANorm.withUnsafeBufferPointer { w in
-      for t in 0..<T {
-        let p = start + t
-        Kernels.rmsNorm(cache.latent.pointer + p * rkv, ckv.pointer + t * (rkv + dr), w.baseAddress!, rkv, eps: 1e-6)
+      for t in 0..<R {
+        let p = ctx.position(t)
+        let cache = ctx.segment(t).cache.layers[l]
+        Kernels.rmsNorm(cache.latent.pointer + p * rkv, ckv + t * (rkv + dr), w.baseAddress!, rkv, eps: 1e-6)
         let kr = cache.kRope.pointer + p * dr
-        kr.update(from: ckv.pointer + t * (rkv + dr) + rkv, count: dr)
-        Kernels.ropeInterleaved(kr, cos: rope.cos(t), sin: rope.sin(t), pairs: dr / 2)
+        kr.update(from: ckv + t * (rkv + dr) + rkv, count: dr)
+        Kernels.ropeInterleaved(kr, cos: b.cos(t, pairs), sin: b.sin(t, pairs), pairs: pairs)
         for hh in 0..<nh {
-          Kernels.ropeInterleaved(q.pointer + (t * nh + hh) * dqk + dn, cos: rope.cos(t), sin: rope.sin(t), pairs: dr / 2)
+          Kernels.ropeInterleaved(q + (t * nh + hh) * dqk + dn, cos: b.cos(t, pairs), sin: b.sin(t, pairs), pairs: pairs)
         }
       }
     }
 
     // MARK: - DSA selection
-    var selections: [[Int32]]
+    let S = b.maxSelected
     if let indexer {
-      guard let keyCache = cache.indexKey else { throw .internal("layer \(l) has an indexer but no indexer cache") }
-      let (qi, hw) = try indexer.project(aNorm: a, qLat: qLat.pointer, tokens: T, start: start, rope: rope, keyCache: keyCache, ctx: ctx)
-      selections = Array(repeating: [], count: T)
-      let scratch = try FloatBuffer(count: ctx.chunks(T) * (start + T), what: "indexer scores")
-      selections.withUnsafeMutableBufferPointer { sel in
-        let selBase = sel.baseAddress!
-        ctx.parallelQueries(T) { t, worker in
-          indexer.select(query: qi.pointer + t * indexer.heads * indexer.headDim, headWeights: hw.pointer + t * indexer.heads,
-                         position: start + t, keyCache: keyCache, scores: scratch.pointer + worker * (start + T), out: &selBase[t])
-        }
+      try indexer.project(layer: l, aNorm: a, qLat: qLat, ctx: ctx)
+      ctx.parallelRows { t, worker in
+        let keys = ctx.segment(t).cache.layers[l].indexKey!
+        let n = indexer.select(query: b.iq + t * indexer.heads * indexer.headDim, headWeights: b.iw + t * indexer.heads,
+                               position: ctx.position(t), keys: keys.pointer,
+                               scores: b.scores + worker * b.plan.maxKeys, heap: b.heap + worker * S, out: b.selected + t * S)
+        b.selectedCount[t] = Int32(n)
       }
+      haveSelections = true
     } else {
-      guard shared.count == T else { throw .internal("layer \(l) shares the indexer, but no earlier layer selected keys") }
-      selections = shared
+      guard haveSelections else { throw .internal("layer \(l) shares the indexer, but no earlier layer selected keys") }
     }
-    shared = selections
-    ctx.recorder?.recordSelections(layer: l, start: start, selections)
+    if ctx.recording {
+      for t in 0..<R {
+        ctx.segment(t).recorder?.recordSelection(layer: l, position: ctx.position(t),
+                                                 UnsafeBufferPointer(start: b.selected + t * S, count: Int(b.selectedCount[t])))
+      }
+    }
 
     // MARK: - Absorbed attention over the selected keys
-    // q̃ [T, Nh, Rkv], then the latent output [T, Nh, Rkv] and the heads' values [T, Nh, Dv].
-    let qt = try FloatBuffer(count: T * nh * rkv, what: "absorbed queries")
-    let oLat = try FloatBuffer(count: T * nh * rkv, what: "latent attention output")
-    let o = try FloatBuffer(count: T * nh * dv, what: "attention heads output")
+    // q̃ [R, Nh, Rkv], then the latent output [R, Nh, Rkv] and the heads' values [R, Nh, Dv].
+    let qt = b.qAbsorbed, oLat = b.oLatent, o = b.oHeads
     let kvB = weights.kvB.kernel
-    ctx.pool.parallelFor(nh) { hh in
+    pool.parallelFor(nh) { hh in
       let wUK = kvB.rows(hh * (dn + dv), dn)  // [Dn, Rkv]
-      Kernels.linearTransposed(qt.pointer + hh * rkv, ldy: nh * rkv, q.pointer + hh * dqk, ldx: nh * dqk, tokens: T, wUK)
+      Kernels.linearTransposed(qt + hh * rkv, ldy: nh * rkv, q + hh * dqk, ldx: nh * dqk, tokens: R, wUK)
     }
-    let maxSel = selections.reduce(0) { max($0, $1.count) }
-    let probs = try FloatBuffer(count: ctx.chunks(T) * max(maxSel, 1), what: "attention probabilities")
-    selections.withUnsafeBufferPointer { sel in
-      ctx.parallelQueries(T) { t, worker in
-        let keys = sel[t]
-        let p = probs.pointer + worker * max(maxSel, 1)
-        for hh in 0..<nh {
-          let qn = qt.pointer + (t * nh + hh) * rkv
-          let qr = q.pointer + (t * nh + hh) * dqk + dn
-          for (i, j) in keys.enumerated() {
-            let s = Kernels.dot(qn, cache.latent.pointer + Int(j) * rkv, rkv) + Kernels.dot(qr, cache.kRope.pointer + Int(j) * dr, dr)
-            p[i] = s * scale
-          }
-          Kernels.softmax(p, keys.count)
-          let ol = oLat.pointer + (t * nh + hh) * rkv
-          for r in 0..<rkv { ol[r] = 0 }
-          for (i, j) in keys.enumerated() {
-            Kernels.axpy(ol, p[i], cache.latent.pointer + Int(j) * rkv, rkv)
-          }
+    ctx.parallelRows { t, worker in
+      let cache = ctx.segment(t).cache.layers[l]
+      let latent = cache.latent.pointer, kRope = cache.kRope.pointer
+      let keys = b.selected + t * S
+      let nk = Int(b.selectedCount[t])
+      let p = b.probs + worker * S
+      for hh in 0..<nh {
+        let qn = qt + (t * nh + hh) * rkv
+        let qr = q + (t * nh + hh) * dqk + dn
+        for i in 0..<nk {
+          let j = Int(keys[i])
+          let s = Kernels.dot(qn, latent + j * rkv, rkv) + Kernels.dot(qr, kRope + j * dr, dr)
+          p[i] = s * scale
+        }
+        Kernels.softmax(p, nk)
+        let ol = oLat + (t * nh + hh) * rkv
+        for r in 0..<rkv { ol[r] = 0 }
+        for i in 0..<nk {
+          Kernels.axpy(ol, p[i], latent + Int(keys[i]) * rkv, rkv)
         }
       }
     }
-    ctx.recorder?.recordAttended(layer: l, start: start, selections.map(\.count))
-    ctx.pool.parallelFor(nh) { hh in
-      let wUV = kvB.rows(hh * (dn + dv) + dn, dv)  // [Dv, Rkv]
-      Kernels.linear(o.pointer + hh * dv, ldy: nh * dv, oLat.pointer + hh * rkv, ldx: nh * rkv, tokens: T, wUV, pool: ThreadPool.serial)
+    if ctx.recording {
+      for t in 0..<R { ctx.segment(t).recorder?.recordAttended(layer: l, position: ctx.position(t), Int(b.selectedCount[t])) }
     }
-    Kernels.linear(out, ldy: h, o.pointer, ldx: nh * dv, tokens: T, weights.o.kernel, pool: pool)
+    pool.parallelFor(nh) { hh in
+      let wUV = kvB.rows(hh * (dn + dv) + dn, dv)  // [Dv, Rkv]
+      Kernels.linear(o + hh * dv, ldy: nh * dv, oLat + hh * rkv, ldx: nh * rkv, tokens: R, wUV, pool: ThreadPool.serial)
+    }
+    Kernels.linear(out, ldy: h, o, ldx: nh * dv, tokens: R, weights.o.kernel, pool: pool)
   }
 }

@@ -51,6 +51,22 @@ public final class LatentKVCache: @unchecked Sendable {
     capacity = newCap
   }
 
+  /// Become a copy of `other`'s valid entries (a fork). Fails without changing anything visible.
+  public func copy(from other: LatentKVCache) throws(GLM5Error) {
+    guard other.layers.count == layers.count, other.rkv == rkv, other.dr == dr, other.di == di else {
+      throw .internal("copying a cache of another shape")
+    }
+    try reserve(other.count)
+    let n = other.count
+    for (l, layer) in layers.enumerated() {
+      let o = other.layers[l]
+      layer.latent.pointer.update(from: o.latent.pointer, count: n * rkv)
+      layer.kRope.pointer.update(from: o.kRope.pointer, count: n * dr)
+      if let k = layer.indexKey, let ok = o.indexKey { k.pointer.update(from: ok.pointer, count: n * di) }
+    }
+    count = n
+  }
+
   /// Bytes held per token over all layers (for reporting).
   public var bytesPerToken: Int {
     layers.reduce(0) { $0 + 4 * (rkv + dr + ($1.indexKey == nil ? 0 : di)) }

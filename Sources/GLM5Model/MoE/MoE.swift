@@ -8,16 +8,14 @@
 import GLM5Core
 import GLM5Kernels
 
-/// down(silu(gate(x)) ⊙ up(x)) for T rows.   x [T, H] → y [T, H]
+/// down(silu(gate(x)) ⊙ up(x)) for T rows.   x [T, H] → y [T, H];  gate, up: scratch [T, W]
 func swiGLU(_ w: SwiGLUWeights, x: UnsafePointer<Float>, ldx: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
-            tokens T: Int, pool: ThreadPool) throws(GLM5Error) {
+            tokens T: Int, gate g: UnsafeMutablePointer<Float>, up u: UnsafeMutablePointer<Float>, pool: ThreadPool) {
   let width = w.gate.outFeatures
-  let g = try FloatBuffer(count: T * width, what: "MLP gate")
-  let u = try FloatBuffer(count: T * width, what: "MLP up")
-  Kernels.linear(g.pointer, ldy: width, x, ldx: ldx, tokens: T, w.gate.kernel, pool: pool)
-  Kernels.linear(u.pointer, ldy: width, x, ldx: ldx, tokens: T, w.up.kernel, pool: pool)
-  Kernels.swiglu(g.pointer, u.pointer, T * width)
-  Kernels.linear(y, ldy: ldy, g.pointer, ldx: width, tokens: T, w.down.kernel, pool: pool)
+  Kernels.linear(g, ldy: width, x, ldx: ldx, tokens: T, w.gate.kernel, pool: pool)
+  Kernels.linear(u, ldy: width, x, ldx: ldx, tokens: T, w.up.kernel, pool: pool)
+  Kernels.swiglu(g, u, T * width)
+  Kernels.linear(y, ldy: ldy, g, ldx: width, tokens: T, w.down.kernel, pool: pool)
 }
 
 struct MoE {
@@ -29,79 +27,81 @@ struct MoE {
     router = Router(w, config: c)
   }
 
-  /// y [T, H] = MoE(x [T, H]).
-  func forward(layer l: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, tokens T: Int, start: Int,
-               ctx: ForwardContext) throws(GLM5Error) {
+  /// y [R, H] = MoE(x [R, H]) over the step's rows.
+  func forward(layer l: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, ctx: ForwardContext) {
     let h = ctx.config.hiddenSize
-    let e = router.experts
-    let logits = try FloatBuffer(count: T * e, what: "router logits")
-    Kernels.linear(logits.pointer, ldy: e, x, ldx: h, tokens: T, weights.router.kernel, pool: ctx.pool)
-    var ids = [[Int32]](repeating: [], count: T)
-    var wts = [[Float]](repeating: [], count: T)
-    for t in 0..<T { router.route(logits: logits.pointer + t * e, ids: &ids[t], weights: &wts[t]) }
-    ctx.recorder?.recordRoutes(layer: l, start: start, ids, wts)
-
-    // Tokens per expert, then each used expert once over its tokens.
-    var tokensOf = [[Int]](repeating: [], count: e)
-    for t in 0..<T { for id in ids[t] { tokensOf[Int(id)].append(t) } }
-    let k = router.perToken
-    let used = (0..<e).filter { !tokensOf[$0].isEmpty }
-    // Inputs and outputs of each used expert, packed one after another: [Σ n_e, H] each.
-    var offset = [Int](repeating: 0, count: e)
-    var n = 0
-    for ex in used { offset[ex] = n; n += tokensOf[ex].count }
-    let xe = try FloatBuffer(count: n * h, what: "expert inputs")
-    let ye = try FloatBuffer(count: n * h, what: "expert outputs")
-    let sharedOut = try FloatBuffer(count: weights.shared == nil ? 0 : T * h, what: "shared expert output")
-    for ex in used {
-      for (i, t) in tokensOf[ex].enumerated() { (xe.pointer + (offset[ex] + i) * h).update(from: x + t * h, count: h) }
+    let b = ctx.buf
+    let R = ctx.rows
+    let e = router.experts, k = router.perToken
+    let logits = b.routerLogits
+    Kernels.linear(logits, ldy: e, x, ldx: h, tokens: R, weights.router.kernel, pool: ctx.pool)
+    for t in 0..<R {
+      router.route(logits: logits + t * e, ids: b.routeIds + t * k, weights: b.routeWeights + t * k,
+                   scratch: b.routerScratch, heap: b.routerHeap)
     }
-    // Decode and short prefills: a few tokens per expert, so the experts (and the shared one) run
-    // side by side, each on one thread; longer prefills split each expert's rows instead. Every
-    // row is computed the same way either way (row-invariant kernels), so results do not change.
-    let maxRows = used.map { tokensOf[$0].count }.max() ?? 0
-    let tasks = used.count + (weights.shared == nil ? 0 : 1)
+    if ctx.recording {
+      for t in 0..<R {
+        ctx.segment(t).recorder?.recordRoute(layer: l, position: ctx.position(t),
+                                             UnsafeBufferPointer(start: b.routeIds + t * k, count: k),
+                                             UnsafeBufferPointer(start: b.routeWeights + t * k, count: k))
+      }
+    }
+
+    // Rows per expert, then each used expert once over its rows, packed one expert after another
+    // in ascending expert id and, within an expert, ascending row.
+    let count = b.expertCount, offset = b.expertOffset, used = b.usedExperts
+    for ex in 0..<e { count[ex] = 0 }
+    for i in 0..<(R * k) { count[Int(b.routeIds[i])] += 1 }
+    var nUsed = 0, n: Int32 = 0
+    var maxRows: Int32 = 0
+    for ex in 0..<e {
+      offset[ex] = n
+      if count[ex] > 0 { used[nUsed] = Int32(ex); nUsed += 1; n += count[ex]; maxRows = max(maxRows, count[ex]) }
+      count[ex] = 0  // reused as the fill level below
+    }
+    for t in 0..<R {
+      for slot in 0..<k {
+        let ex = Int(b.routeIds[t * k + slot])
+        let i = Int(offset[ex] + count[ex])
+        count[ex] += 1
+        b.packedRow[i] = Int32(t)
+        b.routeSlot[t * k + slot] = Int32(i)
+        (b.xe + i * h).update(from: x + t * h, count: h)
+      }
+    }
+    let we = router.experts > 0 ? weights.experts[0].gate.outFeatures : 0
+    let shared = weights.shared
+    @inline(__always) func runExpert(_ ex: Int, _ pool: ThreadPool) {
+      let o = Int(offset[ex])
+      swiGLU(weights.experts[ex], x: b.xe + o * h, ldx: h, y: b.ye + o * h, ldy: h, tokens: Int(count[ex]),
+             gate: b.eg + o * we, up: b.eu + o * we, pool: pool)
+    }
+    @inline(__always) func runShared(_ pool: ThreadPool) {
+      if let shared { swiGLU(shared, x: x, ldx: h, y: b.sharedOut, ldy: h, tokens: R, gate: b.sg, up: b.su, pool: pool) }
+    }
+    // Decode and short prefills: a few rows per expert, so the experts (and the shared one) run
+    // side by side, each on one thread; longer steps split each expert's rows instead. Every row
+    // is computed the same way either way (row-invariant kernels), so results do not change.
+    let tasks = nUsed + (shared == nil ? 0 : 1)
     if maxRows <= 4 && ctx.pool.threads > 1 && tasks > 1 {
-      var failures = [GLM5Error?](repeating: nil, count: tasks)
-      failures.withUnsafeMutableBufferPointer { fail in
-        let failBase = fail.baseAddress!
-        ctx.pool.parallelFor(tasks) { i in
-          do throws(GLM5Error) {
-            if i < used.count {
-              let ex = used[i]
-              try swiGLU(weights.experts[ex], x: xe.pointer + offset[ex] * h, ldx: h, y: ye.pointer + offset[ex] * h, ldy: h,
-                         tokens: tokensOf[ex].count, pool: .serial)
-            } else if let shared = weights.shared {
-              try swiGLU(shared, x: x, ldx: h, y: sharedOut.pointer, ldy: h, tokens: T, pool: .serial)
-            }
-          } catch {
-            failBase[i] = error
-          }
-        }
+      ctx.pool.parallelFor(tasks) { i in
+        if i < nUsed { runExpert(Int(used[i]), .serial) } else { runShared(.serial) }
       }
-      if let f = failures.compactMap({ $0 }).first { throw f }
     } else {
-      for ex in used {
-        try swiGLU(weights.experts[ex], x: xe.pointer + offset[ex] * h, ldx: h, y: ye.pointer + offset[ex] * h, ldy: h,
-                   tokens: tokensOf[ex].count, pool: ctx.pool)
-      }
-      if let shared = weights.shared {
-        try swiGLU(shared, x: x, ldx: h, y: sharedOut.pointer, ldy: h, tokens: T, pool: ctx.pool)
-      }
+      for i in 0..<nUsed { runExpert(Int(used[i]), ctx.pool) }
+      runShared(ctx.pool)
     }
     // y[t] = Σ over its experts in ascending id of w · expert output, then + shared.
-    for t in 0..<T {
+    for t in 0..<R {
       let yt = y + t * h
       for j in 0..<h { yt[j] = 0 }
-      for (slot, id) in ids[t].enumerated() {
-        let ex = Int(id)
-        guard let i = tokensOf[ex].firstIndex(of: t) else { continue }
-        let src = ye.pointer + (offset[ex] + i) * h
-        let w = wts[t][slot]
+      for slot in 0..<k {
+        let src = b.ye + Int(b.routeSlot[t * k + slot]) * h
+        let w = b.routeWeights[t * k + slot]
         for j in 0..<h { yt[j] += src[j] * w }
       }
-      if weights.shared != nil {
-        let sh = sharedOut.pointer + t * h
+      if shared != nil {
+        let sh = b.sharedOut + t * h
         for j in 0..<h { yt[j] += sh[j] }
       }
     }

@@ -26,38 +26,41 @@ struct Router {
     scaling = Float(c.routedScalingFactor)
   }
 
-  /// Route one token from its router logits [E]. Returns experts in ascending id order with their
-  /// weights aligned.
-  func route(logits: UnsafePointer<Float>, ids: inout [Int32], weights: inout [Float]) {
-    var s = [Float](repeating: 0, count: experts)
-    var choice = [Float](repeating: 0, count: experts)
-    for e in 0..<experts {
-      s[e] = 1 / (1 + _exp(-logits[e]))
-      choice[e] = s[e] + bias[e]
+  /// Route one token from its router logits [E]: experts in ascending id order into ids[0..<k]
+  /// with their weights aligned in weights[0..<k]. scratch: [2E + groups] floats, heap: [E] ints.
+  func route(logits: UnsafePointer<Float>, ids: UnsafeMutablePointer<Int32>, weights: UnsafeMutablePointer<Float>,
+             scratch: UnsafeMutablePointer<Float>, heap: UnsafeMutablePointer<Int32>) {
+    let s = scratch, choice = scratch + experts, groupScore = scratch + 2 * experts
+    bias.withUnsafeBufferPointer { bb in
+      for e in 0..<experts {
+        s[e] = 1 / (1 + _exp(-logits[e]))
+        choice[e] = s[e] + bb[e]
+      }
     }
     if groups > 1 {
       let per = experts / groups
-      var groupScore = [Float](repeating: 0, count: groups)
-      var best = [Int32]()
       for g in 0..<groups {
-        choice.withUnsafeBufferPointer { cb in Kernels.topK(cb.baseAddress! + g * per, per, 2, into: &best) }
-        groupScore[g] = choice[g * per + Int(best[0])] + choice[g * per + Int(best[1])]
+        Kernels.topK(choice + g * per, per, 2, heap: heap)
+        groupScore[g] = choice[g * per + Int(heap[0])] + choice[g * per + Int(heap[1])]
       }
-      var keep = [Int32]()
-      groupScore.withUnsafeBufferPointer { gb in Kernels.topK(gb.baseAddress!, groups, topkGroup, into: &keep) }
-      var kept = [Bool](repeating: false, count: groups)
-      for g in keep { kept[Int(g)] = true }
-      for e in 0..<experts where !kept[e / per] { choice[e] = -.infinity }
+      let nKeep = Kernels.topK(groupScore, groups, topkGroup, heap: heap)
+      // heap[0..<nKeep] are the kept groups; mask the others' experts.
+      for g in 0..<groups {
+        var kept = false
+        for i in 0..<nKeep where Int(heap[i]) == g { kept = true }
+        if !kept { for e in (g * per)..<((g + 1) * per) { choice[e] = -.infinity } }
+      }
     }
-    choice.withUnsafeBufferPointer { cb in Kernels.topK(cb.baseAddress!, experts, perToken, into: &ids) }
-    ids.sort()
-    weights = ids.map { s[Int($0)] }
+    let n = Kernels.topK(choice, experts, perToken, heap: heap)
+    ids.update(from: heap, count: n)
+    Kernels.sortAscending(ids, n)
+    for i in 0..<n { weights[i] = s[Int(ids[i])] }
     if normalize {
       var sum: Float = 0
-      for w in weights { sum += w }
+      for i in 0..<n { sum += weights[i] }
       let d = sum + 1e-20
-      for i in weights.indices { weights[i] /= d }
+      for i in 0..<n { weights[i] /= d }
     }
-    for i in weights.indices { weights[i] *= scaling }
+    for i in 0..<n { weights[i] *= scaling }
   }
 }

@@ -6,6 +6,7 @@
         s = m.session()
         next_logits = s.append([1, 2, 3])          # float32 [vocab]
         ids, logprobs = s.generate(8)              # greedy
+        r = s.sample(8, temperature=0.7, top_p=0.9, seed=1)   # r.tokens, r.scaled_logprobs, ...
         print(m.score([1, 2, 3]))                  # float32 [3], NaN first
 
 The library is found through GLM5_LIBRARY (a file or folder), next to this package, in the
@@ -30,9 +31,9 @@ from ._errors import (
     last_error,
     status_string,
 )
-from ._lib import ABI_VERSION, LIB as _LIB, LIBRARY_PATH as library_path, text as _text
+from ._lib import ABI_VERSION, LIB as _LIB, LIBRARY_PATH as library_path, MAX_TOP_LOGPROBS, text as _text
 from ._model import DType, Model, ModelInfo, dtype_name, dtype_names
-from ._session import Logits, Session, as_token_array
+from ._session import SAMPLING_DEFAULTS, Logits, SampleResult, Session, as_token_array
 
 __version__ = "0.1.0"  # of this binding; the library's is glm5.version()
 
@@ -48,9 +49,12 @@ __all__ = [
     "InvalidArgumentError",
     "IoError",
     "Logits",
+    "MAX_TOP_LOGPROBS",
     "Model",
     "ModelInfo",
     "OutOfMemoryError",
+    "SAMPLING_DEFAULTS",
+    "SampleResult",
     "Session",
     "Status",
     "UnsupportedError",

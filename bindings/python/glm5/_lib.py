@@ -74,9 +74,52 @@ class glm5_session_params(ctypes.Structure):
     ]
 
 
+#: GLM5_MAX_TOP_LOGPROBS: the most alternatives a sampling call can report per token.
+MAX_TOP_LOGPROBS = 64
+
+
+class glm5_sampling_params(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("temperature", ctypes.c_float),
+        ("top_k", ctypes.c_int32),
+        ("top_p", ctypes.c_float),
+        ("min_p", ctypes.c_float),
+        ("max_new_tokens", ctypes.c_uint32),
+        ("seed", ctypes.c_uint64),
+        ("stop_token_ids", ctypes.POINTER(ctypes.c_int32)),
+        ("n_stop_token_ids", ctypes.c_size_t),
+        ("ignore_eos", ctypes.c_int32),
+        ("n_top_logprobs", ctypes.c_uint32),
+    ]
+
+
+class glm5_sample_output(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("finish_reason", ctypes.c_int32),
+        ("capacity", ctypes.c_size_t),
+        ("tokens", ctypes.POINTER(ctypes.c_int32)),
+        ("logprobs", ctypes.POINTER(ctypes.c_float)),
+        ("scaled_logprobs", ctypes.POINTER(ctypes.c_float)),
+        ("processed_logprobs", ctypes.POINTER(ctypes.c_float)),
+        ("top_ids", ctypes.POINTER(ctypes.c_int32)),
+        ("top_logprobs", ctypes.POINTER(ctypes.c_float)),
+        ("n_tokens", ctypes.c_size_t),
+        ("stop_token_id", ctypes.c_int32),
+        ("status", ctypes.c_int32),
+    ]
+
+
 assert ctypes.sizeof(glm5_model_params) == 8
 assert ctypes.sizeof(glm5_model_info) == 120
 assert ctypes.sizeof(glm5_session_params) == 8
+if ctypes.sizeof(ctypes.c_void_p) == 8:  # the structs with pointers, as a 64-bit C compiler lays them out
+    assert ctypes.sizeof(glm5_sampling_params) == 56
+    assert glm5_sampling_params.seed.offset == 24 and glm5_sampling_params.n_top_logprobs.offset == 52
+    assert ctypes.sizeof(glm5_sample_output) == 80
+    assert glm5_sample_output.capacity.offset == 8 and glm5_sample_output.n_tokens.offset == 64
+    assert glm5_sample_output.status.offset == 76
 
 
 # The header's glm5_*_init functions are static inline (not exported by the library): they set
@@ -100,6 +143,19 @@ def new_session_params() -> glm5_session_params:
     return glm5_session_params(struct_size=ctypes.sizeof(glm5_session_params), max_tokens=0)
 
 
+def new_sampling_params() -> glm5_sampling_params:
+    """glm5_sampling_params_init on this binding's layout: temperature 1, top_p 1, 128 tokens,
+    everything else 0 (no top-k, no min-p, seed 0, no stop ids)."""
+    return glm5_sampling_params(
+        struct_size=ctypes.sizeof(glm5_sampling_params), temperature=1.0, top_p=1.0, max_new_tokens=128
+    )
+
+
+def new_sample_output() -> glm5_sample_output:
+    """glm5_sample_output_init on this binding's layout: zeros, stop_token_id -1."""
+    return glm5_sample_output(struct_size=ctypes.sizeof(glm5_sample_output), stop_token_id=-1)
+
+
 # Opaque handles are plain pointers on this side.
 glm5_model_p = ctypes.c_void_p
 glm5_session_p = ctypes.c_void_p
@@ -110,6 +166,8 @@ c_logits = ctypes.c_int
 c_int32_p = ctypes.POINTER(ctypes.c_int32)
 c_float_p = ctypes.POINTER(ctypes.c_float)
 c_size_p = ctypes.POINTER(ctypes.c_size_t)
+glm5_sampling_params_p = ctypes.POINTER(glm5_sampling_params)
+glm5_sample_output_p = ctypes.POINTER(glm5_sample_output)
 
 # ---------------------------------------------------------------------------------------------
 # Functions: name -> (restype, argtypes)
@@ -145,6 +203,33 @@ _FUNCTIONS = {
     "glm5_session_n_tokens": (c_status, [glm5_session_p, c_size_p]),
     "glm5_session_get_tokens": (c_status, [glm5_session_p, c_int32_p, ctypes.c_size_t, c_size_p]),
     "glm5_session_truncate": (c_status, [glm5_session_p, ctypes.c_size_t]),
+    "glm5_session_append_scaled": (
+        c_status,
+        [glm5_session_p, c_int32_p, ctypes.c_size_t, c_logits, ctypes.c_float, c_float_p, c_float_p],
+    ),
+    "glm5_session_fork": (c_status, [glm5_session_p, ctypes.POINTER(glm5_session_p)]),
+    "glm5_session_cancel": (c_status, [glm5_session_p]),
+    # Sampling (glm5_sampling_params_init and glm5_sample_output_init are inline in the header)
+    "glm5_session_sample": (c_status, [glm5_session_p, glm5_sampling_params_p, glm5_sample_output_p]),
+    "glm5_sample_batch": (
+        c_status,
+        [
+            ctypes.POINTER(glm5_session_p),
+            ctypes.c_size_t,
+            ctypes.POINTER(glm5_sampling_params_p),
+            ctypes.POINTER(glm5_sample_output_p),
+        ],
+    ),
+    "glm5_append_batch": (
+        c_status,
+        [ctypes.POINTER(glm5_session_p), ctypes.c_size_t, ctypes.POINTER(c_int32_p), c_size_p, c_logits,
+         ctypes.POINTER(c_float_p)],
+    ),
+    "glm5_model_score_scaled": (
+        c_status,
+        [glm5_model_p, c_int32_p, ctypes.c_size_t, ctypes.c_float, c_float_p, c_float_p],
+    ),
+    "glm5_model_eos_token_ids": (c_status, [glm5_model_p, c_int32_p, ctypes.c_size_t, c_size_p]),
 }
 
 

@@ -7,14 +7,39 @@ import dataclasses
 import enum
 import os
 import threading
-from typing import Optional, Tuple, Union
+from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ._errors import Glm5Error, Status, check
 from ._owned import _Owned
-from ._lib import LIB, c_float_p, c_int32_p, glm5_model_info, glm5_model_p, new_model_info, new_model_params, text
-from ._session import Session, TokenIds, as_token_array
+from ._lib import (
+    LIB,
+    c_float_p,
+    c_int32_p,
+    glm5_model_info,
+    glm5_model_p,
+    glm5_sample_output_p,
+    glm5_sampling_params_p,
+    glm5_session_p,
+    new_model_info,
+    new_model_params,
+    text,
+)
+from ._session import (
+    Logits,
+    SampleResult,
+    Session,
+    TokenIds,
+    _claim,
+    _logits_arg,
+    _per_session,
+    _SampleCall,
+    _sampling_keywords,
+    _session_list,
+    _temperature_arg,
+    as_token_array,
+)
 
 _INT32_MAX = 2**31 - 1
 
@@ -166,17 +191,116 @@ class Model(_Owned):
         info = self.info
         return Session(self._ptr(), info.vocab_size, info.max_position_embeddings, max_tokens)
 
-    def score(self, ids: TokenIds) -> np.ndarray:
+    def score(self, ids: TokenIds, temperature: Optional[float] = None) -> np.ndarray:
         """Log-probabilities of a whole sequence from an empty context (glm5_model_score).
 
         Returns float32 ``[len(ids)]``: ``log p(ids[i] | ids[:i])`` at temperature 1 (the raw
         distribution), NaN at index 0. Bitwise equal to the logprobs of appending the same ids to a
         new session in any split. Safe to call from many threads at once.
+
+        With ``temperature=T`` (glm5_model_score_scaled): the log-softmax of logits / T instead,
+        bitwise what :meth:`Session.sample` at temperature T reported for the same tokens (what
+        an RL trainer recomputes); T = 0 gives the raw values.
         """
         arr = as_token_array(ids)
         out = np.empty(len(arr), dtype=np.float32)
-        check(LIB.glm5_model_score(self._ptr(), arr.ctypes.data_as(c_int32_p), len(arr), out.ctypes.data_as(c_float_p)))
+        if temperature is None:
+            check(LIB.glm5_model_score(self._ptr(), arr.ctypes.data_as(c_int32_p), len(arr), out.ctypes.data_as(c_float_p)))
+        else:
+            t = _temperature_arg(temperature)
+            check(
+                LIB.glm5_model_score_scaled(
+                    self._ptr(), arr.ctypes.data_as(c_int32_p), len(arr), t, None, out.ctypes.data_as(c_float_p)
+                )
+            )
         return out
+
+    @property
+    def eos_token_ids(self) -> Tuple[int, ...]:
+        """The end-of-sequence ids that stop :meth:`Session.sample` (glm5_model_eos_token_ids):
+        generation_config.json's eos_token_id, else config.json's."""
+        handle = self._ptr()
+        count = ctypes.c_size_t()
+        status = LIB.glm5_model_eos_token_ids(handle, None, 0, ctypes.byref(count))
+        if status != Status.BUFFER_TOO_SMALL:
+            check(status)
+        if count.value == 0:
+            return ()
+        out = np.empty(count.value, dtype=np.int32)
+        check(LIB.glm5_model_eos_token_ids(handle, out.ctypes.data_as(c_int32_p), out.size, ctypes.byref(count)))
+        if count.value != out.size:
+            raise Glm5Error(Status.INTERNAL, f"the model reported {out.size} eos id(s), then {count.value}")
+        return tuple(int(v) for v in out)
+
+    # -- batches ----------------------------------------------------------------------------------
+
+    def sample_batch(
+        self,
+        sessions: Sequence[Session],
+        n: int,
+        params: Optional[Sequence[Optional[Mapping[str, Any]]]] = None,
+        **common: Any,
+    ) -> List[SampleResult]:
+        """Sample on many sessions of this model at once (glm5_sample_batch): one forward pass
+        per step advances every running session by a token. A list of :class:`SampleResult`,
+        one per session, each bitwise what :meth:`Session.sample` on that session alone gives.
+
+        ``n`` and the keywords (``temperature=``, ``seed=``, ... as :meth:`Session.sample`) apply
+        to every session; ``params``, if given, has one entry per session: None or a dict of the
+        same keywords (``"n"`` included) that overrides them for that session. The sessions must
+        be distinct; while the call runs each is in use (other calls on it raise BusyError;
+        :meth:`Session.cancel` stops that one). On any failure no session changes and the error
+        of the library's status is raised, its message naming the session's index.
+        """
+        sessions = _session_list(sessions)
+        common = _sampling_keywords(common, "keyword arguments")  # never holds n: a named parameter
+        if params is None:
+            per = [{} for _ in sessions]
+        else:
+            per = [
+                {} if d is None else _sampling_keywords(d, f"params[{i}]")
+                for i, d in enumerate(_per_session("params", params, len(sessions)))
+            ]
+        calls = []
+        for s, d in zip(sessions, per):
+            merged = {**common, **d}
+            calls.append(_SampleCall(merged.pop("n", n), s.max_tokens, merged))
+        count = len(sessions)
+        with _claim(sessions, self._ptr()) as handles:
+            c_sessions = (glm5_session_p * count)(*handles)
+            c_params = (glm5_sampling_params_p * count)(*[ctypes.pointer(c.params) for c in calls])
+            c_outs = (glm5_sample_output_p * count)(*[ctypes.pointer(c.out) for c in calls])
+            check(LIB.glm5_sample_batch(c_sessions, count, c_params, c_outs))
+        return [c.result() for c in calls]
+
+    def append_batch(
+        self,
+        sessions: Sequence[Session],
+        chunks: Sequence[TokenIds],
+        logits: Union[str, Logits] = "none",
+        logprobs: bool = False,
+    ) -> Optional[List[np.ndarray]]:
+        """Append ``chunks[i]`` to ``sessions[i]`` for every i in one forward pass
+        (glm5_append_batch, batched prefill; chunks may differ in length). Each session ends
+        bitwise as :meth:`Session.append` of its chunk alone would leave it; ``logits`` says what
+        each keeps (read it with :meth:`Session.logits`). Returns, with ``logprobs=True``, the raw
+        logprobs of each chunk (float32 ``[len(chunks[i])]``, as
+        :meth:`Session.append_with_logprobs`), else None. On any failure no session changes.
+        """
+        mode = _logits_arg(logits)
+        if not isinstance(logprobs, (bool, np.bool_)):
+            raise TypeError(f"logprobs must be a bool, not {type(logprobs).__name__}")
+        sessions = _session_list(sessions)
+        count = len(sessions)
+        arrays = [as_token_array(c) for c in _per_session("chunks", chunks, count)]
+        lps = [np.empty(len(a), dtype=np.float32) for a in arrays] if logprobs else None
+        with _claim(sessions, self._ptr()) as handles:
+            c_sessions = (glm5_session_p * count)(*handles)
+            c_tokens = (c_int32_p * count)(*[a.ctypes.data_as(c_int32_p) for a in arrays])
+            c_counts = (ctypes.c_size_t * count)(*[len(a) for a in arrays])
+            c_logprobs = (c_float_p * count)(*[a.ctypes.data_as(c_float_p) for a in lps]) if lps is not None else None
+            check(LIB.glm5_append_batch(c_sessions, count, c_tokens, c_counts, int(mode), c_logprobs))
+        return lps
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"threads={self.threads}"

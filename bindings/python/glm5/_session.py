@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import enum
+import math
 import operator
 import threading
-from typing import Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ._errors import Glm5Error, Status, check
 from ._owned import _Owned
-from ._lib import LIB, c_float_p, c_int32_p, glm5_session_p, new_session_params
+from ._lib import (
+    LIB,
+    MAX_TOP_LOGPROBS,
+    c_float_p,
+    c_int32_p,
+    glm5_session_p,
+    new_sample_output,
+    new_sampling_params,
+    new_session_params,
+)
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _UINT32_MAX = 2**32 - 1
+_UINT64_MAX = 2**64 - 1
 
 #: What :meth:`Session.append` and friends accept as token ids.
 TokenIds = Union[Sequence[int], np.ndarray]
@@ -103,6 +115,230 @@ def _f32p(arr: np.ndarray):
     return arr.ctypes.data_as(c_float_p)
 
 
+# ---------------------------------------------------------------------------------------------
+# Sampling parameters and results
+#
+# Python checks only what the library cannot see: types, and values that do not fit the C field
+# (a negative count for a uint32, a seed outside uint64, a temperature that float32 rounds to 0).
+# Ranges (temperature >= 0 and finite, top_p in (0, 1], min_p in [0, 1), top_k >= 0, at most
+# MAX_TOP_LOGPROBS alternatives, stop ids in the vocabulary) are the library's, so that its
+# messages, which name the field, are the ones seen.
+# ---------------------------------------------------------------------------------------------
+
+#: The keyword arguments of :meth:`Session.sample` besides ``n``, with their defaults (those of
+#: glm5_sampling_params_init).
+SAMPLING_DEFAULTS: Dict[str, Any] = {
+    "temperature": 1.0,
+    "top_k": 0,
+    "top_p": 1.0,
+    "min_p": 0.0,
+    "seed": 0,
+    "stop_token_ids": None,
+    "ignore_eos": False,
+    "top_logprobs": 0,
+}
+
+# glm5_finish_reason -> the name a SampleResult reports (GLM5_FINISH_NONE never comes back from a
+# call that succeeded).
+_FINISH_REASONS = {1: "length", 2: "stop", 3: "cancelled"}
+
+
+def _real_arg(name: str, v) -> float:
+    """A real number as a Python float (bool refused): TypeError for other types."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, not {type(v).__name__}")
+    try:
+        return float(v)
+    except OverflowError:  # an int too large for a double: the library sees (and refuses) an inf
+        return math.inf if v > 0 else -math.inf
+
+
+def _temperature_arg(v) -> float:
+    t = _real_arg("temperature", v)
+    if t != 0 and ctypes.c_float(t).value == 0:
+        # float32 would turn it into 0, which means greedy: refuse rather than change the meaning.
+        raise Glm5Error(Status.INVALID_ARGUMENT, f"temperature is {t!r}, which float32 rounds to 0 (greedy)")
+    return t
+
+
+def _int_arg(name: str, v, lo: int, hi: int, what: str) -> int:
+    """An int (bool refused) that fits a C field of range [lo, hi]; `what` says the field's range."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, not {type(v).__name__}")
+    v = int(v)
+    if not lo <= v <= hi:
+        raise Glm5Error(Status.INVALID_ARGUMENT, f"{name} is {v}, {what}")
+    return v
+
+
+def _flag_arg(name: str, v) -> bool:
+    if not isinstance(v, (bool, np.bool_, int, np.integer)):
+        raise TypeError(f"{name} must be a bool, not {type(v).__name__}")
+    return bool(v)
+
+
+def _sampling_keywords(kw: Mapping[str, Any], where: str) -> Dict[str, Any]:
+    """`kw` as a dict, TypeError for a key that is not a sampling parameter."""
+    if not isinstance(kw, Mapping):
+        raise TypeError(f"{where} must be a dict of sampling parameters or None, not {type(kw).__name__}")
+    for key in kw:
+        if key not in SAMPLING_DEFAULTS and key != "n":
+            raise TypeError(f"{where}: unknown sampling parameter {key!r} (known: n, {', '.join(SAMPLING_DEFAULTS)})")
+    return dict(kw)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SampleResult:
+    """What one sampling call generated on one session (glm5_sample_output).
+
+    Arrays have one entry per generated token (every one of them was appended to the session):
+    ``tokens`` int32; ``logprobs`` float32, raw (temperature 1, as :meth:`Model.score`);
+    ``scaled_logprobs`` float32, log-softmax of logits / temperature (what an RL trainer
+    recomputes; equal to the raw ones at temperature 0); ``processed_logprobs`` float32, in the
+    distribution actually sampled from after top-k, top-p, min-p (0 at temperature 0).
+    ``finish_reason`` is "length" (n tokens generated), "stop" (the last token is a stop id,
+    ``stop_token_id``, else None) or "cancelled" (:meth:`Session.cancel`). With
+    ``top_logprobs=N > 0``, ``top_ids`` int32 and ``top_logprobs`` float32 are ``[n_generated,
+    N]``: the N most likely tokens at each step in rank order and their scaled logprobs; else None.
+    """
+
+    tokens: np.ndarray
+    logprobs: np.ndarray
+    scaled_logprobs: np.ndarray
+    processed_logprobs: np.ndarray
+    finish_reason: str
+    stop_token_id: Optional[int]
+    top_ids: Optional[np.ndarray] = None
+    top_logprobs: Optional[np.ndarray] = None
+
+
+class _SampleCall:
+    """One session's part of a sampling call: its glm5_sampling_params, its glm5_sample_output,
+    and the arrays both point into (referenced here until the call has returned)."""
+
+    def __init__(self, n, max_tokens: int, kw: Mapping[str, Any]):
+        n = _count_arg("n", n)
+        if n > max_tokens:  # cannot fit whatever the session holds; avoid a huge allocation
+            raise Glm5Error(
+                Status.CONTEXT_FULL, f"sampling {n} token(s) exceeds the session's maximum of {max_tokens}"
+            )
+        kw = {**SAMPLING_DEFAULTS, **kw}
+        p = new_sampling_params()
+        p.max_new_tokens = n
+        p.temperature = _temperature_arg(kw["temperature"])
+        p.top_k = _int_arg("top_k", kw["top_k"], _INT32_MIN, _INT32_MAX, "outside int32 (must be >= 0)")
+        p.top_p = _real_arg("top_p", kw["top_p"])
+        p.min_p = _real_arg("min_p", kw["min_p"])
+        p.seed = _int_arg("seed", kw["seed"], 0, _UINT64_MAX, "must be in [0, 2**64)")
+        p.ignore_eos = 1 if _flag_arg("ignore_eos", kw["ignore_eos"]) else 0
+        k = _count_arg("top_logprobs", kw["top_logprobs"], _UINT32_MAX)
+        p.n_top_logprobs = k
+        self.stop_ids = None
+        if kw["stop_token_ids"] is not None:
+            self.stop_ids = as_token_array(kw["stop_token_ids"])
+            if len(self.stop_ids):
+                p.stop_token_ids = _i32p(self.stop_ids)
+                p.n_stop_token_ids = len(self.stop_ids)
+        self.params = p
+
+        cap = max(n, 1)  # out->tokens must not be NULL, even for n = 0
+        self.n_top = k
+        self.tokens = np.empty(cap, dtype=np.int32)
+        self.logprobs = np.empty(cap, dtype=np.float32)
+        self.scaled = np.empty(cap, dtype=np.float32)
+        self.processed = np.empty(cap, dtype=np.float32)
+        self.top_ids = self.top_logprobs = None
+        out = new_sample_output()
+        out.capacity = cap
+        out.tokens = _i32p(self.tokens)
+        out.logprobs = _f32p(self.logprobs)
+        out.scaled_logprobs = _f32p(self.scaled)
+        out.processed_logprobs = _f32p(self.processed)
+        if 0 < k <= MAX_TOP_LOGPROBS:
+            self.top_ids = np.empty((cap, k), dtype=np.int32)
+            self.top_logprobs = np.empty((cap, k), dtype=np.float32)
+            out.top_ids = _i32p(self.top_ids)
+            out.top_logprobs = _f32p(self.top_logprobs)
+        # k > MAX_TOP_LOGPROBS: no arrays (their size is unbounded); the library refuses the value.
+        self.out = out
+
+    def result(self) -> SampleResult:
+        """The SampleResult of a call that succeeded."""
+        out, cap = self.out, len(self.tokens)
+        n = out.n_tokens
+        reason = _FINISH_REASONS.get(out.finish_reason)
+        if n > self.params.max_new_tokens or n > cap or reason is None:
+            raise Glm5Error(
+                Status.INTERNAL, f"the library reported {n} token(s) and finish_reason {out.finish_reason} "
+                f"for max_new_tokens {self.params.max_new_tokens}"
+            )
+        if self.n_top > MAX_TOP_LOGPROBS:
+            raise Glm5Error(Status.INTERNAL, f"the library accepted n_top_logprobs {self.n_top} > {MAX_TOP_LOGPROBS}")
+        stop = int(out.stop_token_id) if reason == "stop" else None
+        top = (self.top_ids[:n], self.top_logprobs[:n]) if self.top_ids is not None else (None, None)
+        return SampleResult(
+            tokens=self.tokens[:n],
+            logprobs=self.logprobs[:n],
+            scaled_logprobs=self.scaled[:n],
+            processed_logprobs=self.processed[:n],
+            finish_reason=reason,
+            stop_token_id=stop,
+            top_ids=top[0],
+            top_logprobs=top[1],
+        )
+
+
+def _session_list(sessions) -> List["Session"]:
+    """A batch's sessions as a list; TypeError for anything that is not a Session."""
+    if isinstance(sessions, (Session, str, bytes)):
+        raise TypeError(f"sessions must be a list of glm5.Session, not {type(sessions).__name__}")
+    try:
+        out = list(sessions)
+    except TypeError:
+        raise TypeError(f"sessions must be a list of glm5.Session, not {type(sessions).__name__}") from None
+    for i, s in enumerate(out):
+        if not isinstance(s, Session):
+            raise TypeError(f"sessions[{i}] is {type(s).__name__}, not a glm5.Session")
+    return out
+
+
+def _per_session(name: str, values, n: int) -> list:
+    """A batch argument that has one entry per session, as a list of length n."""
+    if isinstance(values, (str, bytes, Mapping)):
+        raise TypeError(f"{name} must be a list with one entry per session, not {type(values).__name__}")
+    try:
+        out = list(values)
+    except TypeError:
+        raise TypeError(f"{name} must be a list with one entry per session, not {type(values).__name__}") from None
+    if len(out) != n:
+        raise Glm5Error(Status.INVALID_ARGUMENT, f"{name} has {len(out)} entries for {n} session(s)")
+    return out
+
+
+@contextlib.contextmanager
+def _claim(sessions: Sequence["Session"], model_handle: int) -> Iterator[List[int]]:
+    """Hold every session of a batch for one call (as Session._use does for one): BusyError if
+    another thread is in a call on one of them. Yields their handles in order. A session given
+    twice is held once and passed twice, for the library to refuse with its own message."""
+    held: List[Session] = []
+    try:
+        handles = []
+        for i, s in enumerate(sessions):
+            if not any(s is h for h in held):
+                if not s._lock.acquire(blocking=False):
+                    raise Glm5Error(Status.BUSY, f"session {i} is in use by another thread")
+                held.append(s)
+            if s._handle is None:
+                raise Glm5Error(Status.INVALID_ARGUMENT, f"session {i} is closed")
+            if s._model_handle != model_handle:
+                raise Glm5Error(Status.INVALID_ARGUMENT, f"session {i} is not a session of this model")
+            handles.append(s._handle)
+        yield handles
+    finally:
+        for s in held:
+            s._lock.release()
+
+
 class Session(_Owned):
     """One token sequence and its caches (glm5_session); create it with :meth:`Model.session`.
 
@@ -114,8 +350,10 @@ class Session(_Owned):
     it with :meth:`close`, a ``with`` block, or by dropping the last reference.
 
     A session is meant for one thread at a time. A call made while another thread is inside a
-    call on the same session raises :class:`glm5.BusyError` instead of waiting (as the C library
-    does); :meth:`close` waits for a running call to finish.
+    call on the same session (or a :meth:`Model.sample_batch` that includes it) raises
+    :class:`glm5.BusyError` instead of waiting (as the C library does); :meth:`close` waits for a
+    running call to finish. :meth:`cancel` is the exception: it is made to be called from another
+    thread while :meth:`sample` runs.
 
     Every failure raises :class:`glm5.Glm5Error` (with ``.status``) and leaves the session
     exactly as it was.
@@ -126,6 +364,7 @@ class Session(_Owned):
     def __init__(self, model_handle: int, vocab_size: int, max_position_embeddings: int, max_tokens=None):
         self._handle: Optional[int] = None  # first, so that __del__ works whatever happens below
         self._lock = threading.Lock()
+        self._cancel_lock = threading.Lock()  # guards the handle for cancel(), which skips _lock
         limit = _UINT32_MAX
         requested = 0 if max_tokens is None else _count_arg("max_tokens", max_tokens, limit)
         params = new_session_params()
@@ -133,12 +372,34 @@ class Session(_Owned):
         handle = glm5_session_p()
         check(LIB.glm5_session_new(model_handle, ctypes.byref(params), ctypes.byref(handle)))
         self._handle = handle.value
+        #: The model's handle (sessions of one model may be batched together).
+        self._model_handle = model_handle
         #: Entries of the vocabulary (the width of a logits row).
         self.vocab_size = int(vocab_size)
         #: The most tokens the session may hold.
         self.max_tokens = requested or int(max_position_embeddings)
 
+    @classmethod
+    def _adopt(cls, handle: int, like: "Session") -> "Session":
+        """A Session object owning a handle the library just returned (a fork of `like`)."""
+        s = cls.__new__(cls)
+        s._handle = handle
+        s._lock = threading.Lock()
+        s._cancel_lock = threading.Lock()
+        s._model_handle = like._model_handle
+        s.vocab_size = like.vocab_size
+        s.max_tokens = like.max_tokens
+        return s
+
     # -- lifetime ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Free the session. Waits for a call running on another thread (cancel it first to make
+        a long :meth:`sample` return early). Calling it again does nothing."""
+        with self._lock, self._cancel_lock:
+            handle, self._handle = self._handle, None
+        if handle is not None:
+            LIB.glm5_session_free(handle)
 
     @contextlib.contextmanager
     def _use(self) -> Iterator[int]:
@@ -231,6 +492,94 @@ class Session(_Owned):
         with self._use() as handle:
             check(LIB.glm5_session_generate(handle, n, _i32p(ids), _f32p(logprobs)))
         return ids, logprobs
+
+    def sample(
+        self,
+        n: int,
+        *,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        min_p: float = 0.0,
+        seed: int = 0,
+        stop_token_ids: Optional[TokenIds] = None,
+        ignore_eos: bool = False,
+        top_logprobs: int = 0,
+    ) -> SampleResult:
+        """Sample up to ``n`` new tokens, appending each (glm5_session_sample); a
+        :class:`SampleResult`.
+
+        ``temperature`` (0 = greedy, the tokens of :meth:`generate`), ``top_k`` (0 = off),
+        ``top_p`` (1 = off), ``min_p`` (0 = off) shape the distribution; the token at position
+        ``pos`` is drawn with Philox4x32-10 keyed by ``seed`` (0 ..< 2**64) at counter ``pos``, so
+        it depends only on (seed, position, logits): not on batching, threads or how the session
+        was built. Generation stops after ``n`` tokens, or after a token of ``stop_token_ids`` or
+        of the model's :attr:`Model.eos_token_ids` (unless ``ignore_eos``); the stop token is
+        kept. ``top_logprobs`` (0 ..= 64) alternatives per token are reported if > 0. The session
+        must hold at least one token and have room for ``n`` more (ContextFullError, nothing
+        generated). :meth:`cancel` from another thread stops it at the next token.
+
+        Types are checked here (TypeError); value ranges by the library (InvalidArgumentError
+        naming the field). On any error the session is unchanged. Kept logits are cleared.
+        """
+        call = _SampleCall(
+            n,
+            self.max_tokens,
+            dict(
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                min_p=min_p,
+                seed=seed,
+                stop_token_ids=stop_token_ids,
+                ignore_eos=ignore_eos,
+                top_logprobs=top_logprobs,
+            ),
+        )
+        with self._use() as handle:
+            check(LIB.glm5_session_sample(handle, ctypes.byref(call.params), ctypes.byref(call.out)))
+        return call.result()
+
+    def cancel(self) -> None:
+        """Stop the :meth:`sample` (or :meth:`Model.sample_batch`) running on this session at the
+        next token (glm5_session_cancel): it returns what it generated, finish_reason
+        "cancelled". The one method that may be called from another thread during a call. A
+        cancel made while no sampling call runs stops the next one before its first token."""
+        with self._cancel_lock:
+            handle = self._handle
+            if handle is None:
+                raise Glm5Error(Status.INVALID_ARGUMENT, "session is closed")
+            check(LIB.glm5_session_cancel(handle))
+
+    def fork(self) -> "Session":
+        """A new Session holding the same tokens and caches (glm5_session_fork): it continues
+        exactly as this one would (the same seed gives the same tokens). Same max_tokens; kept
+        logits are not copied. Prefill once, fork per trajectory."""
+        out = glm5_session_p()
+        with self._use() as handle:
+            check(LIB.glm5_session_fork(handle, ctypes.byref(out)))
+            return Session._adopt(out.value, self)
+
+    def append_scaled(
+        self, ids: TokenIds, temperature: float, logits: Union[str, Logits] = "none"
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """Append token ids; return ``(logprobs, scaled_logprobs)``, float32 ``[len(ids)]`` each
+        (glm5_session_append_scaled).
+
+        ``logprobs`` as :meth:`append_with_logprobs` (raw, temperature 1); ``scaled_logprobs`` the
+        log-softmax of logits / ``temperature``, bitwise what :meth:`sample` reports for the same
+        tokens (temperature 0 gives the raw values). NaN for the session's first token.
+        ``logits`` says what to keep for :meth:`logits`.
+        """
+        mode = _logits_arg(logits)
+        t = _temperature_arg(temperature)
+        arr = as_token_array(ids)
+        n = len(arr)
+        raw = np.empty(n, dtype=np.float32)
+        scaled = np.empty(n, dtype=np.float32)
+        with self._use() as handle:
+            check(LIB.glm5_session_append_scaled(handle, _i32p(arr), n, int(mode), t, _f32p(raw), _f32p(scaled)))
+        return raw, scaled
 
     # -- state ------------------------------------------------------------------------------------
 

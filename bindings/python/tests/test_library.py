@@ -97,6 +97,18 @@ def test_inline_init_functions_are_not_needed():
     assert bytes(i)[4:] == bytes(120 - 4)
     sp = _lib.new_session_params()
     assert (sp.struct_size, sp.max_tokens) == (8, 0)
+    for name in ("glm5_sampling_params_init", "glm5_sample_output_init"):
+        assert name not in _lib._FUNCTIONS
+    sa = _lib.new_sampling_params()
+    assert sa.struct_size == ctypes.sizeof(_lib.glm5_sampling_params)
+    assert (sa.temperature, sa.top_k, sa.top_p, sa.min_p, sa.max_new_tokens, sa.seed) == (1.0, 0, 1.0, 0.0, 128, 0)
+    assert not sa.stop_token_ids and sa.n_stop_token_ids == 0 and sa.ignore_eos == 0 and sa.n_top_logprobs == 0
+    so = _lib.new_sample_output()
+    assert so.struct_size == ctypes.sizeof(_lib.glm5_sample_output)
+    assert (so.finish_reason, so.capacity, so.n_tokens, so.stop_token_id, so.status) == (0, 0, 0, -1, 0)
+    assert not so.tokens and not so.logprobs and not so.top_ids
+    if ctypes.sizeof(ctypes.c_void_p) == 8:
+        assert (ctypes.sizeof(_lib.glm5_sampling_params), ctypes.sizeof(_lib.glm5_sample_output)) == (56, 80)
 
 
 HEADER = Path(__file__).resolve().parents[3] / "include" / "glm5.h"
@@ -187,3 +199,26 @@ def test_candidates_order(tmp_path):
     assert where == ["next to the package", "repository build", "system loader"]
     repo_build = _lib.candidates(None)[1][1]
     assert repo_build.endswith(os.path.join(".build", "release", "libglm5.so"))
+
+
+def header_struct_fields(name):
+    """The field names of `typedef struct name { ... } name;` in glm5.h, in order."""
+    text = re.sub(r"/\*.*?\*/", "", HEADER.read_text(), flags=re.S)
+    m = re.search(r"typedef struct %s \{(.*?)\} %s;" % (name, name), text, flags=re.S)
+    assert m, name
+    return [re.search(r"(\w+)$", decl.strip()).group(1) for decl in m.group(1).split(";") if decl.strip()]
+
+
+@pytest.mark.skipif(not HEADER.is_file(), reason="not in a source checkout")
+@pytest.mark.parametrize(
+    "name", ["glm5_model_params", "glm5_model_info", "glm5_session_params", "glm5_sampling_params", "glm5_sample_output"]
+)
+def test_struct_fields_follow_the_header(name):
+    ours = [f for f, _ in getattr(_lib, name)._fields_]
+    assert ours == header_struct_fields(name)
+
+
+@pytest.mark.skipif(not HEADER.is_file(), reason="not in a source checkout")
+def test_max_top_logprobs_is_the_header_constant():
+    m = re.search(r"#define GLM5_MAX_TOP_LOGPROBS (\d+)", HEADER.read_text())
+    assert m and int(m.group(1)) == _lib.MAX_TOP_LOGPROBS == glm5.MAX_TOP_LOGPROBS

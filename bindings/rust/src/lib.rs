@@ -3,10 +3,11 @@
 //! The raw C API of `include/glm5.h` is in [`sys`]; this module wraps it: [`Model`] frees itself
 //! on drop and is `Send + Sync` (a loaded model is read-only); a [`Session`] holds one token
 //! sequence and its caches, is `Send` but not `Sync`, and keeps the model's weights alive on its
-//! own; failures are [`Error`] values carrying a [`Status`] and the library's message.
+//! own; a [`Canceller`] (`Send + Sync`) stops sampling on a session from another thread;
+//! failures are [`Error`] values carrying a [`Status`] and the library's message.
 //!
 //! ```no_run
-//! use glm5::{Logits, Model, ModelParams, SessionParams};
+//! use glm5::{Logits, Model, ModelParams, SamplingParams, SessionParams};
 //! let model = Model::load("Tests/Fixtures/tiny-dsa", &ModelParams { threads: 2 })?;
 //! let info = model.info();
 //! println!("vocab {}, layers {}", info.vocab_size, info.n_layers);
@@ -15,6 +16,16 @@
 //! let next = session.append(&[1, 2, 3], Logits::Last)?; // vocab_size floats
 //! let (ids, logprobs) = session.generate(8)?;           // greedy
 //! let scores = model.score(&[1, 2, 3])?;                // NaN first
+//!
+//! // Sampling: prefill once, fork per trajectory, one seed each, all in one batch.
+//! let mut forks = vec![session.fork()?, session.fork()?];
+//! let params: Vec<SamplingParams> = (0..2)
+//!     .map(|seed| SamplingParams { temperature: 0.8, top_p: 0.95, seed, ..Default::default() })
+//!     .collect();
+//! let mut refs: Vec<&mut glm5::Session> = forks.iter_mut().collect();
+//! for r in model.sample_batch(&mut refs, &params)? {
+//!     println!("{:?} {:?} {:?}", r.tokens, r.scaled_logprobs, r.finish_reason);
+//! }
 //! # Ok::<(), glm5::Error>(())
 //! ```
 //!
@@ -25,8 +36,10 @@
 
 pub mod sys;
 
+mod sampling;
 mod session;
-pub use session::{Logits, Session, SessionParams};
+pub use sampling::{FinishReason, SampleResult, SamplingParams, MAX_TOP_LOGPROBS};
+pub use session::{Appended, Canceller, Logits, Session, SessionParams};
 
 use std::ffi::{CStr, CString};
 use std::fmt;
@@ -530,6 +543,50 @@ mod tests {
                 max_tokens: 0
             }
         );
+        // glm5_sampling_params_init: temperature 1, top_p 1, 128 tokens, the rest zero.
+        let p = sampling::new_sampling_params();
+        assert_eq!(
+            p.struct_size as usize,
+            std::mem::size_of::<sys::glm5_sampling_params>()
+        );
+        assert_eq!(
+            (p.temperature, p.top_k, p.top_p, p.min_p),
+            (1.0, 0, 1.0, 0.0)
+        );
+        assert_eq!((p.max_new_tokens, p.seed, p.n_stop_token_ids), (128, 0, 0));
+        assert!(p.stop_token_ids.is_null());
+        assert_eq!((p.ignore_eos, p.n_top_logprobs), (0, 0));
+        // and SamplingParams::default() is the same values
+        let d = SamplingParams::default();
+        assert_eq!(
+            (d.temperature, d.top_k, d.top_p, d.min_p),
+            (1.0, 0, 1.0, 0.0)
+        );
+        assert_eq!((d.max_new_tokens, d.seed, d.top_logprobs), (128, 0, 0));
+        assert!(d.stop_token_ids.is_empty() && !d.ignore_eos);
+        // glm5_sample_output_init: zeros, stop_token_id -1.
+        let o = sampling::new_sample_output();
+        assert_eq!(
+            o.struct_size as usize,
+            std::mem::size_of::<sys::glm5_sample_output>()
+        );
+        assert_eq!((o.finish_reason, o.capacity, o.n_tokens), (0, 0, 0));
+        assert_eq!((o.stop_token_id, o.status), (-1, 0));
+        assert!(o.tokens.is_null() && o.logprobs.is_null() && o.top_ids.is_null());
+    }
+
+    #[test]
+    fn finish_reason_values_are_pinned() {
+        assert_eq!(FinishReason::from_raw(0), None);
+        assert_eq!(FinishReason::from_raw(1), Some(FinishReason::Length));
+        assert_eq!(FinishReason::from_raw(2), Some(FinishReason::Stop));
+        assert_eq!(FinishReason::from_raw(3), Some(FinishReason::Cancelled));
+        assert_eq!(FinishReason::from_raw(7), Some(FinishReason::Unknown(7)));
+        assert_eq!(FinishReason::from_raw(-1), Some(FinishReason::Unknown(-1)));
+        for r in 1..5 {
+            assert_eq!(FinishReason::from_raw(r).unwrap().raw(), r);
+        }
+        assert_eq!(MAX_TOP_LOGPROBS, 64);
     }
 
     #[test]

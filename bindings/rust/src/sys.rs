@@ -3,6 +3,7 @@
 #![allow(non_camel_case_types)]
 
 use std::marker::{PhantomData, PhantomPinned};
+use std::mem::{align_of, offset_of, size_of};
 use std::os::raw::{c_char, c_uint};
 
 // ---- Versions --------------------------------------------------------------------------------
@@ -119,13 +120,93 @@ pub const GLM5_LOGITS_NONE: glm5_logits = 0;
 pub const GLM5_LOGITS_LAST: glm5_logits = 1;
 pub const GLM5_LOGITS_ALL: glm5_logits = 2;
 
-const _: () = assert!(std::mem::size_of::<glm5_model_params>() == 8);
-const _: () = assert!(std::mem::size_of::<glm5_model_info>() == 120);
-const _: () = assert!(std::mem::align_of::<glm5_model_info>() == 8);
-const _: () = assert!(std::mem::size_of::<glm5_session_params>() == 8);
+// ---- Sampling --------------------------------------------------------------------------------
 
-// The header's glm5_model_params_init, glm5_model_info_init and glm5_session_params_init are
-// `static inline` (not exported by the library); the crate root fills the structs itself.
+pub const GLM5_MAX_TOP_LOGPROBS: u32 = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct glm5_sampling_params {
+    pub struct_size: u32,
+    pub temperature: f32,
+    pub top_k: i32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub max_new_tokens: u32,
+    pub seed: u64,
+    pub stop_token_ids: *const i32,
+    pub n_stop_token_ids: usize,
+    pub ignore_eos: i32,
+    pub n_top_logprobs: u32,
+}
+
+/// `enum glm5_finish_reason` (stored as an `int32_t` in `glm5_sample_output`).
+pub type glm5_finish_reason = c_uint;
+pub const GLM5_FINISH_NONE: glm5_finish_reason = 0;
+pub const GLM5_FINISH_LENGTH: glm5_finish_reason = 1;
+pub const GLM5_FINISH_STOP: glm5_finish_reason = 2;
+pub const GLM5_FINISH_CANCELLED: glm5_finish_reason = 3;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct glm5_sample_output {
+    pub struct_size: u32,
+    pub finish_reason: i32,
+    pub capacity: usize,
+    pub tokens: *mut i32,
+    pub logprobs: *mut f32,
+    pub scaled_logprobs: *mut f32,
+    pub processed_logprobs: *mut f32,
+    pub top_ids: *mut i32,
+    pub top_logprobs: *mut f32,
+    pub n_tokens: usize,
+    pub stop_token_id: i32,
+    pub status: i32,
+}
+
+// ---- Layout checks ---------------------------------------------------------------------------
+
+const _: () = assert!(size_of::<glm5_model_params>() == 8);
+const _: () = assert!(size_of::<glm5_model_info>() == 120);
+const _: () = assert!(align_of::<glm5_model_info>() == 8);
+const _: () = assert!(size_of::<glm5_session_params>() == 8);
+
+// The structs with pointers and size_t, as the C compiler lays them out on LP64 (every 64-bit
+// target this crate builds for). A 32-bit target would get other offsets; there the checks below
+// are skipped and repr(C) alone decides.
+#[cfg(target_pointer_width = "64")]
+const _: () = {
+    assert!(size_of::<glm5_sampling_params>() == 56);
+    assert!(align_of::<glm5_sampling_params>() == 8);
+    assert!(offset_of!(glm5_sampling_params, temperature) == 4);
+    assert!(offset_of!(glm5_sampling_params, top_k) == 8);
+    assert!(offset_of!(glm5_sampling_params, top_p) == 12);
+    assert!(offset_of!(glm5_sampling_params, min_p) == 16);
+    assert!(offset_of!(glm5_sampling_params, max_new_tokens) == 20);
+    assert!(offset_of!(glm5_sampling_params, seed) == 24);
+    assert!(offset_of!(glm5_sampling_params, stop_token_ids) == 32);
+    assert!(offset_of!(glm5_sampling_params, n_stop_token_ids) == 40);
+    assert!(offset_of!(glm5_sampling_params, ignore_eos) == 48);
+    assert!(offset_of!(glm5_sampling_params, n_top_logprobs) == 52);
+
+    assert!(size_of::<glm5_sample_output>() == 80);
+    assert!(align_of::<glm5_sample_output>() == 8);
+    assert!(offset_of!(glm5_sample_output, finish_reason) == 4);
+    assert!(offset_of!(glm5_sample_output, capacity) == 8);
+    assert!(offset_of!(glm5_sample_output, tokens) == 16);
+    assert!(offset_of!(glm5_sample_output, logprobs) == 24);
+    assert!(offset_of!(glm5_sample_output, scaled_logprobs) == 32);
+    assert!(offset_of!(glm5_sample_output, processed_logprobs) == 40);
+    assert!(offset_of!(glm5_sample_output, top_ids) == 48);
+    assert!(offset_of!(glm5_sample_output, top_logprobs) == 56);
+    assert!(offset_of!(glm5_sample_output, n_tokens) == 64);
+    assert!(offset_of!(glm5_sample_output, stop_token_id) == 72);
+    assert!(offset_of!(glm5_sample_output, status) == 76);
+};
+
+// The header's glm5_model_params_init, glm5_model_info_init, glm5_session_params_init,
+// glm5_sampling_params_init and glm5_sample_output_init are `static inline` (not exported by the
+// library); the crate fills the structs itself.
 
 extern "C" {
     pub fn glm5_abi_version() -> u32;
@@ -186,4 +267,52 @@ extern "C" {
         n_out: *mut usize,
     ) -> glm5_status;
     pub fn glm5_session_truncate(session: *mut glm5_session, n_tokens: usize) -> glm5_status;
+    pub fn glm5_session_append_scaled(
+        session: *mut glm5_session,
+        tokens: *const i32,
+        n_tokens: usize,
+        keep: glm5_logits,
+        temperature: f32,
+        logprobs: *mut f32,
+        scaled_logprobs: *mut f32,
+    ) -> glm5_status;
+    pub fn glm5_session_fork(
+        session: *mut glm5_session,
+        out_session: *mut *mut glm5_session,
+    ) -> glm5_status;
+    pub fn glm5_session_cancel(session: *mut glm5_session) -> glm5_status;
+
+    pub fn glm5_session_sample(
+        session: *mut glm5_session,
+        params: *const glm5_sampling_params,
+        out: *mut glm5_sample_output,
+    ) -> glm5_status;
+    pub fn glm5_sample_batch(
+        sessions: *const *mut glm5_session,
+        n: usize,
+        params: *const *const glm5_sampling_params,
+        outs: *const *mut glm5_sample_output,
+    ) -> glm5_status;
+    pub fn glm5_append_batch(
+        sessions: *const *mut glm5_session,
+        n: usize,
+        tokens: *const *const i32,
+        n_tokens: *const usize,
+        keep: glm5_logits,
+        logprobs: *const *mut f32,
+    ) -> glm5_status;
+    pub fn glm5_model_score_scaled(
+        model: *const glm5_model,
+        tokens: *const i32,
+        n_tokens: usize,
+        temperature: f32,
+        logprobs: *mut f32,
+        scaled_logprobs: *mut f32,
+    ) -> glm5_status;
+    pub fn glm5_model_eos_token_ids(
+        model: *const glm5_model,
+        out: *mut i32,
+        capacity: usize,
+        n_out: *mut usize,
+    ) -> glm5_status;
 }
