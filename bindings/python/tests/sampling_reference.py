@@ -81,7 +81,7 @@ class Distribution:
             total += wi
         self.w, self.total = w, total
         p = [wi / total for wi in w]
-        self.order = order = _rank_order(s)  # 3. rank order
+        self.order = order = _rank_order(self.l)  # 3. rank order: by logit (the order of s)
         n_keep = len(order)
         if top_k > 0:  # 4. top-k
             n_keep = min(n_keep, top_k)
@@ -95,10 +95,9 @@ class Distribution:
                 before += p[i]
             n_keep = min(n_keep, count)
         min_p = _f32(min_p)
-        if min_p > 0:  # 6. min-p
-            threshold = min_p * p[order[0]]
+        if min_p > 0:  # 6. min-p: w_i >= min_p (p_i >= min_p * max p; the best token has w = 1)
             count = 0
-            while count < len(order) and p[order[count]] >= threshold:
+            while count < len(order) and w[order[count]] >= min_p:
                 count += 1
             n_keep = min(n_keep, count)
         self.kept = sorted(order[:n_keep])  # 7. renormalise, ascending id order
