@@ -426,7 +426,8 @@ glm5_status glm5_session_fork(glm5_session *session, glm5_session **out_session)
  * reported, with finish_reason GLM5_FINISH_CANCELLED. This is the one session function that may
  * be called from another thread while a call runs on the session. A cancel that arrives while no
  * sampling call runs is kept and stops the next one before its first token (0 tokens, CANCELLED);
- * every sampling call that observes a cancel consumes it.
+ * every sampling call that observes a cancel consumes it (one with max_new_tokens 0 has no token
+ * boundary: it neither observes nor consumes a cancel).
  * Returns GLM5_OK or GLM5_ERR_INVALID_ARGUMENT (NULL or dead session). */
 glm5_status glm5_session_cancel(glm5_session *session);
 

@@ -329,7 +329,10 @@ impl Session {
     ///
     /// Errors: InvalidArgument (an empty session, a parameter out of range: the message names the
     /// field), ContextFull (`max_new_tokens` do not fit: nothing is generated), OutOfMemory; the
-    /// session is then unchanged.
+    /// session is then unchanged. A `max_new_tokens` above the session's
+    /// [`max_tokens`](Session::max_tokens), which can never fit, is refused with ContextFull by
+    /// this crate before the library sees the call (so before any other check), to keep the
+    /// output arrays from being allocated for it.
     pub fn sample(&mut self, params: &SamplingParams) -> Result<SampleResult, Error> {
         let p = params.to_sys(self.max_tokens(), None)?;
         let mut buf = OutBuf::new(&p);

@@ -1384,3 +1384,138 @@ fn draws_follow_the_specification() {
         }
     }
 }
+
+// ---- the raw C calls: what the safe API cannot express ----------------------------------------
+
+/// An output struct over `tokens` (as glm5_sample_output_init, then the arrays).
+fn raw_output(tokens: &mut [i32]) -> glm5::sys::glm5_sample_output {
+    glm5::sys::glm5_sample_output {
+        struct_size: std::mem::size_of::<glm5::sys::glm5_sample_output>() as u32,
+        finish_reason: 0,
+        capacity: tokens.len(),
+        tokens: tokens.as_mut_ptr(),
+        logprobs: std::ptr::null_mut(),
+        scaled_logprobs: std::ptr::null_mut(),
+        processed_logprobs: std::ptr::null_mut(),
+        top_ids: std::ptr::null_mut(),
+        top_logprobs: std::ptr::null_mut(),
+        n_tokens: 0,
+        stop_token_id: -1,
+        status: 0,
+    }
+}
+
+#[test]
+fn raw_calls_guard_what_the_safe_api_cannot_express() {
+    use glm5::sys;
+    let m = load(2);
+    let prompt = ids_for(5, 11, 3);
+    let s = prefilled(&m, &prompt);
+    let before = state(&s);
+
+    // the same session twice in a batch (two &mut borrows in safe Rust): refused, nothing changes
+    let h = [s.as_ptr(), s.as_ptr()];
+    let mut toks = [[0i32; 8]; 2];
+    let [t0, t1] = &mut toks;
+    let mut outs = [raw_output(t0), raw_output(t1)];
+    let out_ptrs: Vec<*mut sys::glm5_sample_output> =
+        outs.iter_mut().map(|o| o as *mut _).collect();
+    let raw = unsafe { sys::glm5_sample_batch(h.as_ptr(), 2, std::ptr::null(), out_ptrs.as_ptr()) };
+    assert_eq!(Status::from_raw(raw), Status::InvalidArgument);
+    assert!(
+        glm5::last_error().contains("twice"),
+        "{}",
+        glm5::last_error()
+    );
+    assert_eq!(state(&s), before);
+    let chunk = [4i32];
+    let tp = [chunk.as_ptr(), chunk.as_ptr()];
+    let lens = [1usize, 1];
+    let raw = unsafe {
+        sys::glm5_append_batch(
+            h.as_ptr(),
+            2,
+            tp.as_ptr(),
+            lens.as_ptr(),
+            sys::GLM5_LOGITS_NONE,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(Status::from_raw(raw), Status::InvalidArgument);
+    assert!(
+        glm5::last_error().contains("twice"),
+        "{}",
+        glm5::last_error()
+    );
+    assert_eq!(state(&s), before);
+
+    // struct_size: smaller than the first version is refused, a larger (newer) one accepted
+    #[repr(C)]
+    struct Newer {
+        p: sys::glm5_sampling_params,
+        tail: [u64; 4],
+    }
+    let d = SamplingParams::default();
+    let p = sys::glm5_sampling_params {
+        struct_size: 0,
+        temperature: d.temperature,
+        top_k: d.top_k,
+        top_p: d.top_p,
+        min_p: d.min_p,
+        max_new_tokens: 8,
+        seed: 5,
+        stop_token_ids: std::ptr::null(),
+        n_stop_token_ids: 0,
+        ignore_eos: 1,
+        n_top_logprobs: 0,
+    };
+    let mut tokens = [0i32; 8];
+    for size in [0u32, 4, 52] {
+        let mut out = raw_output(&mut tokens);
+        let q = sys::glm5_sampling_params {
+            struct_size: size,
+            ..p
+        };
+        let raw = unsafe { sys::glm5_session_sample(s.as_ptr(), &q, &mut out) };
+        assert_eq!(
+            Status::from_raw(raw),
+            Status::InvalidArgument,
+            "struct_size {size}"
+        );
+        assert!(
+            glm5::last_error().contains("struct_size"),
+            "{}",
+            glm5::last_error()
+        );
+        assert_eq!(state(&s), before);
+    }
+    let newer = Newer {
+        p: sys::glm5_sampling_params {
+            struct_size: std::mem::size_of::<Newer>() as u32,
+            ..p
+        },
+        tail: [u64::MAX; 4],
+    };
+    let mut out = raw_output(&mut tokens);
+    let raw = unsafe { sys::glm5_session_sample(s.as_ptr(), &newer.p, &mut out) };
+    assert_eq!(Status::from_raw(raw), Status::Ok, "{}", glm5::last_error());
+    assert_eq!(out.n_tokens, 8);
+    let want = prefilled(&m, &prompt).sample(&params(1.0, 5, 8)).unwrap();
+    assert_eq!(tokens, want.tokens.as_slice());
+    assert_eq!(newer.tail, [u64::MAX; 4]); // the unknown tail is ignored, not written
+
+    // NULL params are the defaults
+    let t = prefilled(&m, &prompt);
+    let mut tokens = [0i32; 128];
+    let mut out = raw_output(&mut tokens);
+    let raw = unsafe { sys::glm5_session_sample(t.as_ptr(), std::ptr::null(), &mut out) };
+    assert_eq!(Status::from_raw(raw), Status::Ok, "{}", glm5::last_error());
+    let want = prefilled(&m, &prompt)
+        .sample(&SamplingParams::default())
+        .unwrap();
+    assert_eq!(&tokens[..out.n_tokens], want.tokens.as_slice());
+    assert_eq!(
+        FinishReason::from_raw(out.finish_reason),
+        Some(want.finish_reason)
+    );
+}
