@@ -39,11 +39,20 @@ struct Bench: ParsableCommand {
   @Flag(help: "Also run the kernel benchmark (Linear kernels against sgemv/sgemm, ~45 s).")
   var kernels = false
 
+  @Flag(help: "Batched decode instead: aggregate tokens/s of 1, 4, 16 and 32 sessions on the GLM-5-shaped bench model in INT4 g32 (writes ~1.8 GB to /tmp, or to --scratch).")
+  var batch = false
+
   @Option(help: "Folder for the synthetic checkpoints (default: a new one under /tmp, removed afterwards).")
   var scratch: String? = nil
 
   func run() throws {
     if kernels { KernelBench.run { print($0) } }
+    if batch {
+      try runOrExit { () throws(GLM5Error) in
+        try BatchBench.run(threads: threads, folder: scratch, batches: [1, 4, 16, 32], steps: decode, prompt: 32)
+      }
+      return
+    }
     try runOrExit { () throws(GLM5Error) in
       let m = try Model(path: model, threads: threads)
       try report(name: model, m)

@@ -1,4 +1,6 @@
-// glm5 generate: greedy continuation of a prompt of token ids, one line per new token.
+// glm5 generate: sample (or, at temperature 0, greedily pick) a continuation of a prompt of token
+// ids, one line per new token with its raw, scaled and processed logprobs (include/glm5.h
+// "Sampling"), and why it stopped.
 
 import ArgumentParser
 import GLM5Core
@@ -6,7 +8,7 @@ import GLM5Engine
 
 struct Generate: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Greedy generation from a prompt of token ids; prints each new token id with its logprob.")
+    abstract: "Sample a continuation of a prompt of token ids; prints each new id with its raw, scaled and processed logprob.")
 
   @Argument(help: "Folder with config.json and safetensors weights.")
   var model: String
@@ -14,27 +16,48 @@ struct Generate: ParsableCommand {
   @Argument(help: "Prompt token ids (default: 1 2 3 4 5).")
   var prompt: [Int32] = []
 
-  @Option(name: [.short, .long], help: "Number of tokens to generate.")
+  @Option(name: [.short, .long], help: "Most tokens to generate.")
   var n: Int = 8
+
+  @Option(help: "Temperature (0 = greedy).")
+  var temperature: Float = 0
+
+  @Option(help: "top-k (0 = off).")
+  var topK: Int = 0
+
+  @Option(help: "top-p (1 = off).")
+  var topP: Float = 1
+
+  @Option(help: "min-p (0 = off).")
+  var minP: Float = 0
+
+  @Option(help: "Seed of the counter-based sampler.")
+  var seed: UInt64 = 0
+
+  @Flag(help: "Do not stop at the model's end-of-sequence ids.")
+  var ignoreEos = false
 
   @Option(help: "Compute threads (0 = one per CPU).")
   var threads: Int = 0
 
   func run() throws {
     let ids = prompt.isEmpty ? [1, 2, 3, 4, 5] : prompt
-    let (out, lps, seconds) = try runOrExit { () throws(GLM5Error) -> ([Int32], [Float], Double) in
+    let p = SamplingParams(temperature: temperature, topK: topK, topP: topP, minP: minP, seed: seed, maxNewTokens: n, ignoreEOS: ignoreEos)
+    let (r, seconds) = try runOrExit { () throws(GLM5Error) -> (SampleResult, Double) in
       let m = try Model(path: model, threads: threads)
       let s = try Session(model: m)
       let t0 = now()
       try s.append(ids, logits: .none)
-      let (out, lps) = try s.generate(n)
-      return (out, lps, now() - t0)
+      let r = try s.sample(p)
+      return (r, now() - t0)
     }
     print("prompt  \(ids.map(String.init).joined(separator: " "))")
-    for (t, lp) in zip(out, lps) {
-      print("token \(t)  logprob \(fmt(Double(lp), 4))")
+    print("sampling: temperature \(temperature), top-k \(topK), top-p \(topP), min-p \(minP), seed \(seed)")
+    for i in r.tokens.indices {
+      print("token \(r.tokens[i])  logprob \(fmt(Double(r.logprobs[i]), 4))  scaled \(fmt(Double(r.scaledLogprobs[i]), 4))  processed \(fmt(Double(r.processedLogprobs[i]), 4))")
     }
-    print("\(out.count) tokens in \(fmt(seconds, 3)) s")
+    let why = r.finishReason == .stop ? "stop (token \(r.stopTokenId ?? -1))" : (r.finishReason == .cancelled ? "cancelled" : "length")
+    print("\(r.tokens.count) tokens in \(fmt(seconds, 3)) s, finished: \(why)")
   }
 }
 

@@ -36,6 +36,26 @@ public enum SyntheticCheckpoint {
     ])
   }
 
+  /// The GLM-5-shaped bench model (real head dimensions, fewer layers and experts): hidden 2048,
+  /// 8 layers (layer 0 dense), 32 heads, q_lora 768, kv_lora 512, nope 192 / rope 64 / v 256,
+  /// indexer 32 × 128 with index_topk 2048, 64 routed experts top-8 of width 1024 plus 1 shared,
+  /// dense intermediate 4096, vocab 16384, untied lm_head: 3.25 B parameters, 0.75 B active.
+  public static func glm5BenchConfigJSON() -> JSON {
+    guard case .object(var o) = configJSON(hidden: 2048, layers: 8, experts: 64, vocab: 16384) else { return .null }
+    o["intermediate_size"] = .number(4096)
+    o["moe_intermediate_size"] = .number(1024)
+    o["num_attention_heads"] = .number(32)
+    o["q_lora_rank"] = .number(768)
+    o["kv_lora_rank"] = .number(512)
+    o["qk_nope_head_dim"] = .number(192)
+    o["qk_rope_head_dim"] = .number(64)
+    o["v_head_dim"] = .number(256)
+    o["index_n_heads"] = .number(32)
+    o["index_head_dim"] = .number(128)
+    o["index_topk"] = .number(2048)
+    return .object(o)
+  }
+
   /// Build a checkpoint with random weights in `dtype` (F32, BF16 or F16).
   public static func make(config: ModelConfig, dtype: DType = .bf16, seed: UInt64 = 42) throws(GLM5Error) -> Checkpoint {
     let arena = Arena()

@@ -1,0 +1,108 @@
+// glm5 bench --batch: batched decode on the GLM-5-shaped bench model in INT4 g32 (written to a
+// temporary folder), aggregate tokens/s for 1, 4, 16 and 32 sessions sampling together against
+// the single-session figure, and the share of each step not explained by reading its weights at
+// the read bandwidth measured in the same run. Figures only; nothing is asserted.
+
+import GLM5Core
+import GLM5Engine
+import GLM5Model
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum BatchBench {
+  static func run(threads: Int, folder: String?, batches: [Int], steps: Int, prompt: Int) throws(GLM5Error) {
+    let json = SyntheticCheckpoint.glm5BenchConfigJSON()
+    let c = try ModelConfig(json: json, source: "GLM-5-shaped bench config")
+    var template = Array("/tmp/glm5-batch-XXXXXX".utf8CString)
+    let dir = folder ?? String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }!)
+    defer { if folder == nil { _ = system("rm -rf '\(dir)'") } }
+    var t0 = now()
+    if fileKind(joinPath(dir, "model.safetensors")) != .file {
+      try SyntheticCheckpoint.write(config: c, configJSON: json, folder: dir, format: .int4(group: 32))
+      print("GLM-5-shaped bench model, INT4 g32 (random codes), written in \(fmt(now() - t0, 1)) s to \(dir)")
+    }
+    let m = try Model(path: dir, threads: threads)
+    m.checkpoint.prefault()
+    let pool = m.pool
+    print("model: hidden \(c.hiddenSize), \(c.numHiddenLayers) layers, \(c.nRoutedExperts) experts top-\(c.numExpertsPerTok), vocab \(c.vocabSize); weights \(fmt(Double(m.checkpoint.tensorBytes) / 1e9, 2)) GB; \(pool.threads) threads")
+    let bw = readBandwidth(pool: pool)
+    print("read bandwidth (same run, \(pool.threads) threads, 1 GiB): \(fmt(bw / 1e9, 1)) GB/s")
+
+    // Bytes one step reads: everything but the routed experts once, plus the experts the batch
+    // touches (expected unique experts of B uniform top-k draws: E·(1 − (1 − k/E)^B)).
+    var dense = 0.0, expert = 0.0
+    for (name, _, l) in m.checkpoint.linearModules {
+      var b = Double(l.weight.byteCount)
+      if case .int4Group(let s, let z, _) = l.format { b += Double(s.byteCount + (z?.byteCount ?? 0)) }
+      if case .fp8Block(let s, _, _) = l.format { b += Double(s.byteCount) }
+      if name.hasPrefix("model.layers.\(c.numHiddenLayers).") { continue }
+      if name.contains(".mlp.experts.") { expert += b } else { dense += b }
+    }
+    let e = Double(c.nRoutedExperts), k = Double(c.numExpertsPerTok)
+
+    var single = 0.0
+    for b in batches {
+      var rng: UInt64 = 11
+      var sessions: [Session] = []
+      for _ in 0..<b {
+        let s = try Session(model: m, maxTokens: prompt + steps + 1)
+        sessions.append(s)
+      }
+      let reqs = sessions.map { s in
+        AppendRequest(session: s, tokens: (0..<prompt).map { _ in
+          rng = rng &* 6364136223846793005 &+ 1442695040888963407
+          return Int32((rng >> 33) % UInt64(c.vocabSize))
+        })
+      }
+      _ = try m.appendBatch(reqs)
+      let params = (0..<b).map { i in SamplingParams(temperature: 1, topP: 0.95, seed: UInt64(i), maxNewTokens: steps, ignoreEOS: true) }
+      t0 = now()
+      let r = try m.sampleBatch(sessions, params)
+      let t = now() - t0
+      let tokens = r.reduce(0) { $0 + $1.tokens.count }
+      let rate = Double(tokens) / t
+      if b == batches.first { single = rate }
+      let stepTime = t / Double(steps)
+      let bytes = dense + expert * (1 - pow(1 - k / e, Double(b)))
+      let readShare = (bytes / bw) / stepTime
+      print("batch \(b): \(tokens) tokens in \(fmt(t, 2)) s → \(fmt(rate, 2)) tokens/s aggregate (\(fmt(rate / single, 2))× one session), "
+            + "\(fmt(stepTime * 1e3, 1)) ms/step; weights read per step \(fmt(bytes / 1e6, 0)) MB = \(fmt(bytes / bw * 1e3, 1)) ms at \(fmt(bw / 1e9, 1)) GB/s; "
+            + "outside the weight reads \(fmt(max(0, 1 - readShare) * 100, 0))% of the step")
+    }
+  }
+
+  /// Sum a 1 GiB buffer on every thread (8-lane chains), best of 3: bytes / time.
+  static func readBandwidth(pool: ThreadPool) -> Double {
+    let n = 1 << 28  // floats
+    guard let p = calloc(n, 4)?.assumingMemoryBound(to: Float.self) else { return .nan }
+    defer { free(p) }
+    for i in stride(from: 0, to: n, by: 1024) { p[i] = 1 }
+    var best = Double.infinity
+    let parts = pool.threads
+    var sinks = [Float](repeating: 0, count: parts)
+    for _ in 0..<3 {
+      let t0 = now()
+      sinks.withUnsafeMutableBufferPointer { sb in
+        let sink = sb.baseAddress!
+        pool.parallelFor(parts) { w in
+          let lo = n / parts * w, hi = w == parts - 1 ? n : n / parts * (w + 1)
+          var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+          var i = lo
+          while i + 32 <= hi {
+            let r = UnsafeRawPointer(p + i)
+            a0 += r.loadUnaligned(as: SIMD8<Float>.self)
+            a1 += r.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+            a2 += r.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
+            a3 += r.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self)
+            i += 32
+          }
+          sink[w] = (a0 + a1 + a2 + a3).sum()
+        }
+      }
+      best = min(best, now() - t0)
+    }
+    if sinks.reduce(0, +) == -1 { print("") }
+    return Double(n * 4) / best
+  }
+}
