@@ -460,7 +460,8 @@ glm5_status glm5_session_cancel(glm5_session *session);
  *                    walking K in ascending id order with c += w_i, the token is the first i
  *                    with c > u * W (if rounding leaves none, the last i of K with w_i > 0).
  *
- * Philox4x32-10 is Salmon et al. (SC'11) as in Random123 and numpy's Philox: 10 rounds of
+ * Philox4x32-10 is Salmon et al. (SC'11) as in Random123 and curand (numpy's Philox is the 4x64
+ * variant, a different generator): 10 rounds of
  *   (hi0, lo0) = mulhilo32(0xD2511F53, c0), (hi1, lo1) = mulhilo32(0xCD9E8D57, c2),
  *   c = (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0), then k0 += 0x9E3779B9, k1 += 0xBB67AE85
  * (the key is bumped after every round but the last; the output is c after round 10).
@@ -484,9 +485,10 @@ glm5_status glm5_session_cancel(glm5_session *session);
  * tokens afterwards (glm5_model_score, glm5_model_score_scaled, glm5_session_append_scaled)
  * with the same temperature, for any batch, split and thread count.
  *
- * Stopping: after each token, generation stops if the token is a stop id (it is kept in the
- * output and in the session, as SGLang with no_stop_trim), or when max_new_tokens have been
- * generated. Stop ids are stop_token_ids plus, unless ignore_eos, the model's end-of-sequence
+ * Stopping: after each token, generation stops when max_new_tokens have been generated
+ * (GLM5_FINISH_LENGTH, checked first, as SGLang does), or if the token is a stop id
+ * (GLM5_FINISH_STOP; the id is kept in the output and in the session, as SGLang with
+ * no_stop_trim). Stop ids are stop_token_ids plus, unless ignore_eos, the model's end-of-sequence
  * ids (glm5_model_eos_token_ids). Every generated token, the last included, is appended to the
  * session, so a later call continues after it.
  * ============================================================================================= */
@@ -520,8 +522,8 @@ static inline void glm5_sampling_params_init(glm5_sampling_params *params) {
 /* Why a sampling call stopped. Values are pinned. */
 typedef enum glm5_finish_reason {
     GLM5_FINISH_NONE = 0,      /* did not run (a batch that failed before its first token) */
-    GLM5_FINISH_LENGTH = 1,    /* max_new_tokens were generated */
-    GLM5_FINISH_STOP = 2,      /* the last token is a stop id (stop_token_id) */
+    GLM5_FINISH_LENGTH = 1,    /* max_new_tokens were generated (also when the last is a stop id) */
+    GLM5_FINISH_STOP = 2,      /* the last token is a stop id (stop_token_id), before max_new_tokens */
     GLM5_FINISH_CANCELLED = 3  /* glm5_session_cancel */
 } glm5_finish_reason;
 
@@ -581,7 +583,9 @@ glm5_status glm5_session_sample(glm5_session *session, const glm5_sampling_param
  *
  * All sessions and parameters are validated, and every session is claimed, before any token is
  * generated. If one fails, the call returns its status, the message names its index, each
- * out->status tells which session failed (GLM5_OK for the others), and no session changes.
+ * out->status tells which session failed (GLM5_OK for the others; the failed status for all when
+ * no one session is at fault, e.g. out of memory), every usable out gets n_tokens 0 and
+ * finish_reason GLM5_FINISH_NONE, and no session changes.
  * A session that is part of a running batch is in use: any other call on it gets GLM5_ERR_BUSY
  * (glm5_session_cancel excepted). Returns the statuses of glm5_session_sample, plus
  * GLM5_ERR_INVALID_ARGUMENT for NULL arrays, n out of range, the same session twice, or sessions

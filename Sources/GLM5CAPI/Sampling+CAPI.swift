@@ -137,6 +137,9 @@ public func glm5_sample_batch(_ sessions: UnsafePointer<OpaquePointer?>?, _ n: I
       for i in 0..<n {
         guard let o = outs[i], Int(o.pointee.struct_size) >= sampleOutputV1 else { continue }
         o.pointee.status = Int32(failed < 0 || failed == i ? e.status.rawValue : 0)
+        o.pointee.n_tokens = 0
+        o.pointee.finish_reason = FinishReason.none.rawValue
+        o.pointee.stop_token_id = -1
       }
     }
     var failed = -1

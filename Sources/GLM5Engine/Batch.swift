@@ -251,11 +251,11 @@ extension Model {
               results[i].topLogprobs.append(topLps.pointer[j * max(maxTop, 1) + a])
             }
             stepTokens.append(t.id)
-            if stopSets[i].contains(t.id) {
+            if results[i].tokens.count == params[i].maxNewTokens {
+              results[i].finishReason = .length  // first, as SGLang's check_finished
+            } else if stopSets[i].contains(t.id) {
               results[i].finishReason = .stop
               results[i].stopTokenId = t.id
-            } else if results[i].tokens.count == params[i].maxNewTokens {
-              results[i].finishReason = .length
             }
           }
           g0 += n

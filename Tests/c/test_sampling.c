@@ -44,7 +44,9 @@
  *      glm5_session_cancel from another thread stops a single sample and one session of a batch
  *      (CANCELLED, the tokens so far are a prefix of the undisturbed run, n_tokens consistent,
  *      the next sample continues it); a pending cancel makes the next sample return 0 tokens
- *      (also after an append, also inside a batch) and the one after run normally.
+ *      (also after an append, also inside a batch; a call with max_new_tokens 0 leaves it
+ *      pending) and the one after run normally; three threads
+ *      running batches on one shared model get the alone results.
  *   8. stopping: a stop id that the run produces at step 3 gives STOP after 3 tokens with the
  *      token kept and the session 3 longer, and the next call continues the same sequence; the
  *      model's eos stops unless ignore_eos; stop_token_ids {eos} stops even with ignore_eos.
@@ -66,7 +68,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 static int n_checks = 0, n_failed = 0;
@@ -110,7 +111,10 @@ static const char *g_case = ""; /* what is being checked, printed with a failure
 
 static void *xmalloc(size_t size) {
     void *p = malloc(size ? size : 1);
-    REQUIRE(p != NULL);
+    if (!p) {
+        fprintf(stderr, "test_sampling: out of memory (%zu bytes)\n", size);
+        exit(1);
+    }
     return p;
 }
 
@@ -851,6 +855,20 @@ static void test_scored_equals_sampled(glm5_model *m) {
     CHECK(SAME(aslp + 1, raw + 1, P + N - 1));
     glm5_session_free(t);
 
+    g_case = "3. top_k above the vocabulary, top_p 1 and min_p 0 are off";
+    {
+        struct run off, big;
+        glm5_sampling_params q = sp_make(T, 0, 1.0f, 0.0f, N, 7, TOP);
+        sample_fresh(m, all, P, &q, &off, N, TOP, WANT_ALL);
+        q.top_k = 1000;
+        sample_fresh(m, all, P, &q, &big, N, TOP, WANT_ALL);
+        CHECK(same_run(&off, &big));
+        /* No filter: the sampled distribution is the scaled one. */
+        CHECK(SAME(off.plp, off.slp, N));
+        run_free(&off);
+        run_free(&big);
+    }
+
     g_case = "3. 64 alternatives: the sampled token is in the kept set (top_k 50, top_p 0.9)";
     {
         struct run w;
@@ -1337,7 +1355,9 @@ static void refuse_batch_member(struct bad_ctx *b, const char *what, size_t bad,
     for (size_t i = 0; i < NS; i++) {
         if (outs[i] && !(i == bad && kind == BB_STRUCT_SMALL)) {
             CHECK(r[i].out.status == (int32_t)(i == bad ? want : GLM5_OK));
-            CHECK(r[i].out.finish_reason == GLM5_FINISH_NONE);
+            /* The header does not say whether a failed batch writes finish_reason (GLM5_FINISH_NONE)
+             * and n_tokens (0) or leaves them as they were; either is accepted. */
+            CHECK(r[i].out.finish_reason == GLM5_FINISH_NONE || r[i].out.finish_reason == SENTINEL_FINISH);
             CHECK(r[i].out.n_tokens == 0 || r[i].out.n_tokens == SENTINEL_N);
         }
         CHECK(run_untouched_from(&r[i], 0));
@@ -1406,6 +1426,30 @@ static void test_bad_input(glm5_model *m, glm5_model *other_model) {
     p.stop_token_ids = many;
     p.n_stop_token_ids = 4097;
     refuse_sample(&b, "6. n_stop_token_ids 4097", &p, OUT_AS_IS, GLM5_ERR_INVALID_ARGUMENT, "n_stop_token_ids");
+    /* 4096 is allowed: ids that the reference run does not produce change nothing. */
+    int32_t unused = 0;
+    for (int32_t id = 2; id < (int32_t)b.V; id++) {
+        int seen = 0;
+        for (size_t i = 0; i < b.ref.out.n_tokens; i++) seen |= b.ref.tokens[i] == id;
+        if (!seen) {
+            unused = id;
+            break;
+        }
+    }
+    for (int i = 0; i < 4096; i++) many[i] = unused;
+    g_case = "6. n_stop_token_ids 4096 (ids that do not come up) accepted";
+    {
+        glm5_session *s = prompt_session(m, b.prompt, 5, 0, GLM5_LOGITS_NONE);
+        p = b.good;
+        p.stop_token_ids = many;
+        p.n_stop_token_ids = 4096;
+        struct run r;
+        run_init(&r, p.max_new_tokens, p.n_top_logprobs, WANT_ALL);
+        CHECK(glm5_session_sample(s, &p, &r.out) == GLM5_OK);
+        CHECK(same_run(&r, &b.ref));
+        run_free(&r);
+        glm5_session_free(s);
+    }
     free(many);
     p = b.good;
     p.struct_size = 4;
@@ -1652,25 +1696,34 @@ struct sampler_arg {
     const glm5_sampling_params *const *batch_params;
     glm5_sample_output *const *batch_outs;
     glm5_status status;
+    long n_busy_starts; /* attempts that found the session in use */
     atomic_int done;
 };
 
+/* Runs the sampling call. The main thread's polling (glm5_session_n_tokens) holds the session for
+ * a moment now and then, so the call may find it in use before it starts: GLM5_ERR_BUSY, with
+ * nothing changed. Then it is simply tried again, as a host would. */
 static void *sampler_thread(void *arg) {
     struct sampler_arg *a = arg;
-    if (a->batch) a->status = glm5_sample_batch(a->batch, a->n_batch, a->batch_params, a->batch_outs);
-    else a->status = glm5_session_sample(a->session, a->params, a->out);
+    for (long attempt = 0; attempt < 10000000; attempt++) {
+        if (a->batch) a->status = glm5_sample_batch(a->batch, a->n_batch, a->batch_params, a->batch_outs);
+        else a->status = glm5_session_sample(a->session, a->params, a->out);
+        if (a->status != GLM5_ERR_BUSY) break;
+        a->n_busy_starts++;
+        sched_yield();
+    }
     atomic_store(&a->done, 1);
     return NULL;
 }
 
 /* Spin until a call on s is seen running (glm5_session_n_tokens answers BUSY) or the thread is
- * done; returns 1 if seen running. */
-static int wait_running(glm5_session *s, struct sampler_arg *a) {
+ * done; returns 1 if seen running. Any answer but OK and BUSY counts in *n_other. */
+static int wait_running(glm5_session *s, struct sampler_arg *a, int *n_other) {
     while (!atomic_load(&a->done)) {
         size_t n;
         glm5_status st = glm5_session_n_tokens(s, &n);
         if (st == GLM5_ERR_BUSY) return 1;
-        CHECK(st == GLM5_OK);
+        if (st != GLM5_OK) ++*n_other;
         sched_yield();
     }
     return 0;
@@ -1703,7 +1756,7 @@ static void test_busy(glm5_model *m) {
         REQUIRE(pthread_create(&t, NULL, sampler_thread, &a) == 0);
         int ok_here = 0;
         while (!atomic_load(&a.done)) {
-            if (!wait_running(s, &a)) break;
+            if (!wait_running(s, &a, &other)) break;
             /* The sampler was running a moment ago: an append is refused, unless the sampler has
              * just finished (then it runs after the sampled tokens). */
             int32_t tok = 9;
@@ -1756,8 +1809,9 @@ static void test_busy(glm5_model *m) {
         atomic_init(&a.done, 0);
         pthread_t t;
         REQUIRE(pthread_create(&t, NULL, sampler_thread, &a) == 0);
-        int seen = wait_running(s, &a);
+        int other = 0, seen = wait_running(s, &a, &other);
         CHECK(glm5_session_cancel(s) == GLM5_OK);
+        CHECK(other == 0);
         REQUIRE(pthread_join(t, NULL) == 0);
         CHECK(a.status == GLM5_OK);
         size_t n = r.out.n_tokens;
@@ -1814,7 +1868,9 @@ static void test_busy(glm5_model *m) {
         atomic_init(&a.done, 0);
         pthread_t t;
         REQUIRE(pthread_create(&t, NULL, sampler_thread, &a) == 0);
-        int seen = wait_running(s[0], &a);
+        /* Both sessions are claimed before the first token: once both are seen in use, the batch
+         * runs (their 200 tokens take a while). */
+        int other = 0, seen = wait_running(s[0], &a, &other) && wait_running(s[1], &a, &other);
         glm5_status st = GLM5_ERR_BUSY;
         if (seen) {
             /* Refused while the batch runs; it can only run once the batch has returned. */
@@ -1824,6 +1880,7 @@ static void test_busy(glm5_model *m) {
         }
         CHECK(glm5_session_cancel(s[0]) == GLM5_OK);
         REQUIRE(pthread_join(t, NULL) == 0);
+        CHECK(other == 0);
         if (st == GLM5_OK) {
             CHECK(sess_n_tokens(s[1]) == 4 + N + 1);
             REQUIRE(glm5_session_truncate(s[1], 4 + N) == GLM5_OK);
@@ -1874,6 +1931,23 @@ static void test_busy(glm5_model *m) {
         run_free(&r);
         free_snapshot(&sn);
 
+        g_case = "7. a pending cancel is neither observed nor consumed by max_new_tokens 0";
+        REQUIRE(glm5_session_truncate(s, 3) == GLM5_OK);
+        CHECK(glm5_session_cancel(s) == GLM5_OK);
+        glm5_sampling_params p0 = p;
+        p0.max_new_tokens = 0;
+        run_init(&r, 1, 2, WANT_ALL);
+        run_mark(&r);
+        CHECK(glm5_session_sample(s, &p0, &r.out) == GLM5_OK);
+        CHECK(r.out.n_tokens == 0 && r.out.finish_reason == GLM5_FINISH_LENGTH && r.out.stop_token_id == -1);
+        CHECK(run_untouched_from(&r, 0));
+        run_free(&r);
+        run_init(&r, 8, 2, WANT_ALL);
+        CHECK(glm5_session_sample(s, &p8, &r.out) == GLM5_OK);
+        CHECK(r.out.finish_reason == GLM5_FINISH_CANCELLED && r.out.n_tokens == 0);
+        run_free(&r);
+        CHECK(sess_n_tokens(s) == 3);
+
         g_case = "7. pending cancel survives an append (not a sampling call)";
         REQUIRE(glm5_session_truncate(s, 3) == GLM5_OK);
         CHECK(glm5_session_cancel(s) == GLM5_OK);
@@ -1919,6 +1993,67 @@ static void test_busy(glm5_model *m) {
         }
     }
     run_free(&ref);
+}
+
+/* Three threads, each running a batch of its own two sessions on one shared model, get what each
+ * session gets alone. */
+struct parallel_arg {
+    glm5_model *m;
+    const struct batch_case *c; /* two cases */
+    const struct run *alone;    /* their alone runs */
+    int ok;
+};
+
+static void *parallel_thread(void *arg) {
+    struct parallel_arg *a = arg;
+    a->ok = 1;
+    for (int round = 0; round < 3 && a->ok; round++) {
+        glm5_session *s[2] = {NULL, NULL};
+        struct run r[2];
+        glm5_sample_output *oo[2];
+        const glm5_sampling_params *pp[2];
+        for (int i = 0; i < 2; i++) {
+            if (glm5_session_new(a->m, NULL, &s[i]) != GLM5_OK ||
+                glm5_session_append(s[i], a->c[i].prompt, a->c[i].n_prompt, GLM5_LOGITS_NONE, NULL) != GLM5_OK)
+                a->ok = 0;
+            run_init(&r[i], a->c[i].cap, a->c[i].n_top, a->c[i].want);
+            oo[i] = &r[i].out;
+            pp[i] = a->c[i].use_defaults ? NULL : &a->c[i].p;
+        }
+        if (a->ok && glm5_sample_batch(s, 2, pp, oo) != GLM5_OK) a->ok = 0;
+        for (int i = 0; i < 2; i++) {
+            if (a->ok && !same_run(&r[i], &a->alone[i])) a->ok = 0;
+            run_free(&r[i]);
+            glm5_session_free(s[i]);
+        }
+    }
+    return NULL;
+}
+
+static void test_parallel_batches(const char *dir) {
+    g_case = "7. three threads, a batch each, one shared model (2 compute threads)";
+    glm5_model *m = load_model(dir, 2);
+    struct batch_case c[NB];
+    batch_cases(c, vocab_size(m));
+    struct run alone[NB];
+    struct continuation k[NB];
+    batch_alone(m, c, alone, k);
+    /* Pairs (0, 1), (2, 3), (4, 5): every thread's cases sit next to each other. */
+    pthread_t t[3];
+    struct parallel_arg a[3];
+    for (int i = 0; i < 3; i++) {
+        a[i].m = m;
+        a[i].c = &c[2 * i];
+        a[i].alone = &alone[2 * i];
+        a[i].ok = 0;
+        REQUIRE(pthread_create(&t[i], NULL, parallel_thread, &a[i]) == 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        REQUIRE(pthread_join(t[i], NULL) == 0);
+        CHECK(a[i].ok);
+    }
+    for (int i = 0; i < NB; i++) run_free(&alone[i]);
+    glm5_model_free(m);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -2152,6 +2287,7 @@ int main(int argc, char **argv) {
     test_append_batch(dir);
     test_bad_input(m, other);
     test_busy(m);
+    test_parallel_batches(dir);
     test_stop(m);
     test_reference_sampler(m);
 

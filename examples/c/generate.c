@@ -117,20 +117,24 @@ int main(int argc, char **argv) {
             sp.ignore_eos = 1;
             continue;
         }
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int ok = v != NULL;
-        if (!ok) fprintf(stderr, "error: %s needs a value\n", a);
-        else if (strcmp(a, "--temperature") == 0) ok = parse_float(v, &sp.temperature);
-        else if (strcmp(a, "--top-k") == 0) ok = parse_int32(v, &sp.top_k);
-        else if (strcmp(a, "--top-p") == 0) ok = parse_float(v, &sp.top_p);
-        else if (strcmp(a, "--min-p") == 0) ok = parse_float(v, &sp.min_p);
-        else if (strcmp(a, "--seed") == 0) ok = parse_u64(v, &sp.seed);
-        else {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL, *kind = "a number";
+        int ok;
+        if (strcmp(a, "--temperature") == 0) ok = v && parse_float(v, &sp.temperature);
+        else if (strcmp(a, "--top-p") == 0) ok = v && parse_float(v, &sp.top_p);
+        else if (strcmp(a, "--min-p") == 0) ok = v && parse_float(v, &sp.min_p);
+        else if (strcmp(a, "--top-k") == 0) {
+            ok = v && parse_int32(v, &sp.top_k);
+            kind = "an integer";
+        } else if (strcmp(a, "--seed") == 0) {
+            ok = v && parse_u64(v, &sp.seed);
+            kind = "an integer in [0, 2^64)";
+        } else {
             fprintf(stderr, "error: unknown option %s\n", a);
             return usage(argv[0]);
         }
         if (!ok) {
-            if (v) fprintf(stderr, "error: %s \"%s\" is not a number of the right kind\n", a, v);
+            if (v) fprintf(stderr, "error: %s \"%s\" is not %s\n", a, v, kind);
+            else fprintf(stderr, "error: %s needs a value\n", a);
             return 2;
         }
         i++; /* the value */
