@@ -20,14 +20,14 @@ enum BatchBench {
     var t0 = now()
     if fileKind(joinPath(dir, "model.safetensors")) != .file {
       try SyntheticCheckpoint.write(config: c, configJSON: json, folder: dir, format: .int4(group: 32))
-      print("GLM-5-shaped bench model, INT4 g32 (random codes), written in \(fmt(now() - t0, 1)) s to \(dir)")
+      say("GLM-5-shaped bench model, INT4 g32 (random codes), written in \(fmt(now() - t0, 1)) s to \(dir)")
     }
     let m = try Model(path: dir, threads: threads)
     m.checkpoint.prefault()
     let pool = m.pool
-    print("model: hidden \(c.hiddenSize), \(c.numHiddenLayers) layers, \(c.nRoutedExperts) experts top-\(c.numExpertsPerTok), vocab \(c.vocabSize); weights \(fmt(Double(m.checkpoint.tensorBytes) / 1e9, 2)) GB; \(pool.threads) threads")
+    say("model: hidden \(c.hiddenSize), \(c.numHiddenLayers) layers, \(c.nRoutedExperts) experts top-\(c.numExpertsPerTok), vocab \(c.vocabSize); weights \(fmt(Double(m.checkpoint.tensorBytes) / 1e9, 2)) GB; \(pool.threads) threads")
     let bw = readBandwidth(pool: pool)
-    print("read bandwidth (same run, \(pool.threads) threads, 1 GiB): \(fmt(bw / 1e9, 1)) GB/s")
+    say("read bandwidth (same run, \(pool.threads) threads, 1 GiB): \(fmt(bw / 1e9, 1)) GB/s")
 
     // Bytes one step reads: everything but the routed experts once, plus the experts the batch
     // touches (expected unique experts of B uniform top-k draws: E·(1 − (1 − k/E)^B)).
@@ -55,7 +55,9 @@ enum BatchBench {
           return Int32((rng >> 33) % UInt64(c.vocabSize))
         })
       }
+      t0 = now()
       _ = try m.appendBatch(reqs)
+      say("batch \(b): prefill of \(b) × \(prompt) tokens in one batched append: \(fmt(now() - t0, 2)) s")
       let params = (0..<b).map { i in SamplingParams(temperature: 1, topP: 0.95, seed: UInt64(i), maxNewTokens: steps, ignoreEOS: true) }
       t0 = now()
       let r = try m.sampleBatch(sessions, params)
@@ -66,10 +68,17 @@ enum BatchBench {
       let stepTime = t / Double(steps)
       let bytes = dense + expert * (1 - pow(1 - k / e, Double(b)))
       let readShare = (bytes / bw) / stepTime
-      print("batch \(b): \(tokens) tokens in \(fmt(t, 2)) s → \(fmt(rate, 2)) tokens/s aggregate (\(fmt(rate / single, 2))× one session), "
+      let line = "batch \(b): \(tokens) tokens in \(fmt(t, 2)) s → \(fmt(rate, 2)) tokens/s aggregate (\(fmt(rate / single, 2))× one session), "
             + "\(fmt(stepTime * 1e3, 1)) ms/step; weights read per step \(fmt(bytes / 1e6, 0)) MB = \(fmt(bytes / bw * 1e3, 1)) ms at \(fmt(bw / 1e9, 1)) GB/s; "
-            + "outside the weight reads \(fmt(max(0, 1 - readShare) * 100, 0))% of the step")
+            + "outside the weight reads \(fmt(max(0, 1 - readShare) * 100, 0))% of the step"
+      say(line)
     }
+  }
+
+  /// Print and flush (the bench runs for minutes; progress shows through a pipe too).
+  static func say(_ s: String) {
+    print(s)
+    fflush(nil)
   }
 
   /// Sum a 1 GiB buffer on every thread (8-lane chains), best of 3: bytes / time.

@@ -49,7 +49,7 @@ struct Bench: ParsableCommand {
     if kernels { KernelBench.run { print($0) } }
     if batch {
       try runOrExit { () throws(GLM5Error) in
-        try BatchBench.run(threads: threads, folder: scratch, batches: [1, 4, 16, 32], steps: decode, prompt: 32)
+        try BatchBench.run(threads: threads, folder: scratch, batches: [1, 4, 16, 32], steps: decode, prompt: 8)
       }
       return
     }

@@ -448,3 +448,35 @@ func checkAgainstPlain(_ y: TestFloats, _ x: TestFloats, _ plain: PlainQuant, wh
   #expect(y.damaged == 0, "\(what): \(y.damaged) gap/guard values overwritten", sourceLocation: sourceLocation)
   return p
 }
+
+extension QuantKernelTests {
+  @Test("INT4 integer lanes (Intel) and subnormal lanes (Zen) give the same bits, decode and prefill, and both match the plain product")
+  func int4LaneRepresentationsAgree() {
+    var rng = KernelRNG(seed: 0xE7)
+    let weights = [
+      RandomQuantWeight(int4: 70, groups: 20, group: 32, symmetric: true, scaleDType: .bf16, rng: &rng),
+      RandomQuantWeight(int4: 61, groups: 9, group: 64, symmetric: false, scaleDType: .f16, rng: &rng),
+      RandomQuantWeight(int4: 45, groups: 6, group: 128, symmetric: false, scaleDType: .f32, rng: &rng),
+      RandomQuantWeight(int4: 300, groups: 40, group: 32, symmetric: true, scaleDType: .bf16, rng: &rng),
+    ]
+    defer { QuantKernels.forceIntegerLanes = nil }
+    for w in weights {
+      let (n, k) = (w.weight.rows, w.weight.cols)
+      for T in [1, 2, 7, 50] {
+        let x = TestFloats(rows: T, cols: k, fill: .nan, rng: &rng)
+        var out: [TestFloats] = []
+        for integer in [false, true] {
+          QuantKernels.forceIntegerLanes = integer
+          let y = TestFloats(rows: T, cols: n)
+          Kernels.linear(y.row(0), ldy: y.ld, x.row(0), ldx: x.ld, tokens: T, w.weight, pool: ThreadPool(threads: 2))
+          #expect(y.damaged == 0)
+          checkAgainstPlain(y, x, w.plain, what: "\(w.describe) T \(T) integer lanes \(integer)")
+          out.append(y)
+        }
+        var diff = 0
+        for t in 0..<T { for j in 0..<n where out[0][t, j].bitPattern != out[1][t, j].bitPattern { diff += 1 } }
+        #expect(diff == 0, "\(w.describe) T \(T): \(diff) elements differ between the lane representations")
+      }
+    }
+  }
+}

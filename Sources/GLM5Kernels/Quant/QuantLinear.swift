@@ -15,7 +15,10 @@
 //   INT4 (groups a multiple of 16 columns): each 16 columns make two steps, the even columns then
 //        the odd ones (the nibbles of 8 bytes), x permuted to match once per call. Lanes hold
 //        u · 2^-149 and 16u · 2^-149 (the nibbles masked in place: f32 subnormals) against x · 2^96
-//        and x · 2^92, scale_b = s · 2^53. rest = the zero-point part Σ_g (−(8 + zp_g) · s_g) · Σx_g
+//        and x · 2^92, scale_b = s · 2^53 on AMD; on Intel, whose FMAs take a microcode assist per
+//        subnormal operand, the same nibbles converted to u and 16u against x and x / 16 with s
+//        itself (`Int4Lanes`): every product an exact power-of-two multiple of the other, so both
+//        give the same bits. rest = the zero-point part Σ_g (−(8 + zp_g) · s_g) · Σx_g
 //        (`int4Correction`: an 8-lane FMA chain over the groups, reduce8, the last groups scalar),
 //        with Σx_g computed once per token (`prepareInt4`). Against computing x · (u − 8 − zp) in
 //        the lanes this drops 3 of 8 vector ops per 16 weights (decode +35%) for a few bits lost
@@ -42,6 +45,9 @@
 // INT4: packed [N, ceil(K/8)] words, s [N, K/G] (F32/BF16/F16), zp packed [ceil(N/8), K/G] or nil.
 
 import GLM5Core
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A Linear weight in any stored format, as the kernels take it. `rowOffset` lets a slice of rows
 /// (one head of kv_b_proj) keep reading the right block scales and zero points.
@@ -218,6 +224,52 @@ public enum QuantKernels {
     return (unsafeBitCast(d & 0xF, to: SIMD8<Float>.self), unsafeBitCast(d & 0xF0, to: SIMD8<Float>.self))
   }
 
+  /// How INT4 lanes are formed from the widened bytes d (low nibble: even column u, high nibble
+  /// masked in place: odd column 16u), in one of two representations that give the same bits:
+  ///   SubnormalLanes  the masked bits as f32 subnormals u · 2^-149 and 16u · 2^-149 against
+  ///                   x · 2^96 (x · 2^92 odd) and scales · 2^53: no conversion (AMD Zen takes
+  ///                   subnormal FMA operands at full speed);
+  ///   IntegerLanes    the masked bits converted to floats u and 16u (vcvtdq2ps) against x
+  ///                   (x / 16 odd) and the scales as stored: Intel cores take a microcode assist
+  ///                   on every subnormal FMA operand (measured 20-40× slower INT4 kernels).
+  /// Every product is the other's times an exact power of two, so results are bitwise equal.
+  protocol Int4Lanes {
+    static func lanes(_ d: SIMD8<UInt32>) -> (SIMD8<Float>, SIMD8<Float>)
+  }
+  enum SubnormalLanes: Int4Lanes {
+    @inline(__always) static func lanes(_ d: SIMD8<UInt32>) -> (SIMD8<Float>, SIMD8<Float>) {
+      (unsafeBitCast(d & 0xF, to: SIMD8<Float>.self), unsafeBitCast(d & 0xF0, to: SIMD8<Float>.self))
+    }
+  }
+  enum IntegerLanes: Int4Lanes {
+    @inline(__always) static func lanes(_ d: SIMD8<UInt32>) -> (SIMD8<Float>, SIMD8<Float>) {
+      let lo = unsafeBitCast(d & 0xF, to: SIMD8<Int32>.self), hi = unsafeBitCast(d & 0xF0, to: SIMD8<Int32>.self)
+      return (SIMD8<Float>(Float(lo[0]), Float(lo[1]), Float(lo[2]), Float(lo[3]), Float(lo[4]), Float(lo[5]), Float(lo[6]), Float(lo[7])),
+              SIMD8<Float>(Float(hi[0]), Float(hi[1]), Float(hi[2]), Float(hi[3]), Float(hi[4]), Float(hi[5]), Float(hi[6]), Float(hi[7])))
+    }
+  }
+
+  /// Which representation this machine runs: GLM5_INT4_LANES=integer|subnormal, else integer
+  /// lanes on Intel CPUs (vendor_id GenuineIntel in /proc/cpuinfo) and subnormal lanes elsewhere.
+  static let integerLanesByDefault: Bool = {
+    if let e = getenv("GLM5_INT4_LANES") {
+      let v = String(cString: e)
+      if v == "integer" { return true }
+      if v == "subnormal" { return false }
+    }
+    guard let f = fopen("/proc/cpuinfo", "r") else { return false }
+    defer { fclose(f) }
+    var line = [CChar](repeating: 0, count: 512)
+    while fgets(&line, 512, f) != nil {
+      let s = String(cString: line)
+      if s.hasPrefix("vendor_id") { return s.contains("GenuineIntel") }
+    }
+    return false
+  }()
+  /// Tests set this to run one representation or the other (nil: the machine's default).
+  nonisolated(unsafe) static var forceIntegerLanes: Bool? = nil
+  static var integerLanes: Bool { forceIntegerLanes ?? integerLanesByDefault }
+
   /// The 8 bytes at p widened to 32-bit lanes (vpmovzxbd).
   @inline(__always) static func int4Bytes(_ p: UnsafeRawPointer) -> SIMD8<UInt32> {
     let b = p.loadUnaligned(as: SIMD8<UInt8>.self)
@@ -229,7 +281,7 @@ public enum QuantKernels {
   /// 2^96, then the odd ones times 2^92 (exact for |x| < 2^32); and per group g the sum of x
   /// over the group into xs [tokens, groups]: lane-wise s = (s + x[c + 2i]) + x[c + 2i + 1] over
   /// the group's 16-column steps, then reduce8. k a multiple of `group`, a multiple of 16.
-  static func prepareInt4(_ x: UnsafePointer<Float>, ldx: Int, tokens: Int, k: Int, group: Int,
+  static func prepareInt4(_ x: UnsafePointer<Float>, ldx: Int, tokens: Int, k: Int, group: Int, xFactor: Float = int4XFactor,
                           into xp: UnsafeMutablePointer<Float>, sums xs: UnsafeMutablePointer<Float>) {
     let groups = k / group
     for t in 0..<tokens {
@@ -241,8 +293,8 @@ public enum QuantKernels {
         while c < end {
           let e = SIMD8<Float>(src[c], src[c + 2], src[c + 4], src[c + 6], src[c + 8], src[c + 10], src[c + 12], src[c + 14])
           let o = SIMD8<Float>(src[c + 1], src[c + 3], src[c + 5], src[c + 7], src[c + 9], src[c + 11], src[c + 13], src[c + 15])
-          Kernels.store8(dst + c, e * int4XFactor)
-          Kernels.store8(dst + c + 8, o * (int4XFactor / 16))
+          Kernels.store8(dst + c, e * xFactor)
+          Kernels.store8(dst + c + 8, o * (xFactor / 16))
           acc = (acc + e) + o
           c += 16
         }
@@ -289,6 +341,9 @@ public enum QuantKernels {
     let rowOffset: Int
     /// FP8 blocks with a column count that is not a multiple of 8 (scalar tails).
     let hasTails: Bool
+    /// INT4: the lane representation (Int4Lanes) and its factors on x and on the scales.
+    let integerLanes: Bool
+    let int4XFactor: Float, int4Factor: Float
 
     /// nil for the generic INT4 path (groups not a multiple of 16 columns).
     init?(_ w: LinearWeight) {
@@ -300,6 +355,7 @@ public enum QuantKernels {
         fp8Scales = s; blockRows = br
         int4Scales = nil; scaleDType = .f32; zeroPoints = nil; rowOffset = off
         hasTails = bc % 8 != 0 || k % 8 != 0
+        integerLanes = false; int4XFactor = 1; int4Factor = 1
       case .int4(let p, let n, let k, let s, let sd, let z, let g, _, let off):
         guard g % 16 == 0, k % g == 0, k > 0 else { return nil }
         kind = .int4
@@ -308,6 +364,9 @@ public enum QuantKernels {
         fp8Scales = nil; blockRows = 1
         int4Scales = s; scaleDType = sd; zeroPoints = z; rowOffset = off
         hasTails = false
+        integerLanes = QuantKernels.integerLanes
+        int4XFactor = integerLanes ? 1 : QuantKernels.int4XFactor
+        int4Factor = integerLanes ? 1 : QuantKernels.int4Factor
       case .float:
         return nil
       }
@@ -352,7 +411,7 @@ public enum QuantKernels {
           break
         }
         while b < blocks { out[b] = QuantKernels.scale(s, scaleDType, base + b); b += 1 }
-        for i in 0..<blocks { out[i] *= QuantKernels.int4Factor }
+        for i in 0..<blocks { out[i] *= int4Factor }
       }
     }
 
@@ -384,12 +443,15 @@ public enum QuantKernels {
       case .int4:
         var c = base
         let end = b1 * blockCols
-        while c < end {
-          let (lo, hi) = QuantKernels.int4x16(p + (c >> 1))
-          UnsafeMutableRawPointer(out + (c - base)).storeBytes(of: lo, as: SIMD8<Float>.self)
-          UnsafeMutableRawPointer(out + (c + 8 - base)).storeBytes(of: hi, as: SIMD8<Float>.self)
-          c += 16
+        @inline(__always) func run<L: QuantKernels.Int4Lanes>(_: L.Type) {
+          while c < end {
+            let (lo, hi) = L.lanes(QuantKernels.int4Bytes(p + (c >> 1)))
+            UnsafeMutableRawPointer(out + (c - base)).storeBytes(of: lo, as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(out + (c + 8 - base)).storeBytes(of: hi, as: SIMD8<Float>.self)
+            c += 16
+          }
         }
+        if integerLanes { run(QuantKernels.IntegerLanes.self) } else { run(QuantKernels.SubnormalLanes.self) }
       }
     }
 
@@ -555,7 +617,8 @@ extension Kernels {
       if let perm {
         switch plan.kind {
         case .int4:
-          QuantKernels.prepareInt4(xb, ldx: ldx, tokens: tb, k: k, group: plan.blockCols, into: perm, sums: perm + tbMax * k)
+          QuantKernels.prepareInt4(xb, ldx: ldx, tokens: tb, k: k, group: plan.blockCols, xFactor: plan.int4XFactor,
+                                   into: perm, sums: perm + tbMax * k)
           xs = UnsafePointer(perm + tbMax * k)
         case .fp8:
           QuantKernels.scaleForFP8(xb, ldx: ldx, tokens: tb, k: k, into: perm)
@@ -608,13 +671,16 @@ extension Kernels {
                 let rows = (rr(0), rr(1), rr(2), rr(3), rr(4), rr(5), rr(6), rr(7))
                 let o: UnsafeMutablePointer<Float>? = offs
                 if let offs { for j in 0..<8 { plan.rowOffsets(rr(j), into: offs + j * blocks) } }
-                if plan.blockCols >= int4Tile8Group {
-                  int4Tile8(plan, rows, x, xs!, o, totals, zpart, totals + 10)
-                } else {
-                  int4Tile4(plan, (rows.0, rows.1, rows.2, rows.3), x, xs!, o, totals, zpart, totals + 10)
-                  int4Tile4(plan, (rows.4, rows.5, rows.6, rows.7), x, xs!, o.map { $0 + 4 * blocks }, totals + 4, zpart + 4,
-                            totals + 10)
+                @inline(__always) func tiles<L: QuantKernels.Int4Lanes>(_ l: L.Type) {
+                  if plan.blockCols >= int4Tile8Group {
+                    int4Tile8(l, plan, rows, x, xs!, o, totals, zpart, totals + 10)
+                  } else {
+                    int4Tile4(l, plan, (rows.0, rows.1, rows.2, rows.3), x, xs!, o, totals, zpart, totals + 10)
+                    int4Tile4(l, plan, (rows.4, rows.5, rows.6, rows.7), x, xs!, o.map { $0 + 4 * blocks }, totals + 4, zpart + 4,
+                              totals + 10)
+                  }
                 }
+                if plan.integerLanes { tiles(QuantKernels.IntegerLanes.self) } else { tiles(QuantKernels.SubnormalLanes.self) }
               }
               for j in 0..<min(m, 8) {
                 y[rr(j)] = reduce8(totals[j]) + (plan.kind == .int4 ? zpart[j] : plan.tail(x, row: rr(j)))
@@ -676,7 +742,7 @@ extension Kernels {
   /// LLVM rotate the chains through the FMA's 213 form and spill them (30% slower).
   /// `tmp`: 16 vectors of scratch.
   @inline(__always)
-  static func int4Tile8(_ plan: QuantKernels.Plan, _ r: (Int, Int, Int, Int, Int, Int, Int, Int),
+  static func int4Tile8<L: QuantKernels.Int4Lanes>(_: L.Type, _ plan: QuantKernels.Plan, _ r: (Int, Int, Int, Int, Int, Int, Int, Int),
                         _ x: UnsafePointer<Float>, _ xs: UnsafePointer<Float>, _ offs: UnsafePointer<Float>?,
                         _ totals: UnsafeMutablePointer<SIMD8<Float>>, _ zpart: UnsafeMutablePointer<Float>,
                         _ tmp: UnsafeMutablePointer<SIMD8<Float>>) {
@@ -698,7 +764,7 @@ extension Kernels {
     }
     let scl = tmp, zc = tmp + 8  // scales times int4Factor [8 × 8]; zero-point chains [8]
     let sp = UnsafeMutableRawPointer(scl).assumingMemoryBound(to: Float.self)
-    let f = SIMD8<Float>(repeating: QuantKernels.int4Factor)
+    let f = SIMD8<Float>(repeating: plan.int4Factor)
     let m8 = SIMD8<Float>(repeating: QuantKernels.int4Offset(0))
     for j in 0..<8 { totals[j] = SIMD8<Float>(); zc[j] = SIMD8<Float>() }
     let full = blocks & ~7
@@ -714,7 +780,7 @@ extension Kernels {
             zc[j].addProduct(v * (offs.map { loadX($0, j &* blocks &+ b) } ?? m8), xv)
           }
         } else {
-          let fs = QuantKernels.int4Factor
+          let fs = plan.int4Factor
           for j in 0..<8 {
             for i in 0..<(blocks - b) { sp[8 * j + i] = QuantKernels.scale(s, dt, si(j) + b + i) * fs }
           }
@@ -727,9 +793,9 @@ extension Kernels {
         let xa = loadX(x, c), xb = loadX(x, c &+ 8)
         let h = c &>> 1
         @inline(__always) func step(_ p: UnsafeRawPointer, _ a: inout SIMD8<Float>) {
-          let d = QuantKernels.int4Bytes(p + h)
-          a.addProduct(xa, unsafeBitCast(d & 0xF, to: SIMD8<Float>.self))
-          a.addProduct(xb, unsafeBitCast(d & 0xF0, to: SIMD8<Float>.self))
+          let (lo, hi) = L.lanes(QuantKernels.int4Bytes(p + h))
+          a.addProduct(xa, lo)
+          a.addProduct(xb, hi)
         }
         step(p0, &a0); step(p1, &a1); step(p2, &a2); step(p3, &a3)
         step(p4, &a4); step(p5, &a5); step(p6, &a6); step(p7, &a7)
@@ -754,7 +820,7 @@ extension Kernels {
   /// `int4Tile8` for 4 rows with the totals in registers (better for small groups, where the
   /// per-group fold of parked totals would cost as much as the group's steps).
   @inline(__always)
-  static func int4Tile4(_ plan: QuantKernels.Plan, _ r: (Int, Int, Int, Int),
+  static func int4Tile4<L: QuantKernels.Int4Lanes>(_: L.Type, _ plan: QuantKernels.Plan, _ r: (Int, Int, Int, Int),
                         _ x: UnsafePointer<Float>, _ xs: UnsafePointer<Float>, _ offs: UnsafePointer<Float>?,
                         _ totals: UnsafeMutablePointer<SIMD8<Float>>, _ zpart: UnsafeMutablePointer<Float>,
                         _ tmp: UnsafeMutablePointer<SIMD8<Float>>) {
@@ -771,7 +837,7 @@ extension Kernels {
     }
     let scl = tmp, zc = tmp + 4  // scales times int4Factor [4 × 8]; zero-point chains [4]
     let sp = UnsafeMutableRawPointer(scl).assumingMemoryBound(to: Float.self)
-    let f = SIMD8<Float>(repeating: QuantKernels.int4Factor)
+    let f = SIMD8<Float>(repeating: plan.int4Factor)
     let m8 = SIMD8<Float>(repeating: QuantKernels.int4Offset(0))
     for j in 0..<4 { zc[j] = SIMD8<Float>() }
     var t0 = SIMD8<Float>(), t1 = SIMD8<Float>(), t2 = SIMD8<Float>(), t3 = SIMD8<Float>()
@@ -788,7 +854,7 @@ extension Kernels {
             zc[j].addProduct(v * (offs.map { loadX($0, j &* blocks &+ b) } ?? m8), xv)
           }
         } else {
-          let fs = QuantKernels.int4Factor
+          let fs = plan.int4Factor
           for j in 0..<4 {
             for i in 0..<(blocks - b) { sp[8 * j + i] = QuantKernels.scale(s, dt, si(j) + b + i) * fs }
           }
@@ -800,9 +866,9 @@ extension Kernels {
         let xa = loadX(x, c), xb = loadX(x, c &+ 8)
         let h = c &>> 1
         @inline(__always) func step(_ p: UnsafeRawPointer, _ a: inout SIMD8<Float>) {
-          let d = QuantKernels.int4Bytes(p + h)
-          a.addProduct(xa, unsafeBitCast(d & 0xF, to: SIMD8<Float>.self))
-          a.addProduct(xb, unsafeBitCast(d & 0xF0, to: SIMD8<Float>.self))
+          let (lo, hi) = L.lanes(QuantKernels.int4Bytes(p + h))
+          a.addProduct(xa, lo)
+          a.addProduct(xb, hi)
         }
         step(p0, &a0); step(p1, &a1); step(p2, &a2); step(p3, &a3)
         c &+= 16
@@ -854,7 +920,7 @@ extension Kernels {
             // s · (−(8 + zp)), s recovered exactly from s · int4Factor: as the decode tile's product.
             let ci = cs + i * blocks, si = sc + i * blocks
             plan.rowOffsets(r0 + i, into: ci)
-            for g in 0..<blocks { ci[g] = (si[g] * (1 / QuantKernels.int4Factor)) * ci[g] }
+            for g in 0..<blocks { ci[g] = (si[g] * (1 / plan.int4Factor)) * ci[g] }
           }
         }
         state.initialize(repeating: SIMD8<Float>(), count: rt1 * tTiles * 12)
