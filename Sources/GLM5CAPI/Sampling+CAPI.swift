@@ -211,11 +211,7 @@ public func glm5_session_append_scaled(_ session: OpaquePointer?, _ tokens: Unsa
                                        _ keep: glm5_logits, _ temperature: Float, _ logprobs: UnsafeMutablePointer<Float>?,
                                        _ scaledLogprobs: UnsafeMutablePointer<Float>?) -> glm5_status {
   withSession("glm5_session_append_scaled", session) { (s) throws(GLM5Error) in
-    try checkCount(nTokens, "n_tokens")
-    guard nTokens <= s.maxTokens - s.count else {
-      throw GLM5Error(.contextFull, "appending \(nTokens) token(s) to \(s.count) exceeds the session's maximum of \(s.maxTokens)")
-    }
-    let ids = try tokenArray(tokens, nTokens, param: "tokens")
+    let ids = try appendedTokens(s, tokens, nTokens)
     guard let mode = Session.LogitsMode(rawValue: Int32(truncatingIfNeeded: keep.rawValue)) else {
       throw .invalidArgument("keep is \(keep.rawValue), not a glm5_logits value")
     }
@@ -248,11 +244,7 @@ public func glm5_model_score_scaled(_ model: OpaquePointer?, _ tokens: UnsafePoi
                                     _ logprobs: UnsafeMutablePointer<Float>?, _ scaledLogprobs: UnsafeMutablePointer<Float>?) -> glm5_status {
   guarded("glm5_model_score_scaled") { () throws(GLM5Error) in
     let m = try object(model, Model.self, kind: "model", param: "model")
-    try checkCount(nTokens, "n_tokens")
-    guard nTokens <= m.config.maxPositionEmbeddings else {
-      throw GLM5Error(.contextFull, "\(nTokens) tokens exceed the model's maximum, max_position_embeddings = \(m.config.maxPositionEmbeddings)")
-    }
-    let ids = try tokenArray(tokens, nTokens, param: "tokens")
+    let ids = try scoredTokens(m, tokens, nTokens)
     guard logprobs != nil || scaledLogprobs != nil else { throw .invalidArgument("logprobs and scaled_logprobs are both NULL") }
     guard temperature.isFinite && temperature >= 0 else { throw .invalidArgument("temperature is \(temperature), must be finite and >= 0") }
     let (raw, scaled) = try m.scoreScaled(ids, temperature: temperature)

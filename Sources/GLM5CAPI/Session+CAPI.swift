@@ -31,6 +31,24 @@ func tokenArray(_ p: UnsafePointer<Int32>?, _ n: Int, param: String) throws(GLM5
   return Array(UnsafeBufferPointer(start: p, count: n))
 }
 
+/// The ids of a sequence to score from an empty context: count checked against the model.
+func scoredTokens(_ m: Model, _ tokens: UnsafePointer<Int32>?, _ n: Int) throws(GLM5Error) -> [Int32] {
+  try checkCount(n, "n_tokens")
+  guard n <= m.config.maxPositionEmbeddings else {
+    throw GLM5Error(.contextFull, "\(n) tokens exceed the model's maximum, max_position_embeddings = \(m.config.maxPositionEmbeddings)")
+  }
+  return try tokenArray(tokens, n, param: "tokens")
+}
+
+/// The ids of an append: count checked against the session's room before they are copied.
+func appendedTokens(_ s: Session, _ tokens: UnsafePointer<Int32>?, _ n: Int) throws(GLM5Error) -> [Int32] {
+  try checkCount(n, "n_tokens")
+  guard n <= s.maxTokens - s.count else {  // before copying the ids: n may be absurd
+    throw GLM5Error(.contextFull, "appending \(n) token(s) to \(s.count) exceeds the session's maximum of \(s.maxTokens)")
+  }
+  return try tokenArray(tokens, n, param: "tokens")
+}
+
 func checkCount(_ n: Int, _ what: String) throws(GLM5Error) {
   guard n >= 0 && n <= 1 << 40 else { throw .invalidArgument("\(what) is \(UInt(bitPattern: n)), which is not a plausible count") }
 }
@@ -40,11 +58,7 @@ public func glm5_model_score(_ model: OpaquePointer?, _ tokens: UnsafePointer<In
                              _ logprobs: UnsafeMutablePointer<Float>?) -> glm5_status {
   guarded("glm5_model_score") { () throws(GLM5Error) in
     let m = try object(model, Model.self, kind: "model", param: "model")
-    try checkCount(nTokens, "n_tokens")
-    guard nTokens <= m.config.maxPositionEmbeddings else {
-      throw GLM5Error(.contextFull, "\(nTokens) tokens exceed the model's maximum, max_position_embeddings = \(m.config.maxPositionEmbeddings)")
-    }
-    let ids = try tokenArray(tokens, nTokens, param: "tokens")
+    let ids = try scoredTokens(m, tokens, nTokens)
     guard let logprobs else { throw .invalidArgument("logprobs is NULL") }
     let lp = try m.score(ids)
     lp.withUnsafeBufferPointer { logprobs.update(from: $0.baseAddress!, count: lp.count) }
@@ -76,11 +90,7 @@ public func glm5_session_free(_ session: OpaquePointer?) {
 public func glm5_session_append(_ session: OpaquePointer?, _ tokens: UnsafePointer<Int32>?, _ nTokens: Int,
                                 _ keep: glm5_logits, _ logprobs: UnsafeMutablePointer<Float>?) -> glm5_status {
   withSession("glm5_session_append", session) { (s) throws(GLM5Error) in
-    try checkCount(nTokens, "n_tokens")
-    guard nTokens <= s.maxTokens - s.count else {  // before copying the ids: n may be absurd
-      throw GLM5Error(.contextFull, "appending \(nTokens) token(s) to \(s.count) exceeds the session's maximum of \(s.maxTokens)")
-    }
-    let ids = try tokenArray(tokens, nTokens, param: "tokens")
+    let ids = try appendedTokens(s, tokens, nTokens)
     guard let mode = Session.LogitsMode(rawValue: Int32(truncatingIfNeeded: keep.rawValue)) else {
       throw .invalidArgument("keep is \(keep.rawValue), not a glm5_logits value")
     }

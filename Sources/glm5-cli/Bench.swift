@@ -42,6 +42,9 @@ struct Bench: ParsableCommand {
   @Flag(help: "Batched decode instead: aggregate tokens/s of 1, 4, 16 and 32 sessions on the GLM-5-shaped bench model in INT4 g32 (writes ~1.8 GB to /tmp, or to --scratch).")
   var batch = false
 
+  @Option(help: "Batch sizes for --batch, comma-separated.")
+  var batchSizes: String = "1,4,16,32"
+
   @Option(help: "Folder for the synthetic checkpoints (default: a new one under /tmp, removed afterwards).")
   var scratch: String? = nil
 
@@ -49,7 +52,7 @@ struct Bench: ParsableCommand {
     if kernels { KernelBench.run { print($0) } }
     if batch {
       try runOrExit { () throws(GLM5Error) in
-        try BatchBench.run(threads: threads, folder: scratch, batches: [1, 4, 16, 32], steps: decode, prompt: 8)
+        try BatchBench.run(threads: threads, folder: scratch, batches: batchSizes.split(separator: ",").compactMap { Int($0) }, steps: decode, prompt: 8)
       }
       return
     }
