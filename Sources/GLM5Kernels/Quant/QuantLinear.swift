@@ -591,7 +591,7 @@ extension Kernels {
     }
     // x as the lanes take it (INT4: permuted and scaled, plus the group sums; FP8: scaled), one
     // token block at a time.
-    let tbMax = tokens < decodeRowAbove ? 1 : min(tokens, quantTokenBlock)
+    let tbMax = tokenBlock(plan, tokens, 0)
     let permCount = tbMax * (k + (plan.kind == .int4 ? plan.blocks : 0))
     if permCount > 0 && permCount <= 16384 {
       withUnsafeTemporaryAllocation(of: Float.self, capacity: permCount) { p in
@@ -604,14 +604,21 @@ extension Kernels {
     }
   }
 
+  /// Tokens of the block starting at t0: INT4 with 2 ... fewTokensMax tokens all at once (the
+  /// few-token kernel), else one at a time below decodeRowAbove, else up to quantTokenBlock.
+  static func tokenBlock(_ plan: QuantKernels.Plan, _ tokens: Int, _ t0: Int) -> Int {
+    if plan.kind == .int4 && tokens >= 2 && tokens <= fewTokensMax { return tokens }
+    return tokens < decodeRowAbove ? 1 : min(quantTokenBlock, tokens - t0)
+  }
+
   /// Token blocks (one token at a time below decodeRowAbove), x prepared into `perm`.
   static func quantLinearBlocks(_ plan: QuantKernels.Plan, _ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>,
                                 ldx: Int, tokens: Int, perm: UnsafeMutablePointer<Float>?, pool: ThreadPool) {
     let k = plan.cols
-    let tbMax = tokens < decodeRowAbove ? 1 : min(tokens, quantTokenBlock)
+    let tbMax = tokenBlock(plan, tokens, 0)
     var t0 = 0
     while t0 < tokens {
-      let tb = tokens < decodeRowAbove ? 1 : min(quantTokenBlock, tokens - t0)
+      let tb = tokenBlock(plan, tokens, t0)
       var xb = x + t0 * ldx, ldxb = ldx
       var xs: UnsafePointer<Float>? = nil
       if let perm {
@@ -628,6 +635,8 @@ extension Kernels {
       }
       if tb == 1 {
         quantDecode(plan, y + t0 * ldy, xb, xs, pool: pool)
+      } else if plan.kind == .int4, tb <= fewTokensMax, let xs {
+        int4FewTokens(plan, y + t0 * ldy, ldy: ldy, xb, xs, tokens: tb, pool: pool)
       } else {
         quantPrefill(plan, y + t0 * ldy, ldy: ldy, xb, ldx: ldxb, xs, tokens: tb, pool: pool)
       }
