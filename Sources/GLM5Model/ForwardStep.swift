@@ -95,7 +95,7 @@ struct StepBuffers {
   let qAbsorbed: UnsafeMutablePointer<Float>    // [R, Nh, Rkv]
   let oLatent: UnsafeMutablePointer<Float>      // [R, Nh, Rkv]
   let oHeads: UnsafeMutablePointer<Float>       // [R, Nh, Dv]
-  let probs: UnsafeMutablePointer<Float>        // [C, S]
+  let probs: UnsafeMutablePointer<Float>        // [C, Nh, S]
   let maxSelected: Int                          // S
   // DSA selections (kept across layers for "shared" indexer layers)
   let selected: UnsafeMutablePointer<Int32>     // [R, S] ascending key positions
@@ -144,7 +144,7 @@ struct StepBuffers {
     qAbsorbed = cv.floats(R * w.nh * w.rkv)
     oLatent = cv.floats(R * w.nh * w.rkv)
     oHeads = cv.floats(R * w.nh * w.dv)
-    probs = cv.floats(C * S)
+    probs = cv.floats(C * w.nh * S)
     selected = cv.ints(R * S)
     selectedCount = cv.ints(R)
     iq = cv.floats(R * w.ih * w.id)

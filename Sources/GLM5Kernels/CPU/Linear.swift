@@ -109,13 +109,13 @@ public enum Kernels {
     }
   }
 
-  @inline(__always)
+  @inlinable @inline(__always)
   static func loadX(_ x: UnsafePointer<Float>, _ i: Int) -> SIMD8<Float> {
     UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
   }
 
   /// The fixed 8 → 1 reduction of the header.
-  @inline(__always)
+  @inlinable @inline(__always)
   static func reduce8(_ a: SIMD8<Float>) -> Float {
     let h = SIMD4<Float>(a[0], a[1], a[2], a[3]) + SIMD4<Float>(a[4], a[5], a[6], a[7])
     return (h[0] + h[2]) + (h[1] + h[3])
@@ -495,7 +495,7 @@ public enum Kernels {
     }
   }
 
-  @inline(__always)
+  @inlinable @inline(__always)
   static func store8(_ p: UnsafeMutablePointer<Float>, _ v: SIMD8<Float>) {
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
   }

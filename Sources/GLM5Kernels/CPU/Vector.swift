@@ -1,13 +1,14 @@
 // Vector helpers for the attention inner loops (MLA scores and weighted sums over the latent
 // cache, DSA indexer scores). Both are fixed-order: a result depends only on its inputs, never on
 // the batch, the thread or the caller's loop structure, so they keep the library row-invariant.
+// Inlinable: the attention and indexer loops call them per key and head, across modules.
 
 extension Kernels {
   /// Σ_i a[i] · b[i]. Fixed order:
   ///   four 8-lane accumulators take blocks of 32 (acc_j += a[32q + 8j ..< +8] ⊙ b[…], fma);
   ///   the remaining whole 8-blocks go to acc0, acc1, acc2 in turn;
   ///   s = reduce8((acc0 + acc1) + (acc2 + acc3)), then s = fma(a[i], b[i], s) for the last n mod 8.
-  public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+  @inlinable public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
     var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
     var i = 0
     while i + 32 <= n {
@@ -30,7 +31,7 @@ extension Kernels {
 
   /// y[i] = fma(a, x[i], y[i]) for i < n: each element independently, so the result is bitwise
   /// the scalar loop `y[i] = y[i].addingProduct(a, x[i])`.
-  public static func axpy(_ y: UnsafeMutablePointer<Float>, _ a: Float, _ x: UnsafePointer<Float>, _ n: Int) {
+  @inlinable public static func axpy(_ y: UnsafeMutablePointer<Float>, _ a: Float, _ x: UnsafePointer<Float>, _ n: Int) {
     let av = SIMD8<Float>(repeating: a)
     var i = 0
     while i + 32 <= n {

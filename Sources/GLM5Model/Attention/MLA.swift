@@ -105,26 +105,31 @@ struct MLA {
       let wUK = kvB.rows(hh * (dn + dv), dn)  // [Dn, Rkv]
       Kernels.linearTransposed(qt + hh * rkv, ldy: nh * rkv, q + hh * dqk, ldx: nh * dqk, tokens: R, wUK)
     }
+    // Multi-query over the latent: every selected row is read once for all heads (scores, then
+    // the weighted sum), instead of once per head. Per head the operations are the same, in the
+    // same order (a dot per key; softmax; fma of each key's row in key order), so this loop order
+    // changes no bit.
     ctx.parallelRows { t, worker in
       let cache = ctx.segment(t).cache.layers[l]
       let latent = cache.latent.pointer, kRope = cache.kRope.pointer
       let keys = b.selected + t * S
       let nk = Int(b.selectedCount[t])
-      let p = b.probs + worker * S
-      for hh in 0..<nh {
-        let qn = qt + (t * nh + hh) * rkv
-        let qr = q + (t * nh + hh) * dqk + dn
-        for i in 0..<nk {
-          let j = Int(keys[i])
-          let s = Kernels.dot(qn, latent + j * rkv, rkv) + Kernels.dot(qr, kRope + j * dr, dr)
-          p[i] = s * scale
+      let p = b.probs + worker * nh * S  // [Nh, S]
+      let qn0 = qt + t * nh * rkv, qr0 = q + t * nh * dqk + dn
+      for i in 0..<nk {
+        let j = Int(keys[i])
+        let cj = latent + j * rkv, kj = kRope + j * dr
+        for hh in 0..<nh {
+          let s = Kernels.dot(qn0 + hh * rkv, cj, rkv) + Kernels.dot(qr0 + hh * dqk, kj, dr)
+          p[hh * S + i] = s * scale
         }
-        Kernels.softmax(p, nk)
-        let ol = oLat + (t * nh + hh) * rkv
-        for r in 0..<rkv { ol[r] = 0 }
-        for i in 0..<nk {
-          Kernels.axpy(ol, p[i], latent + Int(keys[i]) * rkv, rkv)
-        }
+      }
+      for hh in 0..<nh { Kernels.softmax(p + hh * S, nk) }
+      let ol0 = oLat + t * nh * rkv
+      ol0.update(repeating: 0, count: nh * rkv)
+      for i in 0..<nk {
+        let cj = latent + Int(keys[i]) * rkv
+        for hh in 0..<nh { Kernels.axpy(ol0 + hh * rkv, p[hh * S + i], cj, rkv) }
       }
     }
     if ctx.recording {
