@@ -11,7 +11,7 @@ import Glibc
 #endif
 
 enum BatchBench {
-  static func run(threads: Int, folder: String?, batches: [Int], steps: Int, prompt: Int) throws(GLM5Error) {
+  static func run(threads: Int, folder: String?, batches: [Int], depths ds: [Int], steps: Int, prompt: Int) throws(GLM5Error) {
     let json = SyntheticCheckpoint.glm5BenchConfigJSON()
     let c = try ModelConfig(json: json, source: "GLM-5-shaped bench config")
     var template = Array("/tmp/glm5-batch-XXXXXX".utf8CString)
@@ -40,6 +40,7 @@ enum BatchBench {
       if name.contains(".mlp.experts.") { expert += b } else { dense += b }
     }
     let e = Double(c.nRoutedExperts), k = Double(c.numExpertsPerTok)
+    try depths(m, ds, steps: steps)
 
     var single = 0.0
     for b in batches {
@@ -72,6 +73,26 @@ enum BatchBench {
             + "\(fmt(stepTime * 1e3, 1)) ms/step; weights read per step \(fmt(bytes / 1e6, 0)) MB = \(fmt(bytes / bw * 1e3, 1)) ms at \(fmt(bw / 1e9, 1)) GB/s; "
             + "outside the weight reads \(fmt(max(0, 1 - readShare) * 100, 0))% of the step"
       say(line)
+    }
+  }
+
+  /// Decode ms/token of one session at each context depth (prefilled with random tokens).
+  static func depths(_ m: Model, _ depths: [Int], steps: Int) throws(GLM5Error) {
+    let c = m.config
+    for d in depths {
+      var rng: UInt64 = 5
+      let ids: [Int32] = (0..<max(d, 1)).map { _ in
+        rng = rng &* 6364136223846793005 &+ 1442695040888963407
+        return Int32((rng >> 33) % UInt64(c.vocabSize))
+      }
+      let s = try Session(model: m, maxTokens: ids.count + steps + 1)
+      var t0 = now()
+      try s.append(ids, logits: .none)
+      let prefill = now() - t0
+      t0 = now()
+      let r = try s.sample(SamplingParams(temperature: 1, seed: 1, maxNewTokens: steps, ignoreEOS: true))
+      let t = now() - t0
+      say("depth \(ids.count): prefill \(fmt(Double(ids.count) / prefill, 1)) tokens/s; decode \(fmt(t * 1e3 / Double(r.tokens.count), 1)) ms/token (index_topk \(c.indexTopK))")
     }
   }
 

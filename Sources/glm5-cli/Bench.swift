@@ -45,6 +45,9 @@ struct Bench: ParsableCommand {
   @Option(help: "Batch sizes for --batch, comma-separated.")
   var batchSizes: String = "1,4,16,32"
 
+  @Option(help: "Context depths for --batch's single-session decode figures, comma-separated (none by default).")
+  var depths: String = ""
+
   @Option(help: "Folder for the synthetic checkpoints (default: a new one under /tmp, removed afterwards).")
   var scratch: String? = nil
 
@@ -52,7 +55,8 @@ struct Bench: ParsableCommand {
     if kernels { KernelBench.run { print($0) } }
     if batch {
       try runOrExit { () throws(GLM5Error) in
-        try BatchBench.run(threads: threads, folder: scratch, batches: batchSizes.split(separator: ",").compactMap { Int($0) }, steps: decode, prompt: 8)
+        try BatchBench.run(threads: threads, folder: scratch, batches: batchSizes.split(separator: ",").compactMap { Int($0) },
+                               depths: depths.split(separator: ",").compactMap { Int($0) }, steps: decode, prompt: 8)
       }
       return
     }
