@@ -289,6 +289,13 @@ glm5_status glm5_model_score(const glm5_model *model, const int32_t *tokens, siz
  * Top-k rule (indexer and MoE router alike): higher score first; equal scores go to the lower
  * index (key position or expert id); NaN ranks last. Selections are therefore deterministic and
  * independent of the thread count.
+ *
+ * Many sessions can run in one forward pass (glm5_sample_batch, glm5_append_batch): each row of
+ * the pass is one (session, position) and is computed exactly as it would be alone, so batching
+ * never changes a result. A call reserves the cache room and scratch it needs before it changes
+ * anything, so running out of memory is reported before the first token, with every session
+ * unchanged. While a call uses a session, any other call on that session returns GLM5_ERR_BUSY
+ * (glm5_session_cancel excepted).
  * ============================================================================================= */
 
 typedef struct glm5_session glm5_session;
