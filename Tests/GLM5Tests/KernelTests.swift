@@ -439,3 +439,44 @@ import Glibc
 func _cosf(_ x: Float) -> Float { Glibc.cosf(x) }
 func _sinf(_ x: Float) -> Float { Glibc.sinf(x) }
 #endif
+
+extension KernelTests {
+  @Test("multiQueryScores / multiQuerySum match their Reference twins; the sum is bitwise the per-head axpy loop; odd heads, keys and ranks")
+  func multiQuery() {
+    var rng = KernelRNG(seed: 0x3A)
+    for (H, R, Dr, n, rows) in [(32, 512, 64, 37, 80), (5, 40, 16, 1, 3), (4, 19, 6, 9, 12), (7, 64, 8, 200, 256)] {
+      let qn = TestFloats(rows: H, cols: R, rng: &rng), qr = TestFloats(rows: H, cols: Dr, rng: &rng)
+      let lat = TestFloats(rows: rows, cols: R, rng: &rng), kr = TestFloats(rows: rows, cols: Dr, rng: &rng)
+      var keys = (0..<n).map { _ in Int32(rng.next() % UInt64(rows)) }
+      keys.sort()
+      let scale: Float = 0.07
+      var got = [Float](repeating: .nan, count: H * n), want = got
+      keys.withUnsafeBufferPointer { kb in
+        // Packed copies (the kernels take plain row strides).
+        var l = [Float](), k = [Float](), a = [Float](), b = [Float]()
+        for r in 0..<rows { for c in 0..<R { l.append(lat[r, c]) }; for c in 0..<Dr { k.append(kr[r, c]) } }
+        for h in 0..<H { for c in 0..<R { a.append(qn[h, c]) }; for c in 0..<Dr { b.append(qr[h, c]) } }
+        Kernels.multiQueryScores(&got, lds: n, qn: a, ldqn: R, qr: b, ldqr: Dr, heads: H, latent: l, rank: R, rope: k, ropeDims: Dr,
+                                 keys: kb.baseAddress!, count: n, scale: scale)
+        Reference.multiQueryScores(&want, lds: n, qn: a, ldqn: R, qr: b, ldqr: Dr, heads: H, latent: l, rank: R, rope: k, ropeDims: Dr,
+                                   keys: kb.baseAddress!, count: n, scale: scale)
+        for i in 0..<(H * n) {
+          // One fp32 FMA chain of R + Dr terms: |error| ≤ (R + Dr) · u · Σ|terms|, far below this.
+          #expect(abs(got[i] - want[i]) <= 1e-5 * (1 + abs(want[i])), "H \(H) R \(R) n \(n): score \(i) \(got[i]) vs \(want[i])")
+        }
+        // The weighted sum, against the reference and against the per-head axpy loop (bitwise).
+        var p = (0..<(H * n)).map { _ in rng.uniform() }
+        var o = [Float](repeating: .nan, count: H * R), oRef = o, oAxpy = [Float](repeating: 0, count: H * R)
+        Kernels.multiQuerySum(&o, ldo: R, &p, ldp: n, heads: H, latent: l, rank: R, keys: kb.baseAddress!, count: n)
+        Reference.multiQuerySum(&oRef, ldo: R, &p, ldp: n, heads: H, latent: l, rank: R, keys: kb.baseAddress!, count: n)
+        l.withUnsafeBufferPointer { lb in
+          oAxpy.withUnsafeMutableBufferPointer { ob in
+            for h in 0..<H { for i in 0..<n { Kernels.axpy(ob.baseAddress! + h * R, p[h * n + i], lb.baseAddress! + Int(kb[i]) * R, R) } }
+          }
+        }
+        #expect(o.map(\.bitPattern) == oAxpy.map(\.bitPattern), "H \(H) R \(R) n \(n): the sum differs from the axpy loop")
+        for i in 0..<(H * R) { #expect(abs(o[i] - oRef[i]) <= 1e-5 * (1 + abs(oRef[i]))) }
+      }
+    }
+  }
+}

@@ -27,6 +27,34 @@ public enum Reference {
     }
   }
 
+  /// Multi-query scores in Double: s[h, i] = (q̃_h · c_{j_i} + q^rope_h · k^rope_{j_i}) · scale.
+  public static func multiQueryScores(_ s: UnsafeMutablePointer<Float>, lds: Int,
+                                      qn: UnsafePointer<Float>, ldqn: Int, qr: UnsafePointer<Float>, ldqr: Int, heads H: Int,
+                                      latent: UnsafePointer<Float>, rank R: Int, rope: UnsafePointer<Float>, ropeDims Dr: Int,
+                                      keys: UnsafePointer<Int32>, count n: Int, scale: Float) {
+    for h in 0..<H {
+      for i in 0..<n {
+        let j = Int(keys[i])
+        var v: Double = 0
+        for c in 0..<R { v += Double(qn[h * ldqn + c]) * Double(latent[j * R + c]) }
+        for c in 0..<Dr { v += Double(qr[h * ldqr + c]) * Double(rope[j * Dr + c]) }
+        s[h * lds + i] = Float(v * Double(scale))
+      }
+    }
+  }
+
+  /// Multi-query weighted sum in Double: o[h, :] = Σ_i p[h, i] · c_{j_i}.
+  public static func multiQuerySum(_ o: UnsafeMutablePointer<Float>, ldo: Int, _ p: UnsafePointer<Float>, ldp: Int, heads H: Int,
+                                   latent: UnsafePointer<Float>, rank R: Int, keys: UnsafePointer<Int32>, count n: Int) {
+    for h in 0..<H {
+      for c in 0..<R {
+        var v: Double = 0
+        for i in 0..<n { v += Double(p[h * ldp + i]) * Double(latent[Int(keys[i]) * R + c]) }
+        o[h * ldo + c] = Float(v)
+      }
+    }
+  }
+
   /// RMSNorm as transformers computes it: y = w ⊙ (x · rsqrt(mean(x²) + eps)).   x, y: [n]
   public static func rmsNorm(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ n: Int, eps: Float) {
     var ss: Double = 0

@@ -55,19 +55,11 @@ struct DSAIndexer {
     }
   }
 
-  /// The selected keys for the query at absolute `position`, ascending, written to `out`
-  /// (min(topK, position + 1) entries, returned). `scores` is scratch of position + 1 floats,
-  /// `heap` of topK ints.
-  func select(query q: UnsafePointer<Float>, headWeights w: UnsafePointer<Float>, position: Int,
-              keys: UnsafePointer<Float>, scores: UnsafeMutablePointer<Float>, heap: UnsafeMutablePointer<Int32>,
-              out: UnsafeMutablePointer<Int32>) -> Int {
-    let nKeys = position + 1
-    if nKeys <= topK {
-      for j in 0..<nKeys { out[j] = Int32(j) }
-      return nKeys
-    }
+  /// Index scores of keys [j0, j1) for one query into scores[j0..<j1] (each key on its own).
+  func score(query q: UnsafePointer<Float>, headWeights w: UnsafePointer<Float>, keys: UnsafePointer<Float>,
+             from j0: Int, to j1: Int, scores: UnsafeMutablePointer<Float>) {
     let scale = 1 / Float(headDim).squareRoot()
-    for j in 0..<nKeys {
+    for j in j0..<j1 {
       let kj = keys + j * headDim
       var s: Float = 0
       for h in 0..<heads {
@@ -76,9 +68,22 @@ struct DSAIndexer {
       }
       scores[j] = s
     }
+  }
+
+  /// The selection from scores of all position + 1 keys (or every key when they fit in topK),
+  /// ascending, into out; returns the count. `heap`: topK ints.
+  func pick(position: Int, scores: UnsafePointer<Float>, heap: UnsafeMutablePointer<Int32>, out: UnsafeMutablePointer<Int32>) -> Int {
+    let nKeys = position + 1
+    if nKeys <= topK {
+      for j in 0..<nKeys { out[j] = Int32(j) }
+      return nKeys
+    }
     let n = Kernels.topK(scores, nKeys, topK, heap: heap)
     out.update(from: heap, count: n)
     Kernels.sortAscending(out, n)
     return n
   }
+
+  /// Whether a query at `position` needs scores (more keys than topK).
+  func needsScores(position: Int) -> Bool { position + 1 > topK }
 }

@@ -79,12 +79,43 @@ struct MLA {
     let S = b.maxSelected
     if let indexer {
       try indexer.project(layer: l, aNorm: a, qLat: qLat, ctx: ctx)
-      ctx.parallelRows { t, worker in
-        let keys = ctx.segment(t).cache.layers[l].indexKey!
-        let n = indexer.select(query: b.iq + t * indexer.heads * indexer.headDim, headWeights: b.iw + t * indexer.heads,
-                               position: ctx.position(t), keys: keys.pointer,
-                               scores: b.scores + worker * b.plan.maxKeys, heap: b.heap + worker * S, out: b.selected + t * S)
-        b.selectedCount[t] = Int32(n)
+      let ihd = indexer.heads * indexer.headDim
+      if R < 8 {
+        // Few rows (decode): score each row's keys in blocks on every thread, then pick. The
+        // scores scratch has a row per step row here (plan.chunks == R).
+        let block = 512
+        var blocks = 0
+        for t in 0..<R where indexer.needsScores(position: ctx.position(t)) { blocks = max(blocks, (ctx.position(t) + block) / block) }
+        if blocks > 0 {
+          let items = R * blocks
+          pool.parallelFor(min(items, 64)) { c in
+            var it = c
+            while it < items {
+              let t = it / blocks, j0 = (it % blocks) * block
+              let pos = ctx.position(t)
+              if indexer.needsScores(position: pos) && j0 <= pos {
+                let keys = ctx.segment(t).cache.layers[l].indexKey!
+                indexer.score(query: b.iq + t * ihd, headWeights: b.iw + t * indexer.heads, keys: keys.pointer,
+                              from: j0, to: min(pos + 1, j0 + block), scores: b.scores + t * b.plan.maxKeys)
+              }
+              it += min(items, 64)
+            }
+          }
+        }
+        ctx.parallelRows { t, _ in
+          b.selectedCount[t] = Int32(indexer.pick(position: ctx.position(t), scores: b.scores + t * b.plan.maxKeys,
+                                                  heap: b.heap + t * S, out: b.selected + t * S))
+        }
+      } else {
+        ctx.parallelRows { t, worker in
+          let pos = ctx.position(t)
+          let sc = b.scores + worker * b.plan.maxKeys
+          if indexer.needsScores(position: pos) {
+            let keys = ctx.segment(t).cache.layers[l].indexKey!
+            indexer.score(query: b.iq + t * ihd, headWeights: b.iw + t * indexer.heads, keys: keys.pointer, from: 0, to: pos + 1, scores: sc)
+          }
+          b.selectedCount[t] = Int32(indexer.pick(position: pos, scores: sc, heap: b.heap + worker * S, out: b.selected + t * S))
+        }
       }
       haveSelections = true
     } else {
@@ -105,31 +136,27 @@ struct MLA {
       let wUK = kvB.rows(hh * (dn + dv), dn)  // [Dn, Rkv]
       Kernels.linearTransposed(qt + hh * rkv, ldy: nh * rkv, q + hh * dqk, ldx: nh * dqk, tokens: R, wUK)
     }
-    // Multi-query over the latent: every selected row is read once for all heads (scores, then
-    // the weighted sum), instead of once per head. Per head the operations are the same, in the
-    // same order (a dot per key; softmax; fma of each key's row in key order), so this loop order
-    // changes no bit.
-    ctx.parallelRows { t, worker in
-      let cache = ctx.segment(t).cache.layers[l]
-      let latent = cache.latent.pointer, kRope = cache.kRope.pointer
-      let keys = b.selected + t * S
-      let nk = Int(b.selectedCount[t])
-      let p = b.probs + worker * nh * S  // [Nh, S]
-      let qn0 = qt + t * nh * rkv, qr0 = q + t * nh * dqk + dn
-      for i in 0..<nk {
-        let j = Int(keys[i])
-        let cj = latent + j * rkv, kj = kRope + j * dr
-        for hh in 0..<nh {
-          let s = Kernels.dot(qn0 + hh * rkv, cj, rkv) + Kernels.dot(qr0 + hh * dqk, kj, dr)
-          p[hh * S + i] = s * scale
-        }
-      }
-      for hh in 0..<nh { Kernels.softmax(p + hh * S, nk) }
-      let ol0 = oLat + t * nh * rkv
-      ol0.update(repeating: 0, count: nh * rkv)
-      for i in 0..<nk {
-        let cj = latent + Int(keys[i]) * rkv
-        for hh in 0..<nh { Kernels.axpy(ol0 + hh * rkv, p[hh * S + i], cj, rkv) }
+    // Multi-query over the latent (Kernels.multiQueryScores / multiQuerySum): each selected row
+    // is read once per block of 4 heads, not once per head. Work items are (row, head block), so
+    // one decode row still uses every thread; a head's result does not depend on the split.
+    let hb = (nh + 3) / 4
+    let items = R * hb
+    let chunks = min(items, 64)
+    pool.parallelFor(chunks) { worker in
+      var item = worker
+      while item < items {
+        let t = item / hb, h0 = (item % hb) * 4, hn = min(4, nh - h0)
+        let cache = ctx.segment(t).cache.layers[l]
+        let keys = UnsafePointer(b.selected + t * S)
+        let nk = Int(b.selectedCount[t])
+        let p = b.probs + worker * 4 * S  // [4, S] of this worker
+        Kernels.multiQueryScores(p, lds: S, qn: qt + (t * nh + h0) * rkv, ldqn: rkv, qr: q + (t * nh + h0) * dqk + dn, ldqr: dqk,
+                                 heads: hn, latent: cache.latent.pointer, rank: rkv, rope: cache.kRope.pointer, ropeDims: dr,
+                                 keys: keys, count: nk, scale: scale)
+        for u in 0..<hn { Kernels.softmax(p + u * S, nk) }
+        Kernels.multiQuerySum(oLat + (t * nh + h0) * rkv, ldo: rkv, p, ldp: S, heads: hn, latent: cache.latent.pointer, rank: rkv,
+                              keys: keys, count: nk)
+        item += chunks
       }
     }
     if ctx.recording {
