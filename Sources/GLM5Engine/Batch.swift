@@ -108,7 +108,7 @@ extension Model {
           while ri < reqs.count && rows < stepRows {
             let r = reqs[ri]
             let n = min(r.tokens.count - off, stepRows - rows)
-            segments.append(ForwardSegment(cache: r.session.cache, tokens: Array(r.tokens[off..<(off + n)]), recorder: r.session.recorder))
+            segments.append(ForwardSegment(cache: r.session.cache, tokens: r.tokens[off..<(off + n)], recorder: r.session.recorder))
             owners.append((ri, off))
             rows += n
             off += n
@@ -268,7 +268,7 @@ extension Model {
           segments.reserveCapacity(n)
           for j in 0..<n {
             let s = sessions[active[s0 + j]]
-            segments.append(ForwardSegment(cache: s.cache, tokens: [stepTokens[s0 + j]], recorder: s.recorder))
+            segments.append(ForwardSegment(cache: s.cache, tokens: stepTokens[(s0 + j)...(s0 + j)], recorder: s.recorder))
           }
           try transformer.forward(segments, hidden: hiddenOut.pointer, arena: arena, pool: pool)
           for j in 0..<n {

@@ -18,13 +18,14 @@ import GLM5Kernels
 /// A session's part of a step.
 public struct ForwardSegment {
   public let cache: LatentKVCache
-  public let tokens: [Int32]
+  /// A slice of the caller's ids (no copy per step).
+  public let tokens: ArraySlice<Int32>
   /// Optional recorder (tests; the reference comparisons).
   public let recorder: ForwardRecorder?
   /// Absolute position of the first token (the cache's count when the step starts).
   public let start: Int
 
-  public init(cache: LatentKVCache, tokens: [Int32], recorder: ForwardRecorder? = nil) {
+  public init(cache: LatentKVCache, tokens: ArraySlice<Int32>, recorder: ForwardRecorder? = nil) {
     self.cache = cache
     self.tokens = tokens
     self.recorder = recorder

@@ -191,7 +191,7 @@ public final class Transformer: @unchecked Sendable {
                       pool: ThreadPool, recorder: ForwardRecorder? = nil) throws(GLM5Error) {
     guard !tokens.isEmpty else { return }
     try cache.reserve(cache.count + tokens.count)
-    let seg = ForwardSegment(cache: cache, tokens: tokens, recorder: recorder)
+    let seg = ForwardSegment(cache: cache, tokens: tokens[...], recorder: recorder)
     let arena = ScratchArena()
     try arena.reserve(scratchBytes(Transformer.plan([seg])), what: "forward scratch")
     try forward([seg], hidden: hidden, arena: arena, pool: pool)

@@ -89,6 +89,7 @@ enum BatchBench {
       var t0 = now()
       try s.append(ids, logits: .none)
       let prefill = now() - t0
+      say("depth \(ids.count): prefilled in \(fmt(prefill, 1)) s; decoding \(steps) tokens")
       t0 = now()
       let r = try s.sample(SamplingParams(temperature: 1, seed: 1, maxNewTokens: steps, ignoreEOS: true))
       let t = now() - t0

@@ -1,0 +1,121 @@
+// Quantized prefill tiles: a chunk's rows decoded once per token block into float scratch, then
+// 2 rows x 6 tokens register tiles (QuantLinear.swift has the element sequences).
+
+import GLM5Core
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Kernels {
+  // MARK: - Prefill: rows decoded once per token block into float scratch, 2 × 6 register tiles
+
+  /// Tokens [0, T) (T ≤ quantTokenBlock), x already in the lanes' column order.
+  static func quantPrefill(_ plan: QuantKernels.Plan, _ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>,
+                           ldx: Int, _ xs: UnsafePointer<Float>?, tokens T: Int, pool: ThreadPool) {
+    let int4 = plan.kind == .int4
+    let n = plan.rows, blocks = plan.blocks, bc = plan.blockCols
+    let chunkRows = quantRowsPerChunk
+    let chunks = (n + chunkRows - 1) / chunkRows
+    let rowTiles = chunkRows / 2
+    let tTiles = (T + 5) / 6
+    let kbBlocks = max(1, quantKBlock / bc)
+    let scratchCols = kbBlocks * bc
+    let workers = min(pool.threads, chunks)
+    pool.parallelFor(workers) { wk in
+      // Per worker: row scales (INT4: and the rows' −(8 + zp) · s) of a chunk, parked
+      // accumulators, the chunk's decoded rows over one K-block.
+      let sc = UnsafeMutablePointer<Float>.allocate(capacity: chunkRows * blocks * (int4 ? 2 : 1))
+      let state = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: rowTiles * tTiles * 12)
+      let wbuf = UnsafeMutablePointer<Float>.allocate(capacity: chunkRows * scratchCols + 16)
+      defer { sc.deallocate(); state.deallocate(); wbuf.deallocate() }
+      let cs: UnsafeMutablePointer<Float>? = int4 ? sc + chunkRows * blocks : nil
+      var ci = wk
+      while ci < chunks {
+        let r0 = ci * chunkRows, r1 = min(n, r0 + chunkRows)
+        let rows = r1 - r0
+        let rt1 = (rows + 1) / 2
+        for i in 0..<rows {
+          plan.rowScales(r0 + i, into: sc + i * blocks)
+          if let cs {
+            // s · (−(8 + zp)), s recovered exactly from s · int4Factor: as the decode tile's product.
+            let ci = cs + i * blocks, si = sc + i * blocks
+            plan.rowOffsets(r0 + i, into: ci)
+            for g in 0..<blocks { ci[g] = (si[g] * (1 / plan.int4Factor)) * ci[g] }
+          }
+        }
+        state.initialize(repeating: SIMD8<Float>(), count: rt1 * tTiles * 12)
+        var b0 = 0
+        while b0 < blocks {
+          let b1 = min(blocks, b0 + kbBlocks)
+          let cBase = b0 * bc
+          // The chunk's rows over this K-block, decoded once, then every token tile × row tile.
+          for i in 0..<rows { plan.decodeBlocks(r0 + i, b0, b1, into: wbuf + i * scratchCols) }
+          for tt in 0..<tTiles {
+            let t = 6 * tt
+            // Tokens past T repeat the last real one; their results are dropped.
+            @inline(__always) func xp(_ u: Int) -> UnsafePointer<Float> { x + min(t + u, T - 1) * ldx }
+            let x0 = xp(0), x1 = xp(1), x2 = xp(2), x3 = xp(3), x4 = xp(4), x5 = xp(5)
+            for rt in 0..<rt1 {
+              // Rows past r1 repeat the last real row; their results are dropped.
+              let ia = 2 * rt, ib = min(2 * rt + 1, rows - 1)
+              quantTile2x6(plan, wbuf + ia * scratchCols - cBase, wbuf + ib * scratchCols - cBase, x0, x1, x2, x3, x4, x5,
+                           b0, b1, sc + ia * blocks, sc + ib * blocks, state + 12 * (rt * tTiles + tt))
+            }
+          }
+          b0 = b1
+        }
+        for rt in 0..<rt1 {
+          for j in 0..<min(2, r1 - r0 - 2 * rt) {
+            let i = 2 * rt + j
+            for t in 0..<T {
+              let xt = x + t * ldx
+              let rest = cs.map { QuantKernels.int4Correction($0 + i * blocks, xs! + t * blocks, groups: blocks) }
+                ?? plan.tail(xt, row: r0 + i)
+              y[t * ldy + r0 + i] = reduce8(state[12 * (rt * tTiles + t / 6) + 6 * j + t % 6]) + rest
+            }
+          }
+        }
+        ci += workers
+      }
+    }
+  }
+
+  /// Blocks [b0, b1) of 2 decoded rows (w0, w1 indexed by column) × 6 tokens: per block 12 fresh
+  /// FMA chains over the block's 8-column steps, then acc[6j + u] = fma(chain, splat(scale_j), acc[6j + u]).
+  @inline(__always)
+  static func quantTile2x6(_ plan: QuantKernels.Plan, _ w0: UnsafePointer<Float>, _ w1: UnsafePointer<Float>,
+                           _ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>, _ x2: UnsafePointer<Float>,
+                           _ x3: UnsafePointer<Float>, _ x4: UnsafePointer<Float>, _ x5: UnsafePointer<Float>,
+                           _ b0: Int, _ b1: Int, _ s0: UnsafePointer<Float>, _ s1: UnsafePointer<Float>,
+                           _ acc: UnsafeMutablePointer<SIMD8<Float>>) {
+    let bc = plan.blockCols
+    for b in b0..<b1 {
+      var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a02 = SIMD8<Float>(), a03 = SIMD8<Float>(), a04 = SIMD8<Float>(), a05 = SIMD8<Float>()
+      var a10 = SIMD8<Float>(), a11 = SIMD8<Float>(), a12 = SIMD8<Float>(), a13 = SIMD8<Float>(), a14 = SIMD8<Float>(), a15 = SIMD8<Float>()
+      var i = b &* bc
+      let end = i &+ 8 &* plan.steps(b)
+      while i < end {
+        let v0 = loadX(w0, i), v1 = loadX(w1, i)
+        let u0 = loadX(x0, i)
+        a00.addProduct(u0, v0); a10.addProduct(u0, v1)
+        let u1 = loadX(x1, i)
+        a01.addProduct(u1, v0); a11.addProduct(u1, v1)
+        let u2 = loadX(x2, i)
+        a02.addProduct(u2, v0); a12.addProduct(u2, v1)
+        let u3 = loadX(x3, i)
+        a03.addProduct(u3, v0); a13.addProduct(u3, v1)
+        let u4 = loadX(x4, i)
+        a04.addProduct(u4, v0); a14.addProduct(u4, v1)
+        let u5 = loadX(x5, i)
+        a05.addProduct(u5, v0); a15.addProduct(u5, v1)
+        i &+= 8
+      }
+      let c0 = SIMD8<Float>(repeating: s0[b]), c1 = SIMD8<Float>(repeating: s1[b])
+      acc[0].addProduct(a00, c0); acc[1].addProduct(a01, c0); acc[2].addProduct(a02, c0)
+      acc[3].addProduct(a03, c0); acc[4].addProduct(a04, c0); acc[5].addProduct(a05, c0)
+      acc[6].addProduct(a10, c1); acc[7].addProduct(a11, c1); acc[8].addProduct(a12, c1)
+      acc[9].addProduct(a13, c1); acc[10].addProduct(a14, c1); acc[11].addProduct(a15, c1)
+    }
+  }
+
+}
