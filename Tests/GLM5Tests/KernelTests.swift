@@ -467,14 +467,28 @@ extension KernelTests {
         // The weighted sum, against the reference and against the per-head axpy loop (bitwise).
         var p = (0..<(H * n)).map { _ in rng.uniform() }
         var o = [Float](repeating: .nan, count: H * R), oRef = o, oAxpy = [Float](repeating: 0, count: H * R)
-        Kernels.multiQuerySum(&o, ldo: R, &p, ldp: n, heads: H, latent: l, rank: R, keys: kb.baseAddress!, count: n)
-        Reference.multiQuerySum(&oRef, ldo: R, &p, ldp: n, heads: H, latent: l, rank: R, keys: kb.baseAddress!, count: n)
+        Kernels.multiQuerySum(&o, ldo: R, &p, ldp: n, heads: H, latent: l, rank: R, ldl: R, keys: kb.baseAddress!, count: n)
+        Reference.multiQuerySum(&oRef, ldo: R, &p, ldp: n, heads: H, latent: l, rank: R, ldl: R, keys: kb.baseAddress!, count: n)
         l.withUnsafeBufferPointer { lb in
           oAxpy.withUnsafeMutableBufferPointer { ob in
             for h in 0..<H { for i in 0..<n { Kernels.axpy(ob.baseAddress! + h * R, p[h * n + i], lb.baseAddress! + Int(kb[i]) * R, R) } }
           }
         }
         #expect(o.map(\.bitPattern) == oAxpy.map(\.bitPattern), "H \(H) R \(R) n \(n): the sum differs from the axpy loop")
+        // Column ranges (as MLA splits the work) give the same bits.
+        var oCols = [Float](repeating: .nan, count: H * R)
+        var c0 = 0
+        while c0 < R {
+          let w = min(24, R - c0)
+          l.withUnsafeBufferPointer { lb in
+            oCols.withUnsafeMutableBufferPointer { ob in
+              Kernels.multiQuerySum(ob.baseAddress! + c0, ldo: R, p, ldp: n, heads: H, latent: lb.baseAddress! + c0, rank: w, ldl: R,
+                                    keys: kb.baseAddress!, count: n)
+            }
+          }
+          c0 += w
+        }
+        #expect(oCols.map(\.bitPattern) == o.map(\.bitPattern), "H \(H) R \(R) n \(n): column ranges change the sum")
         for i in 0..<(H * R) { #expect(abs(o[i] - oRef[i]) <= 1e-5 * (1 + abs(oRef[i]))) }
       }
     }

@@ -45,11 +45,11 @@ public enum Reference {
 
   /// Multi-query weighted sum in Double: o[h, :] = Σ_i p[h, i] · c_{j_i}.
   public static func multiQuerySum(_ o: UnsafeMutablePointer<Float>, ldo: Int, _ p: UnsafePointer<Float>, ldp: Int, heads H: Int,
-                                   latent: UnsafePointer<Float>, rank R: Int, keys: UnsafePointer<Int32>, count n: Int) {
+                                   latent: UnsafePointer<Float>, rank R: Int, ldl: Int, keys: UnsafePointer<Int32>, count n: Int) {
     for h in 0..<H {
       for c in 0..<R {
         var v: Double = 0
-        for i in 0..<n { v += Double(p[h * ldp + i]) * Double(latent[Int(keys[i]) * R + c]) }
+        for i in 0..<n { v += Double(p[h * ldp + i]) * Double(latent[Int(keys[i]) * ldl + c]) }
         o[h * ldo + c] = Float(v)
       }
     }

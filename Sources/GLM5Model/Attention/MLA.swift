@@ -154,7 +154,7 @@ struct MLA {
                                  heads: hn, latent: cache.latent.pointer, rank: rkv, rope: cache.kRope.pointer, ropeDims: dr,
                                  keys: keys, count: nk, scale: scale)
         for u in 0..<hn { Kernels.softmax(p + u * S, nk) }
-        Kernels.multiQuerySum(oLat + (t * nh + h0) * rkv, ldo: rkv, p, ldp: S, heads: hn, latent: cache.latent.pointer, rank: rkv,
+        Kernels.multiQuerySum(oLat + (t * nh + h0) * rkv, ldo: rkv, p, ldp: S, heads: hn, latent: cache.latent.pointer, rank: rkv, ldl: rkv,
                               keys: keys, count: nk)
         item += chunks
       }
