@@ -9,9 +9,10 @@ import PackageDescription
 
 let packageDir = Context.packageDirectory
 
-// Every machine of this kind is Zen 4 (../shared/docs/toolchain.md §5): without a target CPU,
-// SIMD FMAs become per-lane libcalls. Kernels are also built with -O in debug so that tests of
-// real models are not 30-1300x slower.
+// x86-64-v3 (AVX2 + FMA, every machine we run on; ../shared/docs/toolchain.md §5): without a
+// target CPU, SIMD FMAs become per-lane libcalls. What differs between machines (Intel's
+// subnormal assists) is chosen at run time (QuantLanes.swift). Kernels are also built with -O in
+// debug so that tests of real models are not 30-1300x slower.
 let cpuFlags: [SwiftSetting] = [
   .unsafeFlags(["-Xcc", "-march=x86-64-v3"]),
 ]
