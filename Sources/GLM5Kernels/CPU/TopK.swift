@@ -4,6 +4,13 @@
 
 import GLM5Core
 
+/// The total order used by every top-k in the library: does (a, i) rank before (b, j)?
+@inline(__always) public func precedes(_ a: Float, _ i: Int, _ b: Float, _ j: Int) -> Bool {
+  if a.isNaN { return b.isNaN && i < j }
+  if b.isNaN { return true }
+  return a > b || (a == b && i < j)
+}
+
 @inline(__always) func swapAt(_ p: UnsafeMutablePointer<Int32>, _ i: Int, _ j: Int) {
   let t = p[i]; p[i] = p[j]; p[j] = t
 }

@@ -134,16 +134,3 @@ public enum Reference {
     return order.prefix(k).map { Int32($0) }
   }
 }
-
-/// The total order used by every top-k in the library: does (a, i) rank before (b, j)?
-@inline(__always) public func precedes(_ a: Float, _ i: Int, _ b: Float, _ j: Int) -> Bool {
-  if a.isNaN { return b.isNaN && i < j }
-  if b.isNaN { return true }
-  return a > b || (a == b && i < j)
-}
-
-#if canImport(Glibc)
-import Glibc
-@inline(__always) public func _exp(_ x: Float) -> Float { expf(x) }
-@inline(__always) public func _log(_ x: Double) -> Double { Glibc.log(x) }
-#endif
