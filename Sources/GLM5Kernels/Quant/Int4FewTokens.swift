@@ -1,7 +1,7 @@
 // INT4 Linear for a few tokens at once (2 ≤ T ≤ fewTokensMax): the shape batched decode gives the
 // dense layers and the experts (a step of B sessions puts ~B·k/E rows on each expert). Each
-// weight row is decoded once per 4 tokens, straight from the packed words into registers, and
-// multiplied into 4 token chains: per 16 weights 5 decode µops and 8 FMAs, against one decode
+// weight row is decoded once per 4 tokens (2 for the last one or two), straight from the packed
+// words into registers, and multiplied into 4 token chains: per 16 weights 5 decode µops and 8 FMAs, against one decode
 // pass per token (5 + 2 per token, the weights streamed again each time) or the prefill path's
 // decode-to-scratch and 6-token tiles (a third of them wasted at T = 4).
 //
@@ -36,12 +36,19 @@ extension Kernels {
           var t0 = 0
           while t0 < T {
             @inline(__always) func tok(_ u: Int) -> Int { min(t0 + u, T - 1) }
-            let xt = (x + tok(0) * k, x + tok(1) * k, x + tok(2) * k, x + tok(3) * k)
-            let tot: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)
-            if plan.integerLanes {
-              tot = int4Row4(QuantKernels.IntegerLanes.self, plan.row(r), xt, sc, blocks: blocks, group: plan.blockCols)
+            var tot: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)
+            if T - t0 <= 2 {
+              // One or two tokens left: the 2-token tile (no wasted chains).
+              let xt = (x + tok(0) * k, x + tok(1) * k)
+              let two = plan.integerLanes
+                ? int4Row2(QuantKernels.IntegerLanes.self, plan.row(r), xt, sc, blocks: blocks, group: plan.blockCols)
+                : int4Row2(QuantKernels.SubnormalLanes.self, plan.row(r), xt, sc, blocks: blocks, group: plan.blockCols)
+              tot = (two.0, two.1, two.1, two.1)
             } else {
-              tot = int4Row4(QuantKernels.SubnormalLanes.self, plan.row(r), xt, sc, blocks: blocks, group: plan.blockCols)
+              let xt = (x + tok(0) * k, x + tok(1) * k, x + tok(2) * k, x + tok(3) * k)
+              tot = plan.integerLanes
+                ? int4Row4(QuantKernels.IntegerLanes.self, plan.row(r), xt, sc, blocks: blocks, group: plan.blockCols)
+                : int4Row4(QuantKernels.SubnormalLanes.self, plan.row(r), xt, sc, blocks: blocks, group: plan.blockCols)
             }
             for u in 0..<min(4, T - t0) {
               let t = t0 + u
@@ -53,6 +60,27 @@ extension Kernels {
         }
       }
     }
+  }
+
+  /// One packed row against 2 token rows: `int4Row4`'s sequence for each.
+  @inline(__always)
+  static func int4Row2<L: QuantKernels.Int4Lanes>(_: L.Type, _ p: UnsafeRawPointer, _ x: (UnsafePointer<Float>, UnsafePointer<Float>),
+                                                  _ sc: UnsafePointer<Float>, blocks: Int, group g: Int) -> (SIMD8<Float>, SIMD8<Float>) {
+    var t0 = SIMD8<Float>(), t1 = SIMD8<Float>()
+    var c = 0
+    for b in 0..<blocks {
+      var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
+      let end = c &+ g
+      while c < end {
+        let (lo, hi) = L.lanes(QuantKernels.int4Bytes(p + (c &>> 1)))
+        a0.addProduct(loadX(x.0, c), lo); a0.addProduct(loadX(x.0, c &+ 8), hi)
+        a1.addProduct(loadX(x.1, c), lo); a1.addProduct(loadX(x.1, c &+ 8), hi)
+        c &+= 16
+      }
+      let s = SIMD8<Float>(repeating: sc[b])
+      t0.addProduct(a0, s); t1.addProduct(a1, s)
+    }
+    return (t0, t1)
   }
 
   /// One packed row against 4 token rows: the 4 totals (before reduce8).
