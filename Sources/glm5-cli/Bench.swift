@@ -45,6 +45,9 @@ struct Bench: ParsableCommand {
   @Option(help: "Batch sizes for --batch, comma-separated.")
   var batchSizes: String = "1,4,16,32"
 
+  @Option(help: "Repetitions of each batched measurement (best and median are printed).")
+  var reps: Int = 3
+
   @Option(help: "Context depths for --batch's single-session decode figures, comma-separated (none by default).")
   var depths: String = ""
 
@@ -56,7 +59,7 @@ struct Bench: ParsableCommand {
     if batch {
       try runOrExit { () throws(GLM5Error) in
         try BatchBench.run(threads: threads, folder: scratch, batches: batchSizes.split(separator: ",").compactMap { Int($0) },
-                               depths: depths.split(separator: ",").compactMap { Int($0) }, steps: decode, prompt: 8)
+                               depths: depths.split(separator: ",").compactMap { Int($0) }, steps: decode, prompt: 8, reps: reps)
       }
       return
     }
