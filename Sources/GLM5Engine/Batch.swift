@@ -191,14 +191,16 @@ extension Model {
     let lg = try FloatBuffer(count: group * V, what: "logits")
     let hs = try FloatBuffer(count: group * h, what: "hidden rows")
     let workers = min(group, 8)
+    // Sampler scratch per worker and the step's top-N rows [group, maxTop], in one arena.
+    let maxTop = params.reduce(0) { max($0, $1.topLogprobs) }
+    let topStride = max(maxTop, 1)
     let samplerArena = ScratchArena()
-    try samplerArena.reserve(workers * SamplerScratch.bytes(vocab: V), what: "sampler scratch")
+    try samplerArena.reserve(workers * SamplerScratch.bytes(vocab: V) + group * topStride * 8 + 256, what: "sampler scratch")
     var cv = Carver(arena: samplerArena)
     var scratch: [SamplerScratch] = []
     for _ in 0..<workers { scratch.append(SamplerScratch(&cv, vocab: V)) }
-    let maxTop = params.reduce(0) { max($0, $1.topLogprobs) }
-    let topIds = try FloatBuffer(count: group * max(maxTop, 1), what: "top ids")  // Int32 bits
-    let topLps = try FloatBuffer(count: group * max(maxTop, 1), what: "top logprobs")
+    let tids = cv.ints(group * topStride)
+    let tlps = cv.floats(group * topStride)
     var drawn = [SampledToken](repeating: SampledToken(), count: group)
 
     defer { for s in sessions { s.kept = nil; s.keptRows = 0 } }
@@ -222,7 +224,6 @@ extension Model {
           let n = min(group, active.count - g0)
           for j in 0..<n { (hs.pointer + j * h).update(from: sessions[active[g0 + j]].lastHidden!, count: h) }
           transformer.logits(hidden: hs.pointer, rows: n, into: lg.pointer, pool: pool)
-          let tids = UnsafeMutableRawPointer(topIds.pointer).assumingMemoryBound(to: Int32.self)
           drawn.withUnsafeMutableBufferPointer { d in
             let db = d.baseAddress!
             scratch.withUnsafeBufferPointer { sc in
@@ -232,7 +233,7 @@ extension Model {
                   let i = active[g0 + j]
                   let p = params[i]
                   db[j] = Sampler.sample(lg.pointer + j * V, vocab: V, params: p, position: sessions[i].count,
-                                         scratch: sc[w], topIds: tids + j * max(maxTop, 1), topLogprobs: topLps.pointer + j * max(maxTop, 1))
+                                         scratch: sc[w], topIds: tids + j * topStride, topLogprobs: tlps + j * topStride)
                   j += workers
                 }
               }
@@ -247,8 +248,8 @@ extension Model {
             results[i].processedLogprobs.append(t.processed)
             let N = params[i].topLogprobs
             for a in 0..<N {
-              results[i].topIds.append(tids[j * max(maxTop, 1) + a])
-              results[i].topLogprobs.append(topLps.pointer[j * max(maxTop, 1) + a])
+              results[i].topIds.append(tids[j * topStride + a])
+              results[i].topLogprobs.append(tlps[j * topStride + a])
             }
             stepTokens.append(t.id)
             if results[i].tokens.count == params[i].maxNewTokens {

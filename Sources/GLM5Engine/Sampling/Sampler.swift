@@ -9,9 +9,6 @@
 
 import GLM5Core
 import GLM5Kernels
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Per-worker scratch of the sampler: [V] doubles and [V] ints.
 public struct SamplerScratch {
@@ -181,8 +178,3 @@ enum Sampler {
     return n
   }
 }
-
-#if canImport(Glibc)
-@inline(__always) func _expD(_ x: Double) -> Double { Glibc.exp(x) }
-@inline(__always) func _logD(_ x: Double) -> Double { Glibc.log(x) }
-#endif

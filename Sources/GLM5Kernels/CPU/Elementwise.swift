@@ -77,6 +77,6 @@ import Glibc
 /// libm's expf and log, the one place production kernels take them from.
 @inline(__always) public func _exp(_ x: Float) -> Float { expf(x) }
 @inline(__always) public func _log(_ x: Double) -> Double { Glibc.log(x) }
-@inline(__always) func _expD(_ x: Double) -> Double { Glibc.exp(x) }
-@inline(__always) func _logD(_ x: Double) -> Double { Glibc.log(x) }
+@inline(__always) public func _expD(_ x: Double) -> Double { Glibc.exp(x) }
+@inline(__always) public func _logD(_ x: Double) -> Double { Glibc.log(x) }
 #endif
