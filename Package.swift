@@ -4,6 +4,7 @@
 //
 // Dependency direction (the compiler enforces it):
 //   GLM5CAPI -> GLM5Engine -> GLM5Model -> GLM5Kernels -> GLM5Core -> (CBLAS, CZstd, CGLM5)
+//   GLM5Kernels -> CGLM5Kernels (C kernels with intrinsics)
 // Only GLM5CAPI has C exports; it is the single target of the dynamic product `libglm5.so`.
 import PackageDescription
 
@@ -35,10 +36,15 @@ let package = Package(
   ],
   targets: [
     .target(name: "CGLM5", path: "Sources/CGLM5"),
+    // Hand-written x86 kernels (INT4), AVX2 + FMA baseline; no fp contraction beyond the explicit FMAs.
+    .target(
+      name: "CGLM5Kernels", path: "Sources/CGLM5Kernels",
+      cSettings: [.unsafeFlags(["-O3", "-march=x86-64-v3", "-ffp-contract=off", "-fno-math-errno"])]
+    ),
     .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", providers: [.apt(["libopenblas-dev"])]),
     .systemLibrary(name: "CZstd", path: "Sources/CZstd", providers: [.apt(["libzstd-dev"])]),
     .target(name: "GLM5Core", dependencies: ["CBLAS"], swiftSettings: cpuFlags + fastInDebug),
-    .target(name: "GLM5Kernels", dependencies: ["GLM5Core", "CBLAS"], swiftSettings: cpuFlags + fastInDebug),
+    .target(name: "GLM5Kernels", dependencies: ["GLM5Core", "CBLAS", "CGLM5Kernels"], swiftSettings: cpuFlags + fastInDebug),
     .target(name: "GLM5Model", dependencies: ["GLM5Core", "GLM5Kernels"], swiftSettings: cpuFlags + fastInDebug),
     .target(name: "GLM5Engine", dependencies: ["GLM5Model"], swiftSettings: cpuFlags + fastInDebug),
     .target(

@@ -114,24 +114,32 @@ func sliceStarts(_ rows: Int) -> [(start: Int, count: Int)] {
     }
   }
 
-  @Test("kernel INT4 16-column decoding gives u · 2^-149 for even columns and 16u · 2^-149 for odd ones")
-  func int4PairDecoding() {
+  @Test("glm5k_int4_lanes gives q = u − 8 − zp of every column in the permuted order (even columns, then odd, per 16)")
+  func int4LaneDecoding16() {
     var rng = KernelRNG(seed: 0x4B)
-    var words: [UInt64] = [0x7654_3210_FEDC_BA98, 0xFFFF_FFFF_FFFF_FFFF, 0]
-    for _ in 0..<300 { words.append(rng.next()) }
-    var bad: [String] = []
-    for w in words {
-      withUnsafeBytes(of: w.littleEndian) { p in
-        let (lo, hi) = QuantKernels.int4x16(p.baseAddress!)
-        for i in 0..<8 {
-          let ue = Int4.nibble(p.baseAddress!, 2 * i), uo = Int4.nibble(p.baseAddress!, 2 * i + 1)
-          if lo[i] != Float(ue) * 0x1p-149 || hi[i] != Float(16 * uo) * 0x1p-149 {
-            bad.append("word \(String(w, radix: 16)) lane \(i): \(lo[i]), \(hi[i])")
+    for (sym, group) in [(true, 32), (false, 64), (false, 16)] {
+      let w = RandomQuantWeight(int4: 19, groups: 5, group: group, symmetric: sym, scaleDType: .bf16, rng: &rng)
+      guard case .int4(let plainW) = w.plain, let plan = QuantKernels.Plan(w.weight) else { Issue.record("no plan"); continue }
+      let k = w.weight.cols
+      var out = [Float](repeating: .nan, count: k)
+      var bad: [String] = []
+      for r in 0..<w.weight.rows {
+        for (g0, g1) in [(0, 5), (1, 3), (4, 5)] {
+          out.withUnsafeMutableBufferPointer { plan.decodeBlocks(r, g0, g1, into: $0.baseAddress!) }
+          var c = g0 * group
+          while c < g1 * group {
+            for i in 0..<8 {
+              let base = c - g0 * group
+              let qe = Float(plainW.u(r, c + 2 * i) - 8 - plainW.zp(r, (c + 2 * i) / group))
+              let qo = Float(plainW.u(r, c + 2 * i + 1) - 8 - plainW.zp(r, (c + 2 * i + 1) / group))
+              if out[base + i] != qe || out[base + 8 + i] != qo { bad.append("row \(r) cols \(c + 2 * i): \(out[base + i]), \(out[base + 8 + i])") }
+            }
+            c += 16
           }
         }
       }
+      #expect(bad.isEmpty, "\(w.describe): \(bad.prefix(5))")
     }
-    #expect(bad.isEmpty, "\(bad.prefix(5))")
   }
 
   // MARK: - Dequantization of the fixtures, bit for bit
@@ -450,32 +458,76 @@ func checkAgainstPlain(_ y: TestFloats, _ x: TestFloats, _ plain: PlainQuant, wh
 }
 
 extension QuantKernelTests {
-  @Test("INT4 integer lanes (Intel) and subnormal lanes (Zen) give the same bits, decode and prefill, and both match the plain product")
-  func int4LaneRepresentationsAgree() {
+  @Test("INT4 kernels give the bits of the documented element sequence (Reference.int4Sequence) for 1-50 tokens and 1-3 threads")
+  func int4KernelsFollowTheSequence() {
     var rng = KernelRNG(seed: 0xE7)
     let weights = [
       RandomQuantWeight(int4: 70, groups: 20, group: 32, symmetric: true, scaleDType: .bf16, rng: &rng),
       RandomQuantWeight(int4: 61, groups: 9, group: 64, symmetric: false, scaleDType: .f16, rng: &rng),
       RandomQuantWeight(int4: 45, groups: 6, group: 128, symmetric: false, scaleDType: .f32, rng: &rng),
       RandomQuantWeight(int4: 300, groups: 40, group: 32, symmetric: true, scaleDType: .bf16, rng: &rng),
+      RandomQuantWeight(int4: 9, groups: 150, group: 32, symmetric: false, scaleDType: .bf16, rng: &rng),  // > 128 groups a row
+      RandomQuantWeight(int4: 13, groups: 3, group: 16, symmetric: false, scaleDType: .f32, rng: &rng),
     ]
-    defer { QuantKernels.forceIntegerLanes = nil }
     for w in weights {
       let (n, k) = (w.weight.rows, w.weight.cols)
-      for T in [1, 2, 7, 50] {
+      for T in [1, 2, 3, 4, 5, 8, 9, 50] {
         let x = TestFloats(rows: T, cols: k, fill: .nan, rng: &rng)
-        var out: [TestFloats] = []
-        for integer in [false, true] {
-          QuantKernels.forceIntegerLanes = integer
+        let ref = TestFloats(rows: T, cols: n)
+        Reference.int4Sequence(ref.row(0), ldy: ref.ld, x.row(0), ldx: x.ld, tokens: T, w.weight)
+        for threads in [1, 3] {
           let y = TestFloats(rows: T, cols: n)
-          Kernels.linear(y.row(0), ldy: y.ld, x.row(0), ldx: x.ld, tokens: T, w.weight, pool: ThreadPool(threads: 2))
+          Kernels.linear(y.row(0), ldy: y.ld, x.row(0), ldx: x.ld, tokens: T, w.weight, pool: ThreadPool(threads: threads))
           #expect(y.damaged == 0)
-          checkAgainstPlain(y, x, w.plain, what: "\(w.describe) T \(T) integer lanes \(integer)")
-          out.append(y)
+          var diff = 0, first = ""
+          for t in 0..<T {
+            for j in 0..<n where y[t, j].bitPattern != ref[t, j].bitPattern {
+              if diff == 0 { first = "t \(t) row \(j): \(y[t, j]) vs \(ref[t, j])" }
+              diff += 1
+            }
+          }
+          #expect(diff == 0, "\(w.describe) T \(T) threads \(threads): \(diff) elements differ from the sequence, first \(first)")
         }
-        var diff = 0
-        for t in 0..<T { for j in 0..<n where out[0][t, j].bitPattern != out[1][t, j].bitPattern { diff += 1 } }
-        #expect(diff == 0, "\(w.describe) T \(T): \(diff) elements differ between the lane representations")
+      }
+    }
+  }
+
+  @Test("INT4 kernels are at least as accurate as a float32 dot product with the dequantized weights (errors against float64)")
+  func int4AtLeastAsAccurateAsDequantizeThenDot() {
+    var rng = KernelRNG(seed: 0xACC)
+    // Realistic shapes: K = 2048 (GLM-5's expert and attention widths), symmetric g32 and asymmetric g64/g128.
+    let weights = [
+      RandomQuantWeight(int4: 96, groups: 64, group: 32, symmetric: true, scaleDType: .bf16, rng: &rng),
+      RandomQuantWeight(int4: 96, groups: 32, group: 64, symmetric: false, scaleDType: .bf16, rng: &rng),
+      RandomQuantWeight(int4: 96, groups: 16, group: 128, symmetric: false, scaleDType: .f16, rng: &rng),
+    ]
+    for w in weights {
+      let (n, k) = (w.weight.rows, w.weight.cols)
+      for T in [1, 4, 20] {
+        // Activations with a nonzero mean (as after SiLU or a norm), where cancellation bites.
+        let x = TestFloats(rows: T, cols: k, rng: &rng)
+        for t in 0..<T { for c in 0..<k { x[t, c] = x[t, c] * 0.5 + 0.75 } }
+        let y = TestFloats(rows: T, cols: n)
+        Kernels.linear(y.row(0), ldy: y.ld, x.row(0), ldx: x.ld, tokens: T, w.weight, pool: ThreadPool(threads: 2))
+        var row = [Float](repeating: 0, count: k)
+        var kernel2 = 0.0, plain2 = 0.0, kernelMax = 0.0, plainMax = 0.0
+        for j in 0..<n {
+          row.withUnsafeMutableBufferPointer { w.weight.dequantizeRow(j, into: $0.baseAddress!) }
+          for t in 0..<T {
+            var exact = 0.0
+            var plain: Float = 0
+            for c in 0..<k {
+              exact += Double(x[t, c]) * Double(w.plain.element(j, c))
+              plain = plain.addingProduct(x[t, c], row[c])
+            }
+            let ek = Double(y[t, j]) - exact, ep = Double(plain) - exact
+            kernel2 += ek * ek; plain2 += ep * ep
+            kernelMax = max(kernelMax, abs(ek)); plainMax = max(plainMax, abs(ep))
+          }
+        }
+        let what = "\(w.describe) T \(T)"
+        #expect(kernel2 <= plain2, "\(what): RMS error \((kernel2 / Double(n * T)).squareRoot()) above the plain float32 dot's \((plain2 / Double(n * T)).squareRoot())")
+        #expect(kernelMax <= plainMax, "\(what): max error \(kernelMax) above the plain float32 dot's \(plainMax)")
       }
     }
   }

@@ -110,10 +110,9 @@ struct PlainInt4 {
   func scale(_ r: Int, _ g: Int) -> Float { plainScale(scales, scaleDType, r * groups + g) }
   func element(_ r: Int, _ c: Int) -> Float { Float(u(r, c) - 8 - zp(r, c / group)) * scale(r, c / group) }
   func row(_ r: Int) -> [Float] { (0..<cols).map { element(r, $0) } }
-  /// (|u − 8| + |zp|) · |scale|: the size of the terms the kernel accumulates (it computes
-  /// Σ x·(u − 8) and zp · Σ x separately, so |W| alone can understate the rounding).
+  /// |q| · |scale| = |W|: the size of the terms the kernel accumulates (x · q, exact lanes).
   func magnitude(_ r: Int, _ c: Int) -> Double {
-    Double(abs(u(r, c) - 8) + abs(zp(r, c / group))) * abs(Double(scale(r, c / group)))
+    Double(abs(u(r, c) - 8 - zp(r, c / group))) * abs(Double(scale(r, c / group)))
   }
 }
 

@@ -1,6 +1,7 @@
 // A Linear weight in any stored format as the kernels take it, and its plain row decoder
 // (QuantLinear.swift describes the formats and the kernels).
 
+import CGLM5Kernels
 import GLM5Core
 #if canImport(Glibc)
 import Glibc
@@ -69,6 +70,12 @@ public enum LinearWeight: @unchecked Sendable {
         }
       }
     case .int4(let p, _, let c, let s, let sd, let z, let g, _, let off):
+      if g % 8 == 0 && c % g == 0 && c > 0 {
+        var w = glm5k_int4(packed: p.assumingMemoryBound(to: UInt8.self), scales: s, zeros: z?.assumingMemoryBound(to: UInt32.self),
+                           row_offset: Int64(off), cols: Int64(c), group: Int64(g), scale_dtype: QuantKernels.scaleCode(sd))
+        glm5k_int4_dequantize_row(&w, Int64(r), out)
+        return
+      }
       let rowP = p + r * 4 * ((c + 7) / 8)
       let groups = c / g
       for gi in 0..<groups {

@@ -13,41 +13,34 @@
 //        (for |x| < 2^64). rest = Σ_b fma(t_b, scale_b, ·), t_b the scalar fma chain over the
 //        block's columns past its last whole step (0 unless blocks or K are not multiples of 8).
 //   INT4 (groups a multiple of 16 columns): each 16 columns make two steps, the even columns then
-//        the odd ones (the nibbles of 8 bytes), x permuted to match once per call. Lanes hold
-//        u · 2^-149 and 16u · 2^-149 (the nibbles masked in place: f32 subnormals) against x · 2^96
-//        and x · 2^92, scale_b = s · 2^53 on AMD; on Intel, whose FMAs take a microcode assist per
-//        subnormal operand, the same nibbles converted to u and 16u against x and x / 16 with s
-//        itself (`Int4Lanes`): every product an exact power-of-two multiple of the other, so both
-//        give the same bits. rest = the zero-point part Σ_g (−(8 + zp_g) · s_g) · Σx_g
-//        (`int4Correction`: an 8-lane FMA chain over the groups, reduce8, the last groups scalar),
-//        with Σx_g computed once per token (`prepareInt4`). Against computing x · (u − 8 − zp) in
-//        the lanes this drops 3 of 8 vector ops per 16 weights (decode +35%) for a few bits lost
-//        to cancellation (the x · u chain is ~3× larger than the result: ~3× the rounding error,
-//        far below INT4's quantization error).
+//        the odd ones (the nibbles of 8 bytes), x permuted to match once per call; the lanes hold
+//        q = u − 8 − zp as exact small integers, so each product is x · q rounded once inside its
+//        FMA and there is no zero-point correction: y = reduce8(total8). The kernels are C
+//        (CGLM5Kernels/int4.c; glm5_kernels.h states the sequence). This is at least as accurate
+//        as a float32 dot product with the dequantized weights (tested), where the earlier
+//        factorised form s · (Σ u·x − (8 + zp) · Σ x) lost bits to cancellation.
 //   INT4 with other group sizes (odd test shapes only): column order, 8-column steps of u − 8 −
 //        zp, per-group scalar tails.
 //
-// Decode (T < 3): tiles of 8 rows `decodeSpread` apart as the float kernel (adjacent rows when
-// rows are ≤ 256 bytes); each x vector loaded once per tile, one FMA chain per row. FP8: 8 rows,
-// block totals parked in L1; INT4: the same for groups ≥ 64, two 4-row tiles with the totals in
-// registers for smaller groups; group scales widened 8 groups at a time inside the loop. Per 8
-// weights and row: FP8 vpmovsxbd + shift + and + FMA; INT4 (per 16) vpmovzxbd + 2 and + 2 FMA.
-// Both are compute-bound on one core (from L2: FP8 ~20 GB/s, INT4 ~14-15 GB/s of weight bytes,
-// against BF16's 55), so two cores reach ~28 (FP8) and ~20-24 (INT4) GB/s from DRAM (the DRAM
-// limit: 33-37).
+// Decode (T < 3): FP8 tiles of 8 rows `decodeSpread` apart as the float kernel (adjacent rows when
+// rows are ≤ 256 bytes), each x vector loaded once per tile, one FMA chain per row, block totals
+// parked in L1. INT4: 4-row tiles (C), per 16 weights and row vpmovzxbd + vpand + vpsrld +
+// 2 vpsubd + 2 vcvtdq2ps + 2 FMA; 2-8 tokens: one row against 4 (or 2) tokens (Int4FewTokens).
 // Prefill (T ≥ 3): per 24-row chunk, token block (≤ 48 tokens) and K-block (512 columns in whole
 // blocks): the chunk's rows are decoded once into a float scratch (unscaled lane values), then
 // 2 rows × 6 tokens register tiles (12 FMA chains, as the float kernel's) run over every token
 // tile × row tile; at each block end the 12 chains are folded into parked totals with the rows'
 // scales (1 FMA per chain per block: 1/16 extra for 128-column blocks, 1/4 for INT4 g32).
 
-// Files: LinearWeight (the weight view), QuantLanes (lane decoders, x preparation), QuantPlan,
+// Files: LinearWeight (the weight view), QuantLanes (FP8 lane decoders, x preparation), QuantPlan,
 // QuantDecode (one-token tiles), Int4FewTokens (2-8 tokens), QuantPrefill (register tiles over
-// decoded rows), Int4Generic (odd group sizes); this file holds the entry points.
+// decoded rows), Int4Generic (odd group sizes), CGLM5Kernels/int4.c (the INT4 tiles); this file
+// holds the entry points.
 //
 // Shapes: y [T, N] (ldy), x [T, K] (ldx). FP8: W [N, K] bytes, s [ceil(N/Br), ceil(K/Bc)] F32.
 // INT4: packed [N, ceil(K/8)] words, s [N, K/G] (F32/BF16/F16), zp packed [ceil(N/8), K/G] or nil.
 
+import CGLM5Kernels
 import GLM5Core
 #if canImport(Glibc)
 import Glibc
@@ -116,9 +109,8 @@ extension Kernels {
   /// chunk's decoded rows (24 × this many floats, 48 KiB) stay in L2 and a token tile's x in L1
   /// (256 to 2048 measured within noise of each other).
   static let quantKBlock = 512
-  /// INT4 groups from which decode runs 8-row tiles (totals parked in L1) rather than two 4-row
-  /// tiles (totals in registers): measured from L2, g128 15.4 against 14.2 GB/s, g32 12.9 against 14.0.
-  static let int4Tile8Group = 64
+  /// Output rows per work item of the INT4 one-token path (a multiple of its 4-row tile).
+  static let int4DecodeRows = 32
 
   static func quantLinear(_ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, ldx: Int,
                           tokens: Int, _ w: LinearWeight, pool: ThreadPool) {
@@ -132,7 +124,7 @@ extension Kernels {
     // x as the lanes take it (INT4: permuted and scaled, plus the group sums; FP8: scaled), one
     // token block at a time.
     let tbMax = tokenBlock(plan, tokens, 0)
-    let permCount = tbMax * (k + (plan.kind == .int4 ? plan.blocks : 0))
+    let permCount = tbMax * k
     if permCount > 0 && permCount <= 16384 {
       withUnsafeTemporaryAllocation(of: Float.self, capacity: permCount) { p in
         quantLinearBlocks(plan, y, ldy: ldy, x, ldx: ldx, tokens: tokens, perm: p.baseAddress!, pool: pool)
@@ -160,13 +152,10 @@ extension Kernels {
     while t0 < tokens {
       let tb = tokenBlock(plan, tokens, t0)
       var xb = x + t0 * ldx, ldxb = ldx
-      var xs: UnsafePointer<Float>? = nil
       if let perm {
         switch plan.kind {
         case .int4:
-          QuantKernels.prepareInt4(xb, ldx: ldx, tokens: tb, k: k, group: plan.blockCols, xFactor: plan.int4XFactor,
-                                   into: perm, sums: perm + tbMax * k)
-          xs = UnsafePointer(perm + tbMax * k)
+          glm5k_int4_permute(xb, Int64(ldx), Int64(tb), Int64(k), perm)
         case .fp8:
           QuantKernels.scaleForFP8(xb, ldx: ldx, tokens: tb, k: k, into: perm)
         }
@@ -174,11 +163,11 @@ extension Kernels {
         ldxb = k
       }
       if tb == 1 {
-        quantDecode(plan, y + t0 * ldy, xb, xs, pool: pool)
-      } else if plan.kind == .int4, tb <= fewTokensMax, let xs {
-        int4FewTokens(plan, y + t0 * ldy, ldy: ldy, xb, xs, tokens: tb, pool: pool)
+        quantDecode(plan, y + t0 * ldy, xb, pool: pool)
+      } else if plan.kind == .int4, tb <= fewTokensMax {
+        int4FewTokens(plan, y + t0 * ldy, ldy: ldy, xb, tokens: tb, pool: pool)
       } else {
-        quantPrefill(plan, y + t0 * ldy, ldy: ldy, xb, ldx: ldxb, xs, tokens: tb, pool: pool)
+        quantPrefill(plan, y + t0 * ldy, ldy: ldy, xb, ldx: ldxb, tokens: tb, pool: pool)
       }
       t0 += tb
     }

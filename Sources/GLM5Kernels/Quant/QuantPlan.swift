@@ -1,11 +1,17 @@
 // A quantized weight as the tiled kernels see it: blocks, scales, rows.
 
+import CGLM5Kernels
 import GLM5Core
 #if canImport(Glibc)
 import Glibc
 #endif
 
 extension QuantKernels {
+  /// A scale dtype as the C kernels name it (F32, BF16, F16; a Plan never holds another).
+  static func scaleCode(_ dt: DType) -> Int32 {
+    dt == .f32 ? Int32(GLM5K_SCALE_F32) : (dt == .bf16 ? Int32(GLM5K_SCALE_BF16) : Int32(GLM5K_SCALE_F16))
+  }
+
   // MARK: - A quantized weight as the tiled kernels see it
 
   /// Blocks of `blockCols` columns (FP8 blocks; INT4 groups), each a run of whole 8-lane steps
@@ -28,9 +34,8 @@ extension QuantKernels {
     let rowOffset: Int
     /// FP8 blocks with a column count that is not a multiple of 8 (scalar tails).
     let hasTails: Bool
-    /// INT4: the lane representation (Int4Lanes) and its factors on x and on the scales.
-    let integerLanes: Bool
-    let int4XFactor: Float, int4Factor: Float
+    /// INT4: the weight as the C kernels take it (CGLM5Kernels/include/glm5_kernels.h).
+    let int4: glm5k_int4
 
     /// nil for the generic INT4 path (groups not a multiple of 16 columns).
     init?(_ w: LinearWeight) {
@@ -42,7 +47,7 @@ extension QuantKernels {
         fp8Scales = s; blockRows = br
         int4Scales = nil; scaleDType = .f32; zeroPoints = nil; rowOffset = off
         hasTails = bc % 8 != 0 || k % 8 != 0
-        integerLanes = false; int4XFactor = 1; int4Factor = 1
+        int4 = glm5k_int4()
       case .int4(let p, let n, let k, let s, let sd, let z, let g, _, let off):
         guard g % 16 == 0, k % g == 0, k > 0 else { return nil }
         kind = .int4
@@ -51,9 +56,8 @@ extension QuantKernels {
         fp8Scales = nil; blockRows = 1
         int4Scales = s; scaleDType = sd; zeroPoints = z; rowOffset = off
         hasTails = false
-        integerLanes = QuantKernels.integerLanes
-        int4XFactor = integerLanes ? 1 : QuantKernels.int4XFactor
-        int4Factor = integerLanes ? 1 : QuantKernels.int4Factor
+        int4 = glm5k_int4(packed: p.assumingMemoryBound(to: UInt8.self), scales: s, zeros: z?.assumingMemoryBound(to: UInt32.self),
+                          row_offset: Int64(off), cols: Int64(k), group: Int64(g), scale_dtype: QuantKernels.scaleCode(sd))
       case .float:
         return nil
       }
@@ -67,45 +71,14 @@ extension QuantKernels {
     /// INT4: element index of row r's first group scale.
     @inline(__always) func int4ScaleIndex(_ r: Int) -> Int { (rowOffset + r) * blocks }
 
-    /// Row r's per-block scales (times the decoder's factor) into out[0..<blocks].
+    /// Row r's per-block scales (FP8: times fp8Factor) into out[0..<blocks].
     func rowScales(_ r: Int, into out: UnsafeMutablePointer<Float>) {
       switch kind {
       case .fp8:
         let src = fp8Scales! + ((rowOffset + r) / blockRows) * blocks
         for b in 0..<blocks { out[b] = src[b] * QuantKernels.fp8Factor }
       case .int4:
-        let base = (rowOffset + r) * blocks
-        let s = int4Scales!
-        var b = 0
-        switch scaleDType {
-        case .bf16:
-          while b + 8 <= blocks {
-            let h = s.loadUnaligned(fromByteOffset: 2 * (base + b), as: SIMD8<UInt16>.self)
-            let u = SIMD8<UInt32>(UInt32(h[0]), UInt32(h[1]), UInt32(h[2]), UInt32(h[3]),
-                                  UInt32(h[4]), UInt32(h[5]), UInt32(h[6]), UInt32(h[7])) &<< 16
-            UnsafeMutableRawPointer(out + b).storeBytes(of: unsafeBitCast(u, to: SIMD8<Float>.self), as: SIMD8<Float>.self)
-            b += 8
-          }
-        case .f16:
-          while b + 8 <= blocks {
-            let h = s.loadUnaligned(fromByteOffset: 2 * (base + b), as: SIMD8<Float16>.self)
-            let f = SIMD8<Float>(Float(h[0]), Float(h[1]), Float(h[2]), Float(h[3]),
-                                 Float(h[4]), Float(h[5]), Float(h[6]), Float(h[7]))
-            UnsafeMutableRawPointer(out + b).storeBytes(of: f, as: SIMD8<Float>.self)
-            b += 8
-          }
-        default:
-          break
-        }
-        while b < blocks { out[b] = QuantKernels.scale(s, scaleDType, base + b); b += 1 }
-        for i in 0..<blocks { out[i] *= int4Factor }
-      }
-    }
-
-    /// INT4: row r's per-group −(8 + zp) into out[0..<blocks] (−8 without zero points).
-    func rowOffsets(_ r: Int, into out: UnsafeMutablePointer<Float>) {
-      for g in 0..<blocks {
-        out[g] = QuantKernels.int4Offset(QuantKernels.zeroPoint(zeroPoints, row: rowOffset + r, group: g, groups: blocks))
+        withUnsafePointer(to: int4) { glm5k_int4_row_scales($0, Int64(r), out, nil) }
       }
     }
 
@@ -113,7 +86,7 @@ extension QuantKernels {
     @inline(__always) func steps(_ b: Int) -> Int { (min(cols, (b + 1) * blockCols) - b * blockCols) >> 3 }
 
     /// Blocks [b0, b1) of row r decoded (unscaled) into out, column c at out[c − b0·blockCols]
-    /// (INT4: in the lanes' column order).
+    /// (INT4: q = u − 8 − zp in the permuted column order, glm5k_int4_lanes).
     @inline(__always)
     func decodeBlocks(_ r: Int, _ b0: Int, _ b1: Int, into out: UnsafeMutablePointer<Float>) {
       let p = row(r)
@@ -128,17 +101,7 @@ extension QuantKernels {
           }
         }
       case .int4:
-        var c = base
-        let end = b1 * blockCols
-        @inline(__always) func run<L: QuantKernels.Int4Lanes>(_: L.Type) {
-          while c < end {
-            let (lo, hi) = L.lanes(QuantKernels.int4Bytes(p + (c >> 1)))
-            UnsafeMutableRawPointer(out + (c - base)).storeBytes(of: lo, as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(out + (c + 8 - base)).storeBytes(of: hi, as: SIMD8<Float>.self)
-            c += 16
-          }
-        }
-        if integerLanes { run(QuantKernels.IntegerLanes.self) } else { run(QuantKernels.SubnormalLanes.self) }
+        withUnsafePointer(to: int4) { glm5k_int4_lanes($0, Int64(r), Int64(b0), Int64(b1), out) }
       }
     }
 

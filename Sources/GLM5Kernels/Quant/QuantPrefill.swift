@@ -11,7 +11,7 @@ extension Kernels {
 
   /// Tokens [0, T) (T ≤ quantTokenBlock), x already in the lanes' column order.
   static func quantPrefill(_ plan: QuantKernels.Plan, _ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>,
-                           ldx: Int, _ xs: UnsafePointer<Float>?, tokens T: Int, pool: ThreadPool) {
+                           ldx: Int, tokens T: Int, pool: ThreadPool) {
     let int4 = plan.kind == .int4
     let n = plan.rows, blocks = plan.blocks, bc = plan.blockCols
     let chunkRows = quantRowsPerChunk
@@ -22,27 +22,18 @@ extension Kernels {
     let scratchCols = kbBlocks * bc
     let workers = min(pool.threads, chunks)
     pool.parallelFor(workers) { wk in
-      // Per worker: row scales (INT4: and the rows' −(8 + zp) · s) of a chunk, parked
-      // accumulators, the chunk's decoded rows over one K-block.
-      let sc = UnsafeMutablePointer<Float>.allocate(capacity: chunkRows * blocks * (int4 ? 2 : 1))
+      // Per worker: row scales of a chunk, parked accumulators, the chunk's decoded rows over
+      // one K-block.
+      let sc = UnsafeMutablePointer<Float>.allocate(capacity: chunkRows * blocks)
       let state = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: rowTiles * tTiles * 12)
       let wbuf = UnsafeMutablePointer<Float>.allocate(capacity: chunkRows * scratchCols + 16)
       defer { sc.deallocate(); state.deallocate(); wbuf.deallocate() }
-      let cs: UnsafeMutablePointer<Float>? = int4 ? sc + chunkRows * blocks : nil
       var ci = wk
       while ci < chunks {
         let r0 = ci * chunkRows, r1 = min(n, r0 + chunkRows)
         let rows = r1 - r0
         let rt1 = (rows + 1) / 2
-        for i in 0..<rows {
-          plan.rowScales(r0 + i, into: sc + i * blocks)
-          if let cs {
-            // s · (−(8 + zp)), s recovered exactly from s · int4Factor: as the decode tile's product.
-            let ci = cs + i * blocks, si = sc + i * blocks
-            plan.rowOffsets(r0 + i, into: ci)
-            for g in 0..<blocks { ci[g] = (si[g] * (1 / plan.int4Factor)) * ci[g] }
-          }
-        }
+        for i in 0..<rows { plan.rowScales(r0 + i, into: sc + i * blocks) }
         state.initialize(repeating: SIMD8<Float>(), count: rt1 * tTiles * 12)
         var b0 = 0
         while b0 < blocks {
@@ -68,10 +59,9 @@ extension Kernels {
           for j in 0..<min(2, r1 - r0 - 2 * rt) {
             let i = 2 * rt + j
             for t in 0..<T {
-              let xt = x + t * ldx
-              let rest = cs.map { QuantKernels.int4Correction($0 + i * blocks, xs! + t * blocks, groups: blocks) }
-                ?? plan.tail(xt, row: r0 + i)
-              y[t * ldy + r0 + i] = reduce8(state[12 * (rt * tTiles + t / 6) + 6 * j + t % 6]) + rest
+              let total = reduce8(state[12 * (rt * tTiles + t / 6) + 6 * j + t % 6])
+              // INT4 elements end at reduce8 (glm5_kernels.h); FP8 adds its scalar tails.
+              y[t * ldy + r0 + i] = int4 ? total : total + plan.tail(x + t * ldx, row: r0 + i)
             }
           }
         }

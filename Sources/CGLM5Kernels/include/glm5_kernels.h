@@ -1,0 +1,61 @@
+// Hand-written x86 kernels behind the Swift ones (GLM5Kernels/Quant/QuantLinear.swift describes
+// the formats and the element sequences these follow). Internal to the package: not part of the
+// C ABI (include/glm5.h), not exported from libglm5.so.
+//
+// INT4 group quantization (compressed-tensors pack-quantized): row r of the packed weight is
+// cols/2 bytes, column c in nibble c mod 2 of byte c/2 ... as 8 nibbles per little-endian word,
+// so byte i of a 16-column step holds columns 2i (low nibble) and 2i + 1 (high nibble).
+// q = u − 8 − zp ∈ [−15, 15] is the integer weight and s the group scale: W = q · s.
+//
+// Every element y[t, n] is one fixed sequence, whatever the kernel, tile or token count:
+//   total8 = 0
+//   per group g in order:  a8 = 0;
+//     per 16-column step c of the group:  a8 = fma(x_even8, q_even8, a8); a8 = fma(x_odd8, q_odd8, a8)
+//     total8 = fma(a8, splat(s_g), total8)
+//   y = reduce8(total8) = ((t0 + t4) + (t2 + t6)) + ((t1 + t5) + (t3 + t7))
+// with x permuted per 16 columns into [x_even8 | x_odd8] (`glm5k_int4_permute`). The lanes hold
+// exact small integers, so every product is x · q rounded once inside its FMA: no cancellation,
+// at least as accurate as a float32 dot product with the dequantized weights.
+#ifndef GLM5_KERNELS_H
+#define GLM5_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { GLM5K_SCALE_F32 = 0, GLM5K_SCALE_BF16 = 1, GLM5K_SCALE_F16 = 2 };
+
+/// An INT4 weight (or a slice of its rows) as the kernels read it.
+typedef struct {
+  const uint8_t *packed;   // row r (of the slice) at packed + r * (cols / 2)
+  const void *scales;      // [total rows, groups] of scale_dtype
+  const uint32_t *zeros;   // [ceil(total rows / 8), groups], 8 rows' nibbles per word; or NULL (zp = 0)
+  int64_t row_offset;      // the slice's first row in the scale and zero-point tables
+  int64_t cols, group;     // cols a multiple of group, group a multiple of 16
+  int32_t scale_dtype;     // GLM5K_SCALE_*
+} glm5k_int4;
+
+/// x [tokens, cols] (ldx) → xp [tokens, cols]: per 16 columns the 8 even ones, then the 8 odd ones.
+void glm5k_int4_permute(const float *x, int64_t ldx, int64_t tokens, int64_t cols, float *xp);
+
+/// y[t · ldy + r] for rows [r0, r1) of w and tokens [0, tokens), 1 ≤ tokens ≤ 8, xp permuted
+/// ([tokens, cols]). One token: 4-row tiles; more: per row, tiles of 4 and 2 tokens.
+void glm5k_int4_linear(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *xp, int64_t tokens,
+                       float *y, int64_t ldy);
+
+/// Groups [g0, g1) of row r as float q in the permuted column order, unscaled, into out
+/// (column c of the row at out[c − g0 · group]): the prefill tiles' scratch.
+void glm5k_int4_lanes(const glm5k_int4 *w, int64_t r, int64_t g0, int64_t g1, float *out);
+
+/// Row r dequantized in column order, out[c] = round(q · s) (one rounding), into out [cols].
+void glm5k_int4_dequantize_row(const glm5k_int4 *w, int64_t r, float *out);
+
+/// Row r's group scales as float into out [groups] and, if zp is not NULL, its 8 + zp per group.
+void glm5k_int4_row_scales(const glm5k_int4 *w, int64_t r, float *out, int32_t *zp);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
