@@ -7,9 +7,14 @@ safetensors, per-expert weights) and golden.safetensors; it does not use transfo
                                                                                  # one level down too
     /work/venv-ref/bin/python tools/reference/check_fixtures.py Tests/Fixtures/glm5-quantized/int4
 
+With --glm5 .build/release/libglm5.so it also runs glm5 (bindings/python) on the golden's token ids and prints, per
+fixture, transformers' (the golden's) and glm5's distance to the float64 answer, max |d| and RMS, and their ratio;
+--json FILE writes the figures (see "float64 distance report" in README.md).
+
 It doubles as a compact, readable spec of what the Swift implementation must compute.
 """
 
+import argparse
 import json
 import os
 import sys
@@ -304,10 +309,13 @@ def log_softmax(z):
 
 
 def check(folder):
+    """Re-derive the golden of `folder` in float64. Returns (max abs diffs, number of sequences, the float64
+    outputs as `golden_outputs` arranges the golden's: for the float64 distance report)."""
     cfg = json.load(open(os.path.join(folder, "config.json")))
     w = load_weights(folder)
     g = load_golden(folder)
     worst = {"logits": 0.0, "logprobs": 0.0, "expert_weights": 0.0, "hidden": 0.0}
+    f64 = {q: [] for q in QUANTITIES}
     i = 0
     while f"seq{i}.tokens" in g:
         toks = g[f"seq{i}.tokens"].astype(np.int64)
@@ -318,6 +326,8 @@ def check(folder):
         gold = g[f"seq{i}.logprobs"]
         assert np.isnan(gold[0])
         worst["logprobs"] = max(worst["logprobs"], np.abs(mine[1:] - gold[1:]).max())
+        f64["logits"].append(logits)
+        f64["logprobs"].append(mine[1:])
         for L in range(cfg["num_hidden_layers"]):
             assert np.array_equal(rec["topk"][L], g[f"seq{i}.topk.layer{L}"]), f"seq{i} topk layer {L}"
             worst["hidden"] = max(worst["hidden"], np.abs(rec["hidden"][L] - g[f"seq{i}.hidden.layer{L}"]).max())
@@ -335,15 +345,138 @@ def check(folder):
     worst["greedy_logits"] = np.abs(step - g["greedy.logits"]).max()
     glp = log_softmax(step)[np.arange(len(gt)), gt]
     worst["greedy_logprobs"] = np.abs(glp - g["greedy.logprobs"]).max()
+    f64["greedy_logits"].append(step)
+    f64["greedy_logprobs"].append(glp)
     # MTP tensors present
     N = cfg["num_hidden_layers"]
     for s in ["enorm.weight", "hnorm.weight", "eh_proj.weight", "shared_head.norm.weight", "mlp.experts.0.gate_proj.weight"]:
         assert f"model.layers.{N}.{s}" in w, s
-    return {k: float(v) for k, v in worst.items()}, i
+    return {k: float(v) for k, v in worst.items()}, i, f64
+
+
+# --- float64 distance report (--glm5, --json) ------------------------------------------------------------
+# The golden holds transformers' float32 outputs; the float64 forward above is the closest we have to the exact
+# answer. For every fixture the report gives how far transformers' outputs (the golden) and glm5's outputs on the
+# very same token ids are from it: Δ = output − float64, element-wise, pooled over every sequence (or over the
+# greedy steps), as max |Δ| and RMS. glm5 is run through the Python binding (bindings/python, ctypes).
+
+QUANTITIES = {  # what is compared, in report order: name -> what it is (the golden tensors)
+    "logits": "seq{i}.logits: every row of the full-sequence forward (no cache)",
+    "logprobs": "seq{i}.logprobs[1:]: log p(tok_t | tok_<t) of every position but the first",
+    "greedy_logits": "greedy.logits: the prompt's last row, then one row per cached decode step",
+    "greedy_logprobs": "greedy.logprobs: log p of each greedy token",
+}
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def golden_inputs(g):
+    """The token ids the golden was computed on: the sequences, the greedy prompt and the greedy tokens."""
+    seqs, i = [], 0
+    while f"seq{i}.tokens" in g:
+        seqs.append(g[f"seq{i}.tokens"].astype(np.int64))
+        i += 1
+    return seqs, g["greedy.prompt"].astype(np.int64), g["greedy.tokens"].astype(np.int64)
+
+
+def golden_outputs(g):
+    """transformers' float32 outputs per quantity, as lists of arrays (one per sequence, one greedy run); check()
+    returns the float64 ones in the same arrangement."""
+    n = len(golden_inputs(g)[0])
+    return {
+        "logits": [g[f"seq{i}.logits"] for i in range(n)],
+        "logprobs": [g[f"seq{i}.logprobs"][1:] for i in range(n)],  # position 0 is NaN
+        "greedy_logits": [g["greedy.logits"]],
+        "greedy_logprobs": [g["greedy.logprobs"]],
+    }
+
+
+def import_glm5(library):
+    """The Python binding of this checkout (bindings/python) on the libglm5.so at `library` (the file or its
+    folder). The binding picks its library once, when imported, from GLM5_LIBRARY."""
+    os.environ["GLM5_LIBRARY"] = os.path.abspath(library)
+    sys.path.insert(0, os.path.join(REPO, "bindings", "python"))
+    import glm5
+
+    return glm5
+
+
+def glm5_outputs(glm5, folder, g, threads):
+    """glm5's outputs on exactly the golden's inputs, arranged as golden_outputs, and glm5's own greedy tokens.
+
+    * seq i: all its tokens in one append to a new session (every row of logits, and the logprobs), as the
+      golden's full-sequence forward;
+    * greedy: the prompt in one append (its last row is step 0), then the golden's greedy tokens one at a time
+      (decode steps on the cache, as transformers' cached run), each giving its logprob and the next step's
+      logits. Feeding the golden's tokens keeps the inputs identical even where glm5 would choose another one;
+      glm5's own choice is generate() from the prompt, in another session.
+    """
+    seqs, prompt, gt = golden_inputs(g)
+    out = {q: [] for q in QUANTITIES}
+    with glm5.Model(folder, threads=threads) as m:
+        for toks in seqs:
+            with m.session() as s:
+                logits, lp = s.append_with_logprobs(toks, logits="all")
+            out["logits"].append(logits)
+            out["logprobs"].append(lp[1:])
+        with m.session() as s:
+            rows, lps = [s.append(prompt, logits="last")], []
+            for j, t in enumerate(gt):
+                last = j == len(gt) - 1  # the logits after the last greedy token are not in the golden
+                row, lp = s.append_with_logprobs([t], logits="none" if last else "last")
+                if not last:
+                    rows.append(row)
+                lps.append(lp[0])
+        out["greedy_logits"].append(np.stack(rows))
+        out["greedy_logprobs"].append(np.array(lps))
+        with m.session() as s:
+            s.append(prompt, logits="none")
+            own, _ = s.generate(len(gt))
+    return out, own
+
+
+def distance(outputs, f64):
+    """max |Δ| and RMS of Δ = output − float64 over every element of every array of one quantity."""
+    d = np.concatenate([(np.asarray(o, np.float64) - r).ravel() for o, r in zip(outputs, f64)])
+    return {"max": float(np.abs(d).max()), "rms": float(np.sqrt(np.mean(d * d)))}
+
+
+def ratio(a, b):
+    """a / b for the glm5 / transformers column (inf if only transformers is exact, nan if both are)."""
+    return a / b if b > 0 else (float("inf") if a > 0 else float("nan"))
+
+
+def print_table(tf, gl, counts):
+    """The per-fixture table: one row per quantity, transformers' and glm5's distance and their ratio."""
+    print(f"  {'vs float64':<26} {'transformers':<21}  {'glm5':<21}  glm5 / transformers")
+    print(f"  {'':<26} {'max |d|':>10} {'rms':>10}  {'max |d|':>10} {'rms':>10}  {'max':>8} {'rms':>8}")
+    for q in QUANTITIES:
+        t, m = tf[q], gl[q]
+        label = f"{q} ({counts[q]})"
+        print(f"  {label:<26} {t['max']:10.3e} {t['rms']:10.3e}  {m['max']:10.3e} {m['rms']:10.3e}"
+              f"  {ratio(m['max'], t['max']):8.2f} {ratio(m['rms'], t['rms']):8.2f}")
+
+
+def summary_line(name, tf, gl, tokens_note):
+    """One line per fixture for a note: logits (sequences) and greedy logits, max / rms, and the ratios."""
+    parts = []
+    for q, what in (("logits", "logits"), ("greedy_logits", "greedy logits")):
+        t, m = tf[q], gl[q]
+        parts.append(f"{what} max/rms transformers {t['max']:.2e}/{t['rms']:.2e}, glm5 {m['max']:.2e}/{m['rms']:.2e}"
+                     f" (x{ratio(m['max'], t['max']):.2f}/x{ratio(m['rms'], t['rms']):.2f})")
+    return f"{name} vs float64: " + "; ".join(parts) + f"; {tokens_note}"
 
 
 def main():
-    root = sys.argv[1] if len(sys.argv) > 1 else "Tests/Fixtures"
+    ap = argparse.ArgumentParser(description="Re-derive the fixture goldens in float64 (NumPy); optionally report "
+                                             "transformers' and glm5's distance to the float64 answer.")
+    ap.add_argument("root", nargs="?", default="Tests/Fixtures",
+                    help="a fixture folder, or a folder of them (one level down too); default Tests/Fixtures")
+    ap.add_argument("--glm5", metavar="LIB", help="libglm5.so (or its folder): also run glm5 through bindings/python "
+                                                  "on the golden's inputs and print the float64 distance table")
+    ap.add_argument("--threads", type=int, default=None, help="glm5 compute threads (default: one per CPU)")
+    ap.add_argument("--json", metavar="FILE", help="write the float64 distances (and the check's max abs diffs)")
+    args = ap.parse_args()
+    root = args.root
     ok = True
     folders = []
     for name in sorted(os.listdir(root)):
@@ -355,12 +488,51 @@ def main():
                         if os.path.exists(os.path.join(folder, sub, "golden.safetensors"))]
     if not folders and os.path.exists(os.path.join(root, "golden.safetensors")):
         root, folders = os.path.dirname(os.path.abspath(root)), [os.path.basename(os.path.abspath(root))]
+    glm5 = import_glm5(args.glm5) if args.glm5 else None
+    figures, summaries = {}, []
     for name in folders:
         folder = os.path.join(root, name)
-        worst, n = check(folder)
+        worst, n, f64 = check(folder)
         bad = any(v > 1e-4 for v in worst.values())
         ok &= not bad
         print(f"{name}: {n} sequences, selections/experts/greedy tokens exact; max abs diffs {worst}" + (" FAIL" if bad else ""))
+        if glm5 is None and args.json is None:
+            continue  # the plain check
+        g = load_golden(folder)
+        tf = {q: distance(o, f64[q]) for q, o in golden_outputs(g).items()}
+        fig = figures[name] = {"sequences": n, "greedy_steps": len(g["greedy.tokens"]), "check_max_abs_diffs": worst,
+                               "transformers": tf}
+        if glm5 is None:
+            continue
+        try:
+            out, own = glm5_outputs(glm5, folder, g, args.threads)
+        except glm5.Glm5Error as e:  # e.g. a format this library cannot compute from: reported, and exit 1
+            print(f"  glm5 failed on {name}: {e}")
+            fig["glm5_error"] = str(e)
+            ok = False
+            continue
+        gl = {q: distance(o, f64[q]) for q, o in out.items()}
+        gt = g["greedy.tokens"]
+        differ = np.nonzero(own != gt)[0]
+        tokens_note = ("glm5 greedy tokens = golden" if len(differ) == 0
+                       else f"glm5 greedy tokens differ from step {differ[0]}")
+        fig.update(glm5=gl, ratio={q: {k: ratio(gl[q][k], tf[q][k]) for k in ("max", "rms")} for q in QUANTITIES},
+                   glm5_greedy_tokens=own.tolist(), glm5_greedy_tokens_equal=len(differ) == 0)
+        counts = {"logits": f"{n} seqs", "logprobs": f"{n} seqs", "greedy_logits": f"{len(gt)} steps",
+                  "greedy_logprobs": f"{len(gt)} steps"}
+        print_table(tf, gl, counts)
+        print(f"  {tokens_note}")
+        summaries.append(summary_line(name, tf, gl, tokens_note))
+    if summaries:
+        print(f"\nglm5 {glm5.version()} ({glm5.library_path}) vs float64, one line per fixture:")
+        for line in summaries:
+            print(line)
+    if args.json:
+        report = {"root": root, "quantities": QUANTITIES, "fixtures": figures}
+        if glm5 is not None:
+            report.update(glm5_library=glm5.library_path, glm5_version=glm5.version(), glm5_threads=args.threads)
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
     sys.exit(0 if ok else 1)
 
 
