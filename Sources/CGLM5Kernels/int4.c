@@ -10,9 +10,7 @@
 #include <string.h>
 
 #include "glm5_kernels.h"
-
-// Groups whose scales (and zero points) are widened into a stack buffer at a time.
-#define GLM5K_CHUNK 128
+#include "internal.h"
 
 static inline float bf16_to_f32(uint16_t h) {
   uint32_t u = (uint32_t)h << 16;
@@ -48,8 +46,7 @@ static inline int32_t zero_at(const glm5k_int4 *w, int64_t row, int64_t g, int64
   return (int32_t)((word >> (4 * (row % 8))) & 0xF);
 }
 
-/// Scales of groups [g0, g0 + n) of slice row r into out, and 8 + zp into zp (if not NULL).
-static void scales_range(const glm5k_int4 *w, int64_t r, int64_t g0, int64_t n, float *out, int32_t *zp) {
+void glm5k_int4_scales_range(const glm5k_int4 *w, int64_t r, int64_t g0, int64_t n, float *out, int32_t *zp) {
   const int64_t groups = w->cols / w->group;
   const int64_t row = w->row_offset + r;
   const int64_t base = row * groups + g0;
@@ -75,14 +72,10 @@ static void scales_range(const glm5k_int4 *w, int64_t r, int64_t g0, int64_t n, 
 }
 
 void glm5k_int4_row_scales(const glm5k_int4 *w, int64_t r, float *out, int32_t *zp) {
-  scales_range(w, r, 0, w->cols / w->group, out, zp);
+  glm5k_int4_scales_range(w, r, 0, w->cols / w->group, out, zp);
 }
 
-static inline float reduce8(__m256 v) {
-  __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));  // h_i = v_i + v_{i+4}
-  __m128 s = _mm_add_ps(h, _mm_movehl_ps(h, h));                                 // h0 + h2, h1 + h3
-  return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
-}
+#define reduce8 glm5k_reduce8
 
 /// The 16 weights at p (8 bytes) as q lanes: even columns, odd columns.
 #define GLM5K_Q(p, z, lo, hi)                                                               \
@@ -103,7 +96,7 @@ static void rows4(const glm5k_int4 *w, const int64_t r[4], const float *xp, floa
   __m256 t0 = _mm256_setzero_ps(), t1 = t0, t2 = t0, t3 = t0;
   for (int64_t gc = 0; gc < groups; gc += GLM5K_CHUNK) {
     const int64_t gn = groups - gc < GLM5K_CHUNK ? groups - gc : GLM5K_CHUNK;
-    for (int j = 0; j < 4; j++) scales_range(w, r[j], gc, gn, sc[j], w->zeros ? zz[j] : NULL);
+    for (int j = 0; j < 4; j++) glm5k_int4_scales_range(w, r[j], gc, gn, sc[j], w->zeros ? zz[j] : NULL);
     for (int64_t g = 0; g < gn; g++) {
       __m256i z0, z1, z2, z3;
       if (w->zeros) {
@@ -142,7 +135,7 @@ static void tokens4(const glm5k_int4 *w, int64_t r, const float *const x[4], flo
   __m256 t0 = _mm256_setzero_ps(), t1 = t0, t2 = t0, t3 = t0;
   for (int64_t gc = 0; gc < groups; gc += GLM5K_CHUNK) {
     const int64_t gn = groups - gc < GLM5K_CHUNK ? groups - gc : GLM5K_CHUNK;
-    scales_range(w, r, gc, gn, sc, zz);
+    glm5k_int4_scales_range(w, r, gc, gn, sc, zz);
     for (int64_t g = 0; g < gn; g++) {
       const __m256i z = _mm256_set1_epi32(zz[g]);
       __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -173,7 +166,7 @@ static void tokens2(const glm5k_int4 *w, int64_t r, const float *x0, const float
   __m256 t0 = _mm256_setzero_ps(), t1 = t0;
   for (int64_t gc = 0; gc < groups; gc += GLM5K_CHUNK) {
     const int64_t gn = groups - gc < GLM5K_CHUNK ? groups - gc : GLM5K_CHUNK;
-    scales_range(w, r, gc, gn, sc, zz);
+    glm5k_int4_scales_range(w, r, gc, gn, sc, zz);
     for (int64_t g = 0; g < gn; g++) {
       const __m256i z = _mm256_set1_epi32(zz[g]);
       __m256 a0 = _mm256_setzero_ps(), a1 = a0;
@@ -196,12 +189,17 @@ void glm5k_int4_linear(const glm5k_int4 *w, int64_t r0, int64_t r1, const float 
   const int64_t cols = w->cols;
   if (tokens <= 0 || r1 <= r0) return;
   if (tokens == 1) {
+    const int wide = glm5k_isa() == GLM5K_ISA_AVX512;
     for (int64_t r = r0; r < r1; r += 4) {
       // Rows past r1 repeat the last real row; their results are dropped.
       int64_t rr[4];
       for (int j = 0; j < 4; j++) rr[j] = r + j < r1 ? r + j : r1 - 1;
       float out[4];
-      rows4(w, rr, xp, out);
+      if (wide) {
+        glm5k_int4_rows4_avx512(w, rr, xp, out);
+      } else {
+        rows4(w, rr, xp, out);
+      }
       for (int j = 0; j < 4 && r + j < r1; j++) y[r + j] = out[j];
     }
     return;

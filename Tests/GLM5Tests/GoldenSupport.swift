@@ -18,8 +18,11 @@ let quantizedPresets = ["tiny-fp8-block", "tiny-int4-g32", "tiny-int4-g64-asym",
                         "glm5-quantized/int4"]
 let goldenPresets = floatPresets + quantizedPresets
 
-/// The tolerance on logits: 5e-4 for float checkpoints, 1e-3 for quantized ones.
-func logitTolerance(_ preset: String) -> Float { quantizedPresets.contains(preset) ? 1e-3 : 5e-4 }
+/// Tolerance on logits against transformers' float32 goldens, pinned near the error reached: both
+/// sit within 1.7e-5 of an independent float64 forward on every fixture (tools/reference
+/// check_fixtures.py --glm5), so |glm5 − golden| ≤ 3.3e-5; 6e-5 leaves a margin of ~2× (the
+/// original requirement was 5e-4 float, 1e-3 quantized).
+func logitTolerance(_ preset: String) -> Float { 6e-5 }
 
 struct Golden {
   let file: SafeTensorsFile

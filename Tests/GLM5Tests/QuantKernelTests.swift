@@ -458,8 +458,9 @@ func checkAgainstPlain(_ y: TestFloats, _ x: TestFloats, _ plain: PlainQuant, wh
 }
 
 extension QuantKernelTests {
-  @Test("INT4 kernels give the bits of the documented element sequence (Reference.int4Sequence) for 1-50 tokens and 1-3 threads")
+  @Test("INT4 kernels give the bits of the documented element sequence (Reference.int4Sequence) for 1-50 tokens, 1-3 threads, every ISA")
   func int4KernelsFollowTheSequence() {
+    defer { InstructionSet.force(nil) }
     var rng = KernelRNG(seed: 0xE7)
     let weights = [
       RandomQuantWeight(int4: 70, groups: 20, group: 32, symmetric: true, scaleDType: .bf16, rng: &rng),
@@ -475,7 +476,8 @@ extension QuantKernelTests {
         let x = TestFloats(rows: T, cols: k, fill: .nan, rng: &rng)
         let ref = TestFloats(rows: T, cols: n)
         Reference.int4Sequence(ref.row(0), ldy: ref.ld, x.row(0), ldx: x.ld, tokens: T, w.weight)
-        for threads in [1, 3] {
+        for (threads, isa) in [(1, InstructionSet.avx2), (3, .avx2), (1, .avx512), (3, .avx512)] {
+          let used = InstructionSet.force(isa)
           let y = TestFloats(rows: T, cols: n)
           Kernels.linear(y.row(0), ldy: y.ld, x.row(0), ldx: x.ld, tokens: T, w.weight, pool: ThreadPool(threads: threads))
           #expect(y.damaged == 0)
@@ -486,7 +488,7 @@ extension QuantKernelTests {
               diff += 1
             }
           }
-          #expect(diff == 0, "\(w.describe) T \(T) threads \(threads): \(diff) elements differ from the sequence, first \(first)")
+          #expect(diff == 0, "\(w.describe) T \(T) threads \(threads) \(used): \(diff) elements differ from the sequence, first \(first)")
         }
       }
     }

@@ -27,6 +27,17 @@ extern "C" {
 
 enum { GLM5K_SCALE_F32 = 0, GLM5K_SCALE_BF16 = 1, GLM5K_SCALE_F16 = 2 };
 
+/// Instruction sets the kernels choose between at run time (isa.c). Every ISA gives the same bits.
+enum { GLM5K_ISA_AVX2 = 0, GLM5K_ISA_AVX512 = 1 };
+
+/// The ISA in use: GLM5_ISA=avx2|avx512 from the environment if the CPU has it, else the widest
+/// the CPU has (AVX-512F), else AVX2.
+int32_t glm5k_isa(void);
+
+/// Overrides the choice (tests); returns the ISA now in use (AVX-512 only where the CPU has it).
+/// A negative value restores the default.
+int32_t glm5k_set_isa(int32_t isa);
+
 /// An INT4 weight (or a slice of its rows) as the kernels read it.
 typedef struct {
   const uint8_t *packed;   // row r (of the slice) at packed + r * (cols / 2)

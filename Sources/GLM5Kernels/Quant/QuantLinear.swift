@@ -147,7 +147,6 @@ extension Kernels {
   static func quantLinearBlocks(_ plan: QuantKernels.Plan, _ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>,
                                 ldx: Int, tokens: Int, perm: UnsafeMutablePointer<Float>?, pool: ThreadPool) {
     let k = plan.cols
-    let tbMax = tokenBlock(plan, tokens, 0)
     var t0 = 0
     while t0 < tokens {
       let tb = tokenBlock(plan, tokens, t0)

@@ -1,0 +1,26 @@
+// Helpers shared by the kernel files (not part of the module's header).
+#ifndef GLM5_KERNELS_INTERNAL_H
+#define GLM5_KERNELS_INTERNAL_H
+
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "glm5_kernels.h"
+
+// Groups whose scales (and zero points) are widened into a stack buffer at a time.
+#define GLM5K_CHUNK 128
+
+/// Scales of groups [g0, g0 + n) of slice row r into out, and 8 + zp into zp (if not NULL).
+void glm5k_int4_scales_range(const glm5k_int4 *w, int64_t r, int64_t g0, int64_t n, float *out, int32_t *zp);
+
+/// reduce8 as the Swift kernels define it: ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)).
+static inline float glm5k_reduce8(__m256 v) {
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));  // h_i = v_i + v_{i+4}
+  __m128 s = _mm_add_ps(h, _mm_movehl_ps(h, h));                                 // h0 + h2, h1 + h3
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+}
+
+/// One token, 4 rows, AVX-512F (int4_avx512.c): rows4's bits.
+void glm5k_int4_rows4_avx512(const glm5k_int4 *w, const int64_t r[4], const float *xp, float out[4]);
+
+#endif
