@@ -494,3 +494,27 @@ extension KernelTests {
     }
   }
 }
+
+extension KernelTests {
+  @Test("indexScores (C) gives Reference.indexScores' bits: head dims 128 and odd ones, 1-5 and 32 heads, key runs at any offset")
+  func indexScoresMatchReference() {
+    var rng = KernelRNG(seed: 0x1D)
+    for (heads, dim) in [(32, 128), (1, 128), (2, 12), (3, 40), (4, 72), (5, 16), (7, 8), (6, 100), (3, 5)] {
+      let keys = 70
+      let q = (0..<(heads * dim)).map { _ in rng.uniform() }
+      var w = (0..<heads).map { _ in rng.uniform() }
+      w[0] = abs(w[0]) + 0.1  // mixed signs, but head 0 positive
+      // Some keys parallel to a query (large positive dots), some opposite (ReLU drops them).
+      var k = (0..<(keys * dim)).map { _ in rng.uniform() }
+      for j in stride(from: 0, to: keys, by: 9) { for i in 0..<dim { k[j * dim + i] = (j % 2 == 0 ? 1 : -1) * q[i] } }
+      let scale = 1 / Float(dim).squareRoot()
+      var got = [Float](repeating: .nan, count: keys), want = got
+      for (j0, j1) in [(0, keys), (3, 4), (17, 61)] {
+        Kernels.indexScores(query: q, headWeights: w, heads: heads, dim: dim, keys: k, from: j0, to: j1, scale: scale, scores: &got)
+        Reference.indexScores(query: q, headWeights: w, heads: heads, dim: dim, keys: k, from: j0, to: j1, scale: scale, scores: &want)
+      }
+      #expect(got.map(\.bitPattern) == want.map(\.bitPattern), "heads \(heads) dim \(dim)")
+      #expect(!got.contains { $0.isNaN } && got.contains { $0 > 0 }, "heads \(heads) dim \(dim): scores \(got.prefix(4))")
+    }
+  }
+}

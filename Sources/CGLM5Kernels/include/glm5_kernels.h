@@ -66,6 +66,12 @@ void glm5k_int4_dequantize_row(const glm5k_int4 *w, int64_t r, float *out);
 /// Row r's group scales as float into out [groups] and, if zp is not NULL, its 8 + zp per group.
 void glm5k_int4_row_scales(const glm5k_int4 *w, int64_t r, float *out, int32_t *zp);
 
+/// DSA indexer scores of keys [j0, j1) for one query (indexer.c): scores[j] = Σ_h in order
+/// fma(w[h], d, ·) over the heads whose d = Kernels.dot(q[h · dim], keys[j · dim], dim) · scale
+/// is > 0, the dot in Kernels.dot's exact sequence.   q [heads, dim], w [heads], keys [·, dim]
+void glm5k_index_scores(const float *q, const float *w, int64_t heads, int64_t dim, const float *keys, int64_t j0,
+                        int64_t j1, float scale, float *scores);
+
 #ifdef __cplusplus
 }
 #endif

@@ -134,3 +134,20 @@ public enum Reference {
     return order.prefix(k).map { Int32($0) }
   }
 }
+
+extension Reference {
+  /// Kernels.indexScores written plainly: per key, per head in order, Kernels.dot, scale, ReLU, fma.
+  public static func indexScores(query q: UnsafePointer<Float>, headWeights w: UnsafePointer<Float>, heads: Int, dim: Int,
+                                 keys: UnsafePointer<Float>, from j0: Int, to j1: Int, scale: Float,
+                                 scores: UnsafeMutablePointer<Float>) {
+    for j in j0..<j1 {
+      let kj = keys + j * dim
+      var s: Float = 0
+      for h in 0..<heads {
+        let d = Kernels.dot(q + h * dim, kj, dim) * scale
+        if d > 0 { s = s.addingProduct(w[h], d) }
+      }
+      scores[j] = s
+    }
+  }
+}

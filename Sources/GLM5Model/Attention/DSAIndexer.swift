@@ -55,19 +55,12 @@ struct DSAIndexer {
     }
   }
 
-  /// Index scores of keys [j0, j1) for one query into scores[j0..<j1] (each key on its own).
+  /// Index scores of keys [j0, j1) for one query into scores[j0..<j1] (each key on its own;
+  /// Kernels.indexScores, whose plain form is Reference.indexScores).
   func score(query q: UnsafePointer<Float>, headWeights w: UnsafePointer<Float>, keys: UnsafePointer<Float>,
              from j0: Int, to j1: Int, scores: UnsafeMutablePointer<Float>) {
-    let scale = 1 / Float(headDim).squareRoot()
-    for j in j0..<j1 {
-      let kj = keys + j * headDim
-      var s: Float = 0
-      for h in 0..<heads {
-        let d = Kernels.dot(q + h * headDim, kj, headDim) * scale
-        if d > 0 { s = s.addingProduct(w[h], d) }
-      }
-      scores[j] = s
-    }
+    Kernels.indexScores(query: q, headWeights: w, heads: heads, dim: headDim, keys: keys, from: j0, to: j1,
+                        scale: 1 / Float(headDim).squareRoot(), scores: scores)
   }
 
   /// The selection from scores of all position + 1 keys (or every key when they fit in topK),
