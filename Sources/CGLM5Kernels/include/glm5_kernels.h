@@ -66,6 +66,13 @@ void glm5k_int4_dequantize_row(const glm5k_int4 *w, int64_t r, float *out);
 /// Row r's group scales as float into out [groups] and, if zp is not NULL, its 8 + zp per group.
 void glm5k_int4_row_scales(const glm5k_int4 *w, int64_t r, float *out, int32_t *zp);
 
+/// INT4 prefill for rows [r0, r1) (at most 16) and tokens [0, tokens) (at most 48), xp permuted:
+/// y[t · ldy + r]. AVX-512F only (check glm5k_isa() first); scratch of at least
+/// glm5k_int4_prefill_scratch(w, tokens) floats.
+void glm5k_int4_prefill_avx512(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *xp, int64_t tokens,
+                               float *y, int64_t ldy, float *scratch);
+int64_t glm5k_int4_prefill_scratch(const glm5k_int4 *w, int64_t tokens);
+
 /// DSA indexer scores of keys [j0, j1) for one query (indexer.c): scores[j] = Σ_h in order
 /// fma(w[h], d, ·) over the heads whose d = Kernels.dot(q[h · dim], keys[j · dim], dim) · scale
 /// is > 0, the dot in Kernels.dot's exact sequence.   q [heads, dim], w [heads], keys [·, dim]

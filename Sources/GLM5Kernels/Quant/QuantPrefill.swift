@@ -1,6 +1,7 @@
 // Quantized prefill tiles: a chunk's rows decoded once per token block into float scratch, then
 // 2 rows x 6 tokens register tiles (QuantLinear.swift has the element sequences).
 
+import CGLM5Kernels
 import GLM5Core
 #if canImport(Glibc)
 import Glibc
@@ -13,6 +14,10 @@ extension Kernels {
   static func quantPrefill(_ plan: QuantKernels.Plan, _ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>,
                            ldx: Int, tokens T: Int, pool: ThreadPool) {
     let int4 = plan.kind == .int4
+    if int4 && ldx == plan.cols && InstructionSet.current == .avx512 {
+      int4PrefillAVX512(plan, y, ldy: ldy, x, tokens: T, pool: pool)
+      return
+    }
     let n = plan.rows, blocks = plan.blocks, bc = plan.blockCols
     let chunkRows = quantRowsPerChunk
     let chunks = (n + chunkRows - 1) / chunkRows
@@ -66,6 +71,28 @@ extension Kernels {
           }
         }
         ci += workers
+      }
+    }
+  }
+
+  /// INT4 with AVX-512F: the C kernel's 2-pair × 6-token tiles over 16-row work items (the same
+  /// bits as the tiles below).
+  static func int4PrefillAVX512(_ plan: QuantKernels.Plan, _ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>,
+                                tokens T: Int, pool: ThreadPool) {
+    let n = plan.rows, rowsPer = 16
+    let chunks = (n + rowsPer - 1) / rowsPer
+    let workers = min(pool.threads, chunks)
+    withUnsafePointer(to: plan.int4) { w in
+      let scratchCount = Int(glm5k_int4_prefill_scratch(w, Int64(T)))
+      pool.parallelFor(workers) { wk in
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
+        defer { scratch.deallocate() }
+        var ci = wk
+        while ci < chunks {
+          let r0 = ci * rowsPer, r1 = min(n, r0 + rowsPer)
+          glm5k_int4_prefill_avx512(w, Int64(r0), Int64(r1), x, Int64(T), y, Int64(ldy), scratch)
+          ci += workers
+        }
       }
     }
   }
