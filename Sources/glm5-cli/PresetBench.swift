@@ -107,14 +107,15 @@ enum PresetBench {
 
       // MARK: - Decode, one session at depth ≤ 512
       let params = SamplingParams(temperature: 1, topP: 0.95, seed: 3, maxNewTokens: steps, ignoreEOS: true)
+      let from = max(1, n - steps)
       let base = try prefilled!.fork()
-      try base.truncate(n - steps)
+      try base.truncate(from)
       let decT = try decodeTimes(base, params, reps: reps)
       let decRate = 1 / decT.min
       let decGBs = bytesPerToken * decRate
-      say("decode 1 session, context \(n - steps)..\(n) (after a real prefill): best \(fmt(decRate, 2)) tokens/s (\(fmt(decT.min * 1e3, 1)) ms/token), "
+      say("decode 1 session, context \(from)..\(from + steps) (after a real prefill): best \(fmt(decRate, 2)) tokens/s (\(fmt(decT.min * 1e3, 1)) ms/token), "
           + "median \(fmt(1 / decT.median, 2)) tokens/s; weights \(fmt(decGBs / 1e9, 2)) GB/s = \(fmt(decGBs / bw * 100, 1))% of read bandwidth")
-      var dj = rates(decT, work: 1, unit: "tokens_per_s", extra: ["context_from": num(n - steps), "context_to": num(n)])
+      var dj = rates(decT, work: 1, unit: "tokens_per_s", extra: ["context_from": num(from), "context_to": num(from + steps)])
       dj = merge(dj, ["ms_per_token_min": .number(decT.min * 1e3), "ms_per_token_median": .number(decT.median * 1e3),
                       "weight_bytes_per_s_best": .number(decGBs), "percent_of_read_bandwidth": .number(decGBs / bw * 100)])
       out["decode"] = dj
@@ -161,7 +162,7 @@ enum PresetBench {
 
       // MARK: - Phase profile of a decode step
       var profJSON: [JSON] = []
-      for (label, key, s, ref) in [("depth \(n - steps)..\(n) (real prefill)", "depth_512", base, decT),
+      for (label, key, s, ref) in [("depth \(from)..\(from + steps) (real prefill)", "depth_512", base, decT),
                                    ("depth \(depthList.last!) (synthetic cache)", "depth_\(depthList.last!)", deepest!, nil as Times?)] {
         let prof = PhaseProfile()
         var wall = 0.0
@@ -182,11 +183,11 @@ enum PresetBench {
         for ph in PhaseProfile.Phase.allCases {
           let ms = Double(prof.nanoseconds[ph.rawValue]) / 1e6 / stepsRun
           sum += ms
-          say("  \(pad(ph.name, 52)) \(pad(fmt(ms, 3), 8, left: true)) ms  \(pad(fmt(ms / stepMs * 100, 1), 5, left: true))%")
+          say("  \(pad(ph.name, 56)) \(pad(fmt(ms, 3), 8, left: true)) ms  \(pad(fmt(ms / stepMs * 100, 1), 5, left: true))%")
           phases[ph.key] = .object(["ms": .number(ms), "percent": .number(ms / stepMs * 100)])
         }
         let other = stepMs - sum
-        say("  \(pad("everything else (embedding, norms, residuals, sampling)", 52)) \(pad(fmt(other, 3), 8, left: true)) ms  \(pad(fmt(other / stepMs * 100, 1), 5, left: true))%")
+        say("  \(pad("everything else (embedding, norms, residuals, sampling)", 56)) \(pad(fmt(other, 3), 8, left: true)) ms  \(pad(fmt(other / stepMs * 100, 1), 5, left: true))%")
         say("  sum of the phases \(fmt(sum, 2)) ms = \(fmt(sum / stepMs * 100, 1))% of the measured \(fmt(stepMs, 2)) ms step")
         phases["everything_else"] = .object(["ms": .number(other), "percent": .number(other / stepMs * 100)])
         var pj: [String: JSON] = ["context": .string(key), "label": .string(label), "steps": num(reps * steps),
