@@ -39,6 +39,11 @@ struct ForwardContext {
   let buf: StepBuffers
   /// Whether any segment records (so that recording costs nothing when off).
   let recording: Bool
+  /// Bench-only phase timing (nil: one nil check per phase).
+  let profile: PhaseProfile?
+
+  /// Start of a profiled phase (0 when not profiling).
+  @inline(__always) func phaseStart() -> UInt64 { profile == nil ? 0 : PhaseProfile.now() }
 
   var rows: Int { buf.plan.rows }
   func segment(_ r: Int) -> ForwardSegment { segments[Int(buf.rowSegment[r])] }
@@ -62,6 +67,9 @@ public final class Transformer: @unchecked Sendable {
   let rope: RoPE
   let layers: [DecoderLayer]
   let finalNorm: [Float]
+  /// Bench-only: when set, forward and logits add the time of their phases to it
+  /// (PhaseProfile.swift). One step at a time.
+  @_spi(Bench) public var profile: PhaseProfile? = nil
 
   struct DecoderLayer {
     let inputNorm: [Float], postNorm: [Float]
@@ -149,7 +157,7 @@ public final class Transformer: @unchecked Sendable {
       }
     }
     let ctx = ForwardContext(config: c, pool: pool, segments: segments, buf: b,
-                             recording: segments.contains { $0.recorder != nil })
+                             recording: segments.contains { $0.recorder != nil }, profile: profile)
 
     // MARK: - Embedding
     let x = b.x, a = b.a, d = b.d
@@ -174,7 +182,9 @@ public final class Transformer: @unchecked Sendable {
       if let moe = layer.moe {
         moe.forward(layer: l, x: a, y: d, ctx: ctx)
       } else if let dense = layer.dense {
+        var t = ctx.phaseStart()
         swiGLU(dense, x: a, ldx: h, y: d, ldy: h, tokens: R, gate: b.dg, up: b.du, pool: pool)
+        profile?.lap(.denseMLP, &t)
       }
       for i in 0..<(R * h) { x[i] += d[i] }
     }
@@ -199,6 +209,8 @@ public final class Transformer: @unchecked Sendable {
 
   /// logits [rows, V] = hidden [rows, H] · lm_headᵀ
   public func logits(hidden: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+    var t = profile == nil ? 0 : PhaseProfile.now()
     Kernels.linear(out, ldy: config.vocabSize, hidden, ldx: config.hiddenSize, tokens: rows, weights.lmHead.kernel, pool: pool)
+    profile?.lap(.lmHead, &t)
   }
 }

@@ -12,25 +12,62 @@ import Glibc
 
 enum BatchBench {
   static func run(threads: Int, folder: String?, batches: [Int], depths ds: [Int], steps: Int, prompt: Int, reps: Int) throws(GLM5Error) {
+    try withBenchModel(threads: threads, folder: folder) { (m) throws(GLM5Error) in
+      let c = m.config
+      let pool = m.pool
+      say("model: hidden \(c.hiddenSize), \(c.numHiddenLayers) layers, \(c.nRoutedExperts) experts top-\(c.numExpertsPerTok), vocab \(c.vocabSize); weights \(fmt(Double(m.checkpoint.tensorBytes) / 1e9, 2)) GB; \(pool.threads) threads")
+      let bw = readBandwidth(pool: pool)
+      say("read bandwidth (same run, \(pool.threads) threads, 1 GiB): \(fmt(bw / 1e9, 1)) GB/s")
+      try depths(m, ds, steps: steps)
+      var single = 0.0
+      for b in batches {
+        let f = try batched(m, sessions: b, steps: steps, prompt: prompt, reps: reps, warmUp: false)
+        if b == batches.first { single = f.rate }
+        say(f.line(bandwidth: bw, single: single))
+      }
+    }
+  }
+
+  /// Run body on the GLM-5-shaped bench model in INT4 g32: the one in `folder` when it holds
+  /// model.safetensors (its config.json is updated when its max_position_embeddings is smaller
+  /// than the bench config's), else one written there or to a temporary folder (removed after).
+  /// The weights are prefaulted before body runs.
+  static func withBenchModel(threads: Int, folder: String?, _ body: (Model) throws(GLM5Error) -> Void) throws(GLM5Error) {
     let json = SyntheticCheckpoint.glm5BenchConfigJSON()
     let c = try ModelConfig(json: json, source: "GLM-5-shaped bench config")
     var template = Array("/tmp/glm5-batch-XXXXXX".utf8CString)
     let dir = folder ?? String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }!)
     defer { if folder == nil { _ = system("rm -rf '\(dir)'") } }
-    var t0 = now()
+    let t0 = now()
     if fileKind(joinPath(dir, "model.safetensors")) != .file {
       try SyntheticCheckpoint.write(config: c, configJSON: json, folder: dir, format: .int4(group: 32))
       say("GLM-5-shaped bench model, INT4 g32 (random codes), written in \(fmt(now() - t0, 1)) s to \(dir)")
+    } else {
+      try raiseMaxPositions(folder: dir, to: c.maxPositionEmbeddings)
     }
     let m = try Model(path: dir, threads: threads)
     m.checkpoint.prefault()
-    let pool = m.pool
-    say("model: hidden \(c.hiddenSize), \(c.numHiddenLayers) layers, \(c.nRoutedExperts) experts top-\(c.numExpertsPerTok), vocab \(c.vocabSize); weights \(fmt(Double(m.checkpoint.tensorBytes) / 1e9, 2)) GB; \(pool.threads) threads")
-    let bw = readBandwidth(pool: pool)
-    say("read bandwidth (same run, \(pool.threads) threads, 1 GiB): \(fmt(bw / 1e9, 1)) GB/s")
+    try body(m)
+  }
 
-    // Bytes one step reads: everything but the routed experts once, plus the experts the batch
-    // touches (expected unique experts of B uniform top-k draws: E·(1 − (1 − k/E)^B)).
+  /// A model written before the bench config's max_position_embeddings grew: raise it in its
+  /// config.json (the weights do not depend on it).
+  static func raiseMaxPositions(folder: String, to n: Int) throws(GLM5Error) {
+    let path = joinPath(folder, "config.json")
+    let bytes = try readTextFile(path)
+    let json = try withBytes(bytes) { (b) throws(GLM5Error) -> JSON in try JSON.parse(b) }
+    guard case .object(var o) = json, let have = o["max_position_embeddings"]?.int, have < n else { return }
+    o["max_position_embeddings"] = .number(Double(n))
+    let fw = try FileWriter(path: path)
+    try fw.write(JSON.object(o).serialized + "\n")
+    try fw.close()
+    say("\(path): max_position_embeddings \(have) → \(n)")
+  }
+
+  /// Weight bytes (scales included) of the Linear modules outside the MTP layer: the routed
+  /// experts' and everything else's.
+  static func linearBytes(_ m: Model) -> (dense: Double, expert: Double) {
+    let c = m.config
     var dense = 0.0, expert = 0.0
     for (name, _, l) in m.checkpoint.linearModules {
       var b = Double(l.weight.byteCount)
@@ -39,50 +76,69 @@ enum BatchBench {
       if name.hasPrefix("model.layers.\(c.numHiddenLayers).") { continue }
       if name.contains(".mlp.experts.") { expert += b } else { dense += b }
     }
-    let e = Double(c.nRoutedExperts), k = Double(c.numExpertsPerTok)
-    try depths(m, ds, steps: steps)
+    return (dense, expert)
+  }
 
-    var single = 0.0
-    for b in batches {
-      var rng: UInt64 = 11
-      var sessions: [Session] = []
-      for _ in 0..<b {
-        let s = try Session(model: m, maxTokens: prompt + steps + 1)
-        sessions.append(s)
-      }
-      let reqs = sessions.map { s in
-        AppendRequest(session: s, tokens: (0..<prompt).map { _ in
-          rng = rng &* 6364136223846793005 &+ 1442695040888963407
-          return Int32((rng >> 33) % UInt64(c.vocabSize))
-        })
-      }
-      t0 = now()
-      _ = try m.appendBatch(reqs)
-      say("batch \(b): prefill of \(b) × \(prompt) tokens in one batched append: \(fmt(now() - t0, 2)) s")
-      let params = (0..<b).map { i in SamplingParams(temperature: 1, topP: 0.95, seed: UInt64(i), maxNewTokens: steps, ignoreEOS: true) }
-      // Repetitions on forks of the prefilled sessions (the same work each time): min and median.
-      var times: [Double] = []
-      var tokens = 0
-      for _ in 0..<max(1, reps) {
-        var forks: [Session] = []
-        for s in sessions { forks.append(try s.fork()) }
-        t0 = now()
-        let r = try m.sampleBatch(forks, params)
-        times.append(now() - t0)
-        tokens = r.reduce(0) { $0 + $1.tokens.count }
-      }
-      times.sort()
-      let t = times[0], median = times[times.count / 2]
-      let rate = Double(tokens) / t
-      if b == batches.first { single = rate }
-      let stepTime = t / Double(steps)
-      let bytes = dense + expert * (1 - pow(1 - k / e, Double(b)))
+  /// One batch size's figures.
+  struct BatchFigure {
+    let sessions: Int, steps: Int, tokens: Int
+    /// Sorted wall times of the repetitions.
+    let times: [Double]
+    /// Weight bytes one step reads.
+    let bytes: Double
+    var best: Double { times[0] }
+    var median: Double { times[times.count / 2] }
+    var rate: Double { Double(tokens) / best }
+    var medianRate: Double { Double(tokens) / median }
+    var stepTime: Double { best / Double(steps) }
+
+    func line(bandwidth bw: Double, single: Double) -> String {
       let readShare = (bytes / bw) / stepTime
-      let line = "batch \(b): \(tokens) tokens, best of \(times.count) \(fmt(t, 2)) s (median \(fmt(median, 2)) s) → \(fmt(rate, 2)) tokens/s aggregate (\(fmt(rate / single, 2))× one session), "
-            + "\(fmt(stepTime * 1e3, 1)) ms/step; weights read per step \(fmt(bytes / 1e6, 0)) MB = \(fmt(bytes / bw * 1e3, 1)) ms at \(fmt(bw / 1e9, 1)) GB/s; "
-            + "outside the weight reads \(fmt(max(0, 1 - readShare) * 100, 0))% of the step"
-      say(line)
+      return "batch \(sessions): \(tokens) tokens, best of \(times.count) \(fmt(best, 2)) s (median \(fmt(median, 2)) s) → \(fmt(rate, 2)) tokens/s aggregate (\(fmt(rate / single, 2))× one session), "
+        + "\(fmt(stepTime * 1e3, 1)) ms/step; weights read per step \(fmt(bytes / 1e6, 0)) MB = \(fmt(bytes / bw * 1e3, 1)) ms at \(fmt(bw / 1e9, 1)) GB/s; "
+        + "outside the weight reads \(fmt(max(0, 1 - readShare) * 100, 0))% of the step"
     }
+  }
+
+  /// `b` sessions prefilled with `prompt` random tokens in one batched append, then `steps`
+  /// tokens sampled together, `reps` times on forks of the prefilled sessions (the same work
+  /// each time), after one untimed run when `warmUp`.
+  static func batched(_ m: Model, sessions b: Int, steps: Int, prompt: Int, reps: Int, warmUp: Bool) throws(GLM5Error) -> BatchFigure {
+    let c = m.config
+    var rng: UInt64 = 11
+    var sessions: [Session] = []
+    for _ in 0..<b {
+      let s = try Session(model: m, maxTokens: prompt + steps + 1)
+      sessions.append(s)
+    }
+    let reqs = sessions.map { s in
+      AppendRequest(session: s, tokens: (0..<prompt).map { _ in
+        rng = rng &* 6364136223846793005 &+ 1442695040888963407
+        return Int32((rng >> 33) % UInt64(c.vocabSize))
+      })
+    }
+    var t0 = now()
+    _ = try m.appendBatch(reqs)
+    say("batch \(b): prefill of \(b) × \(prompt) tokens in one batched append: \(fmt(now() - t0, 2)) s")
+    let params = (0..<b).map { i in SamplingParams(temperature: 1, topP: 0.95, seed: UInt64(i), maxNewTokens: steps, ignoreEOS: true) }
+    var times: [Double] = []
+    var tokens = 0
+    for rep in 0..<(max(1, reps) + (warmUp ? 1 : 0)) {
+      var forks: [Session] = []
+      for s in sessions { forks.append(try s.fork()) }
+      t0 = now()
+      let r = try m.sampleBatch(forks, params)
+      if warmUp && rep == 0 { continue }
+      times.append(now() - t0)
+      tokens = r.reduce(0) { $0 + $1.tokens.count }
+    }
+    times.sort()
+    // Bytes one step reads: everything but the routed experts once, plus the experts the batch
+    // touches (expected unique experts of B uniform top-k draws: E·(1 − (1 − k/E)^B)).
+    let (dense, expert) = linearBytes(m)
+    let e = Double(c.nRoutedExperts), k = Double(c.numExpertsPerTok)
+    return BatchFigure(sessions: b, steps: steps, tokens: tokens, times: times,
+                       bytes: dense + expert * (1 - pow(1 - k / e, Double(b))))
   }
 
   /// Decode ms/token of one session at each context depth (prefilled with random tokens).
@@ -114,35 +170,10 @@ enum BatchBench {
 
   /// Sum a 1 GiB buffer on every thread (8-lane chains), best of 3: bytes / time.
   static func readBandwidth(pool: ThreadPool) -> Double {
-    let n = 1 << 28  // floats
-    guard let p = calloc(n, 4)?.assumingMemoryBound(to: Float.self) else { return .nan }
-    defer { free(p) }
-    for i in stride(from: 0, to: n, by: 1024) { p[i] = 1 }
+    let b = PresetBench.ReadBuffer()
+    defer { b.free() }
     var best = Double.infinity
-    let parts = pool.threads
-    var sinks = [Float](repeating: 0, count: parts)
-    for _ in 0..<3 {
-      let t0 = now()
-      sinks.withUnsafeMutableBufferPointer { sb in
-        let sink = sb.baseAddress!
-        pool.parallelFor(parts) { w in
-          let lo = n / parts * w, hi = w == parts - 1 ? n : n / parts * (w + 1)
-          var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
-          var i = lo
-          while i + 32 <= hi {
-            let r = UnsafeRawPointer(p + i)
-            a0 += r.loadUnaligned(as: SIMD8<Float>.self)
-            a1 += r.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-            a2 += r.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
-            a3 += r.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self)
-            i += 32
-          }
-          sink[w] = (a0 + a1 + a2 + a3).sum()
-        }
-      }
-      best = min(best, now() - t0)
-    }
-    if sinks.reduce(0, +) == -1 { print("") }
-    return Double(n * 4) / best
+    for _ in 0..<3 { best = min(best, b.pass(pool)) }
+    return Double(b.bytes) / best
   }
 }

@@ -1,6 +1,8 @@
 // glm5 bench: prefill and decode throughput on a checkpoint folder, then on a larger random
 // GLM-5-shaped model written to disk in BF16, FP8 (128x128 blocks) and INT4 (our quantizer) —
-// the same weights in each format. Figures only; nothing is asserted.
+// the same weights in each format. `--batch` (BatchBench.swift) and `--preset glm5-bench`
+// (PresetBench.swift) measure the GLM-5-shaped INT4 bench model instead. Figures only; nothing is
+// asserted.
 
 import ArgumentParser
 import GLM5Core
@@ -13,7 +15,7 @@ import Glibc
 
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Print prefill and decode tokens/s (and weight GB/s) on a model folder and on a random GLM-5-shaped model in BF16, FP8 and INT4.")
+    abstract: "Print prefill and decode tokens/s (and weight GB/s) on a model folder and on a random GLM-5-shaped model in BF16, FP8 and INT4 (--batch: batched decode; --preset glm5-bench: figures against this machine's limits).")
 
   @Argument(help: "Model folder (default: the bundled Tests/Fixtures/tiny-dsa).")
   var model: String = "Tests/Fixtures/tiny-dsa"
@@ -54,8 +56,25 @@ struct Bench: ParsableCommand {
   @Option(help: "Folder for the synthetic checkpoints (default: a new one under /tmp, removed afterwards).")
   var scratch: String? = nil
 
+  @Option(help: ArgumentHelp("A fixed set of figures instead: glm5-bench (the --batch model against read bandwidth, sgemm and FMA probes of this machine: decode, decode at depths 0/2048/8192, prefill of 512 tokens, 16 sessions against 1, a per-phase profile of a decode step; uses --threads, --reps, --decode, --scratch, --json).", valueName: "name"))
+  var preset: String? = nil
+
+  @Option(name: .customLong("json"), help: ArgumentHelp("With --preset: also write every figure to this file as JSON.", valueName: "file"))
+  var jsonFile: String? = nil
+
+  func validate() throws {
+    if let preset, preset != "glm5-bench" { throw ValidationError("unknown preset '\(preset)' (known: glm5-bench)") }
+    if jsonFile != nil && preset == nil { throw ValidationError("--json needs --preset") }
+  }
+
   func run() throws {
     if kernels { KernelBench.run { print($0) } }
+    if preset != nil {
+      try runOrExit { () throws(GLM5Error) in
+        try PresetBench.run(threads: threads, folder: scratch, reps: reps, steps: decode, jsonPath: jsonFile)
+      }
+      return
+    }
     if batch {
       try runOrExit { () throws(GLM5Error) in
         try BatchBench.run(threads: threads, folder: scratch, batches: batchSizes.split(separator: ",").compactMap { Int($0) },

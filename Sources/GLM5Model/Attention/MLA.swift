@@ -52,6 +52,7 @@ struct MLA {
     let pairs = dr / 2
 
     // MARK: - Queries and the compressed KV
+    var t0 = ctx.phaseStart()
     let qLat = b.qLat
     Kernels.linear(qLat, ldy: rq, a, ldx: h, tokens: R, weights.qA.kernel, pool: pool)
     qANorm.withUnsafeBufferPointer { w in
@@ -75,10 +76,13 @@ struct MLA {
       }
     }
 
+    ctx.profile?.lap(.attentionProjections, &t0)
+
     // MARK: - DSA selection
     let S = b.maxSelected
     if let indexer {
       try indexer.project(layer: l, aNorm: a, qLat: qLat, ctx: ctx)
+      ctx.profile?.lap(.indexer, &t0)
       let ihd = indexer.heads * indexer.headDim
       if R < 8 {
         // Few rows (decode): score each row's keys in blocks on every thread, then pick. The
@@ -102,11 +106,15 @@ struct MLA {
             }
           }
         }
+        ctx.profile?.lap(.indexer, &t0)
         ctx.parallelRows { t, _ in
           b.selectedCount[t] = Int32(indexer.pick(position: ctx.position(t), scores: b.scores + t * b.plan.maxKeys,
                                                   heap: b.heap + t * S, out: b.selected + t * S))
         }
+        ctx.profile?.lap(.topK, &t0)
       } else {
+        // Scoring and selection are one parallel section here; the profile charges both to the
+        // indexer.
         ctx.parallelRows { t, worker in
           let pos = ctx.position(t)
           let sc = b.scores + worker * b.plan.maxKeys
@@ -116,6 +124,7 @@ struct MLA {
           }
           b.selectedCount[t] = Int32(indexer.pick(position: pos, scores: sc, heap: b.heap + worker * S, out: b.selected + t * S))
         }
+        ctx.profile?.lap(.indexer, &t0)
       }
       haveSelections = true
     } else {
@@ -129,6 +138,7 @@ struct MLA {
     }
 
     // MARK: - Absorbed attention over the selected keys
+    if ctx.profile != nil { t0 = PhaseProfile.now() }  // the recording above is not a phase
     // q̃ [R, Nh, Rkv], then the latent output [R, Nh, Rkv] and the heads' values [R, Nh, Dv].
     let qt = b.qAbsorbed, oLat = b.oLatent, o = b.oHeads
     let kvB = weights.kvB.kernel
@@ -166,6 +176,8 @@ struct MLA {
       let wUV = kvB.rows(hh * (dn + dv) + dn, dv)  // [Dv, Rkv]
       Kernels.linear(o + hh * dv, ldy: nh * dv, oLat + hh * rkv, ldx: nh * rkv, tokens: R, wUV, pool: ThreadPool.serial)
     }
+    ctx.profile?.lap(.sparseAttention, &t0)
     Kernels.linear(out, ldy: h, o, ldx: nh * dv, tokens: R, weights.o.kernel, pool: pool)
+    ctx.profile?.lap(.oProj, &t0)
   }
 }

@@ -33,6 +33,7 @@ struct MoE {
     let b = ctx.buf
     let R = ctx.rows
     let e = router.experts, k = router.perToken
+    var t0 = ctx.phaseStart()
     let logits = b.routerLogits
     Kernels.linear(logits, ldy: e, x, ldx: h, tokens: R, weights.router.kernel, pool: ctx.pool)
     for t in 0..<R {
@@ -82,6 +83,7 @@ struct MoE {
     // Decode and short prefills: a few rows per expert, so the experts (and the shared one) run
     // side by side, each on one thread; longer steps split each expert's rows instead. Every row
     // is computed the same way either way (row-invariant kernels), so results do not change.
+    ctx.profile?.lap(.router, &t0)
     let tasks = nUsed + (shared == nil ? 0 : 1)
     if maxRows <= 4 && ctx.pool.threads > 1 && tasks > 1 {
       ctx.pool.parallelFor(tasks) { i in
@@ -105,5 +107,6 @@ struct MoE {
         for j in 0..<h { yt[j] += sh[j] }
       }
     }
+    ctx.profile?.lap(.experts, &t0)
   }
 }

@@ -40,6 +40,7 @@ public enum SyntheticCheckpoint {
   /// 8 layers (layer 0 dense), 32 heads, q_lora 768, kv_lora 512, nope 192 / rope 64 / v 256,
   /// indexer 32 × 128 with index_topk 2048, 64 routed experts top-8 of width 1024 plus 1 shared,
   /// dense intermediate 4096, vocab 16384, untied lm_head: 3.25 B parameters, 0.75 B active.
+  /// max_position_embeddings 16384: room for decode at depth 8192 (bench --preset glm5-bench).
   public static func glm5BenchConfigJSON() -> JSON {
     guard case .object(var o) = configJSON(hidden: 2048, layers: 8, experts: 64, vocab: 16384) else { return .null }
     o["intermediate_size"] = .number(4096)
@@ -53,6 +54,7 @@ public enum SyntheticCheckpoint {
     o["index_n_heads"] = .number(32)
     o["index_head_dim"] = .number(128)
     o["index_topk"] = .number(2048)
+    o["max_position_embeddings"] = .number(16384)
     return .object(o)
   }
 
