@@ -270,3 +270,25 @@ void glm5k_int4_dequantize_row(const glm5k_int4 *w, int64_t r, float *out) {
     }
   }
 }
+
+void glm5k_int4_axpy_rows(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *x, float *y) {
+  const int64_t G = w->group, groups = w->cols / G;
+  const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+  const __m256i mask = _mm256_set1_epi32(0xF);
+  for (int64_t r = r0; r < r1; r++) {
+    const uint8_t *p = w->packed + r * (w->cols / 2);
+    const int64_t row = w->row_offset + r;
+    const __m256 a = _mm256_set1_ps(x[r - r0]);
+    for (int64_t g = 0; g < groups; g++) {
+      const __m256i z = _mm256_set1_epi32(w->zeros ? zero_at(w, row, g, groups) : 8);
+      const __m256 sv = _mm256_set1_ps(scale_at(w, row * groups + g));
+      for (int64_t c = g * G; c < (g + 1) * G; c += 8) {
+        uint32_t word;
+        memcpy(&word, p + c / 2, 4);
+        const __m256i u = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int32_t)word), shifts), mask);
+        const __m256 wv = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(u, z)), sv);
+        _mm256_storeu_ps(y + c, _mm256_fmadd_ps(a, wv, _mm256_loadu_ps(y + c)));
+      }
+    }
+  }
+}

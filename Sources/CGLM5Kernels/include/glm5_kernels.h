@@ -63,6 +63,10 @@ void glm5k_int4_lanes(const glm5k_int4 *w, int64_t r, int64_t g0, int64_t g1, fl
 /// Row r dequantized in column order, out[c] = round(q · s) (one rounding), into out [cols].
 void glm5k_int4_dequantize_row(const glm5k_int4 *w, int64_t r, float *out);
 
+/// y[c] = fma(x[r − r0], W[r, c], y[c]) for r = r0 ..< r1 in order, every c (W[r, c] = round(q · s) as
+/// glm5k_int4_dequantize_row gives it): the one-token transposed product y = xᵀ W, group a multiple of 8.
+void glm5k_int4_axpy_rows(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *x, float *y);
+
 /// Row r's group scales as float into out [groups] and, if zp is not NULL, its 8 + zp per group.
 void glm5k_int4_row_scales(const glm5k_int4 *w, int64_t r, float *out, int32_t *zp);
 

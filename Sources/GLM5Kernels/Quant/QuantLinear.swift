@@ -74,6 +74,14 @@ extension Kernels {
       linearTransposed(y, ldy: ldy, x, ldx: ldx, tokens: tokens, WeightMatrix(dtype: .f32, data: UnsafeRawPointer(buf), rows: rows, cols: cols))
       return
     }
+    if case .int4(let p, _, _, let s, let sd, let z, let g, _, let off) = w, g % 8 == 0, cols % g == 0 {
+      // INT4: the rows decoded in registers straight into the fma (the same W values and order).
+      var v = glm5k_int4(packed: p.assumingMemoryBound(to: UInt8.self), scales: s, zeros: z?.assumingMemoryBound(to: UInt32.self),
+                         row_offset: Int64(off), cols: Int64(cols), group: Int64(g), scale_dtype: QuantKernels.scaleCode(sd))
+      y.update(repeating: 0, count: cols)
+      glm5k_int4_axpy_rows(&v, 0, Int64(rows), x, y)
+      return
+    }
     withUnsafeTemporaryAllocation(of: Float.self, capacity: cols + 8) { rb in
       let row = rb.baseAddress!
       let k8 = cols & ~7
