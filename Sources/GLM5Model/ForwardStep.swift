@@ -96,7 +96,7 @@ struct StepBuffers {
   let qAbsorbed: UnsafeMutablePointer<Float>    // [R, Nh, Rkv]
   let oLatent: UnsafeMutablePointer<Float>      // [R, Nh, Rkv]
   let oHeads: UnsafeMutablePointer<Float>       // [R, Nh, Dv]
-  let probs: UnsafeMutablePointer<Float>        // [64, 4, S] one block of 4 heads per worker
+  let probs: UnsafeMutablePointer<Float>        // [64, mlaHeadsPerItem, S] one block of heads per worker
   let maxSelected: Int                          // S
   // DSA selections (kept across layers for "shared" indexer layers)
   let selected: UnsafeMutablePointer<Int32>     // [R, S] ascending key positions
@@ -145,7 +145,7 @@ struct StepBuffers {
     qAbsorbed = cv.floats(R * w.nh * w.rkv)
     oLatent = cv.floats(R * w.nh * w.rkv)
     oHeads = cv.floats(R * w.nh * w.dv)
-    probs = cv.floats(min(64, R * ((w.nh + 3) / 4)) * 4 * S)
+    probs = cv.floats(min(64, R * ((w.nh + MLA.headsPerItem - 1) / MLA.headsPerItem)) * MLA.headsPerItem * S)
     selected = cv.ints(R * S)
     selectedCount = cv.ints(R)
     iq = cv.floats(R * w.ih * w.id)

@@ -14,8 +14,8 @@
 //           heads).
 // Shapes: q̃ [H, R] (row stride ldqn), q^rope [H, Dr] (ldqr), latent rows of R floats, rope-key
 // rows of Dr floats, keys [n] row indices, s and p [H, n] (row stride lds), o [H, R] (ldo).
-// MLA runs both per (query, block of 4 heads); a three-phase split (key blocks for the scores,
-// column blocks for the sums, each reading rows once for all heads) measured 8-15% slower.
+// Both run key blocks outermost, so a block's rows are read from memory once per call and then
+// from L1/L2 by every head tile. MLA calls them per (query, block of mlaHeadsPerItem heads).
 
 extension Kernels {
   public static func multiQueryScores(_ s: UnsafeMutablePointer<Float>, lds: Int,
@@ -24,15 +24,19 @@ extension Kernels {
                                       keys: UnsafePointer<Int32>, count n: Int, scale: Float) {
     if H <= 0 || n <= 0 { return }
     let r8 = R & ~7, d8 = Dr & ~7
+    // Key blocks outermost: a block's rows stay in L1/L2 while every head tile reads them.
+    var b0 = 0
+    while b0 < n {
+    let b1 = min(n, b0 + multiQueryKeyBlock)
     var h0 = 0
     while h0 < H {
       // Heads past H repeat the last one; their results are dropped.
       @inline(__always) func hh(_ u: Int) -> Int { min(h0 + u, H - 1) }
       let qa = (qn + hh(0) * ldqn, qn + hh(1) * ldqn, qn + hh(2) * ldqn, qn + hh(3) * ldqn)
       let ra = (qr + hh(0) * ldqr, qr + hh(1) * ldqr, qr + hh(2) * ldqr, qr + hh(3) * ldqr)
-      var i = 0
-      while i < n {
-        let j0 = Int(keys[i]), j1 = Int(keys[min(i + 1, n - 1)])
+      var i = b0
+      while i < b1 {
+        let j0 = Int(keys[i]), j1 = Int(keys[min(i + 1, b1 - 1)])
         let c0 = latent + j0 * R, c1 = latent + j1 * R
         let k0 = rope + j0 * Dr, k1 = rope + j1 * Dr
         var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a10 = SIMD8<Float>(), a11 = SIMD8<Float>()
@@ -64,7 +68,7 @@ extension Kernels {
           while t < Dr { v = v.addingProduct(qrp[t], kj[t]); t += 1 }
           return v * scale
         }
-        let second = i + 1 < n
+        let second = i + 1 < b1
         let heads = min(4, H - h0)
         for u in 0..<heads {
           let (e0, e1) = u == 0 ? (a00, a01) : (u == 1 ? (a10, a11) : (u == 2 ? (a20, a21) : (a30, a31)))
@@ -77,6 +81,8 @@ extension Kernels {
       }
       h0 += 4
     }
+    b0 = b1
+    }
   }
 
   /// `rank` columns of rows `ldl` floats apart (a column range of the latent: latent + c0).
@@ -85,38 +91,50 @@ extension Kernels {
     if H <= 0 { return }
     for h in 0..<H { (o + h * ldo).update(repeating: 0, count: R) }
     let r16 = R & ~15
-    var h0 = 0
-    while h0 < H {
-      let heads = min(4, H - h0)
-      @inline(__always) func hh(_ u: Int) -> Int { min(h0 + u, H - 1) }
-      let pa = (p + hh(0) * ldp, p + hh(1) * ldp, p + hh(2) * ldp, p + hh(3) * ldp)
-      var c = 0
-      while c < r16 {
-        var y00 = SIMD8<Float>(), y01 = SIMD8<Float>(), y10 = SIMD8<Float>(), y11 = SIMD8<Float>()
-        var y20 = SIMD8<Float>(), y21 = SIMD8<Float>(), y30 = SIMD8<Float>(), y31 = SIMD8<Float>()
-        for i in 0..<n {
-          let row = latent + Int(keys[i]) * ldl
-          let v0 = loadX(row, c), v1 = loadX(row, c &+ 8)
-          var w = SIMD8<Float>(repeating: pa.0[i]); y00.addProduct(w, v0); y01.addProduct(w, v1)
-          w = SIMD8<Float>(repeating: pa.1[i]); y10.addProduct(w, v0); y11.addProduct(w, v1)
-          w = SIMD8<Float>(repeating: pa.2[i]); y20.addProduct(w, v0); y21.addProduct(w, v1)
-          w = SIMD8<Float>(repeating: pa.3[i]); y30.addProduct(w, v0); y31.addProduct(w, v1)
+    // Key blocks outermost (rows stay in L1/L2 for every head tile and column block); o is
+    // carried across blocks in memory, which keeps each column's fma chain in key order.
+    var b0 = 0
+    while b0 < n {
+      let b1 = min(n, b0 + multiQueryKeyBlock)
+      var h0 = 0
+      while h0 < H {
+        let heads = min(4, H - h0)
+        @inline(__always) func hh(_ u: Int) -> Int { min(h0 + u, H - 1) }
+        let pa = (p + hh(0) * ldp, p + hh(1) * ldp, p + hh(2) * ldp, p + hh(3) * ldp)
+        // Heads past H repeat the last one: their chains are computed and dropped (not stored).
+        let oa = (o + hh(0) * ldo, o + hh(1) * ldo, o + hh(2) * ldo, o + hh(3) * ldo)
+        var c = 0
+        while c < r16 {
+          var y00 = loadX(oa.0, c), y01 = loadX(oa.0, c &+ 8), y10 = loadX(oa.1, c), y11 = loadX(oa.1, c &+ 8)
+          var y20 = loadX(oa.2, c), y21 = loadX(oa.2, c &+ 8), y30 = loadX(oa.3, c), y31 = loadX(oa.3, c &+ 8)
+          for i in b0..<b1 {
+            let row = latent + Int(keys[i]) * ldl
+            let v0 = loadX(row, c), v1 = loadX(row, c &+ 8)
+            var w = SIMD8<Float>(repeating: pa.0[i]); y00.addProduct(w, v0); y01.addProduct(w, v1)
+            w = SIMD8<Float>(repeating: pa.1[i]); y10.addProduct(w, v0); y11.addProduct(w, v1)
+            w = SIMD8<Float>(repeating: pa.2[i]); y20.addProduct(w, v0); y21.addProduct(w, v1)
+            w = SIMD8<Float>(repeating: pa.3[i]); y30.addProduct(w, v0); y31.addProduct(w, v1)
+          }
+          for u in 0..<heads {
+            let (e0, e1) = u == 0 ? (y00, y01) : (u == 1 ? (y10, y11) : (u == 2 ? (y20, y21) : (y30, y31)))
+            store8(o + (h0 + u) * ldo + c, e0)
+            store8(o + (h0 + u) * ldo + c + 8, e1)
+          }
+          c &+= 16
         }
-        for u in 0..<heads {
-          let (e0, e1) = u == 0 ? (y00, y01) : (u == 1 ? (y10, y11) : (u == 2 ? (y20, y21) : (y30, y31)))
-          store8(o + (h0 + u) * ldo + c, e0)
-          store8(o + (h0 + u) * ldo + c + 8, e1)
+        // Columns past the last 16: per head, Kernels.axpy's own sequence.
+        if c < R {
+          for u in 0..<heads {
+            let pu = u == 0 ? pa.0 : (u == 1 ? pa.1 : (u == 2 ? pa.2 : pa.3))
+            for i in b0..<b1 { axpy(o + (h0 + u) * ldo + c, pu[i], latent + Int(keys[i]) * ldl + c, R - c) }
+          }
         }
-        c &+= 16
+        h0 += 4
       }
-      // Columns past the last 16: per head, Kernels.axpy's own sequence.
-      if c < R {
-        for u in 0..<heads {
-          let pu = u == 0 ? pa.0 : (u == 1 ? pa.1 : (u == 2 ? pa.2 : pa.3))
-          for i in 0..<n { axpy(o + (h0 + u) * ldo + c, pu[i], latent + Int(keys[i]) * ldl + c, R - c) }
-        }
-      }
-      h0 += 4
+      b0 = b1
     }
   }
+
+  /// Keys per block of the multi-query kernels (32 rows of 576 floats: 72 KiB, L2-resident).
+  static let multiQueryKeyBlock = 32
 }

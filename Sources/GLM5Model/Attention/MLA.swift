@@ -16,6 +16,10 @@ import GLM5Core
 import GLM5Kernels
 
 struct MLA {
+  /// Heads per work item of the absorbed attention (16: a GLM-5 decode row makes 2 items for 2
+  /// threads, and each item reads its selected rows once for 16 heads).
+  static let headsPerItem = 16
+
   let weights: AttentionWeights
   let qANorm: [Float], kvANorm: [Float]
   let indexer: DSAIndexer?
@@ -147,19 +151,21 @@ struct MLA {
       Kernels.linearTransposed(qt + hh * rkv, ldy: nh * rkv, q + hh * dqk, ldx: nh * dqk, tokens: R, wUK)
     }
     // Multi-query over the latent (Kernels.multiQueryScores / multiQuerySum): each selected row
-    // is read once per block of 4 heads, not once per head. Work items are (row, head block), so
-    // one decode row still uses every thread; a head's result does not depend on the split.
-    let hb = (nh + 3) / 4
+    // is read from memory once per block of headsPerItem heads (once per thread for a decode
+    // row), not once per head. Work items are (row, head block), so one decode row still uses
+    // both threads of a 2-core machine; a head's result does not depend on the split.
+    let hpi = MLA.headsPerItem
+    let hb = (nh + hpi - 1) / hpi
     let items = R * hb
     let chunks = min(items, 64)
     pool.parallelFor(chunks) { worker in
       var item = worker
       while item < items {
-        let t = item / hb, h0 = (item % hb) * 4, hn = min(4, nh - h0)
+        let t = item / hb, h0 = (item % hb) * hpi, hn = min(hpi, nh - h0)
         let cache = ctx.segment(t).cache.layers[l]
         let keys = UnsafePointer(b.selected + t * S)
         let nk = Int(b.selectedCount[t])
-        let p = b.probs + worker * 4 * S  // [4, S] of this worker
+        let p = b.probs + worker * hpi * S  // [hpi, S] of this worker
         Kernels.multiQueryScores(p, lds: S, qn: qt + (t * nh + h0) * rkv, ldqn: rkv, qr: q + (t * nh + h0) * dqk + dn, ldqr: dqk,
                                  heads: hn, latent: cache.latent.pointer, rank: rkv, rope: cache.kRope.pointer, ropeDims: dr,
                                  keys: keys, count: nk, scale: scale)
