@@ -518,3 +518,29 @@ extension KernelTests {
     }
   }
 }
+
+extension KernelTests {
+  @Test("topKAscending picks topK's set (ties to the lower index, NaN last, −0 = +0, ±inf), in ascending order")
+  func topKAscendingMatchesTopK() {
+    var rng = KernelRNG(seed: 0x70C)
+    for n in [1, 2, 7, 64, 300, 5000] {
+      for k in [1, 2, n / 3, n / 2, n - 1, n, n + 5] where k > 0 {
+        for variant in 0..<4 {
+          var s = (0..<n).map { _ in rng.uniform() }
+          switch variant {
+          case 1: for i in 0..<n { s[i] = Float(rng.below(5)) - 2 }  // many ties, zeros
+          case 2: for i in 0..<n where rng.below(4) == 0 { s[i] = [Float.nan, -0.0, 0.0, .infinity, -.infinity][rng.below(5)] }
+          case 3: for i in 0..<n { s[i] = Float(bitPattern: UInt32(truncatingIfNeeded: rng.next())) }  // any bits, NaN payloads too
+          default: break
+          }
+          var heap = [Int32](repeating: -1, count: max(k, 1))
+          let m = Kernels.topK(s, n, k, heap: &heap)
+          let want = Array(heap[0..<m]).sorted()
+          var got = [Int32](repeating: -1, count: n)
+          let c = Kernels.topKAscending(s, n, k, out: &got)
+          #expect(c == m && Array(got[0..<c]) == want, "n \(n) k \(k) variant \(variant): \(c) vs \(m)")
+        }
+      }
+    }
+  }
+}

@@ -62,6 +62,54 @@ extension Kernels {
     return k
   }
 
+  /// The set `topK` selects, in ascending index order, into out[0..<min(k, n)]; returns the count.
+  /// O(n) and no scratch beyond a 256-bin histogram: a radix select on a 32-bit key that orders
+  /// scores as `precedes` does (NaN lowest, −0 as +0), four 8-bit passes to the exact key of the
+  /// k-th best, then one pass in index order that keeps every better key and the first equal ones
+  /// (equal scores go to the lower index). The indexer's selection (2048 of up to 200k keys).
+  @discardableResult
+  public static func topKAscending(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, out: UnsafeMutablePointer<Int32>) -> Int {
+    let k = min(k, n)
+    if k <= 0 { return 0 }
+    if k == n {
+      for i in 0..<n { out[i] = Int32(i) }
+      return n
+    }
+    @inline(__always) func key(_ i: Int) -> UInt32 {
+      let v = scores[i]
+      if v.isNaN { return 0 }
+      let b = (v == 0 ? Float(0) : v).bitPattern
+      return b & 0x8000_0000 != 0 ? ~b : b | 0x8000_0000
+    }
+    var prefix: UInt32 = 0, mask: UInt32 = 0
+    var need = k  // how many of the keys matching prefix (from the top) still to take
+    withUnsafeTemporaryAllocation(of: Int.self, capacity: 256) { h in
+      let hist = h.baseAddress!
+      for shift: UInt32 in [24, 16, 8, 0] {
+        hist.update(repeating: 0, count: 256)
+        for i in 0..<n {
+          let kv = key(i)
+          if kv & mask == prefix { hist[Int((kv >> shift) & 255)] += 1 }
+        }
+        var b = 255
+        while b > 0 && hist[b] < need { need -= hist[b]; b -= 1 }
+        prefix |= UInt32(b) << shift
+        mask |= 255 << shift
+      }
+    }
+    // prefix is the k-th best key; keep every key above it and the first `need` equal to it.
+    var m = 0
+    for i in 0..<n {
+      let kv = key(i)
+      if kv > prefix || (kv == prefix && need > 0) {
+        if kv == prefix { need -= 1 }
+        out[m] = Int32(i)
+        m += 1
+      }
+    }
+    return m
+  }
+
   /// The array form (tests, reference code).
   public static func topK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, into out: inout [Int32]) {
     let m = max(0, min(k, n))
