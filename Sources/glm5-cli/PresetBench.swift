@@ -66,7 +66,8 @@ enum PresetBench {
       let gemm = SgemmProbe()
       let gemmT = try repeated(reps) { () throws(GLM5Error) in gemm.time(pool) }
       let sgemm = gemm.flops / gemmT.min
-      say("probe OpenBLAS sgemm \(gemm.m)×\(gemm.k) · \(gemm.k)×\(gemm.n) (1 BLAS thread × \(pool.threads), split by columns): best \(fmt(sgemm / 1e9, 1)) GFLOP/s, "
+      let core = openblas_get_corename().map { String(cString: $0) } ?? "?"
+      say("probe OpenBLAS sgemm \(gemm.m)×\(gemm.k) · \(gemm.k)×\(gemm.n) (core \(core), 1 BLAS thread × \(pool.threads), split by columns): best \(fmt(sgemm / 1e9, 1)) GFLOP/s, "
           + "median \(fmt(gemm.flops / gemmT.median / 1e9, 1)) GFLOP/s")
       let fmaT = try repeated(reps) { () throws(GLM5Error) in fmaProbe(pool) }
       let fmaWork = fmaFlops(pool)
@@ -77,7 +78,7 @@ enum PresetBench {
       gemm.free()
       out["probes"] = .object([
         "read_bandwidth": rates(bwT, work: bwBytes, unit: "bytes_per_s"),
-        "sgemm": rates(gemmT, work: gemm.flops, unit: "flops_per_s", extra: ["m": num(gemm.m), "k": num(gemm.k), "n": num(gemm.n)]),
+        "sgemm": rates(gemmT, work: gemm.flops, unit: "flops_per_s", extra: ["m": num(gemm.m), "k": num(gemm.k), "n": num(gemm.n), "openblas_core": .string(core)]),
         "fma": rates(fmaT, work: fmaWork, unit: "flops_per_s", extra: ["chains_per_thread": num(fmaChains), "simd_width": num(8)]),
       ])
 
