@@ -13,7 +13,7 @@
 //              of sgemm (attention-score FLOPs, which grow with the context, are not counted)
 //   batch      aggregate decode tokens/s of 16 sessions against 1 (BatchBench.batched)
 //   profile    one decode step split into phases (GLM5Model/PhaseProfile.swift), at depth ≤ 512
-//              and at depth 8192 (synthetic cache)
+//              and at depths 2048 and 8192 (synthetic cache)
 // Every measurement runs once untimed, then --reps times; min and median are printed (rates from
 // the min time are "best"). `--json FILE` writes every figure. Nothing is asserted on time.
 
@@ -66,7 +66,8 @@ enum PresetBench {
       let gemm = SgemmProbe()
       let gemmT = try repeated(reps) { () throws(GLM5Error) in gemm.time(pool) }
       let sgemm = gemm.flops / gemmT.min
-      say("probe OpenBLAS sgemm \(gemm.m)×\(gemm.k) · \(gemm.k)×\(gemm.n) (1 BLAS thread × \(pool.threads), split by columns): best \(fmt(sgemm / 1e9, 1)) GFLOP/s, "
+      let core = openblas_get_corename().map { String(cString: $0) } ?? "?"
+      say("probe OpenBLAS sgemm \(gemm.m)×\(gemm.k) · \(gemm.k)×\(gemm.n) (core \(core), 1 BLAS thread × \(pool.threads), split by columns): best \(fmt(sgemm / 1e9, 1)) GFLOP/s, "
           + "median \(fmt(gemm.flops / gemmT.median / 1e9, 1)) GFLOP/s")
       let fmaT = try repeated(reps) { () throws(GLM5Error) in fmaProbe(pool) }
       let fmaWork = fmaFlops(pool)
@@ -77,7 +78,7 @@ enum PresetBench {
       gemm.free()
       out["probes"] = .object([
         "read_bandwidth": rates(bwT, work: bwBytes, unit: "bytes_per_s"),
-        "sgemm": rates(gemmT, work: gemm.flops, unit: "flops_per_s", extra: ["m": num(gemm.m), "k": num(gemm.k), "n": num(gemm.n)]),
+        "sgemm": rates(gemmT, work: gemm.flops, unit: "flops_per_s", extra: ["m": num(gemm.m), "k": num(gemm.k), "n": num(gemm.n), "openblas_core": .string(core)]),
         "fma": rates(fmaT, work: fmaWork, unit: "flops_per_s", extra: ["chains_per_thread": num(fmaChains), "simd_width": num(8)]),
       ])
 
@@ -123,14 +124,14 @@ enum PresetBench {
       // MARK: - Decode at depths 0, 2048, 8192 (synthetic cache)
       var depthJSON: [JSON] = []
       var depth0 = 0.0, depth0Median = 0.0
-      var deepest: Session? = nil
+      var synthetic: [(Int, Session)] = []
       for d in depthList {
         let positions = max(d, 1)
         let s = try Session(model: m, maxTokens: positions + steps + 1)
         try s.setSyntheticContext(positions: positions, seed: UInt64(d) + 17)
         let t = try decodeTimes(s, params, reps: reps)
         if d == depthList[0] { depth0 = t.min; depth0Median = t.median }
-        if d == depthList.last { deepest = s }
+        if d > 0 { synthetic.append((d, s)) }
         say("decode at depth \(d)\(d == 0 ? " (1 position)" : "") (synthetic cache): \(fmt(t.min * 1e3, 1)) ms/token min, \(fmt(t.median * 1e3, 1)) median; "
             + "\(fmt(t.min / depth0, 2))× depth 0 (median \(fmt(t.median / depth0Median, 2))×)")
         depthJSON.append(.object([
@@ -162,8 +163,9 @@ enum PresetBench {
 
       // MARK: - Phase profile of a decode step
       var profJSON: [JSON] = []
-      for (label, key, s, ref) in [("depth \(from)..\(from + steps) (real prefill)", "depth_512", base, decT),
-                                   ("depth \(depthList.last!) (synthetic cache)", "depth_\(depthList.last!)", deepest!, nil as Times?)] {
+      let contexts = [("depth \(from)..\(from + steps) (real prefill)", "depth_512", base, decT as Times?)]
+        + synthetic.map { ("depth \($0.0) (synthetic cache)", "depth_\($0.0)", $0.1, nil as Times?) }
+      for (label, key, s, ref) in contexts {
         let prof = PhaseProfile()
         var wall = 0.0
         for _ in 0..<reps {
