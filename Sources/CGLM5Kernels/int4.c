@@ -108,6 +108,8 @@ static void rows4(const glm5k_int4 *w, const int64_t r[4], const float *xp, floa
       __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
       const int64_t c0 = (gc + g) * G;
       for (int64_t c = c0; c < c0 + G; c += 16) {
+        GLM5K_PREFETCH_ROW(p0, c / 2); GLM5K_PREFETCH_ROW(p1, c / 2);
+        GLM5K_PREFETCH_ROW(p2, c / 2); GLM5K_PREFETCH_ROW(p3, c / 2);
         const __m256 xe = _mm256_loadu_ps(xp + c), xo = _mm256_loadu_ps(xp + c + 8);
         __m256 lo, hi;
         GLM5K_Q(p0 + c / 2, z0, lo, hi); a0 = _mm256_fmadd_ps(xe, lo, a0); a0 = _mm256_fmadd_ps(xo, hi, a0);
@@ -142,6 +144,7 @@ static void tokens4(const glm5k_int4 *w, int64_t r, const float *const x[4], flo
       const int64_t c0 = (gc + g) * G;
       for (int64_t c = c0; c < c0 + G; c += 16) {
         __m256 lo, hi;
+        GLM5K_PREFETCH_ROW(p, c / 2);
         GLM5K_Q(p + c / 2, z, lo, hi);
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + c), lo, a0); a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + c + 8), hi, a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + c), lo, a1); a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + c + 8), hi, a1);
@@ -173,6 +176,7 @@ static void tokens2(const glm5k_int4 *w, int64_t r, const float *x0, const float
       const int64_t c0 = (gc + g) * G;
       for (int64_t c = c0; c < c0 + G; c += 16) {
         __m256 lo, hi;
+        GLM5K_PREFETCH_ROW(p, c / 2);
         GLM5K_Q(p + c / 2, z, lo, hi);
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + c), lo, a0); a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + c + 8), hi, a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + c), lo, a1); a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + c + 8), hi, a1);

@@ -58,6 +58,8 @@ GLM5K_AVX512 void glm5k_int4_rows4_avx512(const glm5k_int4 *w, const int64_t r[4
       __m512 a01 = _mm512_setzero_ps(), a23 = a01;
       const int64_t c0 = (gc + g) * G;
       for (int64_t c = c0; c < c0 + G; c += 16) {
+        GLM5K_PREFETCH_ROW(p0, c / 2); GLM5K_PREFETCH_ROW(p1, c / 2);
+        GLM5K_PREFETCH_ROW(p2, c / 2); GLM5K_PREFETCH_ROW(p3, c / 2);
         const __m512 xe = both_halves(xp + c), xo = both_halves(xp + c + 8);
         __m512 lo, hi;
         GLM5K_Q2(p0 + c / 2, p1 + c / 2, z01, lo, hi);

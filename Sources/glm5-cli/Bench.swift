@@ -62,12 +62,23 @@ struct Bench: ParsableCommand {
   @Option(name: .customLong("json"), help: ArgumentHelp("With --preset: also write every figure to this file as JSON.", valueName: "file"))
   var jsonFile: String? = nil
 
+  @Flag(help: "Load bench: Model(path:) and first-token time with a cold and a warm page cache, resident memory (folder: --scratch, default /tmp/glm5-load-int4; the INT4 bench model is written there if missing).")
+  var load = false
+
+  @Flag(help: "ThreadPool.parallelFor overhead against an expert-sized INT4 linear and, given --scratch MODEL, a decode step.")
+  var dispatch = false
+
   func validate() throws {
     if let preset, preset != "glm5-bench" { throw ValidationError("unknown preset '\(preset)' (known: glm5-bench)") }
     if jsonFile != nil && preset == nil { throw ValidationError("--json needs --preset") }
   }
 
   func run() throws {
+    if load {
+      try runOrExit { () throws(GLM5Error) in try LoadBench.run(folder: scratch ?? "/tmp/glm5-load-int4", threads: threads, say: BatchBench.say) }
+      return
+    }
+    if dispatch { DispatchBench.run(threads: threads, folder: scratch, say: BatchBench.say); return }
     if kernels { KernelBench.run { print($0) } }
     if preset != nil {
       try runOrExit { () throws(GLM5Error) in

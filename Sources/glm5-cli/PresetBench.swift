@@ -3,8 +3,8 @@
 //
 //   probes     read bandwidth (1 GiB summed on every thread), OpenBLAS sgemm GFLOP/s
 //              (512×2048 · 2048×2048, one BLAS thread per pool thread, split by output columns
-//              as the engine splits its Linears), FMA GFLOP/s (12 independent SIMD8<Float> FMA
-//              chains on every thread)
+//              as the engine splits its Linears), FMA GFLOP/s (12 independent FMA chains of
+//              the kernels' widest vectors, AVX2 or AVX-512, on every thread)
 //   decode     one session at depth ≤ 512 (after a real prefill): tokens/s, weight bytes read per
 //              token × tokens/s as GB/s and % of the read bandwidth
 //   depths     decode ms/token at depths 0, 2048, 8192 on a synthetic cache (random cache rows:
@@ -19,6 +19,7 @@
 
 import CBLAS
 import GLM5Core
+import GLM5Kernels
 @_spi(Bench) import GLM5Engine
 @_spi(Bench) import GLM5Model
 #if canImport(Glibc)
@@ -72,14 +73,14 @@ enum PresetBench {
       let fmaT = try repeated(reps) { () throws(GLM5Error) in fmaProbe(pool) }
       let fmaWork = fmaFlops(pool)
       let fma = fmaWork / fmaT.min
-      say("probe FMA (\(fmaChains) SIMD8<Float> chains per thread, \(pool.threads) threads): best \(fmt(fma / 1e9, 1)) GFLOP/s, median \(fmt(fmaWork / fmaT.median / 1e9, 1)) GFLOP/s; "
+      say("probe FMA (\(fmaChains) chains of \(fmaLanes)-lane vectors per thread, \(InstructionSet.current), \(pool.threads) threads): best \(fmt(fma / 1e9, 1)) GFLOP/s, median \(fmt(fmaWork / fmaT.median / 1e9, 1)) GFLOP/s; "
           + "sgemm reaches \(fmt(sgemm / fma * 100, 0))% of it")
       buffer.free()
       gemm.free()
       out["probes"] = .object([
         "read_bandwidth": rates(bwT, work: bwBytes, unit: "bytes_per_s"),
         "sgemm": rates(gemmT, work: gemm.flops, unit: "flops_per_s", extra: ["m": num(gemm.m), "k": num(gemm.k), "n": num(gemm.n), "openblas_core": .string(core)]),
-        "fma": rates(fmaT, work: fmaWork, unit: "flops_per_s", extra: ["chains_per_thread": num(fmaChains), "simd_width": num(8)]),
+        "fma": rates(fmaT, work: fmaWork, unit: "flops_per_s", extra: ["chains_per_thread": num(fmaChains), "simd_width": num(fmaLanes)]),
       ])
 
       // MARK: - Prefill of 512 tokens
@@ -370,39 +371,26 @@ enum PresetBench {
   static let fmaChains = 12
   static let fmaIterations = 40_000_000
 
-  /// FLOPs of one FMA probe run: threads × chains × iterations × 8 lanes × 2.
+  /// FLOPs of one FMA probe run: threads × chains × iterations × lanes of the ISA in use × 2.
   static func fmaFlops(_ pool: ThreadPool) -> Double {
-    Double(pool.threads) * Double(fmaChains) * Double(fmaIterations) * 16
+    Double(pool.threads) * Double(fmaChains) * Double(fmaIterations) * Double(2 * fmaLanes)
   }
 
-  /// Seconds for every pool thread to run fmaIterations steps of 12 independent SIMD8<Float>
-  /// FMA chains (a = a · m + c, converging, no subnormals).
+  /// Lanes of the FMA probe's vectors: those of the kernels' instruction set.
+  static var fmaLanes: Int { InstructionSet.current == .avx512 ? 16 : 8 }
+
+  /// Seconds for every pool thread to run fmaIterations steps of 12 independent FMA chains of
+  /// the widest vectors the kernels use (InstructionSet.fmaProbe, C).
   static func fmaProbe(_ pool: ThreadPool) -> Double {
     var sinks = [Float](repeating: 0, count: pool.threads)
     let iters = fmaIterations
     let t0 = now()
     sinks.withUnsafeMutableBufferPointer { sb in
       let sink = sb.baseAddress!
-      pool.parallelFor(pool.threads) { w in sink[w] = fmaChainsRun(iters, seed: Float(w)) }
+      pool.parallelFor(pool.threads) { w in sink[w] = InstructionSet.fmaProbe(iterations: iters).sink }
     }
     let t = now() - t0
     if sinks.reduce(0, +) == -1 { print("") }
     return t
-  }
-
-  @inline(never)
-  static func fmaChainsRun(_ iters: Int, seed: Float) -> Float {
-    let m = SIMD8<Float>(repeating: 0.999_999), c = SIMD8<Float>(repeating: 1e-6 + seed * 1e-9)
-    var a0 = SIMD8<Float>(repeating: 1.0), a1 = SIMD8<Float>(repeating: 1.1), a2 = SIMD8<Float>(repeating: 1.2)
-    var a3 = SIMD8<Float>(repeating: 1.3), a4 = SIMD8<Float>(repeating: 1.4), a5 = SIMD8<Float>(repeating: 1.5)
-    var a6 = SIMD8<Float>(repeating: 1.6), a7 = SIMD8<Float>(repeating: 1.7), a8 = SIMD8<Float>(repeating: 1.8)
-    var a9 = SIMD8<Float>(repeating: 1.9), a10 = SIMD8<Float>(repeating: 2.0), a11 = SIMD8<Float>(repeating: 2.1)
-    for _ in 0..<iters {
-      a0 = c.addingProduct(a0, m); a1 = c.addingProduct(a1, m); a2 = c.addingProduct(a2, m)
-      a3 = c.addingProduct(a3, m); a4 = c.addingProduct(a4, m); a5 = c.addingProduct(a5, m)
-      a6 = c.addingProduct(a6, m); a7 = c.addingProduct(a7, m); a8 = c.addingProduct(a8, m)
-      a9 = c.addingProduct(a9, m); a10 = c.addingProduct(a10, m); a11 = c.addingProduct(a11, m)
-    }
-    return (a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11).sum()
   }
 }

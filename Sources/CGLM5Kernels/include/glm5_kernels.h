@@ -77,6 +77,10 @@ void glm5k_int4_prefill_avx512(const glm5k_int4 *w, int64_t r0, int64_t r1, cons
                                float *y, int64_t ldy, float *scratch);
 int64_t glm5k_int4_prefill_scratch(const glm5k_int4 *w, int64_t tokens);
 
+/// Runs `iters` rounds of 12 independent FMA chains of the widest vectors in use (glm5k_isa());
+/// returns the floating-point operations done (the bench divides by the time). sink: the result.
+double glm5k_fma_probe(int64_t iters, float *sink);
+
 /// DSA indexer scores of keys [j0, j1) for one query (indexer.c): scores[j] = Σ_h in order
 /// fma(w[h], d, ·) over the heads whose d = Kernels.dot(q[h · dim], keys[j · dim], dim) · scale
 /// is > 0, the dot in Kernels.dot's exact sequence.   q [heads, dim], w [heads], keys [·, dim]

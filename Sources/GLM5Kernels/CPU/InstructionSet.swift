@@ -18,3 +18,12 @@ public enum InstructionSet: Int32, Sendable, CustomStringConvertible {
 
   public var description: String { self == .avx2 ? "AVX2+FMA" : "AVX-512F" }
 }
+
+extension InstructionSet {
+  /// One thread's run of the FMA-rate probe on the widest vectors in use: (FLOPs done, a sink).
+  public static func fmaProbe(iterations: Int) -> (flops: Double, sink: Float) {
+    var sink: Float = 0
+    let f = glm5k_fma_probe(Int64(iterations), &sink)
+    return (f, sink)
+  }
+}
