@@ -441,10 +441,37 @@ func _sinf(_ x: Float) -> Float { Glibc.sinf(x) }
 #endif
 
 extension KernelTests {
-  @Test("multiQueryScores / multiQuerySum match their Reference twins; the sum is bitwise the per-head axpy loop; odd heads, keys and ranks")
+  @Test("multiQueryScores / multiQuerySum match their Reference twins; the sum is bitwise the per-head axpy loop; odd heads, keys and ranks; every ISA")
   func multiQuery() {
+    defer { InstructionSet.force(nil) }
+    for isa in [InstructionSet.avx2, .avx512] {
+      InstructionSet.force(isa)
+      multiQueryCases()
+    }
+    // Both ISAs give the same bits (scores and sums), on the shapes MLA uses and odd ones.
+    var rng = KernelRNG(seed: 0x3B)
+    for (H, R, Dr, n, rows) in [(16, 512, 64, 70, 100), (5, 40, 16, 3, 9), (3, 72, 12, 33, 40)] {
+      let qn = (0..<(H * R)).map { _ in rng.uniform() }, qr = (0..<(H * Dr)).map { _ in rng.uniform() }
+      let l = (0..<(rows * R)).map { _ in rng.uniform() }, k = (0..<(rows * Dr)).map { _ in rng.uniform() }
+      let keys = (0..<n).map { _ in Int32(rng.next() % UInt64(rows)) }
+      let p = (0..<(H * n)).map { _ in rng.uniform() }
+      var out: [[UInt32]] = []
+      for isa in [InstructionSet.avx2, .avx512] {
+        InstructionSet.force(isa)
+        var sc = [Float](repeating: .nan, count: H * n), o = [Float](repeating: .nan, count: H * R)
+        Kernels.multiQueryScores(&sc, lds: n, qn: qn, ldqn: R, qr: qr, ldqr: Dr, heads: H, latent: l, rank: R, rope: k, ropeDims: Dr,
+                                 keys: keys, count: n, scale: 0.05)
+        Kernels.multiQuerySum(&o, ldo: R, p, ldp: n, heads: H, latent: l, rank: R, ldl: R, keys: keys, count: n)
+        out.append((sc + o).map(\.bitPattern))
+      }
+      let diff = zip(out[0], out[1]).filter { $0 != $1 }.count
+      #expect(diff == 0, "H \(H) R \(R) Dr \(Dr) n \(n): \(diff) of \(out[0].count) values differ between AVX2 and AVX-512")
+    }
+  }
+
+  func multiQueryCases() {
     var rng = KernelRNG(seed: 0x3A)
-    for (H, R, Dr, n, rows) in [(32, 512, 64, 37, 80), (5, 40, 16, 1, 3), (4, 19, 6, 9, 12), (7, 64, 8, 200, 256)] {
+    for (H, R, Dr, n, rows) in [(32, 512, 64, 37, 80), (16, 512, 64, 70, 90), (5, 40, 16, 1, 3), (4, 19, 6, 9, 12), (7, 64, 8, 200, 256)] {
       let qn = TestFloats(rows: H, cols: R, rng: &rng), qr = TestFloats(rows: H, cols: Dr, rng: &rng)
       let lat = TestFloats(rows: rows, cols: R, rng: &rng), kr = TestFloats(rows: rows, cols: Dr, rng: &rng)
       var keys = (0..<n).map { _ in Int32(rng.next() % UInt64(rows)) }

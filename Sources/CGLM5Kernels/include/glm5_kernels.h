@@ -77,6 +77,15 @@ void glm5k_int4_prefill_avx512(const glm5k_int4 *w, int64_t r0, int64_t r1, cons
                                float *y, int64_t ldy, float *scratch);
 int64_t glm5k_int4_prefill_scratch(const glm5k_int4 *w, int64_t tokens);
 
+/// Multi-query attention kernels with AVX-512F (multiquery_avx512.c): the sequences and shapes of
+/// Kernels.multiQueryScores / multiQuerySum (GLM5Kernels/CPU/MultiQuery.swift). Scores return 0
+/// without writing when H > 16 or R + Dr > 1024 (the caller then runs the AVX2 kernel).
+int32_t glm5k_mq_scores_avx512(float *s, int64_t lds, const float *qn, int64_t ldqn, const float *qr, int64_t ldqr, int64_t H,
+                               const float *latent, int64_t R, const float *rope, int64_t Dr, const int32_t *keys, int64_t n,
+                               float scale);
+void glm5k_mq_sum_avx512(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t H, const float *latent, int64_t R,
+                         int64_t ldl, const int32_t *keys, int64_t n);
+
 /// Runs `iters` rounds of 12 independent FMA chains of the widest vectors in use (glm5k_isa());
 /// returns the floating-point operations done (the bench divides by the time). sink: the result.
 double glm5k_fma_probe(int64_t iters, float *sink);

@@ -14,8 +14,10 @@
 //           heads).
 // Shapes: q̃ [H, R] (row stride ldqn), q^rope [H, Dr] (ldqr), latent rows of R floats, rope-key
 // rows of Dr floats, keys [n] row indices, s and p [H, n] (row stride lds), o [H, R] (ldo).
-// Both run key blocks outermost, so a block's rows are read from memory once per call and then
+// With AVX-512 both run in C (CGLM5Kernels/multiquery_avx512.c, the same bits). Both run key blocks outermost, so a block's rows are read from memory once per call and then
 // from L1/L2 by every head tile. MLA calls them per (query, block of mlaHeadsPerItem heads).
+
+import CGLM5Kernels
 
 extension Kernels {
   public static func multiQueryScores(_ s: UnsafeMutablePointer<Float>, lds: Int,
@@ -23,6 +25,9 @@ extension Kernels {
                                       latent: UnsafePointer<Float>, rank R: Int, rope: UnsafePointer<Float>, ropeDims Dr: Int,
                                       keys: UnsafePointer<Int32>, count n: Int, scale: Float) {
     if H <= 0 || n <= 0 { return }
+    if InstructionSet.current == .avx512,
+       glm5k_mq_scores_avx512(s, Int64(lds), qn, Int64(ldqn), qr, Int64(ldqr), Int64(H), latent, Int64(R), rope, Int64(Dr),
+                              keys, Int64(n), scale) != 0 { return }
     let r8 = R & ~7, d8 = Dr & ~7
     // Key blocks outermost: a block's rows stay in L1/L2 while every head tile reads them.
     var b0 = 0
@@ -89,6 +94,10 @@ extension Kernels {
   public static func multiQuerySum(_ o: UnsafeMutablePointer<Float>, ldo: Int, _ p: UnsafePointer<Float>, ldp: Int, heads H: Int,
                                    latent: UnsafePointer<Float>, rank R: Int, ldl: Int, keys: UnsafePointer<Int32>, count n: Int) {
     if H <= 0 { return }
+    if InstructionSet.current == .avx512 {
+      glm5k_mq_sum_avx512(o, Int64(ldo), p, Int64(ldp), Int64(H), latent, Int64(R), Int64(ldl), keys, Int64(n))
+      return
+    }
     for h in 0..<H { (o + h * ldo).update(repeating: 0, count: R) }
     let r16 = R & ~15
     // Key blocks outermost (rows stay in L1/L2 for every head tile and column block); o is
