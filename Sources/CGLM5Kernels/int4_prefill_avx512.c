@@ -1,8 +1,8 @@
 // INT4 prefill tiles with AVX-512F (3 to 48 tokens), selected at run time: the bits of the Swift
 // prefill path (GLM5Kernels/Quant/QuantPrefill.swift) and of every other INT4 kernel, by the
 // element sequence of glm5_kernels.h. A 512-bit vector holds the 8-lane chains of two rows side
-// by side: the rows' q lanes are decoded once per K-block into a paired scratch ([row a step |
-// row b step] per 8 columns), x is broadcast to both halves, and a 2-pair × 6-token tile keeps
+// by side: the rows' q lanes are decoded once per K-block straight into a paired scratch ([row a
+// step | row b step] per 8 columns, `decode_pair`), x is broadcast to both halves, and a 2-pair × 6-token tile keeps
 // its 12 group chains and 12 totals in registers (29 of 32): per 8 columns 2 loads of weights,
 // 6 broadcasts of x and 12 FMAs of 16 lanes.
 
@@ -24,7 +24,6 @@ int64_t glm5k_int4_prefill_scratch(const glm5k_int4 *w, int64_t tokens) {
   const int64_t groups = w->cols / w->group, kb = kblock_groups(w) * w->group;
   const int64_t tiles = ((PAIR_ROWS / 2 + 1) / 2) * ((tokens + TILE_TOKENS - 1) / TILE_TOKENS);
   return PAIR_ROWS * kb      // paired decoded rows
-         + 2 * kb            // one pair's rows before interleaving
          + PAIR_ROWS * groups  // the rows' scales
          + tiles * 12 * 16     // parked totals
          + 16;                 // alignment slack
@@ -38,6 +37,33 @@ GLM5K_AVX512 static inline __m512 both_halves(const float *p) {
   return _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(p))));
 }
 
+/// Groups [g0, g1) of rows a and b as q lanes in the paired layout, straight from the packed
+/// bytes: per 16 columns one vpmovzxbd of [a's 8 bytes | b's 8 bytes] gives [a even | b even]
+/// (the first 8-column step of the pair) and [a odd | b odd] (the second).
+GLM5K_AVX512 static void decode_pair(const glm5k_int4 *w, int64_t ra, int64_t rb, int64_t g0, int64_t g1, float *dst) {
+  const int64_t G = w->group, groups = w->cols / G, rbytes = w->cols / 2;
+  const uint8_t *pa = w->packed + ra * rbytes, *pb = w->packed + rb * rbytes;
+  const __m512i mask = _mm512_set1_epi32(0xF);
+  for (int64_t g = g0; g < g1; g++) {
+    int32_t za = 8, zb = 8;
+    if (w->zeros) {
+      const uint32_t *zw = w->zeros;
+      const int64_t rowa = w->row_offset + ra, rowb = w->row_offset + rb;
+      za = (int32_t)((zw[(rowa / 8) * groups + g] >> (4 * (rowa % 8))) & 0xF);
+      zb = (int32_t)((zw[(rowb / 8) * groups + g] >> (4 * (rowb % 8))) & 0xF);
+    }
+    const __m512i z = _mm512_mask_mov_epi32(_mm512_set1_epi32(za), 0xFF00, _mm512_set1_epi32(zb));
+    for (int64_t c = g * G; c < (g + 1) * G; c += 16) {
+      const __m128i b = _mm_castpd_si128(_mm_loadh_pd(_mm_castsi128_pd(_mm_loadl_epi64((const __m128i *)(pa + c / 2))),
+                                                      (const double *)(pb + c / 2)));
+      const __m512i d = _mm512_cvtepu8_epi32(b);
+      float *o = dst + 2 * (c - g0 * G);
+      _mm512_storeu_ps(o, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(d, mask), z)));
+      _mm512_storeu_ps(o + 16, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(d, 4), z)));
+    }
+  }
+}
+
 GLM5K_AVX512 void glm5k_int4_prefill_avx512(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *xp, int64_t T,
                                             float *y, int64_t ldy, float *scratch) {
   const int64_t G = w->group, K = w->cols, groups = K / G;
@@ -47,8 +73,7 @@ GLM5K_AVX512 void glm5k_int4_prefill_avx512(const glm5k_int4 *w, int64_t r0, int
   const int64_t kbg = kblock_groups(w), kb = kbg * G;
   const int64_t tTiles = (T + TILE_TOKENS - 1) / TILE_TOKENS;
   float *wbuf = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);  // [pairs][2 · kb]
-  float *tmp = wbuf + PAIR_ROWS * kb;                                    // [2][kb]
-  float *sc = tmp + 2 * kb;                                              // [rows][groups]
+  float *sc = wbuf + PAIR_ROWS * kb;                                     // [rows][groups]
   float *state = sc + PAIR_ROWS * groups;                                // [pTiles][tTiles][12][16]
   for (int64_t i = 0; i < rows; i++) glm5k_int4_scales_range(w, r0 + i, 0, groups, sc + i * groups, 0);
   memset(state, 0, sizeof(float) * (size_t)(pTiles * tTiles * 12 * 16));
@@ -56,15 +81,7 @@ GLM5K_AVX512 void glm5k_int4_prefill_avx512(const glm5k_int4 *w, int64_t r0, int
 #define ROW(p, h) (2 * (p) + (h) < rows ? 2 * (p) + (h) : rows - 1)
   for (int64_t g0 = 0; g0 < groups; g0 += kbg) {
     const int64_t g1 = g0 + kbg < groups ? g0 + kbg : groups, cols = (g1 - g0) * G;
-    for (int64_t p = 0; p < pairs; p++) {
-      glm5k_int4_lanes(w, r0 + ROW(p, 0), g0, g1, tmp);
-      glm5k_int4_lanes(w, r0 + ROW(p, 1), g0, g1, tmp + kb);
-      float *dst = wbuf + p * 2 * kb;
-      for (int64_t s = 0; s < cols; s += 8) {
-        _mm256_storeu_ps(dst + 2 * s, _mm256_loadu_ps(tmp + s));
-        _mm256_storeu_ps(dst + 2 * s + 8, _mm256_loadu_ps(tmp + kb + s));
-      }
-    }
+    for (int64_t p = 0; p < pairs; p++) decode_pair(w, r0 + ROW(p, 0), r0 + ROW(p, 1), g0, g1, wbuf + p * 2 * kb);
     for (int64_t pt = 0; pt < pTiles; pt++) {
       const int64_t pa = 2 * pt, pb = 2 * pt + 1 < pairs ? 2 * pt + 1 : pairs - 1;
       const float *wa = wbuf + pa * 2 * kb, *wb = wbuf + pb * 2 * kb;

@@ -5,10 +5,13 @@
 
 #include "glm5_kernels.h"
 
+// Read at run time, so the compiler cannot fold the chains into a constant.
+static volatile float start = 0.1f, factor = 0.999f, addend = 1e-4f;
+
 __attribute__((target("avx512f"))) static float chains512(int64_t iters) {
-  __m512 a0 = _mm512_set1_ps(0.1f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+  __m512 a0 = _mm512_set1_ps(start), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
   __m512 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
-  const __m512 b = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-4f);
+  const __m512 b = _mm512_set1_ps(factor), c = _mm512_set1_ps(addend);
   for (int64_t i = 0; i < iters; i++) {
     a0 = _mm512_fmadd_ps(a0, b, c); a1 = _mm512_fmadd_ps(a1, b, c); a2 = _mm512_fmadd_ps(a2, b, c);
     a3 = _mm512_fmadd_ps(a3, b, c); a4 = _mm512_fmadd_ps(a4, b, c); a5 = _mm512_fmadd_ps(a5, b, c);
@@ -22,9 +25,9 @@ __attribute__((target("avx512f"))) static float chains512(int64_t iters) {
 }
 
 static float chains256(int64_t iters) {
-  __m256 a0 = _mm256_set1_ps(0.1f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+  __m256 a0 = _mm256_set1_ps(start), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
   __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
-  const __m256 b = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-4f);
+  const __m256 b = _mm256_set1_ps(factor), c = _mm256_set1_ps(addend);
   for (int64_t i = 0; i < iters; i++) {
     a0 = _mm256_fmadd_ps(a0, b, c); a1 = _mm256_fmadd_ps(a1, b, c); a2 = _mm256_fmadd_ps(a2, b, c);
     a3 = _mm256_fmadd_ps(a3, b, c); a4 = _mm256_fmadd_ps(a4, b, c); a5 = _mm256_fmadd_ps(a5, b, c);
