@@ -36,7 +36,11 @@ public final class Checkpoint: @unchecked Sendable {
     }
     config = try ModelConfig(json: json, source: configPath)
     quant = try config.quantization.map { (q) throws(GLM5Error) -> QuantScheme in try QuantScheme.parse(q, source: configPath) }
-    store = try TensorStore(folder: folder)
+    let store = try TensorStore(folder: folder)
+    self.store = store
+    // Bind with random-access advice (MappedFile.advise): only the touched pages are read.
+    for f in store.files { f.mapping.advise(random: true) }
+    defer { for f in store.files { f.mapping.advise(random: false) } }
     var binder = WeightBinder(store: store, config: config, quant: quant)
     weights = try binder.model()
     linearModules = binder.linearModules

@@ -207,6 +207,7 @@ struct WeightBinder {
   /// Scales must be finite: a NaN or infinite scale would poison every output it touches.
   func checkFinite(_ t: TensorView) throws(GLM5Error) {
     guard let d = t.data else { return }
+    MappedFile.willNeed(d, count: t.count * t.dtype.byteSize)  // read in large I/Os (the mapping is under random advice)
     for i in 0..<t.count {
       let v: Float
       switch t.dtype {
