@@ -1,7 +1,7 @@
 // The floating-point environment every computation runs in: round to nearest, subnormals kept
 // (no flush-to-zero, no denormals-are-zero). A host may have changed its threads' MXCSR (audio
-// and ML code often sets FTZ/DAZ); the quantized kernels rely on subnormal lanes and every
-// result is specified bitwise, so each API call and each worker chunk runs in this environment
+// and ML code often sets FTZ/DAZ); the FP8 kernels rely on subnormal lanes, any activation may
+// be subnormal, and every result is specified bitwise, so each API call and each worker chunk runs in this environment
 // and restores the caller's afterwards.
 
 #if canImport(Glibc)

@@ -1,7 +1,8 @@
 /* A host that changed its floating-point environment (flush-to-zero, denormals-are-zero, round
  * upward: common in audio and ML code) gets bitwise the same logprobs as one that did not. The
- * INT4 and FP8 kernels use subnormal lanes, so without the library restoring the standard
- * environment DAZ would zero every INT4 weight. The host's environment is left as it set it. */
+ * FP8 kernels use subnormal lanes (DAZ would zero small FP8 weights) and rounding or flushing
+ * would change any kernel's bits, so the library restores the standard environment for its own
+ * work. The host's environment is left as it set it. */
 #define _POSIX_C_SOURCE 200809L
 #include <fenv.h>
 #include <math.h>
