@@ -3,7 +3,8 @@
 // with dot exactly Kernels.dot's sequence (GLM5Kernels/CPU/Vector.swift): four 8-lane FMA chains
 // a0..a3 over 32-column blocks, the leftover 8-column steps into a0, a1, a2, then
 // reduce8((a0 + a1) + (a2 + a3)) and a scalar fma tail. Tiles of 1 key × 3 heads: each key row is
-// loaded once per 3 heads (once per 32 · 4 bytes from memory in all), the queries stay in L1.
+// loaded once per 3 heads (once per 32 · 4 bytes from memory in all), the queries stay in L1;
+// the fold over the heads runs 8 keys at a time (below).
 
 #include <immintrin.h>
 
@@ -60,18 +61,34 @@ static inline void dots3(const float *k, const float *q, int64_t ldq, int nh, in
 
 void glm5k_index_scores(const float *q, const float *w, int64_t heads, int64_t dim, const float *keys, int64_t j0,
                         int64_t j1, float scale, float *scores) {
-  float d[3];
-  for (int64_t j = j0; j < j1; j++) {
-    const float *k = keys + j * dim;
-    float s = 0;
-    for (int64_t h = 0; h < heads; h += 3) {
-      const int nh = heads - h < 3 ? (int)(heads - h) : 3;
-      dots3(k, q + h * dim, dim, nh, dim, d);
-      for (int u = 0; u < nh; u++) {
-        const float v = d[u] * scale;
-        if (v > 0) s = __builtin_fmaf(w[h + u], v, s);
+  // Per block of 8 keys: every dot product first, then the 8 keys' folds over the heads side by
+  // side (one SIMD lane per key) and without branches: a score's sign is a coin flip, so
+  // `if (v > 0)` mispredicted about every other head, and a single key's fold is a serial fma
+  // chain. `s = v > 0 ? fma(w, v, s) : s` gives the bits of the branch (also for NaN v, and for
+  // a non-finite w when v ≤ 0). Measured 2.4x faster at 8192 keys (one thread, from memory).
+  enum { KB = 8 };
+  float d[KB][heads > 0 ? heads + 2 : 3];
+  for (int64_t b0 = j0; b0 < j1; b0 += KB) {
+    const int nk = j1 - b0 < KB ? (int)(j1 - b0) : KB;
+    for (int u = 0; u < nk; u++) {
+      const float *k = keys + (b0 + u) * dim;
+      for (int64_t h = 0; h < heads; h += 3) {
+        const int nh = heads - h < 3 ? (int)(heads - h) : 3;
+        dots3(k, q + h * dim, dim, nh, dim, &d[u][h]);
       }
     }
-    scores[j] = s;
+    for (int u = nk; u < KB; u++)
+      for (int64_t h = 0; h < heads; h++) d[u][h] = 0;  // lanes past the last key: computed, dropped
+    float s[KB];
+    for (int u = 0; u < KB; u++) s[u] = 0;
+    for (int64_t h = 0; h < heads; h++) {
+      const float wh = w[h];
+      for (int u = 0; u < KB; u++) {
+        const float v = d[u][h] * scale;
+        const float f = __builtin_fmaf(wh, v, s[u]);
+        s[u] = v > 0 ? f : s[u];
+      }
+    }
+    for (int u = 0; u < nk; u++) scores[b0 + u] = s[u];
   }
 }
