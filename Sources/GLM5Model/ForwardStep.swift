@@ -106,7 +106,6 @@ struct StepBuffers {
   let ik: UnsafeMutablePointer<Float>           // [R, Di]
   let iw: UnsafeMutablePointer<Float>           // [R, Hi]
   let scores: UnsafeMutablePointer<Float>       // [C, maxKeys]
-  let heap: UnsafeMutablePointer<Int32>         // [C, S]
   // MoE
   let routerLogits: UnsafeMutablePointer<Float> // [R, E]
   let routeIds: UnsafeMutablePointer<Int32>     // [R, k] ascending expert ids
@@ -152,7 +151,6 @@ struct StepBuffers {
     ik = cv.floats(R * w.id)
     iw = cv.floats(R * w.ih)
     scores = cv.floats(C * p.maxKeys)
-    heap = cv.ints(C * S)
     let k = max(w.perToken, 1), e = max(w.experts, 1)
     routerLogits = cv.floats(R * e)
     routeIds = cv.ints(R * k)

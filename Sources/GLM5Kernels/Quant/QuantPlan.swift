@@ -68,9 +68,6 @@ extension QuantKernels {
     /// FP8: row r's block scales as stored (times fp8Factor before use).
     @inline(__always) func fp8ScaleRow(_ r: Int) -> UnsafePointer<Float> { fp8Scales! + ((rowOffset + r) / blockRows) * blocks }
 
-    /// INT4: element index of row r's first group scale.
-    @inline(__always) func int4ScaleIndex(_ r: Int) -> Int { (rowOffset + r) * blocks }
-
     /// Row r's per-block scales (FP8: times fp8Factor) into out[0..<blocks].
     func rowScales(_ r: Int, into out: UnsafeMutablePointer<Float>) {
       switch kind {

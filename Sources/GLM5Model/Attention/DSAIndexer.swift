@@ -65,8 +65,7 @@ struct DSAIndexer {
 
   /// The selection from scores of all position + 1 keys (or every key when they fit in topK),
   /// ascending, into out; returns the count (Kernels.topKAscending: the set Kernels.topK picks).
-  /// `heap`: scratch of topK ints (unused by the radix select).
-  func pick(position: Int, scores: UnsafePointer<Float>, heap: UnsafeMutablePointer<Int32>, out: UnsafeMutablePointer<Int32>) -> Int {
+  func pick(position: Int, scores: UnsafePointer<Float>, out: UnsafeMutablePointer<Int32>) -> Int {
     let nKeys = position + 1
     if nKeys <= topK {
       for j in 0..<nKeys { out[j] = Int32(j) }

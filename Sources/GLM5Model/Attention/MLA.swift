@@ -113,7 +113,7 @@ struct MLA {
         ctx.profile?.lap(.indexer, &t0)
         ctx.parallelRows { t, _ in
           b.selectedCount[t] = Int32(indexer.pick(position: ctx.position(t), scores: b.scores + t * b.plan.maxKeys,
-                                                  heap: b.heap + t * S, out: b.selected + t * S))
+                                                  out: b.selected + t * S))
         }
         ctx.profile?.lap(.topK, &t0)
       } else {
@@ -126,7 +126,7 @@ struct MLA {
             let keys = ctx.segment(t).cache.layers[l].indexKey!
             indexer.score(query: b.iq + t * ihd, headWeights: b.iw + t * indexer.heads, keys: keys.pointer, from: 0, to: pos + 1, scores: sc)
           }
-          b.selectedCount[t] = Int32(indexer.pick(position: pos, scores: sc, heap: b.heap + worker * S, out: b.selected + t * S))
+          b.selectedCount[t] = Int32(indexer.pick(position: pos, scores: sc, out: b.selected + t * S))
         }
         ctx.profile?.lap(.indexer, &t0)
       }
