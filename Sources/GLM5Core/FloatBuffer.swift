@@ -1,44 +1,53 @@
-// Heap buffers of Float for activations and caches. Allocation failure is an error, not a trap:
-// a host asking for a huge session gets GLM5_ERR_OUT_OF_MEMORY.
+// Heap buffers for activations, caches, records and owned weights. Allocation failure is an
+// error, not a trap: a host asking for a huge session gets GLM5_ERR_OUT_OF_MEMORY.
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-public final class FloatBuffer: @unchecked Sendable {
-  public private(set) var pointer: UnsafeMutablePointer<Float>
+/// `count` elements of a trivial type on the C heap, zeroed, growable.
+public final class HeapBuffer<Element: BitwiseCopyable>: @unchecked Sendable {
+  public private(set) var pointer: UnsafeMutablePointer<Element>
   public private(set) var count: Int
 
-  /// `count` zeroed floats.
+  /// `count` zeroed elements.
   public init(count: Int, what: @autoclosure () -> String = "buffer") throws(GLM5Error) {
     let n = max(count, 1)
-    let (bytes, o) = n.multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
-    guard !o, let p = calloc(1, bytes) else {
-      throw .outOfMemory("cannot allocate \(count) floats for \(what())")
+    let (bytes, o) = n.multipliedReportingOverflow(by: MemoryLayout<Element>.stride)
+    guard !o, count >= 0, let p = calloc(1, bytes) else {
+      throw .outOfMemory("cannot allocate \(count) \(Element.self) values for \(what())")
     }
-    pointer = p.assumingMemoryBound(to: Float.self)
+    pointer = p.bindMemory(to: Element.self, capacity: n)
     self.count = count
   }
 
-  /// Grow to `newCount` floats, keeping the contents (new tail zeroed).
+  /// Grow to `newCount` elements, keeping the contents (new tail zeroed).
   public func grow(to newCount: Int, what: @autoclosure () -> String = "buffer") throws(GLM5Error) {
     guard newCount > count else { return }
-    let (bytes, o) = newCount.multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
+    let (bytes, o) = newCount.multipliedReportingOverflow(by: MemoryLayout<Element>.stride)
     guard !o, let p = realloc(pointer, bytes) else {
-      throw .outOfMemory("cannot grow \(what()) to \(newCount) floats")
+      throw .outOfMemory("cannot grow \(what()) to \(newCount) \(Element.self) values")
     }
-    let fp = p.assumingMemoryBound(to: Float.self)
-    (fp + count).initialize(repeating: 0, count: newCount - count)
+    let fp = p.bindMemory(to: Element.self, capacity: newCount)
+    memset(UnsafeMutableRawPointer(fp + count), 0, (newCount - count) * MemoryLayout<Element>.stride)
     pointer = fp
     count = newCount
   }
 
-  public subscript(i: Int) -> Float {
+  public subscript(i: Int) -> Element {
     get { pointer[i] }
     set { pointer[i] = newValue }
   }
 
-  public func fill(_ v: Float) { pointer.update(repeating: v, count: count) }
+  public var bytes: UnsafeMutableRawBufferPointer {
+    UnsafeMutableRawBufferPointer(start: pointer, count: count * MemoryLayout<Element>.stride)
+  }
+
+  public func fill(_ v: Element) { pointer.update(repeating: v, count: count) }
 
   deinit { free(pointer) }
 }
+
+public typealias FloatBuffer = HeapBuffer<Float>
+public typealias Int32Buffer = HeapBuffer<Int32>
+public typealias ByteBuffer = HeapBuffer<UInt8>

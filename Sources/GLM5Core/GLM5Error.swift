@@ -13,6 +13,9 @@ public enum Status: Int32, Sendable {
   case busy = 7
   case `internal` = 8
   case bufferTooSmall = 9
+  case recordFull = 10
+  case versionMismatch = 11
+  case incompatible = 12
 
   public var text: StaticString {
     switch self {
@@ -26,6 +29,9 @@ public enum Status: Int32, Sendable {
     case .busy: return "busy"
     case .internal: return "internal error"
     case .bufferTooSmall: return "buffer too small"
+    case .recordFull: return "record full"
+    case .versionMismatch: return "version mismatch"
+    case .incompatible: return "incompatible"
     }
   }
 }

@@ -19,13 +19,17 @@ public struct AppendRequest {
   public let logprobs: Bool
   /// Also report logprobs scaled by this temperature (0 = the raw ones).
   public let temperature: Float?
+  /// Selections and routes to use instead of computing them (RoutingReplay), or nil.
+  public let replay: RoutingReplay?
 
-  public init(session: Session, tokens: [Int32], keep: Session.LogitsMode = .none, logprobs: Bool = false, temperature: Float? = nil) {
+  public init(session: Session, tokens: [Int32], keep: Session.LogitsMode = .none, logprobs: Bool = false, temperature: Float? = nil,
+              replay: RoutingReplay? = nil) {
     self.session = session
     self.tokens = tokens
     self.keep = keep
     self.logprobs = logprobs
     self.temperature = temperature
+    self.replay = replay
   }
 }
 
@@ -58,6 +62,7 @@ extension Model {
     if let t = r.temperature, !(t.isFinite && t >= 0) {
       throw .invalidArgument("\(ctx)temperature is \(t), must be finite and >= 0")
     }
+    try r.replay?.validate(config, start: r.session.count, tokens: r.tokens.count, context: ctx)
   }
 
   /// Everything sampleBatch checks of one session and its parameters.
@@ -83,7 +88,7 @@ extension Model {
       let keepRows = r.keep == .none ? 0 : (r.keep == .all ? r.tokens.count : 1)
       kept.append(keepRows > 0 ? try FloatBuffer(count: keepRows * V, what: "kept logits") : nil)
       newHidden.append(try FloatBuffer(count: min(r.tokens.count, Session.keptHiddenRows) * h, what: "hidden rows"))
-      try r.session.cache.reserve(r.session.count + r.tokens.count)
+      try r.session.reserve(r.session.count + r.tokens.count)
     }
     let totalRows = reqs.reduce(0) { $0 + $1.tokens.count }
     let maxKeys = reqs.reduce(1) { max($0, $1.session.count + $1.tokens.count) }
@@ -108,7 +113,8 @@ extension Model {
           while ri < reqs.count && rows < stepRows {
             let r = reqs[ri]
             let n = min(r.tokens.count - off, stepRows - rows)
-            segments.append(ForwardSegment(cache: r.session.cache, tokens: r.tokens[off..<(off + n)], recorder: r.session.recorder))
+            segments.append(ForwardSegment(cache: r.session.cache, tokens: r.tokens[off..<(off + n)], record: r.session.record,
+                                           replay: r.replay?.advanced(by: off, config)))
             owners.append((ri, off))
             rows += n
             off += n
@@ -144,7 +150,7 @@ extension Model {
         }
       }
     } catch {
-      for (r, c) in zip(reqs, oldCounts) { r.session.cache.count = c }
+      for (r, c) in zip(reqs, oldCounts) { r.session.cache.count = c; r.session.record?.truncate(c) }
       throw error
     }
     // Commit (nothing below fails).
@@ -178,7 +184,7 @@ extension Model {
       results[i].topN = p.topLogprobs
       results[i].topIds.reserveCapacity(p.maxNewTokens * p.topLogprobs)
       results[i].topLogprobs.reserveCapacity(p.maxNewTokens * p.topLogprobs)
-      try s.cache.reserve(s.count + p.maxNewTokens)
+      try s.reserve(s.count + p.maxNewTokens)
       var stops = Set(p.stopTokenIds)
       if !p.ignoreEOS { stops.formUnion(eosTokenIds) }
       stopSets.append(stops)
@@ -269,7 +275,7 @@ extension Model {
           segments.reserveCapacity(n)
           for j in 0..<n {
             let s = sessions[active[s0 + j]]
-            segments.append(ForwardSegment(cache: s.cache, tokens: stepTokens[(s0 + j)...(s0 + j)], recorder: s.recorder))
+            segments.append(ForwardSegment(cache: s.cache, tokens: stepTokens[(s0 + j)...(s0 + j)], record: s.record))
           }
           try transformer.forward(segments, hidden: hiddenOut.pointer, arena: arena, pool: pool)
           for j in 0..<n {

@@ -32,13 +32,15 @@ public final class Session: @unchecked Sendable {
     guard let kept, keptRows > 0 else { return [] }
     return Array(UnsafeBufferPointer(start: kept.pointer, count: keptRows * vocab))
   }
-  /// Optional recorder of DSA selections / routes / attended keys for every forward.
-  public var recorder: ForwardRecorder? = nil
+  /// The DSA selections and MoE routes of every token (RoutingRecord), when the session records.
+  public let record: RoutingRecord?
   /// Set by `cancel()` (any thread); consumed by the sampling call that observes it.
   let cancelRequested = Atomic<Bool>(false)
 
   /// - Parameter maxTokens: 0 means the model's max_position_embeddings.
-  public init(model: Model, maxTokens: Int = 0) throws(GLM5Error) {
+  /// - Parameter recordBytes: non-nil: record routes and selections (RoutingRecord), holding at
+  ///   most this many bytes (0 = RoutingRecord.defaultMaxBytes).
+  public init(model: Model, maxTokens: Int = 0, recordBytes: Int? = nil) throws(GLM5Error) {
     let limit = model.config.maxPositionEmbeddings
     guard maxTokens >= 0 && maxTokens <= limit else {
       throw .invalidArgument("max_tokens is \(maxTokens), must be in [0, max_position_embeddings = \(limit)] (0 = the maximum)")
@@ -47,6 +49,12 @@ public final class Session: @unchecked Sendable {
     self.maxTokens = maxTokens == 0 ? limit : maxTokens
     cache = try LatentKVCache(config: model.config, hasIndexer: model.transformer.layersWithIndexer, maxTokens: self.maxTokens)
     hidden = try FloatBuffer(count: Session.keptHiddenRows * model.config.hiddenSize, what: "session hidden rows")
+    if let rb = recordBytes {
+      guard rb >= 0 else { throw .invalidArgument("record_max_bytes is \(rb), must be >= 0 (0 = the default)") }
+      record = try RoutingRecord(config: model.config, maxBytes: rb == 0 ? RoutingRecord.defaultMaxBytes : rb)
+    } else {
+      record = nil
+    }
   }
 
   public var count: Int { tokens.count }
@@ -66,20 +74,32 @@ public final class Session: @unchecked Sendable {
     guard need <= maxTokens else {
       throw .init(.contextFull, "\(context)appending \(ids.count + extra) token(s) to \(count) exceeds the session's maximum of \(maxTokens)")
     }
+    if let record, need * record.bytesPerToken > record.maxBytes {
+      throw .init(.recordFull, "\(context)recording \(need) tokens needs \(need * record.bytesPerToken) bytes, above the session's record bound of \(record.maxBytes) bytes (\(record.maxBytes / max(record.bytesPerToken, 1)) tokens)")
+    }
+  }
+
+  /// Reserve cache (and record) room for `tokens` tokens in all.
+  func reserve(_ tokens: Int) throws(GLM5Error) {
+    try cache.reserve(tokens)
+    try record?.reserve(tokens)
   }
 
   /// Append tokens. Returns log p(token | previous tokens) for each appended token when asked
   /// (NaN for the first token of the session). Keeps logits per `logits`. On failure nothing
   /// changes.
+  /// With `replay`, the given selections and routes are used instead of computing them.
   @discardableResult
-  public func append(_ ids: [Int32], logits mode: LogitsMode, logprobs wantLogprobs: Bool = false) throws(GLM5Error) -> [Float] {
-    let r = try model.appendBatch([AppendRequest(session: self, tokens: ids, keep: mode, logprobs: wantLogprobs)])
+  public func append(_ ids: [Int32], logits mode: LogitsMode, logprobs wantLogprobs: Bool = false,
+                     replay: RoutingReplay? = nil) throws(GLM5Error) -> [Float] {
+    let r = try model.appendBatch([AppendRequest(session: self, tokens: ids, keep: mode, logprobs: wantLogprobs, replay: replay)])
     return r[0].logprobs
   }
 
   /// Append tokens and report raw and temperature-scaled logprobs of each (NaN first).
-  public func appendScaled(_ ids: [Int32], logits mode: LogitsMode = .none, temperature: Float) throws(GLM5Error) -> (raw: [Float], scaled: [Float]) {
-    let r = try model.appendBatch([AppendRequest(session: self, tokens: ids, keep: mode, logprobs: true, temperature: temperature)])
+  public func appendScaled(_ ids: [Int32], logits mode: LogitsMode = .none, temperature: Float,
+                           replay: RoutingReplay? = nil) throws(GLM5Error) -> (raw: [Float], scaled: [Float]) {
+    let r = try model.appendBatch([AppendRequest(session: self, tokens: ids, keep: mode, logprobs: true, temperature: temperature, replay: replay)])
     return (r[0].logprobs, r[0].scaledLogprobs)
   }
 
@@ -99,10 +119,12 @@ public final class Session: @unchecked Sendable {
   /// Ask a running (or the next) sampling call to stop at the next token boundary. Any thread.
   public func cancel() { cancelRequested.store(true, ordering: .releasing) }
 
-  /// A new session with the same tokens, caches and hidden rows (kept logits are not copied).
+  /// A new session with the same tokens, caches, hidden rows and record (kept logits are not
+  /// copied).
   public func fork() throws(GLM5Error) -> Session {
-    let s = try Session(model: model, maxTokens: maxTokens)
+    let s = try Session(model: model, maxTokens: maxTokens, recordBytes: record?.maxBytes)
     try s.cache.copy(from: cache)
+    if let record { try s.record!.copy(from: record) }
     s.hidden.pointer.update(from: hidden.pointer, count: hiddenRows * hiddenSize)
     s.hiddenRows = hiddenRows
     s.tokens = tokens
@@ -115,6 +137,7 @@ public final class Session: @unchecked Sendable {
     if n == count { kept = nil; keptRows = 0; return }
     if n == 0 {
       tokens = []; cache.count = 0; hiddenRows = 0
+      record?.truncate(0)
       kept = nil; keptRows = 0
       return
     }
@@ -131,7 +154,7 @@ public final class Session: @unchecked Sendable {
       let oldCount = cache.count
       cache.count = n - 1
       do {
-        try model.transformer.forward(tokens: [last], cache: cache, hidden: row.pointer, pool: model.pool, recorder: nil)
+        try model.transformer.forward(tokens: [last], cache: cache, hidden: row.pointer, pool: model.pool)
       } catch {
         cache.count = oldCount  // rows up to n-2 are untouched and row n-1 is rewritten identically
         throw error
@@ -140,6 +163,7 @@ public final class Session: @unchecked Sendable {
       hiddenRows = 1
     }
     cache.count = n
+    record?.truncate(n)
     tokens.removeLast(dropped)
     kept = nil; keptRows = 0
   }
@@ -151,13 +175,14 @@ extension Model {
     try scoreScaled(tokens, temperature: 1).raw
   }
 
-  /// Raw and temperature-scaled logprobs of every position (NaN first), from a fresh cache.
-  public func scoreScaled(_ tokens: [Int32], temperature: Float) throws(GLM5Error) -> (raw: [Float], scaled: [Float]) {
+  /// Raw and temperature-scaled logprobs of every position (NaN first), from a fresh cache; with
+  /// `replay`, under the given selections and routes.
+  public func scoreScaled(_ tokens: [Int32], temperature: Float, replay: RoutingReplay? = nil) throws(GLM5Error) -> (raw: [Float], scaled: [Float]) {
     guard !tokens.isEmpty else { throw .invalidArgument("no tokens to score (n_tokens is 0)") }
     guard tokens.count <= config.maxPositionEmbeddings else {
       throw .init(.contextFull, "\(tokens.count) tokens exceed the model's maximum, max_position_embeddings = \(config.maxPositionEmbeddings)")
     }
     let s = try Session(model: self, maxTokens: tokens.count)
-    return try s.appendScaled(tokens, temperature: temperature)
+    return try s.appendScaled(tokens, temperature: temperature, replay: replay)
   }
 }

@@ -20,15 +20,20 @@ public struct ForwardSegment {
   public let cache: LatentKVCache
   /// A slice of the caller's ids (no copy per step).
   public let tokens: ArraySlice<Int32>
-  /// Optional recorder (tests; the reference comparisons).
-  public let recorder: ForwardRecorder?
+  /// Where to record the step's selections and routes (rows at the tokens' positions; reserved
+  /// by the caller), or nil.
+  public let record: RoutingRecord?
+  /// Selections and routes to use instead of computing them, from this segment's first token
+  /// (checked by the caller with RoutingReplay.validate), or nil.
+  public let replay: RoutingReplay?
   /// Absolute position of the first token (the cache's count when the step starts).
   public let start: Int
 
-  public init(cache: LatentKVCache, tokens: ArraySlice<Int32>, recorder: ForwardRecorder? = nil) {
+  public init(cache: LatentKVCache, tokens: ArraySlice<Int32>, record: RoutingRecord? = nil, replay: RoutingReplay? = nil) {
     self.cache = cache
     self.tokens = tokens
-    self.recorder = recorder
+    self.record = record
+    self.replay = replay.flatMap { $0.isEmpty ? nil : $0 }
     start = cache.count
   }
 }

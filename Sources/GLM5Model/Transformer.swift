@@ -8,37 +8,15 @@
 import GLM5Core
 import GLM5Kernels
 
-/// What a forward pass may record: DSA selections, MoE routes, attended key counts. Tests compare
-/// them with the reference; later, RL hosts record and replay them.
-public final class ForwardRecorder: @unchecked Sendable {
-  /// [layer][position] → ascending key indices.
-  public var selections: [Int: [Int: [Int32]]] = [:]
-  /// [layer][position] → ascending expert ids and their weights.
-  public var routes: [Int: [Int: (experts: [Int32], weights: [Float])]] = [:]
-  /// [layer][position] → keys the attention actually read.
-  public var attended: [Int: [Int: Int]] = [:]
-
-  public init() {}
-
-  func recordSelection(layer: Int, position: Int, _ s: UnsafeBufferPointer<Int32>) {
-    selections[layer, default: [:]][position] = Array(s)
-  }
-  func recordRoute(layer: Int, position: Int, _ ids: UnsafeBufferPointer<Int32>, _ w: UnsafeBufferPointer<Float>) {
-    routes[layer, default: [:]][position] = (Array(ids), Array(w))
-  }
-  func recordAttended(layer: Int, position: Int, _ n: Int) {
-    attended[layer, default: [:]][position] = n
-  }
-}
-
 /// Per-step state shared by the layers.
 struct ForwardContext {
   let config: ModelConfig
   let pool: ThreadPool
   let segments: [ForwardSegment]
   let buf: StepBuffers
-  /// Whether any segment records (so that recording costs nothing when off).
+  /// Whether any segment records or replays (so that both cost nothing when off).
   let recording: Bool
+  let replaying: Bool
   /// Bench-only phase timing (nil: one nil check per phase).
   let profile: PhaseProfile?
 
@@ -83,12 +61,12 @@ public final class Transformer: @unchecked Sendable {
     weights = checkpoint.weights
     rope = RoPE(config: config)
     let c = config
-    layers = weights.layers.map { lw in
+    layers = weights.layers.enumerated().map { l, lw in
       var dense: SwiGLUWeights? = nil
       var moe: MoE? = nil
       switch lw.mlp {
       case .dense(let d): dense = d
-      case .moe(let m): moe = MoE(m, config: c)
+      case .moe(let m): moe = MoE(m, layer: l, config: c)
       }
       return DecoderLayer(inputNorm: lw.inputNorm.floats(), postNorm: lw.postAttentionNorm.floats(),
                           attention: MLA(lw.attention, config: c), dense: dense, moe: moe)
@@ -129,7 +107,7 @@ public final class Transformer: @unchecked Sendable {
   /// segment order, into `hidden` [R, H]. `arena` must hold scratchBytes(plan) (checked), and
   /// each cache must have room (LatentKVCache.reserve). The segments' caches must be distinct.
   /// On error no cache's count changes (entries past it may have been written; they are not
-  /// valid). Nothing here allocates, unless a segment records.
+  /// valid). Nothing here allocates (records are reserved by the caller, as caches are).
   public func forward(_ segments: [ForwardSegment], hidden: UnsafeMutablePointer<Float>, arena: ScratchArena,
                       pool: ThreadPool) throws(GLM5Error) {
     let c = config
@@ -141,6 +119,7 @@ public final class Transformer: @unchecked Sendable {
     guard arena.capacity >= StepBuffers.bytes(plan, w) else { throw .internal("forward: the step arena was not reserved") }
     for s in segments {
       guard s.cache.capacity >= s.start + s.tokens.count else { throw .internal("forward: a cache was not reserved") }
+      if let rec = s.record, rec.capacity < s.start + s.tokens.count { throw .internal("forward: a record was not reserved") }
       for (i, id) in s.tokens.enumerated() where id < 0 || Int(id) >= c.vocabSize {
         throw .invalidArgument("token id \(id) at index \(i) is outside [0, \(c.vocabSize))")
       }
@@ -157,7 +136,8 @@ public final class Transformer: @unchecked Sendable {
       }
     }
     let ctx = ForwardContext(config: c, pool: pool, segments: segments, buf: b,
-                             recording: segments.contains { $0.recorder != nil }, profile: profile)
+                             recording: segments.contains { $0.record != nil }, replaying: segments.contains { $0.replay != nil },
+                             profile: profile)
 
     // MARK: - Embedding
     let x = b.x, a = b.a, d = b.d
@@ -193,15 +173,19 @@ public final class Transformer: @unchecked Sendable {
     finalNorm.withUnsafeBufferPointer { nw in
       for t in 0..<R { Kernels.rmsNorm(hidden + t * h, x + t * h, nw.baseAddress!, h, eps: eps) }
     }
-    for s in segments { s.cache.count = s.start + s.tokens.count }
+    for s in segments {
+      s.cache.count = s.start + s.tokens.count
+      s.record?.count = s.start + s.tokens.count
+    }
   }
 
   /// One segment from an empty-or-not cache, with its own arena (tests and simple callers).
   public func forward(tokens: [Int32], cache: LatentKVCache, hidden: UnsafeMutablePointer<Float>,
-                      pool: ThreadPool, recorder: ForwardRecorder? = nil) throws(GLM5Error) {
+                      pool: ThreadPool, record: RoutingRecord? = nil) throws(GLM5Error) {
     guard !tokens.isEmpty else { return }
     try cache.reserve(cache.count + tokens.count)
-    let seg = ForwardSegment(cache: cache, tokens: tokens[...], recorder: recorder)
+    try record?.reserve(cache.count + tokens.count)
+    let seg = ForwardSegment(cache: cache, tokens: tokens[...], record: record)
     let arena = ScratchArena()
     try arena.reserve(scratchBytes(Transformer.plan([seg])), what: "forward scratch")
     try forward([seg], hidden: hidden, arena: arena, pool: pool)

@@ -142,9 +142,8 @@ enum LoadBench {
       return Int32((rng >> 33) % UInt64(c.vocabSize))
     }
     let t2 = now()
-    let s = try Session(model: m, maxTokens: promptTokens + 2)
-    let rec = ForwardRecorder()
-    s.recorder = rec
+    let s = try Session(model: m, maxTokens: promptTokens + 2, recordBytes: 0)
+    let rec = s.record!
     try s.append(prompt, logits: .none)
     let t3 = now()
     let res = try s.sample(SamplingParams(temperature: 1, topP: 0.95, seed: 1, maxNewTokens: 1, ignoreEOS: true))
@@ -162,11 +161,13 @@ enum LoadBench {
 
   /// Bytes of every Linear a step reads (not the MTP layer's), with the routed experts counted
   /// only when some recorded position used them; and (used, total) layer-expert pairs.
-  static func touchedBytes(_ m: Model, _ rec: ForwardRecorder) -> (touched: Int, scalesOnly: Int, used: Int, slots: Int) {
+  static func touchedBytes(_ m: Model, _ rec: RoutingRecord) -> (touched: Int, scalesOnly: Int, used: Int, slots: Int) {
     let c = m.config
     var used = Set<Int>()  // layer · experts + expert
-    for (l, byPos) in rec.routes {
-      for (_, r) in byPos { for e in r.experts { used.insert(l * c.nRoutedExperts + Int(e)) } }
+    for p in 0..<rec.count {
+      for l in 0..<c.numHiddenLayers {
+        for e in rec.route(position: p, layer: l)?.experts ?? [] { used.insert(l * c.nRoutedExperts + Int(e)) }
+      }
     }
     var bytes = 0, scalesOnly = 0
     for (name, _, l) in m.checkpoint.linearModules {

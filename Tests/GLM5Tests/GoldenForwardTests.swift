@@ -18,8 +18,8 @@ struct GoldenForwardTests {
     var worst: Float = 0
     for s in 0..<g.sequenceCount {
       let tokens = g.ints("seq\(s).tokens")
-      let rec = ForwardRecorder()
-      let logits = try model.fullForwardLogits(tokens, recorder: rec)
+      let rec = try RoutingRecord(config: c)
+      let logits = try model.fullForwardLogits(tokens, record: rec)
       let want = g.floats("seq\(s).logits")
       let d = maxAbsDiff(logits, want)
       worst = max(worst, d)
@@ -31,7 +31,7 @@ struct GoldenForwardTests {
           let gold = g.ints(name)
           for t in 0..<tokens.count {
             let expected = Array(gold[(t * k)..<((t + 1) * k)].filter { $0 >= 0 })
-            #expect(rec.selections[l]?[t] == expected, "\(preset) seq\(s) layer \(l) pos \(t): top-k")
+            #expect(rec.selection(position: t, layer: l) == expected, "\(preset) seq\(s) layer \(l) pos \(t): top-k")
           }
         }
         let en = "seq\(s).experts.layer\(l)"
@@ -40,7 +40,7 @@ struct GoldenForwardTests {
           let gold = g.ints(en)
           let goldW = g.floats("seq\(s).expert_weights.layer\(l)")
           for t in 0..<tokens.count {
-            let r = rec.routes[l]?[t]
+            let r = rec.route(position: t, layer: l)
             #expect(r?.experts == Array(gold[(t * k)..<((t + 1) * k)]), "\(preset) seq\(s) layer \(l) pos \(t): experts")
             if let r {
               #expect(maxAbsDiff(r.weights, Array(goldW[(t * k)..<((t + 1) * k)])) <= 1e-5)

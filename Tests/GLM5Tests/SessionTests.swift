@@ -51,15 +51,14 @@ struct SessionTests {
     let c = m.config
     let s = g.sequenceCount - 1  // the longest
     let tokens = g.ints("seq\(s).tokens")
-    let fullRec = ForwardRecorder()
-    let full = try m.fullForwardLogits(tokens, recorder: fullRec)
+    let fullRec = try RoutingRecord(config: c)
+    let full = try m.fullForwardLogits(tokens, record: fullRec)
 
     // prefill of n then decode one at a time, and a few uneven chunkings
     let splits: [[Int]] = [[3] + Array(repeating: 1, count: tokens.count - 3), [1, 6, 2, tokens.count - 9], [tokens.count]]
     for split in splits {
-      let sess = try Session(model: m)
-      let rec = ForwardRecorder()
-      sess.recorder = rec
+      let sess = try Session(model: m, recordBytes: 0)
+      let rec = sess.record!
       var got: [Float] = []
       var i = 0
       for n in split {
@@ -70,7 +69,9 @@ struct SessionTests {
       #expect(got == full, "split \(split): logits differ from the full forward (max \(maxAbsDiff(got, full)))")
       #expect(maxAbsDiff(got, g.floats("seq\(s).logits")) <= logitTolerance(preset))
       for l in 0..<c.numHiddenLayers {
-        #expect(rec.selections[l] == fullRec.selections[l], "split \(split) layer \(l): top-k sets differ")
+        #expect(Array(rec.topk(first: 0, count: tokens.count)) == Array(fullRec.topk(first: 0, count: tokens.count)), "split \(split): top-k records differ")
+        #expect(rec.routes(first: 0, count: tokens.count).ids.elementsEqual(fullRec.routes(first: 0, count: tokens.count).ids), "split \(split): routes differ")
+        #expect(rec.routes(first: 0, count: tokens.count).weights.elementsEqual(fullRec.routes(first: 0, count: tokens.count).weights))
       }
       _ = v
     }
@@ -94,22 +95,20 @@ struct SessionTests {
     let g = try Golden(preset: "tiny-dsa")
     let tokens = g.ints("seq2.tokens")
     #expect(tokens.count > 3 * k)
-    let s = try Session(model: m)
+    let s = try Session(model: m, recordBytes: 0)
     try s.append(Array(tokens.prefix(tokens.count - 1)), logits: .none)
-    let rec = ForwardRecorder()
-    s.recorder = rec
+    let rec = s.record!
     try s.append([tokens.last!], logits: .last)
     let p = tokens.count - 1
     for l in 0..<c.numHiddenLayers {
-      #expect(rec.attended[l]?[p] == k, "layer \(l) attended \(rec.attended[l]?[p] ?? -1) keys, expected \(k)")
-      #expect(rec.selections[l]?[p]?.count == k)
+      let sel = rec.selection(position: p, layer: l)
+      #expect(sel.count == k, "layer \(l) attended \(sel.count) keys, expected \(k)")
+      #expect(Set(sel).count == k && sel.allSatisfy { $0 >= 0 && Int($0) <= p })
     }
     // Below index_topk the selection is every earlier key (dense).
-    let s2 = try Session(model: m)
-    let rec2 = ForwardRecorder()
-    s2.recorder = rec2
+    let s2 = try Session(model: m, recordBytes: 0)
     try s2.append(Array(tokens.prefix(k)), logits: .none)
-    for t in 0..<k { #expect(rec2.attended[0]?[t] == t + 1) }
+    for t in 0..<k { #expect(s2.record!.selection(position: t, layer: 0) == (0...t).map { Int32($0) }) }
   }
 
   @Test("logprobs of appends equal a whole-sequence score; the first token has none")

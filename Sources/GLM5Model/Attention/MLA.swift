@@ -84,6 +84,8 @@ struct MLA {
 
     // MARK: - DSA selection
     let S = b.maxSelected
+    /// Whether row t's selection is replayed (then the indexer does not score it).
+    func replayed(_ t: Int) -> Bool { ctx.replaying && ctx.segment(t).replay?.topk != nil }
     if let indexer {
       try indexer.project(layer: l, aNorm: a, qLat: qLat, ctx: ctx)
       ctx.profile?.lap(.indexer, &t0)
@@ -93,7 +95,7 @@ struct MLA {
         // scores scratch has a row per step row here (plan.chunks == R).
         let block = 512
         var blocks = 0
-        for t in 0..<R where indexer.needsScores(position: ctx.position(t)) { blocks = max(blocks, (ctx.position(t) + block) / block) }
+        for t in 0..<R where indexer.needsScores(position: ctx.position(t)) && !replayed(t) { blocks = max(blocks, (ctx.position(t) + block) / block) }
         if blocks > 0 {
           let items = R * blocks
           pool.parallelFor(min(items, 64)) { c in
@@ -101,7 +103,7 @@ struct MLA {
             while it < items {
               let t = it / blocks, j0 = (it % blocks) * block
               let pos = ctx.position(t)
-              if indexer.needsScores(position: pos) && j0 <= pos {
+              if indexer.needsScores(position: pos) && j0 <= pos && !replayed(t) {
                 let keys = ctx.segment(t).cache.layers[l].indexKey!
                 indexer.score(query: b.iq + t * ihd, headWeights: b.iw + t * indexer.heads, keys: keys.pointer,
                               from: j0, to: min(pos + 1, j0 + block), scores: b.scores + t * b.plan.maxKeys)
@@ -112,6 +114,7 @@ struct MLA {
         }
         ctx.profile?.lap(.indexer, &t0)
         ctx.parallelRows { t, _ in
+          if replayed(t) { return }
           b.selectedCount[t] = Int32(indexer.pick(position: ctx.position(t), scores: b.scores + t * b.plan.maxKeys,
                                                   out: b.selected + t * S))
         }
@@ -120,6 +123,7 @@ struct MLA {
         // Scoring and selection are one parallel section here; the profile charges both to the
         // indexer.
         ctx.parallelRows { t, worker in
+          if replayed(t) { return }
           let pos = ctx.position(t)
           let sc = b.scores + worker * b.plan.maxKeys
           if indexer.needsScores(position: pos) {
@@ -134,10 +138,21 @@ struct MLA {
     } else {
       guard haveSelections else { throw .internal("layer \(l) shares the indexer, but no earlier layer selected keys") }
     }
+    if ctx.replaying {
+      // Replayed rows (RoutingReplay): the host's selection instead of the indexer's.
+      for t in 0..<R {
+        let seg = ctx.segment(t)
+        guard let rk = seg.replay?.topk else { continue }
+        let K = c.indexTopK
+        let src = rk + ((ctx.position(t) - seg.start) * c.numHiddenLayers + l) * K
+        var n = 0
+        while n < K && src[n] >= 0 { b.selected[t * S + n] = src[n]; n += 1 }
+        b.selectedCount[t] = Int32(n)
+      }
+    }
     if ctx.recording {
       for t in 0..<R {
-        ctx.segment(t).recorder?.recordSelection(layer: l, position: ctx.position(t),
-                                                 UnsafeBufferPointer(start: b.selected + t * S, count: Int(b.selectedCount[t])))
+        ctx.segment(t).record?.recordSelection(position: ctx.position(t), layer: l, b.selected + t * S, count: Int(b.selectedCount[t]))
       }
     }
 
@@ -174,9 +189,6 @@ struct MLA {
                               keys: keys, count: nk)
         item += chunks
       }
-    }
-    if ctx.recording {
-      for t in 0..<R { ctx.segment(t).recorder?.recordAttended(layer: l, position: ctx.position(t), Int(b.selectedCount[t])) }
     }
     pool.parallelFor(nh) { hh in
       let wUV = kvB.rows(hh * (dn + dv) + dn, dv)  // [Dv, Rkv]

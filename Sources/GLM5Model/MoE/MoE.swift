@@ -21,10 +21,14 @@ func swiGLU(_ w: SwiGLUWeights, x: UnsafePointer<Float>, ldx: Int, y: UnsafeMuta
 struct MoE {
   let weights: MoEWeights
   let router: Router
+  /// This layer's index among the MoE layers, and their number (replay row layout).
+  let moeIndex: Int, moeCount: Int
 
-  init(_ w: MoEWeights, config c: ModelConfig) {
+  init(_ w: MoEWeights, layer l: Int, config c: ModelConfig) {
     weights = w
     router = Router(w, config: c)
+    moeIndex = (0..<l).filter { c.mlpLayerTypes[$0] == .sparse }.count
+    moeCount = (0..<c.numHiddenLayers).filter { c.mlpLayerTypes[$0] == .sparse }.count
   }
 
   /// y [R, H] = MoE(x [R, H]) over the step's rows.
@@ -37,14 +41,24 @@ struct MoE {
     let logits = b.routerLogits
     Kernels.linear(logits, ldy: e, x, ldx: h, tokens: R, weights.router.kernel, pool: ctx.pool)
     for t in 0..<R {
+      if ctx.replaying, let ri = ctx.segment(t).replay?.expertIds {
+        // Replayed route (RoutingReplay): the host's experts, and its weights or the router's.
+        let seg = ctx.segment(t)
+        let o = ((ctx.position(t) - seg.start) * moeCount + moeIndex) * k
+        (b.routeIds + t * k).update(from: ri + o, count: k)
+        if let rw = seg.replay?.expertWeights {
+          (b.routeWeights + t * k).update(from: rw + o, count: k)
+        } else {
+          router.weigh(logits: logits + t * e, ids: b.routeIds + t * k, weights: b.routeWeights + t * k)
+        }
+        continue
+      }
       router.route(logits: logits + t * e, ids: b.routeIds + t * k, weights: b.routeWeights + t * k,
                    scratch: b.routerScratch, heap: b.routerHeap)
     }
     if ctx.recording {
       for t in 0..<R {
-        ctx.segment(t).recorder?.recordRoute(layer: l, position: ctx.position(t),
-                                             UnsafeBufferPointer(start: b.routeIds + t * k, count: k),
-                                             UnsafeBufferPointer(start: b.routeWeights + t * k, count: k))
+        ctx.segment(t).record?.recordRoute(position: ctx.position(t), layer: l, ids: b.routeIds + t * k, weights: b.routeWeights + t * k)
       }
     }
 

@@ -55,6 +55,18 @@ struct Router {
     ids.update(from: heap, count: n)
     Kernels.sortAscending(ids, n)
     for i in 0..<n { weights[i] = s[Int(ids[i])] }
+    finish(weights, n)
+  }
+
+  /// The weights of given experts (a replayed route): exactly what `route` computes for them,
+  /// sigmoid of their logits, normalised and scaled.   ids [k] ascending → weights [k]
+  func weigh(logits: UnsafePointer<Float>, ids: UnsafePointer<Int32>, weights: UnsafeMutablePointer<Float>) {
+    for i in 0..<perToken { weights[i] = 1 / (1 + _exp(-logits[Int(ids[i])])) }
+    finish(weights, perToken)
+  }
+
+  /// Normalise (norm_topk_prob) and scale the n chosen sigmoid scores in place.
+  private func finish(_ weights: UnsafeMutablePointer<Float>, _ n: Int) {
     if normalize {
       var sum: Float = 0
       for i in 0..<n { sum += weights[i] }
