@@ -43,7 +43,7 @@ let package = Package(
     ),
     .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", providers: [.apt(["libopenblas-dev"])]),
     .systemLibrary(name: "CZstd", path: "Sources/CZstd", providers: [.apt(["libzstd-dev"])]),
-    .target(name: "GLM5Core", dependencies: ["CBLAS"], swiftSettings: cpuFlags + fastInDebug),
+    .target(name: "GLM5Core", dependencies: ["CBLAS", "CZstd"], swiftSettings: cpuFlags + fastInDebug),
     .target(name: "GLM5Kernels", dependencies: ["GLM5Core", "CBLAS", "CGLM5Kernels"], swiftSettings: cpuFlags + fastInDebug),
     .target(name: "GLM5Model", dependencies: ["GLM5Core", "GLM5Kernels"], swiftSettings: cpuFlags + fastInDebug),
     .target(name: "GLM5Engine", dependencies: ["GLM5Model"], swiftSettings: cpuFlags + fastInDebug),

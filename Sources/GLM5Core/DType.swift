@@ -31,6 +31,19 @@ public enum DType: Int32, CaseIterable, Sendable {
     self = d
   }
 
+  /// From a torch dtype name without the "torch." prefix ("float32", "bfloat16", ...), as
+  /// slime's delta manifests write them.
+  public init?(torchName: String) {
+    let names: [String: DType] = [
+      "float32": .f32, "float": .f32, "bfloat16": .bf16, "float16": .f16, "half": .f16,
+      "float8_e4m3fn": .f8e4m3, "float8_e5m2": .f8e5m2, "int8": .i8, "uint8": .u8, "int16": .i16,
+      "int32": .i32, "int": .i32, "int64": .i64, "long": .i64, "float64": .f64, "double": .f64, "bool": .bool,
+      "uint16": .u16, "uint32": .u32, "uint64": .u64,
+    ]
+    guard let d = names[torchName] else { return nil }
+    self = d
+  }
+
   public var byteSize: Int {
     switch self {
     case .f8e4m3, .f8e5m2, .i8, .u8, .bool: return 1

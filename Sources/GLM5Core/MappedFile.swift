@@ -80,3 +80,15 @@ public func joinPath(_ a: String, _ b: String) -> String {
   if a.isEmpty { return b }
   return a.hasSuffix("/") ? a + b : a + "/" + b
 }
+
+/// The names in a folder (not "." or ".."), sorted.
+public func listDirectory(_ path: String) throws(GLM5Error) -> [String] {
+  guard let d = opendir(path) else { throw .io("cannot open folder \(path): \(errnoText())") }
+  defer { closedir(d) }
+  var names: [String] = []
+  while let e = readdir(d) {
+    let name = withUnsafeBytes(of: e.pointee.d_name) { raw in String(cString: raw.bindMemory(to: CChar.self).baseAddress!) }
+    if name != "." && name != ".." { names.append(name) }
+  }
+  return names.sorted()
+}

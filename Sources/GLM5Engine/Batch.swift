@@ -34,6 +34,8 @@ public struct AppendRequest {
 }
 
 public struct AppendResult: Sendable {
+  /// The version of the weights the append ran on.
+  public var weightVersion = ""
   /// Raw logprobs [T] (NaN for the session's first token); empty unless asked.
   public var logprobs: [Float] = []
   /// Scaled logprobs [T]; empty unless a temperature was given.
@@ -76,10 +78,12 @@ extension Model {
   /// ends bitwise as an append of its tokens alone would leave it. On failure none changes.
   public func appendBatch(_ reqs: [AppendRequest]) throws(GLM5Error) -> [AppendResult] {
     let V = config.vocabSize, h = config.hiddenSize
+    let snapshot = weights  // the whole call runs on these weights
+    let transformer = snapshot.transformer
     try checkSessions(reqs.map(\.session))
     for (i, r) in reqs.enumerated() { try checkAppend(r, context: reqs.count > 1 ? "session \(i): " : "") }
     // Everything that can fail, before the first forward.
-    var results = [AppendResult](repeating: AppendResult(), count: reqs.count)
+    var results = [AppendResult](repeating: AppendResult(weightVersion: snapshot.version), count: reqs.count)
     var kept: [FloatBuffer?] = []
     var newHidden: [FloatBuffer] = []
     for (i, r) in reqs.enumerated() {
@@ -95,7 +99,7 @@ extension Model {
     let stepRows = min(totalRows, Model.maxStepRows)
     let plan = StepPlan(rows: stepRows, maxKeys: maxKeys)
     let hiddenOut = try FloatBuffer(count: stepRows * h, what: "step hidden rows")
-    let logits = try LogitRows(model: self, rows: Model.logitRows)
+    let logits = try LogitRows(model: self, transformer: transformer, rows: Model.logitRows)
 
     let oldCounts = reqs.map { $0.session.cache.count }
     do {
@@ -170,11 +174,14 @@ extension Model {
   /// sessions. Every session gets bitwise what sampling it alone gives.
   public func sampleBatch(_ sessions: [Session], _ params: [SamplingParams]) throws(GLM5Error) -> [SampleResult] {
     let V = config.vocabSize, h = config.hiddenSize
+    let snapshot = weights  // the whole call runs on these weights
+    let transformer = snapshot.transformer
     guard sessions.count == params.count else { throw .internal("sampleBatch: \(sessions.count) sessions, \(params.count) params") }
     try checkSessions(sessions)
     for (i, (s, p)) in zip(sessions, params).enumerated() { try checkSample(s, p, context: sessions.count > 1 ? "session \(i): " : "") }
     // Reserve everything before the first token.
     var results = [SampleResult](repeating: SampleResult(), count: sessions.count)
+    for i in results.indices { results[i].weightVersion = snapshot.version }
     var stopSets: [Set<Int32>] = []
     for (i, (s, p)) in zip(sessions, params).enumerated() {
       results[i].tokens.reserveCapacity(p.maxNewTokens)
@@ -297,12 +304,14 @@ extension Model {
 /// Rows of logits computed `rows` at a time from hidden rows that stay valid until `flush`.
 final class LogitRows {
   let model: Model
+  let transformer: Transformer
   let rows: Int
   let hs: FloatBuffer, lg: FloatBuffer
   var pending: [(src: UnsafePointer<Float>, request: Int, token: Int, keptRow: Int)] = []
 
-  init(model: Model, rows: Int) throws(GLM5Error) {
+  init(model: Model, transformer: Transformer, rows: Int) throws(GLM5Error) {
     self.model = model
+    self.transformer = transformer
     self.rows = rows
     hs = try FloatBuffer(count: rows * model.config.hiddenSize, what: "hidden rows")
     lg = try FloatBuffer(count: rows * model.config.vocabSize, what: "logits")
@@ -320,7 +329,7 @@ final class LogitRows {
     while i < pending.count {
       let n = min(rows, pending.count - i)
       for j in 0..<n { (hs.pointer + j * h).update(from: pending[i + j].src, count: h) }
-      model.transformer.logits(hidden: hs.pointer, rows: n, into: lg.pointer, pool: model.pool)
+      transformer.logits(hidden: hs.pointer, rows: n, into: lg.pointer, pool: model.pool)
       for j in 0..<n {
         let p = pending[i + j]
         body(p.request, p.token, p.keptRow, lg.pointer + j * V)

@@ -1,14 +1,37 @@
-// A loaded model as the engine sees it: the checked checkpoint, the threads to run it with, its
-// end-of-sequence ids, and a pool of step arenas reused by every call on the model.
+// A loaded model as the engine sees it: its weights as a versioned snapshot (replaced whole by a
+// weight update, WeightUpdate.swift), the threads to run it with, its end-of-sequence ids, and a
+// pool of step arenas reused by every call on the model.
 
 import GLM5Core
 import GLM5Model
 import Synchronization
 
-public final class Model: @unchecked Sendable {
+/// The weights a call runs on: a checked checkpoint, the transformer over it, and the version a
+/// host gave it. Immutable; a call takes the current one when it starts and keeps it to the end.
+public final class WeightSnapshot: @unchecked Sendable {
   public let checkpoint: Checkpoint
-  public let pool: ThreadPool
   public let transformer: Transformer
+  /// The caller-set weight version ("default" at load, as SGLang's initial weight_version).
+  public let version: String
+  /// Updates applied before this snapshot (0 at load).
+  public let epoch: Int
+
+  init(checkpoint: Checkpoint, version: String, epoch: Int) {
+    self.checkpoint = checkpoint
+    transformer = Transformer(checkpoint: checkpoint)
+    self.version = version
+    self.epoch = epoch
+  }
+}
+
+public final class Model: @unchecked Sendable {
+  public let pool: ThreadPool
+  /// The snapshot new calls run on.
+  private let current: Mutex<WeightSnapshot>
+  /// Serialises weight updates (each builds on the snapshot before it).
+  let updating = Mutex<Void>(())
+  /// The configuration every snapshot shares (updates keep it).
+  public let config: ModelConfig
   /// generation_config.json's eos_token_id when that file has one, else config.json's.
   public let eosTokenIds: [Int32]
   /// Arenas not in use by a call (each call takes one and gives it back).
@@ -16,7 +39,14 @@ public final class Model: @unchecked Sendable {
   /// Arenas above this size are freed after their call instead of kept.
   static let keptArenaBytes = 256 << 20
 
-  public var config: ModelConfig { checkpoint.config }
+  /// The weights in force now (a call should take this once and use it throughout).
+  public var weights: WeightSnapshot { current.withLock { $0 } }
+  public var checkpoint: Checkpoint { weights.checkpoint }
+  public var transformer: Transformer { weights.transformer }
+  public var weightVersion: String { weights.version }
+
+  /// Make `s` the snapshot of calls that start from now on.
+  func install(_ s: WeightSnapshot) { current.withLock { $0 = s } }
 
   /// - Parameter threads: compute threads; 0 means one per available CPU.
   public convenience init(path: String, threads: Int = 0) throws(GLM5Error) {
@@ -31,9 +61,9 @@ public final class Model: @unchecked Sendable {
     guard threads >= 0 && threads <= 1024 else {
       throw .invalidArgument("n_threads is \(threads), must be in [0, 1024]")
     }
-    self.checkpoint = checkpoint
+    current = Mutex(WeightSnapshot(checkpoint: checkpoint, version: "default", epoch: 0))
+    config = checkpoint.config
     pool = ThreadPool(threads: threads == 0 ? ThreadPool.availableCPUs : threads)
-    transformer = Transformer(checkpoint: checkpoint)
     var eos = checkpoint.config.eosTokenIds
     let gen = joinPath(checkpoint.path, "generation_config.json")
     if fileKind(gen) == .file {

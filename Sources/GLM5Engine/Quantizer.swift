@@ -140,75 +140,21 @@ public enum Quantizer {
     return report
   }
 
-  /// Quantize one Linear module row by row into packed words, scales, shape (and zero points).
+  /// Quantize one Linear module (WeightEncoding.int4) and write its tensors in spec order
+  /// (weight_packed, weight_scale, weight_shape, weight_zero_point).
   static func writeQuantized(_ l: Linear, module: String, specs: [TensorSpec], options o: QuantizeOptions,
                              to w: SafeTensorsWriter) throws(GLM5Error) {
-    let rows = l.outFeatures, cols = l.inFeatures, g = o.groupSize, groups = cols / g
-    let words = (cols + 7) / 8
-    let scaleDType = specs[1].dtype
-    var packed = [UInt32](repeating: 0, count: rows * words)
-    var scales = [Float](repeating: 0, count: rows * groups)
-    var zeros = [Int32](repeating: 0, count: rows * groups)
-    var row = [Float](repeating: 0, count: cols)
-    let store: (Float) -> Float
-    let eps: Float
-    switch scaleDType {
-    case .bf16: store = { bf16ToFloat(floatToBF16($0)) }; eps = 0.0078125
-    case .f16: store = { Float(Float16($0)) }; eps = 0.0009765625
-    default: store = { $0 }; eps = Float.ulpOfOne
-    }
-    for r in 0..<rows {
-      row.withUnsafeMutableBufferPointer { rb in l.copyRowAsFloat(r, to: rb.baseAddress!) }
-      packed.withUnsafeMutableBufferPointer { pb in
-        scales.withUnsafeMutableBufferPointer { sb in
-          zeros.withUnsafeMutableBufferPointer { zb in
-            row.withUnsafeBufferPointer { rb in
-              Int4.quantizeRow(rb.baseAddress!, count: cols, group: g, symmetric: o.symmetric, storeScale: store, eps: eps,
-                               packed: pb.baseAddress! + r * words, scales: sb.baseAddress! + r * groups, zeros: zb.baseAddress! + r * groups)
-            }
-          }
-        }
-      }
-    }
-    try withBytes(packed) { (b) throws(GLM5Error) in try w.write(specs[0].name, b) }
-    try writeFloats(scales, as: scaleDType, name: specs[1].name, to: w)
-    let shape: [Int64] = [Int64(rows), Int64(cols)]
-    try withBytes(shape) { (b) throws(GLM5Error) in try w.write(specs[2].name, b) }
-    if !o.symmetric {
-      // zero points [rows, groups] as u = zp + 8, packed 8 rows per word along dim 0; the padding
-      // rows of the last word hold 8 (zp 0), as compressed-tensors writes them.
-      var zpacked = [UInt32](repeating: 0x8888_8888, count: ((rows + 7) / 8) * groups)
-      for r in 0..<rows { for gi in 0..<groups { zpacked[(r / 8) * groups + gi] &= ~(0xF << (4 * UInt32(r % 8))) } }
-      for r in 0..<rows {
-        for gi in 0..<groups {
-          zpacked[(r / 8) * groups + gi] |= UInt32(zeros[r * groups + gi] + 8) << (4 * UInt32(r % 8))
-        }
-      }
-      try withBytes(zpacked) { (b) throws(GLM5Error) in try w.write(specs[3].name, b) }
+    let enc = try WeightEncoding.int4(l, group: o.groupSize, symmetric: o.symmetric, scaleDType: specs[1].dtype)
+    for (spec, t) in zip(specs, enc) {
+      guard module + "." + t.suffix == spec.name else { throw .internal("quantizer: \(spec.name) planned, \(t.suffix) encoded") }
+      try w.write(spec.name, UnsafeRawBufferPointer(t.data.bytes))
     }
   }
 
   /// A kept FP8 module written back as BF16.
   static func writeDequantized(_ l: Linear, spec: TensorSpec, to w: SafeTensorsWriter) throws(GLM5Error) {
-    var out = [UInt16](repeating: 0, count: l.outFeatures * l.inFeatures)
-    var row = [Float](repeating: 0, count: l.inFeatures)
-    for r in 0..<l.outFeatures {
-      row.withUnsafeMutableBufferPointer { rb in l.copyRowAsFloat(r, to: rb.baseAddress!) }
-      for c in 0..<l.inFeatures { out[r * l.inFeatures + c] = floatToBF16(row[c]) }
-    }
-    try withBytes(out) { (b) throws(GLM5Error) in try w.write(spec.name, b) }
-  }
-
-  static func writeFloats(_ v: [Float], as dtype: DType, name: String, to w: SafeTensorsWriter) throws(GLM5Error) {
-    switch dtype {
-    case .f32: try withBytes(v) { (b) throws(GLM5Error) in try w.write(name, b) }
-    case .bf16:
-      let h = v.map(floatToBF16)
-      try withBytes(h) { (b) throws(GLM5Error) in try w.write(name, b) }
-    default:
-      let h = v.map { Float16($0).bitPattern }
-      try withBytes(h) { (b) throws(GLM5Error) in try w.write(name, b) }
-    }
+    let enc = try WeightEncoding.float(l, dtype: .bf16)
+    try w.write(spec.name, UnsafeRawBufferPointer(enc[0].data.bytes))
   }
 
   static func writeConfig(from input: String, to output: String, options o: QuantizeOptions, ignore: [String]) throws(GLM5Error) {

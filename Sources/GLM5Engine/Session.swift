@@ -150,11 +150,12 @@ public final class Session: @unchecked Sendable {
       // Recompute the hidden state of token n-1 by running it again at its position; the kernels
       // are row-invariant, so its cache rows come out bitwise identical.
       let last = tokens[n - 1]
+      let transformer = model.transformer
       let row = try FloatBuffer(count: h, what: "hidden state")
       let oldCount = cache.count
       cache.count = n - 1
       do {
-        try model.transformer.forward(tokens: [last], cache: cache, hidden: row.pointer, pool: model.pool)
+        try transformer.forward(tokens: [last], cache: cache, hidden: row.pointer, pool: model.pool)
       } catch {
         cache.count = oldCount  // rows up to n-2 are untouched and row n-1 is rewritten identically
         throw error

@@ -46,6 +46,19 @@ public final class Checkpoint: @unchecked Sendable {
     linearModules = binder.linearModules
   }
 
+  /// `base` with its tensors taken from `store` (a weight update's overlay): the same folder,
+  /// configuration and quantization scheme, every tensor checked again as at load.
+  public init(updating base: Checkpoint, store: TensorStore) throws(GLM5Error) {
+    path = base.path
+    config = base.config
+    quant = base.quant
+    self.store = store
+    var binder = WeightBinder(store: store, config: config, quant: quant)
+    weights = try binder.model()
+    linearModules = binder.linearModules
+    owned = base.owned
+  }
+
   /// A checkpoint over an already-built store (synthetic models for benchmarks).
   public init(config: ModelConfig, store: TensorStore, path: String) throws(GLM5Error) {
     self.path = path

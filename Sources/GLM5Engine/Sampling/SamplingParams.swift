@@ -79,5 +79,8 @@ public struct SampleResult: Sendable {
   public var topN: Int = 0
   public var finishReason: FinishReason = .none
   public var stopTokenId: Int32? = nil
+  /// The version of the weights every token of this call was produced with (a call runs on the
+  /// snapshot in force when it started).
+  public var weightVersion: String = ""
   public init() {}
 }

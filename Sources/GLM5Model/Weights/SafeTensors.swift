@@ -17,6 +17,15 @@ public struct TensorView: @unchecked Sendable {
   public let file: String
 
   public var count: Int { shape.reduce(1, *) }
+
+  public init(name: String, dtype: DType, shape: [Int], data: UnsafeRawPointer?, byteCount: Int, file: String) {
+    self.name = name
+    self.dtype = dtype
+    self.shape = shape
+    self.data = data
+    self.byteCount = byteCount
+    self.file = file
+  }
 }
 
 public final class SafeTensorsFile: @unchecked Sendable {
@@ -33,7 +42,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
   }
 
   /// Parse and validate a whole file held in `bytes`.
-  static func parse(_ bytes: UnsafeRawBufferPointer, path: String) throws(GLM5Error) -> ([TensorView], [String: String]) {
+  public static func parse(_ bytes: UnsafeRawBufferPointer, path: String) throws(GLM5Error) -> ([TensorView], [String: String]) {
     let size = bytes.count
     guard size >= 8 else {
       throw .badFormat("\(path): truncated safetensors file: \(size) bytes, fewer than the 8-byte header length")
@@ -110,8 +119,12 @@ public final class SafeTensorsFile: @unchecked Sendable {
 /// All tensors of a checkpoint folder: `model.safetensors`, or the shards listed by
 /// `model.safetensors.index.json`.
 public final class TensorStore: @unchecked Sendable {
+  /// The mapped files some tensor still points into.
   public let files: [SafeTensorsFile]
   public private(set) var byName: [String: TensorView] = [:]
+  /// What keeps each tensor's memory alive: its mapped file, or the owned memory of a weight
+  /// update (OwnedTensors). A store made by an update keeps only what it still uses.
+  private(set) var owner: [String: AnyObject] = [:]
   /// For synthetic stores: makes any tensor the weight table asks for (benchmarks).
   let generator: ((String, [Int]) -> TensorView?)?
 
@@ -120,6 +133,26 @@ public final class TensorStore: @unchecked Sendable {
   public init(generator: @escaping (String, [Int]) -> TensorView?) {
     files = []
     self.generator = generator
+  }
+
+  /// `base` with some tensors replaced by views into memory that `keeper` keeps alive (a weight
+  /// update). Files no tensor points into any more are let go.
+  public init(overlay base: TensorStore, replacing: [String: TensorView], keeper: AnyObject) {
+    var byName = base.byName, owner = base.owner
+    for (n, v) in replacing { byName[n] = v; owner[n] = keeper }
+    var used = Set<ObjectIdentifier>()
+    for o in owner.values { used.insert(ObjectIdentifier(o)) }
+    files = base.files.filter { used.contains(ObjectIdentifier($0)) }
+    self.byName = byName
+    self.owner = owner
+    generator = base.generator
+  }
+
+  /// Bytes of tensors that live in owned memory (updates) rather than in a mapped file.
+  public var ownedBytes: Int {
+    var n = 0
+    for (name, o) in owner where !(o is SafeTensorsFile) { n += byName[name]?.byteCount ?? 0 }
+    return n
   }
 
   /// The tensor called `name`; a synthetic store makes it with `shape` on first request.
@@ -172,6 +205,7 @@ public final class TensorStore: @unchecked Sendable {
           throw .badFormat("tensor \(t.name) appears in both \(other.file) and \(t.file)")
         }
         byName[t.name] = t
+        owner[t.name] = f
       }
     }
     for (tensor, file) in expected {
