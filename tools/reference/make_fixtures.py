@@ -13,6 +13,8 @@ For every preset this writes Tests/Fixtures/<preset>/ containing
     checkpoint names and an extra random MTP layer `model.layers.{num_hidden_layers}.*`),
   * golden.safetensors (reference outputs of the float32 eager transformers model),
   * golden.json (human-readable summary, margins, sensitivity checks).
+Second-weights presets (<base>-v2: tiny-dsa-v2, tiny-int4-g32-v2) derive from the written <base> folder in --out
+(same config, sparsely perturbed weights, the base's token sequences); see second_weights_preset / perturb_state.
 See tools/reference/README.md.
 """
 
@@ -430,6 +432,30 @@ PRESETS.update(
         ),
     }
 )
+
+# --------------------------------------------------------------------------------------
+# Second-weights presets ("same config, different weights", as one RL trainer step produces): <base>-v2 is the
+# COMMITTED <base> fixture's checkpoint (rebuilt from its recorded seed and asserted bit-identical to the files)
+# with a sparse perturbation of every floating tensor (perturb_state), quantized again with the base's procedure
+# for quantized bases; config.json / generation_config.json byte-identical to the base's; goldens computed as for
+# every preset on the base's token sequences and greedy prompt (the perturbation is redrawn until all margins
+# hold). Needs <out>/<base>/ (config, weights, golden.*) to exist.
+# --------------------------------------------------------------------------------------
+
+# density: fraction of the elements of every floating tensor changed; scale: perturbation std in units of the
+# tensor's rms; seed: first perturbation seed (seed + attempt on redraws).
+SECOND_WEIGHTS_DEFAULT = dict(density=0.03, scale=0.1, seed=9001)
+
+
+def second_weights_preset(base, **overrides):
+    p = copy.deepcopy(PRESETS[base])
+    p["second_weights"] = dict(SECOND_WEIGHTS_DEFAULT, base=base, **overrides)
+    return p
+
+
+# tiny-dsa: at scale 0.1 none of 200 perturbations kept every margin on tiny-dsa's tokens; at 0.5 the 6th does.
+PRESETS["tiny-dsa-v2"] = second_weights_preset("tiny-dsa", scale=0.5)
+PRESETS["tiny-int4-g32-v2"] = second_weights_preset("tiny-int4-g32")
 
 STORAGE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -884,21 +910,19 @@ def to_storage(state, storage_dtype):
     return res
 
 
-def write_model_folder(model, folder, preset, gen):
+def full_checkpoint(model, gen, preset):
+    """The checkpoint-named state a folder stores before any quantization: save_pretrained's tensors (per-expert
+    names) plus the random MTP layer model.layers.{N}.* drawn from `gen`, in the storage dtype
+    (e_score_correction_bias float32); with the config dict and generation_config.json text save_pretrained
+    wrote. Draws from `gen`, so call it once per model (write_model_folder / quantize_model / apply_second_weights);
+    a second-weights model returns the perturbed state apply_second_weights cached on it."""
+    cached = getattr(model, "fixture_checkpoint", None)
+    if cached is not None:
+        return cached
     cfg = model.config
     storage_dtype = STORAGE_DTYPES[preset["storage"]]
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        files = sorted(f for f in os.listdir(tmp) if f.endswith(".safetensors"))
-        state = {}
-        for fn in files:
-            with safe_open(os.path.join(tmp, fn), "pt") as f:
-                for k in f.keys():
-                    state[k] = f.get_tensor(k)
-        config = json.load(open(os.path.join(tmp, "config.json")))
-        shutil.copy(os.path.join(tmp, "generation_config.json"), os.path.join(folder, "generation_config.json"))
+    state, config, gen_cfg = saved_checkpoint(model)
     # save_pretrained must have un-fused the experts into checkpoint names
-    assert not any("gate_up_proj" in k for k in state), "save_pretrained wrote fused experts"
     first_moe = cfg.first_k_dense_replace
     assert f"model.layers.{first_moe}.mlp.experts.0.gate_proj.weight" in state
     assert f"model.layers.{first_moe}.mlp.gate.e_score_correction_bias" in state
@@ -907,10 +931,14 @@ def write_model_folder(model, folder, preset, gen):
     I = cfg.moe_intermediate_size
     assert torch.equal(state[f"model.layers.{first_moe}.mlp.experts.1.gate_proj.weight"], fused[1, :I])
     assert torch.equal(state[f"model.layers.{first_moe}.mlp.experts.1.up_proj.weight"], fused[1, I:])
-
     state.update(make_mtp_tensors(state, cfg, gen, preset["init"], storage_dtype))
-    state = to_storage(state, storage_dtype)
+    return to_storage(state, storage_dtype), config, gen_cfg
 
+
+def write_model_folder(model, folder, preset, gen):
+    state, config, gen_cfg = full_checkpoint(model, gen, preset)
+    with open(os.path.join(folder, "generation_config.json"), "w") as f:
+        f.write(gen_cfg)
     config["num_nextn_predict_layers"] = 1
     config["dtype"] = preset["storage"]
     with open(os.path.join(folder, "config.json"), "w") as f:
@@ -977,9 +1005,217 @@ def build_model(preset, seed):
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     init_model(model, gen, preset["init"], STORAGE_DTYPES[preset["storage"]])
+    if "second_weights" in preset:
+        apply_second_weights(model, gen, preset)
     if "quant" in preset:
         quantize_model(model, gen, preset)
     return model, gen
+
+
+# --------------------------------------------------------------------------------------
+# Second weights (sparse perturbation of a base checkpoint)
+# --------------------------------------------------------------------------------------
+
+_INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def bits(t):
+    """Flat integer view of a tensor's bytes (for bitwise comparisons)."""
+    return t.contiguous().view(-1).view(_INT_VIEW[t.element_size()])
+
+
+def perturb_state(state, density, scale, seed):
+    """Sparse perturbation of a checkpoint-named state (storage dtypes).
+
+    Tensors are visited in natural name order with one torch.Generator(seed). In every floating tensor,
+    m = max(1, round(density * numel)) distinct flat positions (the first m of torch.randperm) get
+    w + scale * rms(w) * z, z ~ N(0, 1) (float32 arithmetic, then rounded to the tensor's dtype), rms over the
+    whole tensor; a position whose stored bits would not change (rounding) is set to w * (1 + sign(z) / 16)
+    (w = 0: scale * rms * sign(z)) instead, so exactly m elements of every floating tensor change bitwise.
+    Integer tensors are left alone. Returns (new state, summary)."""
+    gen = torch.Generator().manual_seed(seed)
+    out, changed, total, nudged, ntensors = {}, 0, 0, 0, 0
+    for k in sorted(state, key=natural_key):
+        t = state[k]
+        if not t.is_floating_point():
+            out[k] = t
+            continue
+        n = t.numel()
+        m = max(1, round(density * n))
+        idx = torch.randperm(n, generator=gen)[:m]
+        z = torch.randn(m, generator=gen, dtype=torch.float32)
+        flat = t.contiguous().view(-1).clone()
+        old = flat[idx].to(torch.float32)
+        rms = float(t.to(torch.float32).pow(2).mean().sqrt())
+        rms = rms if rms > 0 else 1.0
+        new = (old + scale * rms * z).to(t.dtype)
+        same = bits(new) == bits(flat[idx])
+        if bool(same.any()):
+            sgn = torch.where(z >= 0, 1.0, -1.0)
+            alt = torch.where(old != 0, old * (1 + sgn / 16), scale * rms * sgn).to(t.dtype)
+            new = torch.where(same, alt, new)
+            nudged += int(same.sum())
+        assert not bool((bits(new) == bits(flat[idx])).any()), k
+        flat[idx] = new
+        out[k] = flat.view(t.shape)
+        changed += m
+        total += n
+        ntensors += 1
+    summary = {
+        "floating_tensors_perturbed": ntensors,
+        "elements_changed": changed,
+        "elements_total": total,
+        "fraction_changed": float(f"{changed / total:.5g}"),
+        "nudged_after_rounding": nudged,
+    }
+    return out, summary
+
+
+def apply_second_weights(model, gen, preset):
+    """Perturb the base checkpoint (save_pretrained + MTP layer, drawn from `gen` exactly as the base preset
+    draws it) and load the result into `model`; the perturbed state is cached on the model for
+    write_model_folder / quantize_model."""
+    sw = preset["second_weights"]
+    state, config, gen_cfg = full_checkpoint(model, gen, preset)
+    new, summary = perturb_state(state, sw["density"], sw["scale"], sw["seed"])
+    QF.assign_checkpoint_weights(model, {k: v.to(torch.float32) for k, v in new.items()})
+    model.fixture_checkpoint = (new, config, gen_cfg)
+    model.fixture_second_weights = summary
+
+
+def base_checkpoint_reproduced(base, seed, base_dir):
+    """Rebuild the base preset's checkpoint at its recorded seed and assert it is bit-identical to the committed
+    weight files (so a -v2 fixture is a perturbation of exactly those files)."""
+    bp = PRESETS[base]
+    model, gen = build_model(bp, seed)
+    state = QUANT[id(model)]["stored"] if "quant" in bp else full_checkpoint(model, gen, bp)[0]
+    disk = read_folder_tensors(base_dir)
+    assert sorted(disk) == sorted(state), f"{base}: tensor names differ from the rebuilt checkpoint"
+    for k, t in disk.items():
+        assert t.dtype == state[k].dtype and t.shape == state[k].shape, (k, t.dtype, state[k].dtype)
+        assert torch.equal(bits(t), bits(state[k])), f"{base}: {k} differs from the rebuilt checkpoint"
+    return len(disk)
+
+
+def draw_tokens(name, model, preset, tok_gen, seed, max_seq_attempts):
+    """Random sequences / greedy prompt with all margins >= MARGIN_MIN_REL on `model`, or None."""
+    cfg = model.config
+    total = Margins()
+    seqs = []
+    for i, T in enumerate(preset["seq_lens"]):
+        for sa in range(max_seq_attempts):
+            tokens = torch.randint(0, cfg.vocab_size, (T,), generator=tok_gen, dtype=torch.int64)
+            res = run_sequence(model, tokens)
+            if res[-1].ok():
+                break
+            print(f"  [{name}] seed {seed} seq{i} attempt {sa}: margins too small {res[-1].json()}")
+        else:
+            return None
+        total.merge(res[-1])
+        seqs.append((tokens, res))
+    for ga in range(max_seq_attempts):
+        prompt = torch.randint(0, cfg.vocab_size, (preset["greedy_prompt_len"],), generator=tok_gen, dtype=torch.int64)
+        g = greedy(model, prompt, preset["greedy_new_tokens"])
+        if g[-1].ok() and cfg.eos_token_id not in g[0]:
+            break
+        print(f"  [{name}] seed {seed} greedy attempt {ga}: margins too small {g[-1].json()} or EOS in {g[0]}")
+    else:
+        return None
+    total.merge(g[-1])
+    assert total.ok()
+    return seqs, prompt, g, total
+
+
+def fixed_tokens_margins(name, model, preset, seq_tokens, prompt):
+    """Margins of `model` on given sequences / greedy prompt: (seqs, g, total) if all hold, else None."""
+    total = Margins()
+    seqs = []
+    for i, tokens in enumerate(seq_tokens):
+        try:
+            res = run_sequence(model, tokens)
+        except AssertionError as e:  # exact tie in a selection
+            print(f"  [{name}] seq{i}: {e}")
+            return None
+        if not res[-1].ok():
+            print(f"  [{name}] seq{i}: margins too small {res[-1].json()}")
+            return None
+        total.merge(res[-1])
+        seqs.append((tokens, res))
+    try:
+        g = greedy(model, prompt, preset["greedy_new_tokens"])
+    except AssertionError as e:
+        print(f"  [{name}] greedy: {e}")
+        return None
+    if not g[-1].ok():
+        print(f"  [{name}] greedy: margins too small {g[-1].json()}")
+        return None
+    if model.config.eos_token_id in g[0]:
+        # generate(min_new_tokens=N) would suppress EOS, so the golden's greedy run must not pick it
+        print(f"  [{name}] greedy: picks EOS {g[0]}")
+        return None
+    total.merge(g[-1])
+    return seqs, g, total
+
+
+def base_fixture(out_root, base):
+    folder = os.path.join(out_root, base)
+    if not os.path.exists(os.path.join(folder, "golden.json")):
+        raise RuntimeError(f"{folder}/golden.json not found: a -v2 preset derives from the written {base} fixture "
+                           f"(use --out Tests/Fixtures, or generate {base} into --out first)")
+    from safetensors.torch import load_file
+
+    return folder, json.load(open(os.path.join(folder, "golden.json"))), load_file(os.path.join(folder, "golden.safetensors"))
+
+
+def make_second_weights(name, preset, out_root, max_attempts=200, max_seq_attempts=30):
+    """Second-weights preset: the base's seed and token sequences, perturbation redrawn (seed + attempt) until every
+    margin holds on the base's tokens; if none does, new tokens are drawn on the first perturbation."""
+    sw = preset["second_weights"]
+    base_dir, base_json, base_golden = base_fixture(out_root, sw["base"])
+    seed = base_json["seed"]
+    n = base_checkpoint_reproduced(sw["base"], seed, base_dir)
+    print(f"  [{name}] base {sw['base']} (seed {seed}): rebuilt checkpoint = committed files ({n} tensors)")
+    seq_tokens = [base_golden[f"seq{i}.tokens"].to(torch.int64) for i in range(len(preset["seq_lens"]))]
+    assert [t.numel() for t in seq_tokens] == preset["seq_lens"]
+    prompt = base_golden["greedy.prompt"].to(torch.int64)
+    for a in range(max_attempts):
+        p = dict(preset, second_weights=dict(sw, seed=sw["seed"] + a))
+        model, gen = build_model(p, seed)
+        r = fixed_tokens_margins(f"{name} perturbation seed {sw['seed'] + a}", model, preset, seq_tokens, prompt)
+        if r is not None:
+            seqs, g, total = r
+            model.fixture_second_weights.update(perturbation_seed=sw["seed"] + a, attempt=a,
+                                                tokens=f"identical to {sw['base']} (seq*.tokens, greedy.prompt)")
+            return model, gen, seed, seqs, prompt, g, total
+    p = dict(preset, second_weights=dict(sw, seed=sw["seed"]))
+    model, gen = build_model(p, seed)
+    r = draw_tokens(name, model, preset, torch.Generator().manual_seed(sw["seed"] + 1), seed, max_seq_attempts)
+    if r is None:
+        raise RuntimeError(f"{name}: no perturbation / tokens with sufficient margins")
+    seqs, prompt, g, total = r
+    model.fixture_second_weights.update(perturbation_seed=sw["seed"], attempt=0,
+                                        tokens=f"REDRAWN (torch.Generator({sw['seed'] + 1})): no perturbation in "
+                                        f"{max_attempts} attempts kept all margins on {sw['base']}'s tokens")
+    return model, gen, seed, seqs, prompt, g, total
+
+
+def tensor_change_stats(old_dir, new_dir):
+    """Bytewise comparison of two folders' weights, grouped by tensor kind (last name component) and dtype."""
+    a, b = read_folder_tensors(old_dir), read_folder_tensors(new_dir)
+    assert sorted(a) == sorted(b)
+    kinds = {}
+    for k in sorted(a, key=natural_key):
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+        kind = f"{k.rsplit('.', 1)[-1]} ({str(a[k].dtype).replace('torch.', '')})"
+        d = kinds.setdefault(kind, {"tensors": 0, "tensors_changed": 0, "elements": 0, "elements_changed": 0})
+        c = int((bits(a[k]) != bits(b[k])).sum())
+        d["tensors"] += 1
+        d["tensors_changed"] += c > 0
+        d["elements"] += a[k].numel()
+        d["elements_changed"] += c
+    for d in kinds.values():
+        d["fraction_changed"] = float(f"{d['elements_changed'] / d['elements']:.4g}")
+    return kinds
 
 
 # --------------------------------------------------------------------------------------
@@ -1008,11 +1244,8 @@ def quantize_model(model, gen, preset):
     """Quantize the (storage-rounded) random checkpoint incl. a random MTP layer, then load the
     DEQUANTIZED weights into `model`, so that every golden output and margin refers to them."""
     cfg = model.config
-    storage_dtype = STORAGE_DTYPES[preset["storage"]]
     src = copy.deepcopy(model)
-    state, config, gen_cfg = saved_checkpoint(model)
-    state.update(make_mtp_tensors(state, cfg, gen, preset["init"], storage_dtype))
-    state = to_storage(state, storage_dtype)
+    state, config, gen_cfg = full_checkpoint(model, gen, preset)
     q = preset["quant"]
     if q["method"] == "fp8":
         block = tuple(q["weight_block_size"])
@@ -1209,38 +1442,16 @@ def quant_summary(model, preset, folder):
 
 
 def make_preset(name, preset, out_root, max_weight_attempts=20, max_seq_attempts=30):
+    if "second_weights" in preset:
+        return make_second_weights(name, preset, out_root, max_seq_attempts=max_seq_attempts)
     for wa in range(max_weight_attempts):
         seed = preset["seed"] + 1000 * wa
         model, gen = build_model(preset, seed)
-        cfg = model.config
         tok_gen = torch.Generator().manual_seed(seed + 1)
-        total = Margins()
-        seqs = []
-        failed = False
-        for i, T in enumerate(preset["seq_lens"]):
-            for sa in range(max_seq_attempts):
-                tokens = torch.randint(0, cfg.vocab_size, (T,), generator=tok_gen, dtype=torch.int64)
-                res = run_sequence(model, tokens)
-                if res[-1].ok():
-                    break
-                print(f"  [{name}] seed {seed} seq{i} attempt {sa}: margins too small {res[-1].json()}")
-            else:
-                failed = True
-                break
-            total.merge(res[-1])
-            seqs.append((tokens, res))
-        if failed:
+        r = draw_tokens(name, model, preset, tok_gen, seed, max_seq_attempts)
+        if r is None:
             continue
-        for ga in range(max_seq_attempts):
-            prompt = torch.randint(0, cfg.vocab_size, (preset["greedy_prompt_len"],), generator=tok_gen, dtype=torch.int64)
-            g = greedy(model, prompt, preset["greedy_new_tokens"])
-            if g[-1].ok():
-                break
-            print(f"  [{name}] seed {seed} greedy attempt {ga}: margins too small {g[-1].json()}")
-        else:
-            continue
-        total.merge(g[-1])
-        assert total.ok()
+        seqs, prompt, g, total = r
         return model, gen, seed, seqs, prompt, g, total
     raise RuntimeError(f"{name}: could not find a seed with sufficient margins")
 
@@ -1305,6 +1516,7 @@ def write_preset(name, preset, out_root):
     else:
         files, state = write_model_folder(model, folder, preset, gen)
     save_file(golden, os.path.join(folder, "golden.safetensors"), metadata={"format": "pt"})
+    second = second_weights_summary(preset, out_root, folder, golden, model) if "second_weights" in preset else None
 
     rt = 0.0
     if not quant:
@@ -1412,6 +1624,7 @@ def write_preset(name, preset, out_root):
             else {}
         ),
         "sensitivity_on_longest_sequence": sens,
+        **({"second_weights": second} if second else {}),
         "versions": {
             "transformers": transformers.__version__,
             "torch": torch.__version__,
@@ -1427,6 +1640,56 @@ def write_preset(name, preset, out_root):
         f.write("\n")
 
 
+def second_weights_summary(preset, out_root, folder, golden, model):
+    """golden.json `second_weights` of a -v2 fixture: derivation, what changed in the files, and how far the
+    goldens moved from the base's (same tokens)."""
+    sw = preset["second_weights"]
+    base = sw["base"]
+    base_dir, _bj, bg = base_fixture(out_root, base)
+    for fn in ("config.json", "generation_config.json"):
+        with open(os.path.join(base_dir, fn), "rb") as f1, open(os.path.join(folder, fn), "rb") as f2:
+            assert f1.read() == f2.read(), f"{fn} differs from {base}'s"
+    info = dict(model.fixture_second_weights)
+    same_tokens = all(torch.equal(golden[k], bg[k]) for k in golden if k.endswith(".tokens") and k.startswith("seq")) \
+        and torch.equal(golden["greedy.prompt"], bg["greedy.prompt"])
+    vs = {}
+    if same_tokens:
+        i = 0
+        while f"seq{i}.logits" in golden:
+            vs[f"seq{i}.logits_max_abs_diff"] = float(f"{float((golden[f'seq{i}.logits'] - bg[f'seq{i}.logits']).abs().max()):.4g}")
+            changed = {}
+            for k in golden:
+                if k.startswith(f"seq{i}.topk.") or k.startswith(f"seq{i}.experts."):
+                    changed[k[len(f"seq{i}."):]] = f"{int((golden[k] != bg[k]).any(-1).sum())}/{golden[k].shape[0]}"
+            vs[f"seq{i}.rows_with_different_choices"] = changed
+            i += 1
+        vs["greedy.step0_logits_max_abs_diff"] = float(f"{float((golden['greedy.logits'][0] - bg['greedy.logits'][0]).abs().max()):.4g}")
+        vs["greedy.tokens_base"] = bg["greedy.tokens"].tolist()
+        vs["greedy.tokens_this"] = golden["greedy.tokens"].tolist()
+    return {
+        "derived_from": base,
+        "how": (f"the committed {base} checkpoint (rebuilt from seed {_bj['seed']}, asserted bit-identical to its "
+                "files) with a sparse perturbation of every floating tensor"
+                + (" of its bf16 source, quantized again with the base's procedure (compressed-tensors, same "
+                   "arguments)" if "quant" in preset else "")
+                + "; config.json and generation_config.json byte-identical to the base's; "
+                "make_fixtures.perturb_state: per floating tensor m = max(1, round(density * numel)) distinct "
+                "positions (torch.randperm), w += scale * rms(tensor) * N(0, 1), rounded to the tensor's dtype "
+                "(nudged by a relative 1/16 where rounding would keep the bits), tensors in natural name order, "
+                "one torch.Generator(perturbation_seed)"),
+        "density": sw["density"],
+        "scale_times_rms": sw["scale"],
+        "perturbation_seed": info.pop("perturbation_seed"),
+        "perturbation_attempt": info.pop("attempt"),
+        "tokens": info.pop("tokens"),
+        "float_source_perturbation": info,
+        "stored_tensors_changed_vs_base": tensor_change_stats(base_dir, folder),
+        "vs_base_golden": vs,
+        "delta_fixtures": f"Tests/Fixtures/deltas/{os.path.basename(folder)}.*/weight_v000001/ ({base} -> this, slime "
+        "delta weight sync layout; tools/reference/make_delta_fixtures.py)",
+    }
+
+
 def _ct_version():
     import compressed_tensors
 
@@ -1436,7 +1699,7 @@ def _ct_version():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="Tests/Fixtures")
-    ap.add_argument("--preset", action="append", choices=list(PRESETS) + ["glm5-quantized"])
+    ap.add_argument("--preset", action="append", choices=list(PRESETS) + ["glm5-quantized", "glm5-quantized/source-v2"])
     ap.add_argument("--glm5", default=".build/release/glm5",
                     help="glm5 binary for the glm5-quantized fixture (make_glm5_quantized.py; `make build`)")
     args = ap.parse_args()
@@ -1444,19 +1707,27 @@ def main():
     torch.set_num_threads(1)
     transformers.logging.set_verbosity_error()
     os.makedirs(args.out, exist_ok=True)
-    names = args.preset or list(PRESETS) + ["glm5-quantized"]
+    names = args.preset or list(PRESETS) + ["glm5-quantized", "glm5-quantized/source-v2"]
     for name in names:
-        if name == "glm5-quantized":
+        if name.startswith("glm5-quantized"):
             continue
         write_preset(name, PRESETS[name], args.out)
     if "glm5-quantized" in names:
         # `glm5 quantize` output loaded in transformers; needs the Swift build
         if not os.path.exists(args.glm5) and not args.preset:
             print(f"== glm5-quantized SKIPPED: {args.glm5} not found (run `make build`, or pass --glm5)")
-            return
-        import make_glm5_quantized
+        else:
+            import make_glm5_quantized
 
-        make_glm5_quantized.make(args.out, args.glm5)
+            make_glm5_quantized.make(args.out, args.glm5)
+    if "glm5-quantized/source-v2" in names:
+        # derived from the written glm5-quantized/source (seed from int4/golden.json); no glm5 binary needed
+        if not os.path.exists(os.path.join(args.out, "glm5-quantized", "int4", "golden.json")):
+            print(f"== glm5-quantized/source-v2 SKIPPED: {args.out}/glm5-quantized not written")
+        else:
+            import make_glm5_quantized
+
+            make_glm5_quantized.make_source_v2(args.out)
 
 
 if __name__ == "__main__":

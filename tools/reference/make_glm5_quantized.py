@@ -492,11 +492,51 @@ def make(out_root, glm5, max_seeds=20):
         print(f"  wrote {folder}")
 
 
+def make_source_v2(out_root):
+    """glm5-quantized/source-v2/: the committed source/ with the -v2 sparse perturbation (make_fixtures.perturb_state,
+    SECOND_WEIGHTS_DEFAULT: 3 % of the elements of every floating tensor), same config, sharding and index.
+    No goldens: a Swift test quantizes it with glm5's own quantizer. Asserts that source/ is rebuilt bit for bit
+    from the seed recorded in int4/golden.json first, and that config.json, generation_config.json and the index
+    are byte-identical to source/'s."""
+    root = os.path.join(out_root, NAME)
+    src = os.path.join(root, "source")
+    seed = json.load(open(os.path.join(root, "int4", "golden.json")))["seed"]
+    print(f"== {NAME}/source-v2 (from {NAME}/source, seed {seed})")
+    with tempfile.TemporaryDirectory() as tmp:
+        model, gen = MF.build_model(PRESET, seed)
+        MF.write_model_folder(model, tmp, PRESET, gen)
+        assert sorted(os.listdir(tmp)) == sorted(os.listdir(src)), (os.listdir(tmp), os.listdir(src))
+        for fn in os.listdir(src):
+            assert sha256(os.path.join(tmp, fn)) == sha256(os.path.join(src, fn)), f"source/{fn} not reproduced"
+    sw = dict(MF.SECOND_WEIGHTS_DEFAULT, base=f"{NAME}/source")
+    p = dict(PRESET, second_weights=sw)
+    model, gen = MF.build_model(p, seed)
+    out = os.path.join(root, "source-v2")
+    if os.path.isdir(out):
+        shutil.rmtree(out)
+    os.makedirs(out)
+    MF.write_model_folder(model, out, p, gen)
+    assert sorted(os.listdir(out)) == sorted(os.listdir(src))
+    for fn in ("config.json", "generation_config.json", "model.safetensors.index.json"):
+        assert sha256(os.path.join(out, fn)) == sha256(os.path.join(src, fn)), f"source-v2/{fn} differs from source/"
+    print(f"  perturbation {sw}: {model.fixture_second_weights}")
+    for kind, d in MF.tensor_change_stats(src, out).items():
+        print(f"  {kind}: {d}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="Tests/Fixtures")
     ap.add_argument("--glm5", default=".build/release/glm5")
+    ap.add_argument("--source-v2", action="store_true",
+                    help="only write glm5-quantized/source-v2 (from the existing source/; no glm5 binary needed)")
     a = ap.parse_args()
+    if a.source_v2:
+        torch.use_deterministic_algorithms(True)
+        torch.set_num_threads(1)
+        transformers.logging.set_verbosity_error()
+        make_source_v2(a.out)
+        return
     make(a.out, a.glm5)
 
 
