@@ -163,6 +163,8 @@ extension Model {
         guard let src = new.store.byName[name] else { throw .badFormat("\(folder) has no tensor \(name)") }
         try WeightConversion.tensor(src, like: t, into: owned)
       }
+      // What no conversion replaced (INT4 weight_shape) is copied too, so that the old files go.
+      for (name, t) in cur.store.byName where owned.views[name] == nil { owned.put(name, dtype: t.dtype, shape: t.shape, try WeightConversion.copy(t)) }
       try installOverlay(owned, version: version)
     }
   }

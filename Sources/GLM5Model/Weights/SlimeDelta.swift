@@ -15,7 +15,10 @@
 //   indices  int32 absolute positions (pos_width 4)
 //   deltas   gaps d_k = p_k − p_{k−1} − 1 with p_{−1} = −1, uint16 or uint32 (pos_width 2 or 4):
 //            p_k = Σ_{j≤k} (d_j + 1) − 1
-// A value replaces the bytes at its position: no arithmetic, so applying is exact.
+// A value replaces the bytes at its position: no arithmetic, so applying is exact. Later slime
+// senders also write "checksum" = hash(__positions__) ^ (hash(__values__) << 1), hash being
+// torch.hash_tensor (elements widened to float64 / int64, bit patterns xor-reduced); when present
+// it is verified, so a corrupted file is refused rather than applied.
 
 import GLM5Core
 
@@ -28,6 +31,8 @@ public final class SlimeDelta: @unchecked Sendable {
     public let positions: HeapBuffer<Int>
     /// The new values, positions.count elements of dtype.
     public let values: UnsafeRawPointer
+    /// Owns `values` when they were converted from the bucket's dtype.
+    let converted: ByteBuffer?
     public let file: String
   }
 
@@ -76,6 +81,10 @@ public final class SlimeDelta: @unchecked Sendable {
       }
       guard pos.dtype == .u8, pos.shape.count == 1 else { throw bad("__positions__ is \(pos.dtype.name) \(shapeString(pos.shape)), expected U8 [bytes]") }
       guard val.shape.count == 1 else { throw bad("__values__ has shape \(shapeString(val.shape)), expected one dimension") }
+      if let want = meta["checksum"] {
+        let got = SlimeDelta.checksum(positions: pos, values: val)
+        guard want == got else { throw bad("checksum \(got) does not match the file's \(want): the file is corrupt") }
+      }
       guard let list = meta["params"] else { throw bad("no \"params\" in the metadata") }
       let json: JSON
       do { json = try withBytes(Array(list.utf8)) { (b) throws(GLM5Error) -> JSON in try JSON.parse(b) } } catch {
@@ -89,6 +98,31 @@ public final class SlimeDelta: @unchecked Sendable {
     encoding = enc ?? "indices"
     prevVersion = prev ?? nil
     currentVersion = cur ?? nil
+  }
+
+  /// slime's checksum of a file's two tensors, as decimal text (it can be 65 bits wide).
+  static func checksum(positions: TensorView, values: TensorView) -> String {
+    func hash(_ t: TensorView) -> UInt64 {
+      guard let d = t.data else { return 0 }
+      var h: UInt64 = 0
+      for i in 0..<t.count {
+        switch t.dtype {
+        case .i8: h ^= UInt64(bitPattern: Int64(d.load(fromByteOffset: i, as: Int8.self)))
+        case .i16: h ^= UInt64(bitPattern: Int64(d.loadUnaligned(fromByteOffset: 2 * i, as: Int16.self)))
+        case .i32: h ^= UInt64(bitPattern: Int64(d.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)))
+        case .i64, .u64, .f64: h ^= d.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)
+        case .u8, .bool: h ^= UInt64(d.load(fromByteOffset: i, as: UInt8.self))
+        case .u16: h ^= UInt64(d.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+        case .u32: h ^= UInt64(d.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
+        case .f8e4m3: h ^= Double(f8e4m3ToFloat(d.load(fromByteOffset: i, as: UInt8.self))).bitPattern
+        case .f8e5m2: h ^= Double(f8e5m2ToFloat(d.load(fromByteOffset: i, as: UInt8.self))).bitPattern
+        case .f32, .bf16, .f16: h ^= (Scalar.load(d, i, t.dtype) ?? 0).bitPattern
+        }
+      }
+      return h
+    }
+    let v = UInt128(hash(values)) << 1
+    return String(UInt128(hash(positions)) ^ v)
   }
 
   /// One manifest entry, checked against the blobs, with its positions decoded.
@@ -115,9 +149,6 @@ public final class SlimeDelta: @unchecked Sendable {
     }
     guard 0 <= ps, ps <= pe, pe <= pos.byteCount else { throw badP("positions [\(ps), \(pe)) outside the \(pos.byteCount)-byte __positions__") }
     guard 0 <= vs, vs <= ve, ve <= val.count else { throw badP("values [\(vs), \(ve)) outside the \(val.count) of __values__") }
-    guard val.dtype.byteSize == dtype.byteSize else {
-      throw badP("is \(dtName) but __values__ is \(val.dtype.name): the values must be in the param's own dtype")
-    }
     let n = ve - vs
     let widthOK = encoding == "indices" ? pw == 4 : (pw == 2 || pw == 4)
     guard widthOK else { throw badP("pos_width \(pw) is not valid for encoding \(encoding)") }
@@ -136,6 +167,56 @@ public final class SlimeDelta: @unchecked Sendable {
       positions[k] = at
       prev = at
     }
-    return Param(name: name, dtype: dtype, shape: shape, positions: positions, values: val.data! + vs * dtype.byteSize, file: path)
+    if val.dtype == dtype {
+      return Param(name: name, dtype: dtype, shape: shape, positions: positions, values: val.data! + vs * dtype.byteSize,
+                   converted: nil, file: path)
+    }
+    // slime concatenates a bucket's values into one tensor, so a bucket mixing dtypes carries
+    // them promoted (bf16 next to f32 arrives as f32); take them back when that is exact.
+    let conv = try ByteBuffer(count: n * dtype.byteSize, what: "delta values of \(name)")
+    let src = val.data! + vs * val.dtype.byteSize
+    for k in 0..<n {
+      guard let x = Scalar.load(src, k, val.dtype), Scalar.store(x, into: UnsafeMutableRawPointer(conv.pointer), k, dtype),
+            Scalar.load(UnsafeRawPointer(conv.pointer), k, dtype).map({ $0.bitPattern == x.bitPattern || ($0.isNaN && x.isNaN) }) == true else {
+        throw badP("is \(dtName), but its values arrive as \(val.dtype.name) and value \(k) does not convert back exactly")
+      }
+    }
+    return Param(name: name, dtype: dtype, shape: shape, positions: positions, values: UnsafeRawPointer(conv.pointer),
+                 converted: conv, file: path)
+  }
+}
+
+/// One element of a tensor as a Double, for exact dtype conversions (nil: a dtype without a
+/// numeric value here).
+enum Scalar {
+  static func load(_ p: UnsafeRawPointer, _ i: Int, _ d: DType) -> Double? {
+    switch d {
+    case .f32: return Double(p.loadUnaligned(fromByteOffset: 4 * i, as: Float.self))
+    case .bf16: return Double(bf16ToFloat(p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+    case .f16: return Double(f16ToFloat(p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+    case .f64: return p.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)
+    case .i32: return Double(p.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self))
+    case .i64: return Double(p.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self))
+    case .i16: return Double(p.loadUnaligned(fromByteOffset: 2 * i, as: Int16.self))
+    case .u8: return Double(p.load(fromByteOffset: i, as: UInt8.self))
+    default: return nil
+    }
+  }
+
+  /// Store x as dtype d; false when it cannot be represented there at all.
+  static func store(_ x: Double, into p: UnsafeMutableRawPointer, _ i: Int, _ d: DType) -> Bool {
+    func int<T: FixedWidthInteger>(_: T.Type) -> T? { x.isFinite && x == x.rounded() && x >= Double(T.min) && x <= Double(T.max) ? T(x) : nil }
+    switch d {
+    case .f32: p.storeBytes(of: Float(x), toByteOffset: 4 * i, as: Float.self)
+    case .bf16: p.storeBytes(of: floatToBF16(Float(x)), toByteOffset: 2 * i, as: UInt16.self)
+    case .f16: p.storeBytes(of: Float16(Float(x)).bitPattern, toByteOffset: 2 * i, as: UInt16.self)
+    case .f64: p.storeBytes(of: x, toByteOffset: 8 * i, as: Double.self)
+    case .i32: guard let v = int(Int32.self) else { return false }; p.storeBytes(of: v, toByteOffset: 4 * i, as: Int32.self)
+    case .i64: guard let v = int(Int64.self) else { return false }; p.storeBytes(of: v, toByteOffset: 8 * i, as: Int64.self)
+    case .i16: guard let v = int(Int16.self) else { return false }; p.storeBytes(of: v, toByteOffset: 2 * i, as: Int16.self)
+    case .u8: guard let v = int(UInt8.self) else { return false }; p.storeBytes(of: v, toByteOffset: i, as: UInt8.self)
+    default: return false
+    }
+    return true
   }
 }
