@@ -33,7 +33,7 @@ public final class Session: @unchecked Sendable {
     return Array(UnsafeBufferPointer(start: kept.pointer, count: keptRows * vocab))
   }
   /// The DSA selections and MoE routes of every token (RoutingRecord), when the session records.
-  public let record: RoutingRecord?
+  public internal(set) var record: RoutingRecord?
   /// Set by `cancel()` (any thread); consumed by the sampling call that observes it.
   let cancelRequested = Atomic<Bool>(false)
 

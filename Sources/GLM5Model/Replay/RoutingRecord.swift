@@ -88,6 +88,17 @@ public final class RoutingRecord: @unchecked Sendable {
     count = other.count
   }
 
+  /// Become rows [0, n) given in the record's layout (a restored session). Fails without
+  /// changing anything visible.
+  public func load(topk t: UnsafePointer<Int32>, expertIds ids: UnsafePointer<Int32>, expertWeights w: UnsafePointer<Float>,
+                   count n: Int) throws(GLM5Error) {
+    try reserve(n)
+    topk.pointer.update(from: t, count: n * topkStride)
+    expertIds.pointer.update(from: ids, count: n * routeStride)
+    expertWeights.pointer.update(from: w, count: n * routeStride)
+    count = n
+  }
+
   // MARK: - Writing (the forward) and reading (hosts)
 
   /// Row of (position, layer) in topk: K ints.
