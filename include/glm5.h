@@ -71,7 +71,7 @@ extern "C" {
 
 /* Library version (semantic versioning) of this header. */
 #define GLM5_VERSION_MAJOR 0
-#define GLM5_VERSION_MINOR 1
+#define GLM5_VERSION_MINOR 2
 #define GLM5_VERSION_PATCH 0
 #define GLM5_VERSION_NUMBER (GLM5_VERSION_MAJOR * 10000 + GLM5_VERSION_MINOR * 100 + GLM5_VERSION_PATCH)
 
@@ -108,8 +108,14 @@ typedef enum glm5_status {
     GLM5_ERR_CONTEXT_FULL = 6,     /* a session would exceed its maximum number of tokens */
     GLM5_ERR_BUSY = 7,             /* the handle is in use by another call right now */
     GLM5_ERR_INTERNAL = 8,         /* a bug in glm5; the message says where */
-    GLM5_ERR_BUFFER_TOO_SMALL = 9  /* a caller-allocated buffer is too small; the call reports
+    GLM5_ERR_BUFFER_TOO_SMALL = 9, /* a caller-allocated buffer is too small; the call reports
                                       the size needed */
+    GLM5_ERR_RECORD_FULL = 10,     /* a session's routing record would pass its byte bound
+                                      (glm5_session_params.record_max_bytes) */
+    GLM5_ERR_VERSION_MISMATCH = 11,/* weight versions disagree: a delta or a saved session was made
+                                      against other weights than the loaded ones */
+    GLM5_ERR_INCOMPATIBLE = 12     /* made for another model configuration (an update folder, a
+                                      saved session) */
 } glm5_status;
 
 /* A short, static description of a status code ("invalid argument", ...). Unknown values give
@@ -236,8 +242,12 @@ typedef struct glm5_model_info {
     uint32_t reserved0;               /* 0 */
     uint64_t resident_weight_bytes;   /* memory the weights take once every one has been used: the
                                          mapped tensor data plus what loading copied or repacked
-                                         (fp32 norm vectors, ...). Quantized weights are never
-                                         expanded to fp32. */
+                                         (fp32 norm vectors, ...) plus what updates hold. Quantized
+                                         weights are never expanded to fp32. */
+    /* --- appended in 0.2 --- */
+    uint64_t updated_weight_bytes;    /* of those, bytes of tensors weight updates replaced, held in
+                                         owned memory (0 until an update) */
+    uint64_t n_weight_updates;        /* updates applied since loading */
 } glm5_model_info;
 
 /* How Linear weights are stored (bits of glm5_model_info.weight_formats). Values are pinned. */
@@ -308,6 +318,13 @@ typedef struct glm5_session_params {
     uint32_t max_tokens;  /* most tokens the session may hold; 0 (default) = the model's
                              max_position_embeddings, which is also the upper bound. Cache memory
                              grows with use, not with this number. */
+    /* --- appended in 0.2 --- */
+    uint32_t record;      /* 0 (default): no routing record. 1: record every token's DSA
+                             selections and MoE routes (see "Routing record and replay") */
+    uint32_t reserved0;   /* 0 */
+    uint64_t record_max_bytes; /* bound on the record's memory; 0 = the default, 1 GiB. An append
+                             or sampling call that would pass it fails with GLM5_ERR_RECORD_FULL
+                             before anything changes */
 } glm5_session_params;
 
 /* Fill *params with the defaults. NULL is ignored. Inline. */
@@ -405,6 +422,119 @@ glm5_status glm5_session_get_tokens(glm5_session *session, int32_t *out, size_t 
  * Returns GLM5_OK; GLM5_ERR_INVALID_ARGUMENT (NULL or dead session, n_tokens greater than the
  * session holds); GLM5_ERR_BUSY; GLM5_ERR_OUT_OF_MEMORY (session unchanged). */
 glm5_status glm5_session_truncate(glm5_session *session, size_t n_tokens);
+
+/* =============================================================================================
+ * Routing record and replay (Rollout Routing Replay, "R3")
+ *
+ * The MoE router and the DSA indexer make discrete choices that a few ulps can flip, and a
+ * flipped choice is a different function. A trainer that recomputes logprobs can replay exactly
+ * the choices the rollout made. A session created with glm5_session_params.record = 1 records,
+ * for every token that passes through the model (appends, sampling, forks and truncation follow
+ * the tokens), in flat arrays (row t = the token at position t):
+ *
+ *   top-k   int32 [n_tokens, n_layers, index_topk]       the keys each layer's attention read,
+ *                                                        ascending, padded with -1 (fewer than
+ *                                                        index_topk keys exist before position
+ *                                                        index_topk - 1)
+ *   routes  int32 [n_tokens, n_moe_layers, n_experts_per_tok]   the routed experts of each MoE
+ *                                                        layer (in layer order), ascending
+ *           float [n_tokens, n_moe_layers, n_experts_per_tok]   their combine weights, after
+ *                                                        normalisation and routed_scaling_factor
+ *
+ * (n_layers, n_moe_layers, ... as glm5_model_info; the MTP layer is not recorded.) What a sampled
+ * trajectory records equals what scoring it afterwards records, bit for bit. Recording costs
+ * nothing when off, and its memory is bounded by record_max_bytes.
+ *
+ * Replay (glm5_session_append_replay, glm5_model_score_replay) uses given selections and/or
+ * routes instead of computing them; the layouts are the record's, for the appended tokens only.
+ * A replayed selection replaces the indexer's choice on every layer (the indexer's keys are still
+ * computed and cached, so later tokens can run normally). Replayed expert ids replace the
+ * router's choice; their weights are the host's if given, else the router computes them from its
+ * current logits for those ids (sigmoid of the chosen experts' logits, normalised and scaled
+ * exactly as usual). Replaying what was recorded, on the same weights, reproduces the recorded
+ * logprobs bit for bit. Replay data is checked before anything changes: each selection strictly
+ * ascending within [0, position], at least one key, -1 only as trailing padding; each route
+ * n_experts_per_tok distinct ascending ids in [0, n_routed_experts); weights finite. A session
+ * that records while replaying records what it replayed.
+ * ============================================================================================= */
+
+typedef struct glm5_record_info {
+    uint32_t struct_size;        /* sizeof(glm5_record_info), set by glm5_record_info_init */
+    uint32_t recording;          /* 1 if the session records */
+    uint64_t n_tokens;           /* rows recorded (the session's tokens) */
+    uint32_t n_layers;           /* L */
+    uint32_t index_topk;         /* K */
+    uint32_t n_moe_layers;       /* M */
+    uint32_t n_experts_per_tok;  /* k */
+    uint64_t bytes_per_token;    /* 4 L K + 8 M k */
+    uint64_t bytes;              /* memory the record holds now */
+    uint64_t max_bytes;          /* its bound */
+} glm5_record_info;
+
+static inline void glm5_record_info_init(glm5_record_info *info) {
+    if (!info) return;
+    memset(info, 0, sizeof *info);
+    info->struct_size = (uint32_t)sizeof *info;
+}
+
+/* Describe a session's record (recording 0 and zero sizes if it has none).
+ * Returns GLM5_OK, GLM5_ERR_INVALID_ARGUMENT (NULL or dead session, NULL info, bad struct_size),
+ * GLM5_ERR_BUSY. */
+glm5_status glm5_session_get_record_info(glm5_session *session, glm5_record_info *info);
+
+/* Copy the recorded selections of tokens [first, first + n_tokens): out holds capacity ints and
+ * receives [n_tokens, n_layers, index_topk]. Two-call pattern: *n_out (if not NULL) receives the
+ * ints needed; GLM5_ERR_BUFFER_TOO_SMALL when capacity is smaller (nothing copied).
+ * Returns GLM5_OK; GLM5_ERR_INVALID_ARGUMENT (NULL or dead session, a session that does not
+ * record, first + n_tokens beyond the tokens recorded, NULL out with capacity > 0);
+ * GLM5_ERR_BUFFER_TOO_SMALL; GLM5_ERR_BUSY. */
+glm5_status glm5_session_get_recorded_topk(glm5_session *session, size_t first, size_t n_tokens,
+                                           int32_t *out, size_t capacity, size_t *n_out);
+
+/* Copy the recorded routes of tokens [first, first + n_tokens): expert_ids and expert_weights
+ * each hold capacity entries and receive [n_tokens, n_moe_layers, n_experts_per_tok]; either may
+ * be NULL (not both, unless capacity is 0). Two-call pattern and errors as
+ * glm5_session_get_recorded_topk. */
+glm5_status glm5_session_get_recorded_routes(glm5_session *session, size_t first, size_t n_tokens,
+                                             int32_t *expert_ids, float *expert_weights, size_t capacity,
+                                             size_t *n_out);
+
+/* Selections and routes to replay for the tokens of one call (layouts as the record's). */
+typedef struct glm5_replay {
+    uint32_t struct_size;          /* sizeof(glm5_replay), set by glm5_replay_init */
+    uint32_t reserved0;            /* 0 */
+    const int32_t *topk;           /* NULL, or [n_tokens, n_layers, index_topk] */
+    const int32_t *expert_ids;     /* NULL, or [n_tokens, n_moe_layers, n_experts_per_tok] */
+    const float *expert_weights;   /* NULL (the router weighs the replayed ids), or the same shape
+                                      as expert_ids; needs expert_ids */
+} glm5_replay;
+
+static inline void glm5_replay_init(glm5_replay *replay) {
+    if (!replay) return;
+    memset(replay, 0, sizeof *replay);
+    replay->struct_size = (uint32_t)sizeof *replay;
+}
+
+/* glm5_session_append_scaled with replayed selections and/or routes (replay NULL, or with both
+ * arrays NULL, is a plain append). logprobs and scaled_logprobs may each be NULL; temperature as
+ * glm5_session_append_scaled (1 when only raw logprobs are wanted).
+ * Returns the statuses of glm5_session_append_scaled; GLM5_ERR_INVALID_ARGUMENT also for replay
+ * data out of range (the message names the token, layer and entry). On failure nothing changes. */
+glm5_status glm5_session_append_replay(glm5_session *session, const int32_t *tokens, size_t n_tokens,
+                                       glm5_logits keep, const glm5_replay *replay, float temperature,
+                                       float *logprobs, float *scaled_logprobs);
+
+/* glm5_model_score_scaled with replayed selections and/or routes: the trainer-side R3
+ * recomputation. Thread-safe. */
+glm5_status glm5_model_score_replay(const glm5_model *model, const int32_t *tokens, size_t n_tokens,
+                                    const glm5_replay *replay, float temperature, float *logprobs,
+                                    float *scaled_logprobs);
+
+/* Recompute the session's caches (and record) from its tokens with the model's current weights,
+ * as a new session appending the same tokens would (after a weight update; see "Weight
+ * updates"). Kept logits are cleared. On failure the session is unchanged.
+ * Returns GLM5_OK, GLM5_ERR_INVALID_ARGUMENT, GLM5_ERR_BUSY, GLM5_ERR_OUT_OF_MEMORY. */
+glm5_status glm5_session_recompute(glm5_session *session);
 
 /* Append to a session as glm5_session_append does, and also report the temperature-scaled
  * logprobs of the appended tokens (prompt logprobs for a sampled continuation; SGLang's
@@ -506,6 +636,9 @@ glm5_status glm5_session_cancel(glm5_session *session);
 /* Most alternatives that can be reported per token. */
 #define GLM5_MAX_TOP_LOGPROBS 64
 
+/* Bytes of a weight version with its NUL: versions are 1 to 127 bytes of UTF-8. */
+#define GLM5_WEIGHT_VERSION_SIZE 128
+
 typedef struct glm5_sampling_params {
     uint32_t struct_size;          /* sizeof(glm5_sampling_params), set by _init */
     float temperature;             /* 1.0; 0 = greedy; finite, >= 0 */
@@ -555,6 +688,9 @@ typedef struct glm5_sample_output {
     int32_t stop_token_id;       /* OUT the stop id that ended generation, or -1 */
     int32_t status;              /* OUT this session's glm5_status (batched calls; GLM5_OK when
                                     the call succeeded) */
+    /* --- appended in 0.2 --- */
+    char weight_version[GLM5_WEIGHT_VERSION_SIZE]; /* OUT the version of the weights every token of
+                                    this call was produced with, NUL-terminated */
 } glm5_sample_output;
 
 static inline void glm5_sample_output_init(glm5_sample_output *out) {
@@ -635,6 +771,131 @@ glm5_status glm5_model_score_scaled(const glm5_model *model, const int32_t *toke
  * Returns GLM5_OK, GLM5_ERR_INVALID_ARGUMENT (NULL or dead model, NULL out with capacity > 0),
  * GLM5_ERR_BUFFER_TOO_SMALL. Thread-safe. */
 glm5_status glm5_model_eos_token_ids(const glm5_model *model, int32_t *out, size_t capacity, size_t *n_out);
+
+/* =============================================================================================
+ * Weight updates
+ *
+ * An RL loop pushes new weights every few steps while the model stays loaded and its sessions
+ * stay alive. Every update carries a caller-set weight version (a string, as SGLang's
+ * weight_version; "default" at load), reported by glm5_model_weight_version and stamped on every
+ * sampling result (glm5_sample_output.weight_version). Three ways, all with these semantics:
+ *
+ *  - Atomic. Everything is read, checked (as a load checks: names, shapes, dtypes, finite scales)
+ *    and converted before the weights change; a failed or partial update leaves the model exactly
+ *    as it was, version included.
+ *  - No waiting. A call in flight finishes on the weights it started with (they stay alive until
+ *    it returns); calls that start after the update returns use the new ones. A sampling call
+ *    therefore never straddles an update: all its tokens carry one version. Updates on one model
+ *    are serialised.
+ *  - Sessions continue. Sessions created before an update keep their caches (what the old
+ *    weights computed, as asynchronous RL does) and compute new tokens with the new weights;
+ *    glm5_session_recompute rebuilds a session's caches with the new ones.
+ *  - The loaded format. Updated tensors live in owned memory in the format the model was loaded
+ *    with: a float tensor sent for an INT4 module is quantized in memory with the loaded group
+ *    size by the quantizer's own code (so it equals loading `glm5 quantize`'s output bit for
+ *    bit); for an FP8 module it is block-encoded (scale = amax/448); float dtypes convert to the
+ *    loaded one. Weights not updated stay memory-mapped. glm5_model_info reports the owned bytes.
+ * ============================================================================================= */
+
+/* The version of the weights in force. Two-call pattern: *n_out (if not NULL) receives the bytes
+ * needed including the NUL; GLM5_ERR_BUFFER_TOO_SMALL when capacity is smaller. Thread-safe. */
+glm5_status glm5_model_weight_version(const glm5_model *model, char *out, size_t capacity, size_t *n_out);
+
+/* Replace every weight with those of a Hugging Face folder with the same configuration (every
+ * key that shapes the model equal; the quantization scheme may differ) in any supported format.
+ * When every tensor has the loaded dtype and shape the folder is adopted as it is (memory-mapped,
+ * bit for bit a fresh load of it; it must then stay unchanged on disk, as a loaded folder must);
+ * otherwise each tensor is converted to the loaded format.
+ * Returns GLM5_OK; GLM5_ERR_INVALID_ARGUMENT (NULL or dead model, NULL path or version, a version
+ * that is not 1..127 bytes); the load statuses for the folder (GLM5_ERR_IO, GLM5_ERR_BAD_FORMAT,
+ * GLM5_ERR_UNSUPPORTED); GLM5_ERR_INCOMPATIBLE (another configuration: the message names the
+ * first differing key); GLM5_ERR_OUT_OF_MEMORY. Thread-safe. */
+glm5_status glm5_model_update_from_folder(glm5_model *model, const char *path, const char *version);
+
+/* Apply a delta in the layout of slime's delta weight sync (--update-weight-mode delta, disk
+ * transport): the folder slime passes to update_weights_from_disk (weight_vNNNNNN/), holding
+ * rank*_flush*.safetensors files (each with __positions__ and __values__ and a metadata manifest;
+ * encodings "indices", "deltas", "deltas_zstd") and the DONE marker. The changed elements of each
+ * tensor overwrite the loaded bytes exactly (so a delta must be in the loaded dtype of each
+ * tensor: for an INT4 module, a delta of its INT4 tensors). A manifest's prev_version, when
+ * present, must be the loaded version; a checksum, when present, must match. version NULL takes
+ * the delta's current_version.
+ * Returns GLM5_OK; GLM5_ERR_INVALID_ARGUMENT; GLM5_ERR_IO; GLM5_ERR_BAD_FORMAT (no DONE, a
+ * truncated or corrupt file, a position or offset out of range, a tensor the model does not have
+ * or holds with another dtype or shape); GLM5_ERR_UNSUPPORTED (an unknown encoding; a float delta
+ * for an INT4 module); GLM5_ERR_VERSION_MISMATCH; GLM5_ERR_OUT_OF_MEMORY. Thread-safe. */
+glm5_status glm5_model_update_from_delta(glm5_model *model, const char *path, const char *version);
+
+/* A tensor-by-tensor update as a trainer streams it: begin, add tensors, commit once. */
+typedef struct glm5_weight_update glm5_weight_update;
+
+/* Start an update of `model`. Free it with glm5_weight_update_free (after a commit or instead of
+ * one). Returns GLM5_OK, GLM5_ERR_INVALID_ARGUMENT, GLM5_ERR_OUT_OF_MEMORY. */
+glm5_status glm5_weight_update_begin(glm5_model *model, glm5_weight_update **out_update);
+
+/* Add one tensor by its checkpoint name, checked and converted now (the data is copied; the
+ * host's memory is not kept):
+ *  - a tensor the model holds, in its dtype and shape, replaces it as given (an INT4 module's
+ *    weight_packed / weight_scale / weight_zero_point included);
+ *  - "<module>.weight" in F32, BF16 or F16 [out, in], for any Linear module, is encoded in the
+ *    module's loaded format (INT4 with its group size, FP8 with its blocks, or its float dtype);
+ *  - any other float tensor (norm, embedding) in another float dtype is converted.
+ * Adding a name twice keeps the last. A failed add changes nothing (earlier adds stay staged).
+ *   dtype   glm5_dtype of data;  shape  n_dims sizes (0 ..= 8);  data  n_bytes bytes.
+ * Returns GLM5_OK; GLM5_ERR_INVALID_ARGUMENT (NULL or dead update, NULL name, a committed update,
+ * n_bytes not the shape's size, a name the model does not have); GLM5_ERR_BAD_FORMAT (a dtype or
+ * shape that cannot become the loaded tensor; the message says what is expected);
+ * GLM5_ERR_OUT_OF_MEMORY. */
+glm5_status glm5_weight_update_add(glm5_weight_update *update, const char *name, glm5_dtype dtype,
+                                   const int64_t *shape, size_t n_dims, const void *data, size_t n_bytes);
+
+/* Install every staged tensor as weight version `version`, checked as a load checks (e.g. a
+ * non-finite scale is refused). The update is spent either way; on failure nothing changes.
+ * Returns GLM5_OK; GLM5_ERR_INVALID_ARGUMENT (nothing staged, a bad version, already committed);
+ * GLM5_ERR_BAD_FORMAT; GLM5_ERR_OUT_OF_MEMORY. */
+glm5_status glm5_weight_update_commit(glm5_weight_update *update, const char *version);
+
+/* Free an update (its staged tensors are dropped if it was not committed). NULL is ignored. */
+void glm5_weight_update_free(glm5_weight_update *update);
+
+/* =============================================================================================
+ * Saving sessions
+ *
+ * A session (tokens, caches, kept hidden rows, routing record) saved to bytes and restored into a
+ * new session on the same model, here or on another replica: a versioned header with the model's
+ * configuration fingerprint and the weight version in force, a zstd-compressed payload and a
+ * checksum. A restored session continues bit for bit as the original would (the sampler needs
+ * no state: a draw depends on the seed and the position). Restoring refuses, each with its own
+ * message: a truncated or corrupt file (GLM5_ERR_BAD_FORMAT), a future format version
+ * (GLM5_ERR_UNSUPPORTED), another configuration (GLM5_ERR_INCOMPATIBLE), another weight version
+ * (GLM5_ERR_VERSION_MISMATCH, unless GLM5_RESTORE_ANY_WEIGHT_VERSION); no byte string crashes.
+ * ============================================================================================= */
+
+/* glm5_session_restore flags. */
+#define GLM5_RESTORE_ANY_WEIGHT_VERSION 1u /* accept a file saved under another weight version */
+
+/* Save a session into a buffer the library allocates: *out_data (free it with glm5_free) holds
+ * *out_size bytes. Returns GLM5_OK, GLM5_ERR_INVALID_ARGUMENT, GLM5_ERR_BUSY,
+ * GLM5_ERR_OUT_OF_MEMORY. */
+glm5_status glm5_session_save(glm5_session *session, void **out_data, size_t *out_size);
+
+/* Save a session to a file (created or replaced); *out_size (if not NULL) receives its bytes.
+ * Returns the statuses of glm5_session_save, plus GLM5_ERR_IO. */
+glm5_status glm5_session_save_file(glm5_session *session, const char *path, size_t *out_size);
+
+/* A new session from bytes written by glm5_session_save; free it with glm5_session_free.
+ *   flags  0 or GLM5_RESTORE_ANY_WEIGHT_VERSION.
+ * Returns GLM5_OK or one of the statuses above (and GLM5_ERR_INVALID_ARGUMENT for NULL
+ * arguments); *out_session is written only on success. */
+glm5_status glm5_session_restore(glm5_model *model, const void *data, size_t size, uint32_t flags,
+                                 glm5_session **out_session);
+
+/* glm5_session_restore from a file; GLM5_ERR_IO when it cannot be read. */
+glm5_status glm5_session_restore_file(glm5_model *model, const char *path, uint32_t flags,
+                                      glm5_session **out_session);
+
+/* Free memory the library allocated for the host (glm5_session_save). NULL is ignored. */
+void glm5_free(void *p);
 
 #ifdef __cplusplus
 }

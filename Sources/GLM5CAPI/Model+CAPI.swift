@@ -35,10 +35,11 @@ public func glm5_model_get_info(_ model: OpaquePointer?, _ info: UnsafeMutablePo
   guarded("glm5_model_get_info") { () throws(GLM5Error) in
     let m = try object(model, Model.self, kind: "model", param: "model")
     guard let info else { throw .invalidArgument("info is NULL") }
-    let firstVersion = MemoryLayout<glm5_model_info>.size
+    let firstVersion = MemoryLayout<glm5_model_info>.offset(of: \glm5_model_info.updated_weight_bytes)!
     try checkStructSize("glm5_model_get_info", "glm5_model_info", info.pointee.struct_size, minimum: firstVersion)
     let c = m.config
-    let ck = m.checkpoint
+    let snap = m.weights
+    let ck = snap.checkpoint
     var v = glm5_model_info()
     v.struct_size = info.pointee.struct_size
     v.vocab_size = UInt32(c.vocabSize)
@@ -65,7 +66,9 @@ public func glm5_model_get_info(_ model: OpaquePointer?, _ info: UnsafeMutablePo
     v.n_parameters = UInt64(ck.parameterCount)
     v.weight_file_bytes = UInt64(ck.tensorBytes)
     v.weight_formats = ck.formatMask
-    v.resident_weight_bytes = UInt64(ck.tensorBytes + m.transformer.ownedBytes)
+    v.resident_weight_bytes = UInt64(ck.tensorBytes + snap.transformer.ownedBytes)
+    v.updated_weight_bytes = UInt64(ck.store.ownedBytes)
+    v.n_weight_updates = UInt64(snap.epoch)
     // Only the bytes the host's struct has room for (it may be an older, shorter version).
     withUnsafeBytes(of: &v) { src in
       UnsafeMutableRawPointer(info).copyMemory(from: src.baseAddress!, byteCount: min(src.count, Int(info.pointee.struct_size)))

@@ -7,7 +7,9 @@ import GLM5Engine
 
 /// The first versions' sizes (the structs only grow by appending).
 let samplingParamsV1 = MemoryLayout<glm5_sampling_params>.size
-let sampleOutputV1 = MemoryLayout<glm5_sample_output>.size
+let sampleOutputV1 = MemoryLayout<glm5_sample_output>.offset(of: \glm5_sample_output.weight_version)!
+/// Where 0.2's weight_version starts, and the size that holds it.
+let sampleOutputV2 = MemoryLayout<glm5_sample_output>.size
 /// Most sessions in one batched call.
 let maxBatch = 4096
 
@@ -71,6 +73,21 @@ func write(_ r: SampleResult, to o: UnsafeMutablePointer<glm5_sample_output>) {
   o.pointee.finish_reason = r.finishReason.rawValue
   o.pointee.stop_token_id = r.stopTokenId ?? -1
   o.pointee.status = 0
+  if Int(o.pointee.struct_size) >= sampleOutputV2 {
+    writeCString(r.weightVersion, into: UnsafeMutableRawPointer(o) + sampleOutputV1, capacity: Int(GLM5_WEIGHT_VERSION_SIZE))
+  }
+}
+
+/// A string into a fixed char array, NUL-terminated (cut at a UTF-8 boundary if too long).
+func writeCString(_ s: String, into p: UnsafeMutableRawPointer, capacity: Int) {
+  var b = Array(s.utf8)
+  if b.count > capacity - 1 {
+    b = Array(b.prefix(capacity - 1))
+    while let last = b.last, last & 0xC0 == 0x80 { b.removeLast() }
+    if let last = b.last, last >= 0xC0 { b.removeLast() }
+  }
+  p.initializeMemory(as: UInt8.self, repeating: 0, count: capacity)
+  b.withUnsafeBytes { if let base = $0.baseAddress { p.copyMemory(from: base, byteCount: b.count) } }
 }
 
 @c @implementation

@@ -72,11 +72,23 @@ public func glm5_session_new(_ model: OpaquePointer?, _ params: UnsafePointer<gl
     let m = try object(model, Model.self, kind: "model", param: "model")
     guard let outSession else { throw .invalidArgument("out_session is NULL") }
     var maxTokens = 0
+    var recordBytes: Int? = nil
     if let params {
+      let size = Int(params.pointee.struct_size)
       try checkStructSize("glm5_session_new", "glm5_session_params", params.pointee.struct_size, minimum: 8)
       maxTokens = Int(params.pointee.max_tokens)
+      if size >= MemoryLayout<glm5_session_params>.size {
+        switch params.pointee.record {
+        case 0: break
+        case 1:
+          let b = params.pointee.record_max_bytes
+          guard b <= UInt64(Int.max / 2) else { throw .invalidArgument("record_max_bytes is \(b), which is not a plausible size") }
+          recordBytes = Int(b)
+        default: throw .invalidArgument("record is \(params.pointee.record), must be 0 or 1")
+        }
+      }
     }
-    let s = try Session(model: m, maxTokens: maxTokens)
+    let s = try Session(model: m, maxTokens: maxTokens, recordBytes: recordBytes)
     outSession.pointee = makeHandle(SessionBox(s), kind: "session")
   }
 }

@@ -182,11 +182,15 @@ static void test_status_strings(void) {
         {GLM5_ERR_BUSY, "busy"},
         {GLM5_ERR_INTERNAL, "internal error"},
         {GLM5_ERR_BUFFER_TOO_SMALL, "buffer too small"},
+        {GLM5_ERR_RECORD_FULL, "record full"},
+        {GLM5_ERR_VERSION_MISMATCH, "version mismatch"},
+        {GLM5_ERR_INCOMPATIBLE, "incompatible"},
     };
     /* Pinned values. */
     CHECK(GLM5_OK == 0 && GLM5_ERR_INVALID_ARGUMENT == 1 && GLM5_ERR_IO == 2 && GLM5_ERR_BAD_FORMAT == 3);
     CHECK(GLM5_ERR_UNSUPPORTED == 4 && GLM5_ERR_OUT_OF_MEMORY == 5 && GLM5_ERR_CONTEXT_FULL == 6);
     CHECK(GLM5_ERR_BUSY == 7 && GLM5_ERR_INTERNAL == 8 && GLM5_ERR_BUFFER_TOO_SMALL == 9);
+    CHECK(GLM5_ERR_RECORD_FULL == 10 && GLM5_ERR_VERSION_MISMATCH == 11 && GLM5_ERR_INCOMPATIBLE == 12);
     size_t n = sizeof expected / sizeof expected[0];
     for (size_t i = 0; i < n; i++) {
         const char *s = glm5_status_string(expected[i].status);
@@ -195,7 +199,7 @@ static void test_status_strings(void) {
         CHECK(strcmp(s, expected[i].text) == 0);
         for (size_t j = 0; j < i; j++) CHECK(strcmp(s, glm5_status_string(expected[j].status)) != 0);
     }
-    CHECK(strcmp(glm5_status_string((glm5_status)10), "unknown status") == 0);
+    CHECK(strcmp(glm5_status_string((glm5_status)13), "unknown status") == 0);
     CHECK(strcmp(glm5_status_string((glm5_status)12345), "unknown status") == 0);
     CHECK(strcmp(glm5_status_string((glm5_status)-1), "unknown status") == 0);
 }
@@ -465,7 +469,7 @@ static void check_fixture(const char *dir) {
     info.struct_size = 0;
     CHECK_FAIL(glm5_model_get_info(model, &info), GLM5_ERR_INVALID_ARGUMENT, "struct_size");
     CHECK(info.vocab_size == 0 && info.struct_size == 0);
-    info.struct_size = sizeof(glm5_model_info) - 8;
+    info.struct_size = offsetof(glm5_model_info, updated_weight_bytes) - 8; /* below the first version */
     CHECK_FAIL(glm5_model_get_info(model, &info), GLM5_ERR_INVALID_ARGUMENT, "glm5_model_info");
     CHECK(info.vocab_size == 0);
     CHECK_FAIL(glm5_model_get_info(model, NULL), GLM5_ERR_INVALID_ARGUMENT, "info");
@@ -841,7 +845,7 @@ static void test_session_arguments(const char *dir) {
     sp.struct_size = 0;
     CHECK_FAIL(glm5_session_new(model, &sp, &s), GLM5_ERR_INVALID_ARGUMENT, "struct_size");
     CHECK(s == SESSION_SENTINEL);
-    sp.struct_size = sizeof(glm5_session_params) - 1;
+    sp.struct_size = 8 - 1; /* below the first version (struct_size + max_tokens) */
     CHECK_FAIL(glm5_session_new(model, &sp, &s), GLM5_ERR_INVALID_ARGUMENT, "glm5_session_params");
     CHECK(s == SESSION_SENTINEL);
     sp.struct_size = 4;

@@ -1304,7 +1304,7 @@ static void refuse_sample(struct bad_ctx *b, const char *what, const glm5_sampli
     glm5_sample_output *out = &r.out;
     if (oc == OUT_CAPACITY_SHORT) r.out.capacity = p->max_new_tokens - 1;
     if (oc == OUT_TOKENS_NULL) r.out.tokens = NULL;
-    if (oc == OUT_STRUCT_SMALL) r.out.struct_size = (uint32_t)(sizeof(glm5_sample_output) - 4);
+    if (oc == OUT_STRUCT_SMALL) r.out.struct_size = (uint32_t)(offsetof(glm5_sample_output, weight_version) - 4);
     if (oc == OUT_NULL) out = NULL;
     CHECK_FAIL(glm5_session_sample(s, p, out), want, needle);
     CHECK(run_untouched_from(&r, 0));
