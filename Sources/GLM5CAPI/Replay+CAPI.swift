@@ -86,17 +86,7 @@ func replayArg(_ p: UnsafePointer<glm5_replay>?) throws(GLM5Error) -> RoutingRep
 public func glm5_session_append_replay(_ session: OpaquePointer?, _ tokens: UnsafePointer<Int32>?, _ nTokens: Int, _ keep: glm5_logits,
                                        _ replay: UnsafePointer<glm5_replay>?, _ temperature: Float, _ logprobs: UnsafeMutablePointer<Float>?,
                                        _ scaledLogprobs: UnsafeMutablePointer<Float>?) -> glm5_status {
-  withSession("glm5_session_append_replay", session) { (s) throws(GLM5Error) in
-    let ids = try appendedTokens(s, tokens, nTokens)
-    guard let mode = Session.LogitsMode(rawValue: Int32(truncatingIfNeeded: keep.rawValue)) else {
-      throw .invalidArgument("keep is \(keep.rawValue), not a glm5_logits value")
-    }
-    guard temperature.isFinite && temperature >= 0 else { throw .invalidArgument("temperature is \(temperature), must be finite and >= 0") }
-    let rp = try replayArg(replay)
-    let (raw, scaled) = try s.appendScaled(ids, logits: mode, temperature: temperature, replay: rp)
-    if let logprobs { raw.withUnsafeBufferPointer { logprobs.update(from: $0.baseAddress!, count: raw.count) } }
-    if let scaledLogprobs { scaled.withUnsafeBufferPointer { scaledLogprobs.update(from: $0.baseAddress!, count: scaled.count) } }
-  }
+  appendScaled("glm5_session_append_replay", session, tokens, nTokens, keep, replay, temperature, logprobs, scaledLogprobs)
 }
 
 @c @implementation

@@ -227,13 +227,20 @@ public func glm5_append_batch(_ sessions: UnsafePointer<OpaquePointer?>?, _ n: I
 public func glm5_session_append_scaled(_ session: OpaquePointer?, _ tokens: UnsafePointer<Int32>?, _ nTokens: Int,
                                        _ keep: glm5_logits, _ temperature: Float, _ logprobs: UnsafeMutablePointer<Float>?,
                                        _ scaledLogprobs: UnsafeMutablePointer<Float>?) -> glm5_status {
-  withSession("glm5_session_append_scaled", session) { (s) throws(GLM5Error) in
+  appendScaled("glm5_session_append_scaled", session, tokens, nTokens, keep, nil, temperature, logprobs, scaledLogprobs)
+}
+
+/// glm5_session_append_scaled and glm5_session_append_replay.
+func appendScaled(_ function: String, _ session: OpaquePointer?, _ tokens: UnsafePointer<Int32>?, _ nTokens: Int, _ keep: glm5_logits,
+                  _ replay: UnsafePointer<glm5_replay>?, _ temperature: Float, _ logprobs: UnsafeMutablePointer<Float>?,
+                  _ scaledLogprobs: UnsafeMutablePointer<Float>?) -> glm5_status {
+  withSession(function, session) { (s) throws(GLM5Error) in
     let ids = try appendedTokens(s, tokens, nTokens)
     guard let mode = Session.LogitsMode(rawValue: Int32(truncatingIfNeeded: keep.rawValue)) else {
       throw .invalidArgument("keep is \(keep.rawValue), not a glm5_logits value")
     }
     guard temperature.isFinite && temperature >= 0 else { throw .invalidArgument("temperature is \(temperature), must be finite and >= 0") }
-    let (raw, scaled) = try s.appendScaled(ids, logits: mode, temperature: temperature)
+    let (raw, scaled) = try s.appendScaled(ids, logits: mode, temperature: temperature, replay: try replayArg(replay))
     if let logprobs { raw.withUnsafeBufferPointer { logprobs.update(from: $0.baseAddress!, count: raw.count) } }
     if let scaledLogprobs { scaled.withUnsafeBufferPointer { scaledLogprobs.update(from: $0.baseAddress!, count: scaled.count) } }
   }

@@ -38,6 +38,38 @@ private func streamFolder(_ m: Model, _ folder: String, version: String) throws 
 
 @Suite("Weight updates")
 struct WeightUpdateTests {
+  @Test("a call in flight finishes on the weights it started with while an update lands")
+  func inFlight() throws {
+    let f = fixturesRoot + "/tiny-dsa"
+    let params = SamplingParams(temperature: 1, seed: 21, maxNewTokens: 240, ignoreEOS: true)
+    let ref = try Session(model: Model(path: f, threads: 1))
+    try ref.append([1, 2, 3], logits: .none)
+    let want = try ref.sample(params)
+    let m = try Model(path: f, threads: 1)
+    let s = try Session(model: m)
+    try s.append([1, 2, 3], logits: .none)
+    let started = DispatchSemaphore(value: 0)
+    nonisolated(unsafe) var updatedAt = 0.0, finishedAt = 0.0
+    nonisolated(unsafe) var updateError: (any Error)? = nil
+    let t = Thread {
+      started.wait()
+      Thread.sleep(forTimeInterval: 0.01)
+      do { try m.updateWeights(folder: fixturesRoot + "/tiny-dsa-v2", version: "v2") } catch { updateError = error }
+      updatedAt = Date().timeIntervalSince1970
+    }
+    t.start()
+    started.signal()
+    let got = try s.sample(params)
+    finishedAt = Date().timeIntervalSince1970
+    while updatedAt == 0 { Thread.sleep(forTimeInterval: 0.001) }
+    #expect(updateError == nil)
+    #expect(got.tokens == want.tokens && bitsEqual(got.logprobs, want.logprobs))
+    #expect(got.weightVersion == "default" && m.weightVersion == "v2")
+    print("[update] landed \(String(format: "%.0f", (finishedAt - updatedAt) * 1000)) ms before the 240-token call ended")
+    let after = try s.sample(SamplingParams(temperature: 1, seed: 21, maxNewTokens: 2, ignoreEOS: true))
+    #expect(after.weightVersion == "v2")
+  }
+
   @Test("a BF16 folder sent to the INT4 model is quantized in memory exactly as glm5 quantize wrote the INT4 folder")
   func folderConversion() throws {
     let fresh = try logits(Model(path: int4Folder, threads: 2))
