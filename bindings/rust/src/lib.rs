@@ -1,10 +1,19 @@
 //! Safe Rust bindings for glm5, GLM-5 (Hugging Face `glm_moe_dsa`) inference on CPUs.
 //!
 //! The raw C API of `include/glm5.h` is in [`sys`]; this module wraps it: [`Model`] frees itself
-//! on drop and is `Send + Sync` (a loaded model is read-only); a [`Session`] holds one token
-//! sequence and its caches, is `Send` but not `Sync`, and keeps the model's weights alive on its
-//! own; a [`Canceller`] (`Send + Sync`) stops sampling on a session from another thread;
-//! failures are [`Error`] values carrying a [`Status`] and the library's message.
+//! on drop and is `Send + Sync` (a loaded model is only read by computations; weight updates are
+//! atomic and serialised by the library); a [`Session`] holds one token sequence and its caches,
+//! is `Send` but not `Sync`, and keeps the model's weights alive on its own; a [`Canceller`]
+//! (`Send + Sync`) stops sampling on a session from another thread; failures are [`Error`] values
+//! carrying a [`Status`] and the library's message.
+//!
+//! For RL loops (C API 0.2): a session made with [`SessionParams::record`] records its routing
+//! (DSA selections and MoE routes; [`Session::recorded`]), which [`Model::score_replay`] and
+//! [`Session::append_replay`] replay ([`Replay`], "R3"); [`Model::update_weights`],
+//! [`Model::update_weights_delta`] and [`Model::begin_update`] ([`WeightUpdate`]) replace the
+//! weights while sessions live, under a version ([`Model::weight_version`],
+//! [`SampleResult::weight_version`]); [`Session::save`] and [`Model::restore`] move a session
+//! between processes.
 //!
 //! ```no_run
 //! use glm5::{Logits, Model, ModelParams, SamplingParams, SessionParams};
@@ -26,6 +35,21 @@
 //! for r in model.sample_batch(&mut refs, &params)? {
 //!     println!("{:?} {:?} {:?}", r.tokens, r.scaled_logprobs, r.finish_reason);
 //! }
+//!
+//! // RL (C API 0.2). R3: record a rollout's routing, replay it when scoring.
+//! let mut rollout = model.session(&SessionParams { record: true, ..Default::default() })?;
+//! rollout.append(&[1, 2, 3], Logits::None)?;
+//! let r = rollout.sample(&SamplingParams { max_new_tokens: 4, seed: 1, ..Default::default() })?;
+//! let (raw, _) = model.score_replay(&rollout.tokens(), &rollout.recorded()?.replay(), 1.0)?;
+//! assert_eq!(raw[3..], r.logprobs[..]); // bit for bit
+//!
+//! // Save a session; new weights (sessions continue, results carry the version); restore.
+//! let saved: Vec<u8> = rollout.save()?;
+//! model.update_weights("Tests/Fixtures/tiny-dsa-v2", "step-1")?;
+//! assert_eq!(model.weight_version()?, "step-1");
+//! let mut resumed = model.restore(&saved, true)?; // saved under "default": allow another version
+//! resumed.recompute()?;                            // rebuild its caches with the new weights
+//! assert_eq!(resumed.sample(&SamplingParams::default())?.weight_version, "step-1");
 //! # Ok::<(), glm5::Error>(())
 //! ```
 //!
@@ -36,10 +60,15 @@
 
 pub mod sys;
 
+mod replay;
 mod sampling;
+mod saving;
 mod session;
+mod weights;
+pub use replay::{RecordInfo, RecordShape, Recorded, Replay};
 pub use sampling::{FinishReason, SampleResult, SamplingParams, MAX_TOP_LOGPROBS};
 pub use session::{Appended, Canceller, Logits, Session, SessionParams};
+pub use weights::{Tensor, WeightUpdate, WEIGHT_VERSION_MAX_BYTES};
 
 use std::ffi::{CStr, CString};
 use std::fmt;
@@ -110,6 +139,13 @@ pub enum Status {
     Busy,
     Internal,
     BufferTooSmall,
+    /// A session's routing record would pass its bound ([`SessionParams::record_max_bytes`]).
+    RecordFull,
+    /// Weight versions disagree: a delta or a saved session was made against other weights than
+    /// the loaded ones.
+    VersionMismatch,
+    /// Made for another model configuration (an update folder, a saved session).
+    Incompatible,
     /// A value this crate does not know (from a newer library).
     Unknown(u32),
 }
@@ -128,6 +164,9 @@ impl Status {
             sys::GLM5_ERR_BUSY => Status::Busy,
             sys::GLM5_ERR_INTERNAL => Status::Internal,
             sys::GLM5_ERR_BUFFER_TOO_SMALL => Status::BufferTooSmall,
+            sys::GLM5_ERR_RECORD_FULL => Status::RecordFull,
+            sys::GLM5_ERR_VERSION_MISMATCH => Status::VersionMismatch,
+            sys::GLM5_ERR_INCOMPATIBLE => Status::Incompatible,
             other => Status::Unknown(other),
         }
     }
@@ -145,6 +184,9 @@ impl Status {
             Status::Busy => sys::GLM5_ERR_BUSY,
             Status::Internal => sys::GLM5_ERR_INTERNAL,
             Status::BufferTooSmall => sys::GLM5_ERR_BUFFER_TOO_SMALL,
+            Status::RecordFull => sys::GLM5_ERR_RECORD_FULL,
+            Status::VersionMismatch => sys::GLM5_ERR_VERSION_MISMATCH,
+            Status::Incompatible => sys::GLM5_ERR_INCOMPATIBLE,
             Status::Unknown(v) => v,
         }
     }
@@ -319,8 +361,14 @@ pub struct ModelInfo {
     pub weight_file_bytes: u64,
     /// Bit mask of Linear weight formats: 1 float, 2 FP8 blocks, 4 INT4 groups.
     pub weight_formats: u32,
-    /// Memory the weights take once all are used (mapped tensor data plus copies made at load).
+    /// Memory the weights take once all are used: the mapped tensor data, plus what loading
+    /// copied or repacked, plus what weight updates hold.
     pub resident_weight_bytes: u64,
+    /// Of those, the bytes of tensors that weight updates replaced, held in owned memory (0 until
+    /// an update; 0 again after an update from a folder that is adopted as it is, memory-mapped).
+    pub updated_weight_bytes: u64,
+    /// Weight updates applied since loading.
+    pub n_weight_updates: u64,
 }
 
 impl ModelInfo {
@@ -351,6 +399,8 @@ impl ModelInfo {
             weight_file_bytes: c.weight_file_bytes,
             weight_formats: c.weight_formats,
             resident_weight_bytes: c.resident_weight_bytes,
+            updated_weight_bytes: c.updated_weight_bytes,
+            n_weight_updates: c.n_weight_updates,
         }
     }
 
@@ -361,6 +411,16 @@ impl ModelInfo {
             .copied()
             .filter(|d| self.weight_dtypes & d.bit() != 0)
             .collect()
+    }
+
+    /// The layout of a routing record and a replay ([`Recorded`], [`Replay`]) on this model.
+    pub fn record_shape(&self) -> RecordShape {
+        RecordShape {
+            n_layers: self.n_layers as usize,
+            index_topk: self.index_topk as usize,
+            n_moe_layers: self.n_moe_layers as usize,
+            n_experts_per_tok: self.n_experts_per_tok as usize,
+        }
     }
 
     /// Their safetensors names ("F32", "BF16", ...).
@@ -390,15 +450,22 @@ pub(crate) fn new_model_info() -> sys::glm5_model_info {
     }
 }
 
-/// A loaded checkpoint (`glm5_model`): its configuration and memory-mapped weights. Read-only
-/// and shareable between threads; freed on drop.
+/// A loaded checkpoint (`glm5_model`): its configuration and memory-mapped weights. Shareable
+/// between threads; freed on drop.
+///
+/// Computations only read it. Weight updates ([`Model::update_weights`],
+/// [`Model::update_weights_delta`], [`Model::begin_update`]) take `&self` too, as the C API
+/// allows: an update is atomic, updates are serialised, and a call in flight on another thread
+/// finishes on the weights it started with.
 pub struct Model {
     ptr: NonNull<sys::glm5_model>,
     path: PathBuf,
 }
 
 // SAFETY: the header: "a model is read-only after loading and may be shared by any number of
-// threads"; glm5_model_get_info is thread-safe, and freeing takes `self` by value.
+// threads"; glm5_model_get_info, scoring, glm5_model_weight_version and the weight updates are
+// thread-safe (updates are atomic and serialised; calls in flight keep the weights they started
+// with), and freeing takes `self` by value.
 unsafe impl Send for Model {}
 unsafe impl Sync for Model {}
 
@@ -501,10 +568,14 @@ mod tests {
 
     #[test]
     fn status_round_trips() {
-        for raw in 0..12u32 {
+        for raw in 0..13u32 {
             assert_eq!(Status::from_raw(raw).raw(), raw);
         }
         assert_eq!(Status::from_raw(42), Status::Unknown(42));
+        assert_eq!(Status::from_raw(10), Status::RecordFull);
+        assert_eq!(Status::from_raw(11), Status::VersionMismatch);
+        assert_eq!(Status::from_raw(12), Status::Incompatible);
+        assert_eq!(Status::from_raw(13), Status::Unknown(13));
     }
 
     #[test]
@@ -528,21 +599,39 @@ mod tests {
             }
         );
         let i = new_model_info();
-        assert_eq!(i.struct_size, 120);
+        assert_eq!(i.struct_size, 136);
         assert_eq!(
             i,
             sys::glm5_model_info {
-                struct_size: 120,
+                struct_size: 136,
                 ..Default::default()
             }
         );
         assert_eq!(
             session::new_session_params(),
             sys::glm5_session_params {
-                struct_size: 8,
-                max_tokens: 0
+                struct_size: 24,
+                max_tokens: 0,
+                record: 0,
+                reserved0: 0,
+                record_max_bytes: 0,
             }
         );
+        // glm5_record_info_init and glm5_replay_init: zeros and struct_size.
+        let r = replay::new_record_info();
+        assert_eq!(
+            r,
+            sys::glm5_record_info {
+                struct_size: 56,
+                ..Default::default()
+            }
+        );
+        let rp = replay::new_replay();
+        assert_eq!(
+            (rp.struct_size as usize, rp.reserved0),
+            (std::mem::size_of::<sys::glm5_replay>(), 0)
+        );
+        assert!(rp.topk.is_null() && rp.expert_ids.is_null() && rp.expert_weights.is_null());
         // glm5_sampling_params_init: temperature 1, top_p 1, 128 tokens, the rest zero.
         let p = sampling::new_sampling_params();
         assert_eq!(
@@ -573,6 +662,7 @@ mod tests {
         assert_eq!((o.finish_reason, o.capacity, o.n_tokens), (0, 0, 0));
         assert_eq!((o.stop_token_id, o.status), (-1, 0));
         assert!(o.tokens.is_null() && o.logprobs.is_null() && o.top_ids.is_null());
+        assert!(o.weight_version.iter().all(|&c| c == 0));
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub(crate) fn new_sample_output() -> sys::glm5_sample_output {
         n_tokens: 0,
         stop_token_id: -1,
         status: 0,
+        weight_version: [0; sys::GLM5_WEIGHT_VERSION_SIZE],
     }
 }
 
@@ -212,6 +213,10 @@ pub struct SampleResult {
     pub top_ids: Vec<i32>,
     /// `[tokens.len(), top_n]` scaled logprobs, row-major.
     pub top_logprobs: Vec<f32>,
+    /// The weight version every token of this call was produced with ([`Model::weight_version`]
+    /// when the call started: a call never straddles a weight update). "default" until the
+    /// first update.
+    pub weight_version: String,
 }
 
 impl SampleResult {
@@ -314,6 +319,7 @@ impl OutBuf {
             top_n: self.top_n,
             top_ids: self.top_ids,
             top_logprobs: self.top_logprobs,
+            weight_version: crate::weights::version_from_c(&out.weight_version),
         })
     }
 }
@@ -328,8 +334,9 @@ impl Session {
     /// appended and are returned, [`FinishReason::Cancelled`]).
     ///
     /// Errors: InvalidArgument (an empty session, a parameter out of range: the message names the
-    /// field), ContextFull (`max_new_tokens` do not fit: nothing is generated), OutOfMemory; the
-    /// session is then unchanged. A `max_new_tokens` above the session's
+    /// field), ContextFull (`max_new_tokens` do not fit: nothing is generated), RecordFull (a
+    /// recording session's record would pass its bound), OutOfMemory; the session is then
+    /// unchanged. A `max_new_tokens` above the session's
     /// [`max_tokens`](Session::max_tokens), which can never fit, is refused with ContextFull by
     /// this crate before the library sees the call (so before any other check), to keep the
     /// output arrays from being allocated for it.

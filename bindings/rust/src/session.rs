@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
-use crate::{check, sys, Error, Model, Status};
+use crate::{check, sys, Error, Model, ModelInfo, RecordShape, Status};
 
 /// Options for [`Model::session`]. Build it with `..Default::default()`: fields are only appended.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -16,6 +16,14 @@ pub struct SessionParams {
     /// `max_position_embeddings`, which is also the upper bound. Cache memory grows with use, not
     /// with this number.
     pub max_tokens: usize,
+    /// false; true: record every token's DSA selections and MoE routes (the routing record,
+    /// [`Session::recorded`]; include/glm5.h "Routing record and replay"). Appends, sampling,
+    /// forks, truncation, saving and restoring carry the record along with the tokens.
+    pub record: bool,
+    /// The bound on the record's memory; 0 (the default) = 1 GiB. An append or sampling call
+    /// that would pass it fails with [`Status::RecordFull`] before anything changes. Each token
+    /// takes [`RecordShape::bytes_per_token`] bytes. Ignored unless `record`.
+    pub record_max_bytes: u64,
 }
 
 /// Which logits an append returns (`glm5_logits`).
@@ -46,6 +54,9 @@ pub(crate) fn new_session_params() -> sys::glm5_session_params {
     sys::glm5_session_params {
         struct_size: std::mem::size_of::<sys::glm5_session_params>() as u32,
         max_tokens: 0,
+        record: 0,
+        reserved0: 0,
+        record_max_bytes: 0,
     }
 }
 
@@ -67,18 +78,33 @@ impl Model {
                 ),
             )
         })?;
+        p.record = u32::from(params.record);
+        p.record_max_bytes = params.record_max_bytes;
         let mut out: *mut sys::glm5_session = ptr::null_mut();
         check(unsafe { sys::glm5_session_new(self.as_ptr(), &p, &mut out) })?;
-        let handle = Handle::new(out, "glm5_session_new")?;
+        let max_tokens = if params.max_tokens == 0 {
+            info.max_position_embeddings as usize
+        } else {
+            params.max_tokens
+        };
+        self.wrap_session(out, "glm5_session_new", &info, max_tokens)
+    }
+
+    /// A [`Session`] owning `raw`, a session the library just made on this model.
+    pub(crate) fn wrap_session(
+        &self,
+        raw: *mut sys::glm5_session,
+        from: &str,
+        info: &ModelInfo,
+        max_tokens: usize,
+    ) -> Result<Session, Error> {
+        let handle = Handle::new(raw, from)?;
         Ok(Session {
             handle: Arc::new(handle),
             model: self.as_ptr() as usize,
             vocab_size: info.vocab_size as usize,
-            max_tokens: if params.max_tokens == 0 {
-                info.max_position_embeddings as usize
-            } else {
-                params.max_tokens
-            },
+            max_tokens,
+            shape: info.record_shape(),
             not_sync: PhantomData,
         })
     }
@@ -241,7 +267,7 @@ impl Model {
     }
 }
 
-/// What [`Session::append_scaled`] returns; every vector is row-major as in
+/// What [`Session::append_scaled`] and [`Session::append_replay`] return; every vector is row-major as in
 /// [`Session::append_with_logprobs`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Appended {
@@ -332,6 +358,8 @@ pub struct Session {
     model: usize,
     vocab_size: usize,
     max_tokens: usize,
+    /// The model's record layout (what a replay's slices are checked against).
+    pub(crate) shape: RecordShape,
     /// Not Sync: a `&Session` must not reach two threads (the library allows one call at a time
     /// per session). Send comes from `Arc<Handle>`: the library does not tie a session to the
     /// thread that created it.
@@ -345,6 +373,12 @@ impl Session {
     }
 
     /// The most tokens this session may hold.
+    ///
+    /// For a session from [`Model::restore`] (or a fork of one) this is the model's
+    /// `max_position_embeddings`, an upper bound: the saved bound travels inside the saved
+    /// session's compressed payload, which the C API does not report. The library enforces the
+    /// saved bound (ContextFull), so the only difference is which of the two refuses a call that
+    /// does not fit.
     pub fn max_tokens(&self) -> usize {
         self.max_tokens
     }
@@ -359,7 +393,8 @@ impl Session {
     /// vocab_size` for [`Logits::All`] (row i predicts the token after `tokens[i]`).
     ///
     /// Errors: InvalidArgument (no tokens, an id outside `[0, vocab_size)`: the message names its
-    /// index), ContextFull (the tokens do not fit); the session is then unchanged.
+    /// index), ContextFull (the tokens do not fit), RecordFull (a recording session's record
+    /// would pass [`SessionParams::record_max_bytes`]); the session is then unchanged.
     pub fn append(&mut self, tokens: &[i32], logits: Logits) -> Result<Vec<f32>, Error> {
         self.append_raw(tokens, logits, None)
     }
@@ -399,6 +434,15 @@ impl Session {
             Logits::All => tokens.len(),
         };
         self.copy_logits(rows)
+    }
+
+    /// The logits a successful append of `n` tokens with `logits` kept (empty for None).
+    pub(crate) fn kept_logits(&self, logits: Logits, n: usize) -> Result<Vec<f32>, Error> {
+        match logits {
+            Logits::None => Ok(Vec::new()),
+            Logits::Last => self.copy_logits(1),
+            Logits::All => self.copy_logits(n),
+        }
     }
 
     /// `glm5_session_get_logits` into a buffer of `rows` rows, checking the reported size.
@@ -512,8 +556,9 @@ impl Session {
     }
 
     /// Keep only the first `n` tokens (`n <= n_tokens()`): later appends behave exactly as in a
-    /// session that only ever held those. Clears the kept logits. InvalidArgument if `n` is
-    /// greater than the session holds (the session is then unchanged).
+    /// session that only ever held those. Clears the kept logits; a routing record is cut to the
+    /// same tokens. InvalidArgument if `n` is greater than the session holds (the session is
+    /// then unchanged).
     pub fn truncate(&mut self, n: usize) -> Result<(), Error> {
         check(unsafe { sys::glm5_session_truncate(self.handle.0.as_ptr(), n) })
     }
@@ -546,18 +591,8 @@ impl Session {
                 scaled_logprobs.as_mut_ptr(),
             )
         })?;
-        let rows = match logits {
-            Logits::None => 0,
-            Logits::Last => 1,
-            Logits::All => tokens.len(),
-        };
-        let logits = if rows == 0 {
-            Vec::new()
-        } else {
-            self.copy_logits(rows)?
-        };
         Ok(Appended {
-            logits,
+            logits: self.kept_logits(logits, tokens.len())?,
             logprobs,
             scaled_logprobs,
         })
@@ -566,8 +601,9 @@ impl Session {
     /// A new session holding the same tokens, caches and sampler position
     /// (`glm5_session_fork`): sampling on the fork with a seed gives exactly what sampling on
     /// the original with that seed would. Prefill a prompt once, fork it per trajectory. The
-    /// fork has the same `max_tokens` and model; kept logits are not copied (its
-    /// [`Session::logits`] is empty). Memory grows with the tokens held (the caches are copied).
+    /// fork has the same `max_tokens`, model and routing record (if it records, it goes on
+    /// recording); kept logits are not copied (its [`Session::logits`] is empty). Memory grows
+    /// with the tokens held (the caches are copied).
     ///
     /// Errors: OutOfMemory.
     pub fn fork(&self) -> Result<Session, Error> {
@@ -578,6 +614,7 @@ impl Session {
             model: self.model,
             vocab_size: self.vocab_size,
             max_tokens: self.max_tokens,
+            shape: self.shape,
             not_sync: PhantomData,
         })
     }

@@ -4,12 +4,12 @@
 
 use std::marker::{PhantomData, PhantomPinned};
 use std::mem::{align_of, offset_of, size_of};
-use std::os::raw::{c_char, c_uint};
+use std::os::raw::{c_char, c_uint, c_void};
 
 // ---- Versions --------------------------------------------------------------------------------
 
 pub const GLM5_VERSION_MAJOR: u32 = 0;
-pub const GLM5_VERSION_MINOR: u32 = 1;
+pub const GLM5_VERSION_MINOR: u32 = 2;
 pub const GLM5_VERSION_PATCH: u32 = 0;
 pub const GLM5_VERSION_NUMBER: u32 =
     GLM5_VERSION_MAJOR * 10000 + GLM5_VERSION_MINOR * 100 + GLM5_VERSION_PATCH;
@@ -29,6 +29,9 @@ pub const GLM5_ERR_CONTEXT_FULL: glm5_status = 6;
 pub const GLM5_ERR_BUSY: glm5_status = 7;
 pub const GLM5_ERR_INTERNAL: glm5_status = 8;
 pub const GLM5_ERR_BUFFER_TOO_SMALL: glm5_status = 9;
+pub const GLM5_ERR_RECORD_FULL: glm5_status = 10;
+pub const GLM5_ERR_VERSION_MISMATCH: glm5_status = 11;
+pub const GLM5_ERR_INCOMPATIBLE: glm5_status = 12;
 
 // ---- Weight data types -----------------------------------------------------------------------
 
@@ -96,7 +99,16 @@ pub struct glm5_model_info {
     pub weight_formats: u32,
     pub reserved0: u32,
     pub resident_weight_bytes: u64,
+    // --- appended in 0.2 ---
+    pub updated_weight_bytes: u64,
+    pub n_weight_updates: u64,
 }
+
+/// `enum glm5_weight_format` (bits of `glm5_model_info.weight_formats`).
+pub type glm5_weight_format = c_uint;
+pub const GLM5_FORMAT_FLOAT: glm5_weight_format = 1;
+pub const GLM5_FORMAT_FP8_BLOCK: glm5_weight_format = 2;
+pub const GLM5_FORMAT_INT4_GROUP: glm5_weight_format = 4;
 
 // ---- Sessions --------------------------------------------------------------------------------
 
@@ -112,6 +124,10 @@ pub struct glm5_session {
 pub struct glm5_session_params {
     pub struct_size: u32,
     pub max_tokens: u32,
+    // --- appended in 0.2 ---
+    pub record: u32,
+    pub reserved0: u32,
+    pub record_max_bytes: u64,
 }
 
 /// `enum glm5_logits`.
@@ -120,9 +136,39 @@ pub const GLM5_LOGITS_NONE: glm5_logits = 0;
 pub const GLM5_LOGITS_LAST: glm5_logits = 1;
 pub const GLM5_LOGITS_ALL: glm5_logits = 2;
 
+// ---- Routing record and replay ---------------------------------------------------------------
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct glm5_record_info {
+    pub struct_size: u32,
+    pub recording: u32,
+    pub n_tokens: u64,
+    pub n_layers: u32,
+    pub index_topk: u32,
+    pub n_moe_layers: u32,
+    pub n_experts_per_tok: u32,
+    pub bytes_per_token: u64,
+    pub bytes: u64,
+    pub max_bytes: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct glm5_replay {
+    pub struct_size: u32,
+    pub reserved0: u32,
+    pub topk: *const i32,
+    pub expert_ids: *const i32,
+    pub expert_weights: *const f32,
+}
+
 // ---- Sampling --------------------------------------------------------------------------------
 
 pub const GLM5_MAX_TOP_LOGPROBS: u32 = 64;
+
+/// Bytes of a weight version with its NUL: versions are 1 to 127 bytes of UTF-8.
+pub const GLM5_WEIGHT_VERSION_SIZE: usize = 128;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -162,14 +208,56 @@ pub struct glm5_sample_output {
     pub n_tokens: usize,
     pub stop_token_id: i32,
     pub status: i32,
+    // --- appended in 0.2 ---
+    pub weight_version: [c_char; GLM5_WEIGHT_VERSION_SIZE],
 }
+
+// ---- Weight updates --------------------------------------------------------------------------
+
+/// Opaque `struct glm5_weight_update`.
+#[repr(C)]
+pub struct glm5_weight_update {
+    _private: [u8; 0],
+    _marker: PhantomData<(*mut u8, PhantomPinned)>,
+}
+
+// ---- Saving sessions -------------------------------------------------------------------------
+
+/// `glm5_session_restore` flag: accept a file saved under another weight version.
+pub const GLM5_RESTORE_ANY_WEIGHT_VERSION: u32 = 1;
 
 // ---- Layout checks ---------------------------------------------------------------------------
 
 const _: () = assert!(size_of::<glm5_model_params>() == 8);
-const _: () = assert!(size_of::<glm5_model_info>() == 120);
-const _: () = assert!(align_of::<glm5_model_info>() == 8);
-const _: () = assert!(size_of::<glm5_session_params>() == 8);
+const _: () = {
+    assert!(size_of::<glm5_model_info>() == 136);
+    assert!(align_of::<glm5_model_info>() == 8);
+    assert!(offset_of!(glm5_model_info, n_parameters) == 88);
+    assert!(offset_of!(glm5_model_info, weight_file_bytes) == 96);
+    assert!(offset_of!(glm5_model_info, weight_formats) == 104);
+    assert!(offset_of!(glm5_model_info, resident_weight_bytes) == 112);
+    assert!(offset_of!(glm5_model_info, updated_weight_bytes) == 120); // the 0.1 size
+    assert!(offset_of!(glm5_model_info, n_weight_updates) == 128);
+
+    assert!(size_of::<glm5_session_params>() == 24);
+    assert!(align_of::<glm5_session_params>() == 8);
+    assert!(offset_of!(glm5_session_params, max_tokens) == 4);
+    assert!(offset_of!(glm5_session_params, record) == 8); // the 0.1 size
+    assert!(offset_of!(glm5_session_params, reserved0) == 12);
+    assert!(offset_of!(glm5_session_params, record_max_bytes) == 16);
+
+    assert!(size_of::<glm5_record_info>() == 56);
+    assert!(align_of::<glm5_record_info>() == 8);
+    assert!(offset_of!(glm5_record_info, recording) == 4);
+    assert!(offset_of!(glm5_record_info, n_tokens) == 8);
+    assert!(offset_of!(glm5_record_info, n_layers) == 16);
+    assert!(offset_of!(glm5_record_info, index_topk) == 20);
+    assert!(offset_of!(glm5_record_info, n_moe_layers) == 24);
+    assert!(offset_of!(glm5_record_info, n_experts_per_tok) == 28);
+    assert!(offset_of!(glm5_record_info, bytes_per_token) == 32);
+    assert!(offset_of!(glm5_record_info, bytes) == 40);
+    assert!(offset_of!(glm5_record_info, max_bytes) == 48);
+};
 
 // The structs with pointers and size_t, as the C compiler lays them out on LP64 (every 64-bit
 // target this crate builds for). A 32-bit target would get other offsets; there the checks below
@@ -189,7 +277,14 @@ const _: () = {
     assert!(offset_of!(glm5_sampling_params, ignore_eos) == 48);
     assert!(offset_of!(glm5_sampling_params, n_top_logprobs) == 52);
 
-    assert!(size_of::<glm5_sample_output>() == 80);
+    assert!(size_of::<glm5_replay>() == 32);
+    assert!(align_of::<glm5_replay>() == 8);
+    assert!(offset_of!(glm5_replay, reserved0) == 4);
+    assert!(offset_of!(glm5_replay, topk) == 8);
+    assert!(offset_of!(glm5_replay, expert_ids) == 16);
+    assert!(offset_of!(glm5_replay, expert_weights) == 24);
+
+    assert!(size_of::<glm5_sample_output>() == 208);
     assert!(align_of::<glm5_sample_output>() == 8);
     assert!(offset_of!(glm5_sample_output, finish_reason) == 4);
     assert!(offset_of!(glm5_sample_output, capacity) == 8);
@@ -202,10 +297,12 @@ const _: () = {
     assert!(offset_of!(glm5_sample_output, n_tokens) == 64);
     assert!(offset_of!(glm5_sample_output, stop_token_id) == 72);
     assert!(offset_of!(glm5_sample_output, status) == 76);
+    assert!(offset_of!(glm5_sample_output, weight_version) == 80); // the 0.1 size
 };
 
 // The header's glm5_model_params_init, glm5_model_info_init, glm5_session_params_init,
-// glm5_sampling_params_init and glm5_sample_output_init are `static inline` (not exported by the
+// glm5_sampling_params_init, glm5_sample_output_init, glm5_record_info_init and glm5_replay_init
+// are `static inline` (not exported by the
 // library); the crate fills the structs itself.
 
 extern "C" {
@@ -315,4 +412,109 @@ extern "C" {
         capacity: usize,
         n_out: *mut usize,
     ) -> glm5_status;
+
+    // ---- Routing record and replay (0.2) ----
+    pub fn glm5_session_get_record_info(
+        session: *mut glm5_session,
+        info: *mut glm5_record_info,
+    ) -> glm5_status;
+    pub fn glm5_session_get_recorded_topk(
+        session: *mut glm5_session,
+        first: usize,
+        n_tokens: usize,
+        out: *mut i32,
+        capacity: usize,
+        n_out: *mut usize,
+    ) -> glm5_status;
+    pub fn glm5_session_get_recorded_routes(
+        session: *mut glm5_session,
+        first: usize,
+        n_tokens: usize,
+        expert_ids: *mut i32,
+        expert_weights: *mut f32,
+        capacity: usize,
+        n_out: *mut usize,
+    ) -> glm5_status;
+    pub fn glm5_session_append_replay(
+        session: *mut glm5_session,
+        tokens: *const i32,
+        n_tokens: usize,
+        keep: glm5_logits,
+        replay: *const glm5_replay,
+        temperature: f32,
+        logprobs: *mut f32,
+        scaled_logprobs: *mut f32,
+    ) -> glm5_status;
+    pub fn glm5_model_score_replay(
+        model: *const glm5_model,
+        tokens: *const i32,
+        n_tokens: usize,
+        replay: *const glm5_replay,
+        temperature: f32,
+        logprobs: *mut f32,
+        scaled_logprobs: *mut f32,
+    ) -> glm5_status;
+    pub fn glm5_session_recompute(session: *mut glm5_session) -> glm5_status;
+
+    // ---- Weight updates (0.2) ----
+    pub fn glm5_model_weight_version(
+        model: *const glm5_model,
+        out: *mut c_char,
+        capacity: usize,
+        n_out: *mut usize,
+    ) -> glm5_status;
+    pub fn glm5_model_update_from_folder(
+        model: *mut glm5_model,
+        path: *const c_char,
+        version: *const c_char,
+    ) -> glm5_status;
+    pub fn glm5_model_update_from_delta(
+        model: *mut glm5_model,
+        path: *const c_char,
+        version: *const c_char,
+    ) -> glm5_status;
+    pub fn glm5_weight_update_begin(
+        model: *mut glm5_model,
+        out_update: *mut *mut glm5_weight_update,
+    ) -> glm5_status;
+    pub fn glm5_weight_update_add(
+        update: *mut glm5_weight_update,
+        name: *const c_char,
+        dtype: glm5_dtype,
+        shape: *const i64,
+        n_dims: usize,
+        data: *const c_void,
+        n_bytes: usize,
+    ) -> glm5_status;
+    pub fn glm5_weight_update_commit(
+        update: *mut glm5_weight_update,
+        version: *const c_char,
+    ) -> glm5_status;
+    pub fn glm5_weight_update_free(update: *mut glm5_weight_update);
+
+    // ---- Saving sessions (0.2) ----
+    pub fn glm5_session_save(
+        session: *mut glm5_session,
+        out_data: *mut *mut c_void,
+        out_size: *mut usize,
+    ) -> glm5_status;
+    pub fn glm5_session_save_file(
+        session: *mut glm5_session,
+        path: *const c_char,
+        out_size: *mut usize,
+    ) -> glm5_status;
+    pub fn glm5_session_restore(
+        model: *mut glm5_model,
+        data: *const c_void,
+        size: usize,
+        flags: u32,
+        out_session: *mut *mut glm5_session,
+    ) -> glm5_status;
+    pub fn glm5_session_restore_file(
+        model: *mut glm5_model,
+        path: *const c_char,
+        flags: u32,
+        out_session: *mut *mut glm5_session,
+    ) -> glm5_status;
+    pub fn glm5_free(p: *mut c_void);
 }

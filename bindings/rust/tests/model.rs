@@ -139,12 +139,15 @@ fn status_and_dtype_names() {
         (Status::Busy, "busy"),
         (Status::Internal, "internal error"),
         (Status::BufferTooSmall, "buffer too small"),
+        (Status::RecordFull, "record full"),
+        (Status::VersionMismatch, "version mismatch"),
+        (Status::Incompatible, "incompatible"),
     ];
     for (i, (s, text)) in expected.iter().enumerate() {
         assert_eq!(s.raw(), i as u32);
         assert_eq!(s.as_str(), *text);
     }
-    assert_eq!(Status::Unknown(10).as_str(), "unknown status");
+    assert_eq!(Status::Unknown(13).as_str(), "unknown status");
 
     let names = [
         "F32", "BF16", "F16", "F8_E4M3", "F8_E5M2", "I8", "U8", "I16", "I32", "I64", "F64", "BOOL",
@@ -244,10 +247,21 @@ fn check_info(dir: &Path, info: &ModelInfo) {
     let quant = json_str(&cfg, "quant_method");
     match quant {
         Some("fp8") => assert!(info.weight_formats & 2 != 0, "{name}: FP8 not reported"),
-        Some("compressed-tensors") => assert!(info.weight_formats & 4 != 0, "{name}: INT4 not reported"),
+        Some("compressed-tensors") => {
+            assert!(info.weight_formats & 4 != 0, "{name}: INT4 not reported")
+        }
         _ => assert_eq!(info.weight_formats, 1, "{name}"),
     }
-    assert!(info.resident_weight_bytes >= info.weight_file_bytes, "{name}");
+    assert!(
+        info.resident_weight_bytes >= info.weight_file_bytes,
+        "{name}"
+    );
+    // 0.2: nothing updated yet
+    assert_eq!(
+        (info.updated_weight_bytes, info.n_weight_updates),
+        (0, 0),
+        "{name}"
+    );
     assert!(
         (info.resident_weight_bytes as f64) < 1.05 * info.weight_file_bytes as f64 + 65536.0,
         "{name}: resident {} vs file {}",

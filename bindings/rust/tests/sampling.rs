@@ -832,7 +832,12 @@ fn top_alternatives() {
 #[test]
 fn bad_parameters_name_the_field_and_change_nothing() {
     let m = load(2);
-    let mut s = m.session(&SessionParams { max_tokens: 16 }).unwrap();
+    let mut s = m
+        .session(&SessionParams {
+            max_tokens: 16,
+            ..Default::default()
+        })
+        .unwrap();
     // an empty session cannot be sampled from
     assert_err(s.sample(&params(1.0, 0, 2)), Status::InvalidArgument, "");
     assert_eq!(s.n_tokens(), 0);
@@ -1402,6 +1407,7 @@ fn raw_output(tokens: &mut [i32]) -> glm5::sys::glm5_sample_output {
         n_tokens: 0,
         stop_token_id: -1,
         status: 0,
+        weight_version: [0; glm5::sys::GLM5_WEIGHT_VERSION_SIZE],
     }
 }
 

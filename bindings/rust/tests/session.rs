@@ -441,7 +441,12 @@ fn context_full() {
     let info = m.info();
     let v = info.vocab_size as usize;
     let ids = ids_for(v, 9, 7, 3);
-    let mut s = m.session(&SessionParams { max_tokens: 6 }).unwrap();
+    let mut s = m
+        .session(&SessionParams {
+            max_tokens: 6,
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(s.max_tokens(), 6);
     s.append(&ids[..4], Logits::Last).unwrap();
     let before = state(&s);
@@ -474,13 +479,17 @@ fn session_params() {
     let m = load(&api_fixture(), 2);
     let p = m.info().max_position_embeddings as usize;
     assert_err(
-        m.session(&SessionParams { max_tokens: p + 1 }),
+        m.session(&SessionParams {
+            max_tokens: p + 1,
+            ..Default::default()
+        }),
         Status::InvalidArgument,
         "max_tokens",
     );
     assert_err(
         m.session(&SessionParams {
             max_tokens: u32::MAX as usize,
+            ..Default::default()
         }),
         Status::InvalidArgument,
         "max_tokens",
@@ -488,15 +497,19 @@ fn session_params() {
     assert_err(
         m.session(&SessionParams {
             max_tokens: usize::MAX,
+            ..Default::default()
         }),
         Status::InvalidArgument,
         "max_tokens",
     );
     for (arg, want) in [(0, p), (p, p), (1, 1)] {
         assert_eq!(
-            m.session(&SessionParams { max_tokens: arg })
-                .unwrap()
-                .max_tokens(),
+            m.session(&SessionParams {
+                max_tokens: arg,
+                ..Default::default()
+            })
+            .unwrap()
+            .max_tokens(),
             want
         );
     }
