@@ -412,6 +412,10 @@ glm5_status glm5_session_generate(glm5_session *session, size_t n_new, int32_t *
  * dead session, NULL out); GLM5_ERR_BUSY. */
 glm5_status glm5_session_n_tokens(glm5_session *session, size_t *out);
 
+/* The most tokens the session may hold (its max_tokens; for a restored session, the saved one).
+ * Returns GLM5_OK or GLM5_ERR_INVALID_ARGUMENT (NULL or dead session, NULL out); GLM5_ERR_BUSY. */
+glm5_status glm5_session_max_tokens(glm5_session *session, size_t *out);
+
 /* Copy the session's token ids. Same two-call pattern as glm5_session_get_logits: *n_out (if not
  * NULL) receives the count; GLM5_ERR_BUFFER_TOO_SMALL when capacity is smaller. */
 glm5_status glm5_session_get_tokens(glm5_session *session, int32_t *out, size_t capacity, size_t *n_out);

@@ -150,6 +150,14 @@ public func glm5_session_n_tokens(_ session: OpaquePointer?, _ out: UnsafeMutabl
 }
 
 @c @implementation
+public func glm5_session_max_tokens(_ session: OpaquePointer?, _ out: UnsafeMutablePointer<Int>?) -> glm5_status {
+  withSession("glm5_session_max_tokens", session) { (s) throws(GLM5Error) in
+    guard let out else { throw .invalidArgument("out is NULL") }
+    out.pointee = s.maxTokens
+  }
+}
+
+@c @implementation
 public func glm5_session_get_tokens(_ session: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?, _ capacity: Int,
                                     _ nOut: UnsafeMutablePointer<Int>?) -> glm5_status {
   withSession("glm5_session_get_tokens", session) { (s) throws(GLM5Error) in

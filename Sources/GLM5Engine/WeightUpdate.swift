@@ -176,6 +176,7 @@ extension Model {
   /// loaded tensors' own dtypes. Its prev_version must be the loaded version (versionMismatch
   /// otherwise). `version` nil takes the delta's current_version.
   public func updateWeights(delta folder: String, version: String?) throws(GLM5Error) {
+    if let version { try checkVersion(version) }
     let delta = try SlimeDelta(folder: folder)
     guard let v = version ?? delta.currentVersion else {
       throw .invalidArgument("no version given and \(folder) names no current_version")

@@ -22,6 +22,18 @@ impl Drop for LibBuffer {
     }
 }
 
+/// The saved bound on tokens of a session the library just restored (glm5_session_max_tokens);
+/// the session is freed if it cannot be read.
+fn restored_max_tokens(s: *mut sys::glm5_session) -> Result<usize, Error> {
+    let mut max = 0usize;
+    let status = unsafe { sys::glm5_session_max_tokens(s, &mut max) };
+    if let Err(e) = check(status) {
+        unsafe { sys::glm5_session_free(s) };
+        return Err(e);
+    }
+    Ok(max)
+}
+
 fn restore_flags(allow_other_version: bool) -> u32 {
     if allow_other_version {
         sys::GLM5_RESTORE_ANY_WEIGHT_VERSION
@@ -68,7 +80,7 @@ impl Session {
 impl Model {
     /// A new session from bytes of [`Session::save`] (`glm5_session_restore`). It continues bit
     /// for bit as the saved session would, with the same tokens, caches, routing record and
-    /// bound on tokens (but see [`Session::max_tokens`]). Kept logits are not restored
+    /// bound on tokens ([`Session::max_tokens`] reports the saved one). Kept logits are not restored
     /// ([`Session::logits`] is empty, as after a fork).
     ///
     /// `allow_other_version`: accept bytes saved under another weight version than the one in
@@ -91,12 +103,8 @@ impl Model {
                 &mut out,
             )
         })?;
-        self.wrap_session(
-            out,
-            "glm5_session_restore",
-            &info,
-            info.max_position_embeddings as usize,
-        )
+        let max = restored_max_tokens(out)?;
+        self.wrap_session(out, "glm5_session_restore", &info, max)
     }
 
     /// [`Model::restore`] from a file written by [`Session::save_to`]
@@ -118,11 +126,7 @@ impl Model {
                 &mut out,
             )
         })?;
-        self.wrap_session(
-            out,
-            "glm5_session_restore_file",
-            &info,
-            info.max_position_embeddings as usize,
-        )
+        let max = restored_max_tokens(out)?;
+        self.wrap_session(out, "glm5_session_restore_file", &info, max)
     }
 }

@@ -372,13 +372,8 @@ impl Session {
         self.vocab_size
     }
 
-    /// The most tokens this session may hold.
-    ///
-    /// For a session from [`Model::restore`] (or a fork of one) this is the model's
-    /// `max_position_embeddings`, an upper bound: the saved bound travels inside the saved
-    /// session's compressed payload, which the C API does not report. The library enforces the
-    /// saved bound (ContextFull), so the only difference is which of the two refuses a call that
-    /// does not fit.
+    /// The most tokens this session may hold (for a session from [`Model::restore`], the saved
+    /// bound, read with `glm5_session_max_tokens`).
     pub fn max_tokens(&self) -> usize {
         self.max_tokens
     }

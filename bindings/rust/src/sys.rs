@@ -357,6 +357,7 @@ extern "C" {
         logprobs_out: *mut f32,
     ) -> glm5_status;
     pub fn glm5_session_n_tokens(session: *mut glm5_session, out: *mut usize) -> glm5_status;
+    pub fn glm5_session_max_tokens(session: *mut glm5_session, out: *mut usize) -> glm5_status;
     pub fn glm5_session_get_tokens(
         session: *mut glm5_session,
         out: *mut i32,

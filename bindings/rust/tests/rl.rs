@@ -1452,3 +1452,17 @@ fn new_types_are_send() {
     send_sync::<glm5::RecordInfo>();
     send_sync::<Tensor<'static>>();
 }
+
+#[test]
+fn restored_session_reports_its_saved_max_tokens() {
+    let m = load("tiny-dsa");
+    let mut s = m
+        .session(&SessionParams {
+            max_tokens: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    s.append(&[1, 2, 3, 4, 5, 6, 7, 8], Logits::None).unwrap();
+    let r = m.restore(&s.save().unwrap(), false).unwrap();
+    assert_eq!(r.max_tokens(), 10);
+}
