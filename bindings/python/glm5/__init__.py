@@ -24,16 +24,26 @@ from ._errors import (
     Glm5Error,
     InternalError,
     InvalidArgumentError,
+    IncompatibleError,
     IoError,
     OutOfMemoryError,
+    RecordFullError,
     Status,
     UnsupportedError,
+    VersionMismatchError,
     last_error,
     status_string,
 )
-from ._lib import ABI_VERSION, LIB as _LIB, LIBRARY_PATH as library_path, MAX_TOP_LOGPROBS, text as _text
+from ._lib import (
+    ABI_VERSION,
+    LIB as _LIB,
+    LIBRARY_PATH as library_path,
+    MAX_TOP_LOGPROBS,
+    WEIGHT_VERSION_SIZE,
+    text as _text,
+)
 from ._model import DType, Model, ModelInfo, dtype_name, dtype_names
-from ._session import SAMPLING_DEFAULTS, Logits, SampleResult, Session, as_token_array
+from ._session import SAMPLING_DEFAULTS, Logits, RecordInfo, SampleResult, Session, as_token_array
 
 __version__ = "0.1.0"  # of this binding; the library's is glm5.version()
 
@@ -45,6 +55,7 @@ __all__ = [
     "ContextFullError",
     "DType",
     "Glm5Error",
+    "IncompatibleError",
     "InternalError",
     "InvalidArgumentError",
     "IoError",
@@ -53,11 +64,15 @@ __all__ = [
     "Model",
     "ModelInfo",
     "OutOfMemoryError",
+    "RecordFullError",
+    "RecordInfo",
     "SAMPLING_DEFAULTS",
     "SampleResult",
     "Session",
     "Status",
     "UnsupportedError",
+    "VersionMismatchError",
+    "WEIGHT_VERSION_SIZE",
     "abi_version",
     "as_token_array",
     "dtype_name",
