@@ -9,6 +9,11 @@
         r = s.sample(8, temperature=0.7, top_p=0.9, seed=1)   # r.tokens, r.scaled_logprobs, ...
         print(m.score([1, 2, 3]))                  # float32 [3], NaN first
 
+RL (see the README): ``Model.session(record=True)`` with ``Session.recorded_topk()`` /
+``recorded_routes()`` and ``replay_topk=`` / ``replay_routes=`` on the appends and
+``Model.score``; ``Model.update_weights`` / ``update_weights_delta`` / ``update_tensors`` and
+``Model.weight_version``; ``Session.save()`` and ``Model.restore()``.
+
 The library is found through GLM5_LIBRARY (a file or folder), next to this package, in the
 repository's .build/release, or by the system loader; importing fails with ImportError if none
 is found or its ABI version is not the one this binding was written for.
@@ -45,7 +50,7 @@ from ._lib import (
 from ._model import DType, Model, ModelInfo, dtype_name, dtype_names
 from ._session import SAMPLING_DEFAULTS, Logits, RecordInfo, SampleResult, Session, as_token_array
 
-__version__ = "0.1.0"  # of this binding; the library's is glm5.version()
+__version__ = "0.2.0"  # of this binding; the library's is glm5.version()
 
 __all__ = [
     "ABI_VERSION",

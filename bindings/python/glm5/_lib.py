@@ -186,7 +186,9 @@ def new_model_info() -> glm5_model_info:
 
 def new_session_params() -> glm5_session_params:
     """glm5_session_params_init on this binding's layout: defaults, struct_size = our sizeof."""
-    return glm5_session_params(struct_size=ctypes.sizeof(glm5_session_params), max_tokens=0, record=0, record_max_bytes=0)
+    return glm5_session_params(
+        struct_size=ctypes.sizeof(glm5_session_params), max_tokens=0, record=0, record_max_bytes=0
+    )
 
 
 def new_record_info() -> glm5_record_info:

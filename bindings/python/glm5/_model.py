@@ -195,7 +195,9 @@ def _tensor_items(tensors) -> Iterable[Tuple[Any, Any]]:
     if isinstance(tensors, Mapping):
         return tensors.items()
     if isinstance(tensors, (str, bytes)) or not hasattr(tensors, "__iter__"):
-        raise TypeError(f"tensors must be a dict of name -> array or an iterable of (name, array), not {type(tensors).__name__}")
+        raise TypeError(
+            f"tensors must be a dict of name -> array or an iterable of (name, array), not {type(tensors).__name__}"
+        )
 
     def pairs():
         for i, item in enumerate(tensors):
@@ -418,7 +420,9 @@ class Model(_Owned):
         """
         check(LIB.glm5_model_update_from_folder(self._ptr(), _path_arg("folder", folder), _version_arg(version)))
 
-    def update_weights_delta(self, folder: Union[str, bytes, "os.PathLike[str]"], version: Optional[str] = None) -> None:
+    def update_weights_delta(
+        self, folder: Union[str, bytes, "os.PathLike[str]"], version: Optional[str] = None
+    ) -> None:
         """Apply a delta in the layout of slime's delta weight sync (glm5_model_update_from_delta):
         the ``weight_vNNNNNN/`` folder slime passes to update_weights_from_disk (rank*_flush*
         safetensors files and the DONE marker). The changed elements overwrite the loaded bytes
@@ -464,7 +468,9 @@ class Model(_Owned):
         """
         version_b = _version_arg(version)
         if dtype is not None and not isinstance(dtype, (str, DType, Mapping)):
-            raise TypeError(f"dtype must be None, a str, a glm5.DType or a dict name -> dtype, not {type(dtype).__name__}")
+            raise TypeError(
+                f"dtype must be None, a str, a glm5.DType or a dict name -> dtype, not {type(dtype).__name__}"
+            )
         per_name = dtype if isinstance(dtype, Mapping) else None
         items = _tensor_items(tensors)
         update = glm5_weight_update_p()
@@ -485,9 +491,8 @@ class Model(_Owned):
             if per_name is not None:
                 unknown = [k for k in per_name if k not in seen]
                 if unknown:
-                    raise Glm5Error(
-                        Status.INVALID_ARGUMENT, f"dtype names tensor(s) that were not given: {', '.join(map(repr, unknown))}"
-                    )
+                    names = ", ".join(map(repr, unknown))
+                    raise Glm5Error(Status.INVALID_ARGUMENT, f"dtype names tensor(s) that were not given: {names}")
             check(LIB.glm5_weight_update_commit(update, version_b))
         finally:
             LIB.glm5_weight_update_free(update)
@@ -525,7 +530,8 @@ class Model(_Owned):
             if not view.c_contiguous:
                 view = memoryview(view.tobytes())
             data = np.frombuffer(view.cast("B"), dtype=np.uint8)  # no copy, read-only buffers too
-            check(LIB.glm5_session_restore(handle, ctypes.c_void_p(data.ctypes.data), data.size, flags, ctypes.byref(out)))
+            ptr = ctypes.c_void_p(data.ctypes.data)
+            check(LIB.glm5_session_restore(handle, ptr, data.size, flags, ctypes.byref(out)))
         return Session._adopt(out.value, handle, shape, shape.max_position_embeddings)
 
     @property

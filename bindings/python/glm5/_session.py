@@ -888,7 +888,7 @@ class Session(_Owned):
         ``save()`` returns the bytes; ``save(path)`` writes them to a file (created or replaced;
         glm5_session_save_file) and returns how many were written. :meth:`Model.restore` makes a
         new session from either, on this model or another of the same configuration; it
-        continues bit for bit as this one would.
+        continues bit for bit as this one would. Kept logits are not saved (as with :meth:`fork`).
         """
         size = ctypes.c_size_t()
         if path is not None:
