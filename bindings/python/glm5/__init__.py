@@ -9,6 +9,11 @@
         r = s.sample(8, temperature=0.7, top_p=0.9, seed=1)   # r.tokens, r.scaled_logprobs, ...
         print(m.score([1, 2, 3]))                  # float32 [3], NaN first
 
+RL (see the README): ``Model.session(record=True)`` with ``Session.recorded_topk()`` /
+``recorded_routes()`` and ``replay_topk=`` / ``replay_routes=`` on the appends and
+``Model.score``; ``Model.update_weights`` / ``update_weights_delta`` / ``update_tensors`` and
+``Model.weight_version``; ``Session.save()`` and ``Model.restore()``.
+
 The library is found through GLM5_LIBRARY (a file or folder), next to this package, in the
 repository's .build/release, or by the system loader; importing fails with ImportError if none
 is found or its ABI version is not the one this binding was written for.
@@ -24,18 +29,28 @@ from ._errors import (
     Glm5Error,
     InternalError,
     InvalidArgumentError,
+    IncompatibleError,
     IoError,
     OutOfMemoryError,
+    RecordFullError,
     Status,
     UnsupportedError,
+    VersionMismatchError,
     last_error,
     status_string,
 )
-from ._lib import ABI_VERSION, LIB as _LIB, LIBRARY_PATH as library_path, MAX_TOP_LOGPROBS, text as _text
+from ._lib import (
+    ABI_VERSION,
+    LIB as _LIB,
+    LIBRARY_PATH as library_path,
+    MAX_TOP_LOGPROBS,
+    WEIGHT_VERSION_SIZE,
+    text as _text,
+)
 from ._model import DType, Model, ModelInfo, dtype_name, dtype_names
-from ._session import SAMPLING_DEFAULTS, Logits, SampleResult, Session, as_token_array
+from ._session import SAMPLING_DEFAULTS, Logits, RecordInfo, SampleResult, Session, as_token_array
 
-__version__ = "0.1.0"  # of this binding; the library's is glm5.version()
+__version__ = "0.2.0"  # of this binding; the library's is glm5.version()
 
 __all__ = [
     "ABI_VERSION",
@@ -45,6 +60,7 @@ __all__ = [
     "ContextFullError",
     "DType",
     "Glm5Error",
+    "IncompatibleError",
     "InternalError",
     "InvalidArgumentError",
     "IoError",
@@ -53,11 +69,15 @@ __all__ = [
     "Model",
     "ModelInfo",
     "OutOfMemoryError",
+    "RecordFullError",
+    "RecordInfo",
     "SAMPLING_DEFAULTS",
     "SampleResult",
     "Session",
     "Status",
     "UnsupportedError",
+    "VersionMismatchError",
+    "WEIGHT_VERSION_SIZE",
     "abi_version",
     "as_token_array",
     "dtype_name",

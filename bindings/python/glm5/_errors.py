@@ -21,6 +21,9 @@ class Status(enum.IntEnum):
     BUSY = 7
     INTERNAL = 8
     BUFFER_TOO_SMALL = 9
+    RECORD_FULL = 10
+    VERSION_MISMATCH = 11
+    INCOMPATIBLE = 12
 
     @property
     def text(self) -> str:
@@ -110,6 +113,21 @@ class BufferTooSmallError(Glm5Error):
     """GLM5_ERR_BUFFER_TOO_SMALL."""
 
 
+class RecordFullError(Glm5Error):
+    """GLM5_ERR_RECORD_FULL: a session's routing record would pass its byte bound
+    (``record_max_bytes`` of :meth:`Model.session`); nothing was appended."""
+
+
+class VersionMismatchError(Glm5Error):
+    """GLM5_ERR_VERSION_MISMATCH: weight versions disagree (a delta made against other weights
+    than the loaded ones, a saved session computed with another weight version)."""
+
+
+class IncompatibleError(Glm5Error):
+    """GLM5_ERR_INCOMPATIBLE: made for another model configuration (an update folder, a saved
+    session)."""
+
+
 _BY_STATUS: Dict[int, Type[Glm5Error]] = {
     Status.INVALID_ARGUMENT: InvalidArgumentError,
     Status.IO: IoError,
@@ -120,6 +138,9 @@ _BY_STATUS: Dict[int, Type[Glm5Error]] = {
     Status.BUSY: BusyError,
     Status.INTERNAL: InternalError,
     Status.BUFFER_TOO_SMALL: BufferTooSmallError,
+    Status.RECORD_FULL: RecordFullError,
+    Status.VERSION_MISMATCH: VersionMismatchError,
+    Status.INCOMPATIBLE: IncompatibleError,
 }
 
 

@@ -64,6 +64,9 @@ class glm5_model_info(ctypes.Structure):
         ("weight_formats", ctypes.c_uint32),
         ("reserved0", ctypes.c_uint32),
         ("resident_weight_bytes", ctypes.c_uint64),
+        # --- appended in 0.2 ---
+        ("updated_weight_bytes", ctypes.c_uint64),
+        ("n_weight_updates", ctypes.c_uint64),
     ]
 
 
@@ -71,11 +74,46 @@ class glm5_session_params(ctypes.Structure):
     _fields_ = [
         ("struct_size", ctypes.c_uint32),
         ("max_tokens", ctypes.c_uint32),
+        # --- appended in 0.2 ---
+        ("record", ctypes.c_uint32),
+        ("reserved0", ctypes.c_uint32),
+        ("record_max_bytes", ctypes.c_uint64),
+    ]
+
+
+class glm5_record_info(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("recording", ctypes.c_uint32),
+        ("n_tokens", ctypes.c_uint64),
+        ("n_layers", ctypes.c_uint32),
+        ("index_topk", ctypes.c_uint32),
+        ("n_moe_layers", ctypes.c_uint32),
+        ("n_experts_per_tok", ctypes.c_uint32),
+        ("bytes_per_token", ctypes.c_uint64),
+        ("bytes", ctypes.c_uint64),
+        ("max_bytes", ctypes.c_uint64),
+    ]
+
+
+class glm5_replay(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("reserved0", ctypes.c_uint32),
+        ("topk", ctypes.POINTER(ctypes.c_int32)),
+        ("expert_ids", ctypes.POINTER(ctypes.c_int32)),
+        ("expert_weights", ctypes.POINTER(ctypes.c_float)),
     ]
 
 
 #: GLM5_MAX_TOP_LOGPROBS: the most alternatives a sampling call can report per token.
 MAX_TOP_LOGPROBS = 64
+
+#: GLM5_WEIGHT_VERSION_SIZE: bytes of a weight version with its NUL (versions are 1 to 127 bytes).
+WEIGHT_VERSION_SIZE = 128
+
+#: GLM5_RESTORE_ANY_WEIGHT_VERSION: a glm5_session_restore flag.
+RESTORE_ANY_WEIGHT_VERSION = 1
 
 
 class glm5_sampling_params(ctypes.Structure):
@@ -108,18 +146,26 @@ class glm5_sample_output(ctypes.Structure):
         ("n_tokens", ctypes.c_size_t),
         ("stop_token_id", ctypes.c_int32),
         ("status", ctypes.c_int32),
+        # --- appended in 0.2 ---
+        ("weight_version", ctypes.c_char * WEIGHT_VERSION_SIZE),
     ]
 
 
 assert ctypes.sizeof(glm5_model_params) == 8
-assert ctypes.sizeof(glm5_model_info) == 120
-assert ctypes.sizeof(glm5_session_params) == 8
+assert ctypes.sizeof(glm5_model_info) == 136
+assert glm5_model_info.resident_weight_bytes.offset == 112 and glm5_model_info.n_weight_updates.offset == 128
+assert ctypes.sizeof(glm5_session_params) == 24 and glm5_session_params.record_max_bytes.offset == 16
+assert ctypes.sizeof(glm5_record_info) == 56
+assert glm5_record_info.n_layers.offset == 16 and glm5_record_info.bytes_per_token.offset == 32
+assert glm5_record_info.max_bytes.offset == 48
 if ctypes.sizeof(ctypes.c_void_p) == 8:  # the structs with pointers, as a 64-bit C compiler lays them out
     assert ctypes.sizeof(glm5_sampling_params) == 56
     assert glm5_sampling_params.seed.offset == 24 and glm5_sampling_params.n_top_logprobs.offset == 52
-    assert ctypes.sizeof(glm5_sample_output) == 80
+    assert ctypes.sizeof(glm5_sample_output) == 208
     assert glm5_sample_output.capacity.offset == 8 and glm5_sample_output.n_tokens.offset == 64
-    assert glm5_sample_output.status.offset == 76
+    assert glm5_sample_output.status.offset == 76 and glm5_sample_output.weight_version.offset == 80
+    assert ctypes.sizeof(glm5_replay) == 32
+    assert glm5_replay.topk.offset == 8 and glm5_replay.expert_weights.offset == 24
 
 
 # The header's glm5_*_init functions are static inline (not exported by the library): they set
@@ -140,7 +186,19 @@ def new_model_info() -> glm5_model_info:
 
 def new_session_params() -> glm5_session_params:
     """glm5_session_params_init on this binding's layout: defaults, struct_size = our sizeof."""
-    return glm5_session_params(struct_size=ctypes.sizeof(glm5_session_params), max_tokens=0)
+    return glm5_session_params(
+        struct_size=ctypes.sizeof(glm5_session_params), max_tokens=0, record=0, record_max_bytes=0
+    )
+
+
+def new_record_info() -> glm5_record_info:
+    """glm5_record_info_init on this binding's layout: zeros, struct_size = our sizeof."""
+    return glm5_record_info(struct_size=ctypes.sizeof(glm5_record_info))
+
+
+def new_replay() -> glm5_replay:
+    """glm5_replay_init on this binding's layout: NULL arrays, struct_size = our sizeof."""
+    return glm5_replay(struct_size=ctypes.sizeof(glm5_replay))
 
 
 def new_sampling_params() -> glm5_sampling_params:
@@ -159,6 +217,7 @@ def new_sample_output() -> glm5_sample_output:
 # Opaque handles are plain pointers on this side.
 glm5_model_p = ctypes.c_void_p
 glm5_session_p = ctypes.c_void_p
+glm5_weight_update_p = ctypes.c_void_p
 # C enums (glm5_status, glm5_dtype, glm5_logits) are int-sized.
 c_status = ctypes.c_int
 c_dtype = ctypes.c_int
@@ -166,6 +225,9 @@ c_logits = ctypes.c_int
 c_int32_p = ctypes.POINTER(ctypes.c_int32)
 c_float_p = ctypes.POINTER(ctypes.c_float)
 c_size_p = ctypes.POINTER(ctypes.c_size_t)
+c_char_buf = ctypes.POINTER(ctypes.c_char)  # a caller buffer the library writes a string into
+c_int64_p = ctypes.POINTER(ctypes.c_int64)
+glm5_replay_p = ctypes.POINTER(glm5_replay)
 glm5_sampling_params_p = ctypes.POINTER(glm5_sampling_params)
 glm5_sample_output_p = ctypes.POINTER(glm5_sample_output)
 
@@ -230,6 +292,48 @@ _FUNCTIONS = {
         [glm5_model_p, c_int32_p, ctypes.c_size_t, ctypes.c_float, c_float_p, c_float_p],
     ),
     "glm5_model_eos_token_ids": (c_status, [glm5_model_p, c_int32_p, ctypes.c_size_t, c_size_p]),
+    # Routing record and replay (glm5_record_info_init and glm5_replay_init are inline)
+    "glm5_session_get_record_info": (c_status, [glm5_session_p, ctypes.POINTER(glm5_record_info)]),
+    "glm5_session_get_recorded_topk": (
+        c_status,
+        [glm5_session_p, ctypes.c_size_t, ctypes.c_size_t, c_int32_p, ctypes.c_size_t, c_size_p],
+    ),
+    "glm5_session_get_recorded_routes": (
+        c_status,
+        [glm5_session_p, ctypes.c_size_t, ctypes.c_size_t, c_int32_p, c_float_p, ctypes.c_size_t, c_size_p],
+    ),
+    "glm5_session_append_replay": (
+        c_status,
+        [glm5_session_p, c_int32_p, ctypes.c_size_t, c_logits, glm5_replay_p, ctypes.c_float, c_float_p, c_float_p],
+    ),
+    "glm5_model_score_replay": (
+        c_status,
+        [glm5_model_p, c_int32_p, ctypes.c_size_t, glm5_replay_p, ctypes.c_float, c_float_p, c_float_p],
+    ),
+    "glm5_session_recompute": (c_status, [glm5_session_p]),
+    # Weight updates
+    "glm5_model_weight_version": (c_status, [glm5_model_p, c_char_buf, ctypes.c_size_t, c_size_p]),
+    "glm5_model_update_from_folder": (c_status, [glm5_model_p, ctypes.c_char_p, ctypes.c_char_p]),
+    "glm5_model_update_from_delta": (c_status, [glm5_model_p, ctypes.c_char_p, ctypes.c_char_p]),
+    "glm5_weight_update_begin": (c_status, [glm5_model_p, ctypes.POINTER(glm5_weight_update_p)]),
+    "glm5_weight_update_add": (
+        c_status,
+        [glm5_weight_update_p, ctypes.c_char_p, c_dtype, c_int64_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t],
+    ),
+    "glm5_weight_update_commit": (c_status, [glm5_weight_update_p, ctypes.c_char_p]),
+    "glm5_weight_update_free": (None, [glm5_weight_update_p]),
+    # Saving sessions
+    "glm5_session_save": (c_status, [glm5_session_p, ctypes.POINTER(ctypes.c_void_p), c_size_p]),
+    "glm5_session_save_file": (c_status, [glm5_session_p, ctypes.c_char_p, c_size_p]),
+    "glm5_session_restore": (
+        c_status,
+        [glm5_model_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.POINTER(glm5_session_p)],
+    ),
+    "glm5_session_restore_file": (
+        c_status,
+        [glm5_model_p, ctypes.c_char_p, ctypes.c_uint32, ctypes.POINTER(glm5_session_p)],
+    ),
+    "glm5_free": (None, [ctypes.c_void_p]),
 }
 
 

@@ -6,8 +6,9 @@ import ctypes
 import dataclasses
 import enum
 import os
+import sys
 import threading
-from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -15,13 +16,17 @@ from ._errors import Glm5Error, Status, check
 from ._owned import _Owned
 from ._lib import (
     LIB,
+    RESTORE_ANY_WEIGHT_VERSION,
+    WEIGHT_VERSION_SIZE,
     c_float_p,
     c_int32_p,
+    c_int64_p,
     glm5_model_info,
     glm5_model_p,
     glm5_sample_output_p,
     glm5_sampling_params_p,
     glm5_session_p,
+    glm5_weight_update_p,
     new_model_info,
     new_model_params,
     text,
@@ -32,11 +37,15 @@ from ._session import (
     Session,
     TokenIds,
     _claim,
+    _flag_arg,
     _logits_arg,
+    _path_arg,
     _per_session,
+    _replay_arg,
     _SampleCall,
     _sampling_keywords,
     _session_list,
+    _Shape,
     _temperature_arg,
     as_token_array,
 )
@@ -74,6 +83,146 @@ def dtype_names(mask: int) -> Tuple[str, ...]:
     return tuple(dtype_name(d) for d in range(32) if mask & (1 << d))
 
 
+# ---------------------------------------------------------------------------------------------
+# Tensors for weight updates: which glm5_dtype an array is
+# ---------------------------------------------------------------------------------------------
+
+# numpy dtypes that say their glm5_dtype by themselves. uint16 is missing on purpose: it is how
+# BF16 data travels without ml_dtypes, so it needs dtype="bf16" (or "u16").
+_NATURAL_DTYPES = {
+    np.dtype(np.float32): DType.F32,
+    np.dtype(np.float16): DType.F16,
+    np.dtype(np.float64): DType.F64,
+    np.dtype(np.int8): DType.I8,
+    np.dtype(np.uint8): DType.U8,
+    np.dtype(np.int16): DType.I16,
+    np.dtype(np.int32): DType.I32,
+    np.dtype(np.int64): DType.I64,
+    np.dtype(np.uint32): DType.U32,
+    np.dtype(np.uint64): DType.U64,
+    np.dtype(np.bool_): DType.BOOL,
+}
+# Extension dtypes (ml_dtypes, as jax and torch exports use) by name.
+_NAMED_DTYPES = {"bfloat16": DType.BF16, "float8_e4m3fn": DType.F8_E4M3, "float8_e5m2": DType.F8_E5M2}
+# Dtypes numpy has no type for travel as unsigned integers of their size.
+_BIT_CONTAINERS = {
+    DType.BF16: np.dtype(np.uint16),
+    DType.U16: np.dtype(np.uint16),
+    DType.F8_E4M3: np.dtype(np.uint8),
+    DType.F8_E5M2: np.dtype(np.uint8),
+}
+_DTYPE_ALIASES = {
+    **{d.name.lower(): d for d in DType},
+    **{np.dtype(t).name: d for t, d in _NATURAL_DTYPES.items()},
+    **_NAMED_DTYPES,
+    "uint16": DType.U16,
+    "bool": DType.BOOL,
+    "fp32": DType.F32,
+    "fp16": DType.F16,
+    "half": DType.F16,
+}
+
+
+def _dtype_spec(name: str, spec) -> DType:
+    """An explicit dtype for tensor `name`: a glm5.DType, or a name such as "bf16", "BF16",
+    "bfloat16", "f32", "float32" (case-insensitive)."""
+    if isinstance(spec, DType):
+        return spec
+    if isinstance(spec, str):
+        d = _DTYPE_ALIASES.get(spec.lower())
+        if d is None:
+            raise Glm5Error(
+                Status.INVALID_ARGUMENT,
+                f"dtype {spec!r} for tensor {name!r} is not a glm5 dtype ({', '.join(x.name for x in DType)})",
+            )
+        return d
+    raise TypeError(f"dtype for tensor {name!r} must be a str or a glm5.DType, not {type(spec).__name__}")
+
+
+def _natural_dtype(arr: np.ndarray) -> Optional[DType]:
+    dt = arr.dtype
+    if dt.byteorder in "<>":
+        dt = dt.newbyteorder("=")
+    d = _NATURAL_DTYPES.get(dt)
+    if d is None and dt.name in _NAMED_DTYPES and dt.itemsize == (1 if dt.name.startswith("float8") else 2):
+        d = _NAMED_DTYPES[dt.name]
+    return d
+
+
+def _tensor_arg(name, value, spec) -> Tuple[bytes, DType, np.ndarray]:
+    """One tensor of a weight update: (name as bytes, its glm5_dtype, its data as a C-contiguous
+    little-endian array). The dtype is the array's own (float32 F32, float16 F16, int32 I32, int64
+    I64, uint8 U8, ...) unless `spec` names one; an explicit BF16 / F8 / U16 takes the unsigned
+    integers of its size. Anything else, or a uint16 array without a dtype, is TypeError."""
+    if not isinstance(name, str):
+        raise TypeError(f"tensor names must be str, not {type(name).__name__}")
+    try:
+        b = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Glm5Error(Status.INVALID_ARGUMENT, f"tensor name {name!r} is not valid UTF-8") from None
+    if b"\0" in b:
+        raise Glm5Error(Status.INVALID_ARGUMENT, f"tensor name {name!r} contains a NUL character")
+    if isinstance(value, np.ndarray):
+        arr = value
+    elif hasattr(value, "__array__") or hasattr(value, "__array_interface__"):
+        arr = np.asarray(value)
+    else:
+        raise TypeError(f"tensor {name!r} must be a numpy array, not {type(value).__name__}")
+    natural = _natural_dtype(arr)
+    if spec is None:
+        if natural is None:
+            if arr.dtype == np.uint16:
+                raise TypeError(
+                    f"tensor {name!r} is a uint16 array, which may hold BF16 or U16 data: pass dtype=\"bf16\" "
+                    f"(or \"u16\")"
+                )
+            raise TypeError(f"tensor {name!r} has dtype {arr.dtype}, which is not a glm5 dtype")
+        dtype = natural
+    else:
+        dtype = _dtype_spec(name, spec)
+        dt = arr.dtype.newbyteorder("=") if arr.dtype.byteorder in "<>" else arr.dtype
+        if dtype != natural and _BIT_CONTAINERS.get(dtype) != dt:
+            container = _BIT_CONTAINERS.get(dtype)
+            hint = f" (send {dtype.name} data as a {container} array)" if container is not None else ""
+            raise TypeError(f"tensor {name!r} is a {arr.dtype} array, which cannot be sent as {dtype.name}{hint}")
+    if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and sys.byteorder == "big"):
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    return b, dtype, np.ascontiguousarray(arr)
+
+
+def _tensor_items(tensors) -> Iterable[Tuple[Any, Any]]:
+    """The (name, array) pairs of a Mapping or of an iterable of pairs."""
+    if isinstance(tensors, Mapping):
+        return tensors.items()
+    if isinstance(tensors, (str, bytes)) or not hasattr(tensors, "__iter__"):
+        raise TypeError(
+            f"tensors must be a dict of name -> array or an iterable of (name, array), not {type(tensors).__name__}"
+        )
+
+    def pairs():
+        for i, item in enumerate(tensors):
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise TypeError(f"tensors item {i} is {type(item).__name__}, not a (name, array) pair")
+            yield item[0], item[1]
+
+    return pairs()
+
+
+def _version_arg(version, allow_none: bool = False) -> Optional[bytes]:
+    """A weight version (1 to 127 bytes of UTF-8, checked by the library) as NUL-free bytes."""
+    if version is None and allow_none:
+        return None
+    if not isinstance(version, str):
+        raise TypeError(f"version must be a str, not {type(version).__name__}")
+    try:
+        b = version.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Glm5Error(Status.INVALID_ARGUMENT, f"version {version!r} is not valid UTF-8") from None
+    if b"\0" in b:
+        raise Glm5Error(Status.INVALID_ARGUMENT, f"version {version!r} contains a NUL character")
+    return b
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelInfo:
     """glm5_model_info: facts about a loaded model (see include/glm5.h for each field)."""
@@ -103,7 +252,9 @@ class ModelInfo:
     n_parameters: int
     weight_file_bytes: int
     weight_formats: tuple  # Linear weight formats present: "float", "fp8_block", "int4_group"
-    resident_weight_bytes: int  # memory the weights take once all are used (mapped + copied)
+    resident_weight_bytes: int  # memory the weights take once all are used (mapped + copied + updated)
+    updated_weight_bytes: int  # of those, bytes of tensors weight updates replaced (owned memory)
+    n_weight_updates: int  # updates applied since loading
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -181,17 +332,28 @@ class Model(_Owned):
 
     # -- sessions and scoring ---------------------------------------------------------------------
 
-    def session(self, max_tokens: Optional[int] = None) -> Session:
+    def session(
+        self, max_tokens: Optional[int] = None, record: bool = False, record_max_bytes: Optional[int] = None
+    ) -> Session:
         """A new empty :class:`Session` on this model (glm5_session_new).
 
         ``max_tokens``: the most tokens it may hold; None or 0 for the model's
         max_position_embeddings, which is also the upper bound (InvalidArgumentError above it).
         The session keeps the weights alive, so it may outlive this model's :meth:`close`.
-        """
-        info = self.info
-        return Session(self._ptr(), info.vocab_size, info.max_position_embeddings, max_tokens)
 
-    def score(self, ids: TokenIds, temperature: Optional[float] = None) -> np.ndarray:
+        ``record=True``: the session records every token's DSA selections and MoE routes
+        (:meth:`Session.recorded_topk`, :meth:`Session.recorded_routes`); what a sampled
+        trajectory records equals what scoring it afterwards records, bit for bit.
+        ``record_max_bytes`` bounds the record's memory (None or 0: 1 GiB; only with
+        ``record=True``): an append or sampling call that would pass it raises
+        :class:`glm5.RecordFullError` and changes nothing.
+        """
+        shape = _Shape.of(self.info)
+        return Session(self._ptr(), shape, max_tokens, record, record_max_bytes)
+
+    def score(
+        self, ids: TokenIds, temperature: Optional[float] = None, *, replay_topk=None, replay_routes=None
+    ) -> np.ndarray:
         """Log-probabilities of a whole sequence from an empty context (glm5_model_score).
 
         Returns float32 ``[len(ids)]``: ``log p(ids[i] | ids[:i])`` at temperature 1 (the raw
@@ -201,19 +363,176 @@ class Model(_Owned):
         With ``temperature=T`` (glm5_model_score_scaled): the log-softmax of logits / T instead,
         bitwise what :meth:`Session.sample` at temperature T reported for the same tokens (what
         an RL trainer recomputes); T = 0 gives the raw values.
+
+        With ``replay_topk`` and/or ``replay_routes`` (glm5_model_score_replay; the trainer side
+        of Rollout Routing Replay): the given DSA selections and MoE routes are used instead of
+        computed, with the shapes and semantics of :meth:`Session.append`'s (``[len(ids), ...]``,
+        the layouts of :meth:`Session.recorded_topk` / :meth:`Session.recorded_routes`).
+        Replaying a rollout's record on the same weights reproduces its logprobs bit for bit.
         """
         arr = as_token_array(ids)
-        out = np.empty(len(arr), dtype=np.float32)
-        if temperature is None:
-            check(LIB.glm5_model_score(self._ptr(), arr.ctypes.data_as(c_int32_p), len(arr), out.ctypes.data_as(c_float_p)))
+        n = len(arr)
+        out = np.empty(n, dtype=np.float32)
+        t = None if temperature is None else _temperature_arg(temperature)
+        replay = None
+        if replay_topk is not None or replay_routes is not None:
+            replay = _replay_arg(n, _Shape.of(self.info), replay_topk, replay_routes)
+        tokens, lp = arr.ctypes.data_as(c_int32_p), out.ctypes.data_as(c_float_p)
+        if replay is not None:
+            if t is None:
+                check(LIB.glm5_model_score_replay(self._ptr(), tokens, n, replay.ref(), 1.0, lp, None))
+            else:
+                check(LIB.glm5_model_score_replay(self._ptr(), tokens, n, replay.ref(), t, None, lp))
+        elif t is None:
+            check(LIB.glm5_model_score(self._ptr(), tokens, n, lp))
         else:
-            t = _temperature_arg(temperature)
-            check(
-                LIB.glm5_model_score_scaled(
-                    self._ptr(), arr.ctypes.data_as(c_int32_p), len(arr), t, None, out.ctypes.data_as(c_float_p)
-                )
-            )
+            check(LIB.glm5_model_score_scaled(self._ptr(), tokens, n, t, None, lp))
         return out
+
+    # -- weight updates ---------------------------------------------------------------------------
+    #
+    # Every update is atomic (everything is read, checked and converted before the weights change;
+    # a refused one changes nothing, version included) and carries a weight version (1 to 127
+    # bytes of UTF-8) reported by weight_version and stamped on every SampleResult. A call in
+    # flight finishes on the weights it started with. Sessions keep their caches (what the old
+    # weights computed) and compute new tokens with the new weights; Session.recompute() rebuilds
+    # them. Updated tensors live in owned memory in the format the model was loaded with (a float
+    # tensor for an INT4 module is quantized as `glm5 quantize` does); the rest stays mapped.
+
+    @property
+    def weight_version(self) -> str:
+        """The version of the weights in force (glm5_model_weight_version): "default" after
+        loading, then the version of the last update."""
+        buf = ctypes.create_string_buffer(WEIGHT_VERSION_SIZE)
+        need = ctypes.c_size_t()
+        check(LIB.glm5_model_weight_version(self._ptr(), buf, len(buf), ctypes.byref(need)))
+        return buf.value.decode("utf-8", errors="replace")
+
+    def update_weights(self, folder: Union[str, bytes, "os.PathLike[str]"], version: str) -> None:
+        """Replace every weight with those of a Hugging Face folder of the same configuration, in
+        any supported format (glm5_model_update_from_folder), as weight version ``version``.
+
+        A folder whose tensors all have the loaded dtypes and shapes is adopted as it is
+        (memory-mapped, bit for bit a fresh load of it: it must then stay unchanged on disk);
+        otherwise each tensor is converted to the loaded format. IncompatibleError for another
+        configuration (the message names the first differing key); the load errors (IoError,
+        BadFormatError, UnsupportedError) for the folder. Thread-safe; on failure nothing changes.
+        """
+        check(LIB.glm5_model_update_from_folder(self._ptr(), _path_arg("folder", folder), _version_arg(version)))
+
+    def update_weights_delta(
+        self, folder: Union[str, bytes, "os.PathLike[str]"], version: Optional[str] = None
+    ) -> None:
+        """Apply a delta in the layout of slime's delta weight sync (glm5_model_update_from_delta):
+        the ``weight_vNNNNNN/`` folder slime passes to update_weights_from_disk (rank*_flush*
+        safetensors files and the DONE marker). The changed elements overwrite the loaded bytes
+        exactly, so a delta must be in each tensor's loaded dtype. ``version`` None takes the
+        delta's current_version. VersionMismatchError when the delta's prev_version is not
+        :attr:`weight_version`; BadFormatError for a missing DONE, a corrupt file, a tensor the
+        model does not hold so; UnsupportedError for an unknown encoding or a float delta for an
+        INT4 module. Thread-safe; on failure nothing changes.
+        """
+        check(
+            LIB.glm5_model_update_from_delta(
+                self._ptr(), _path_arg("folder", folder), _version_arg(version, allow_none=True)
+            )
+        )
+
+    def update_tensors(
+        self,
+        tensors: Union[Mapping[str, Any], Iterable[Tuple[str, Any]]],
+        version: str,
+        dtype: Union[None, str, DType, Mapping[str, Union[str, DType]]] = None,
+    ) -> None:
+        """Update weights tensor by tensor as a trainer streams them (glm5_weight_update_begin,
+        _add per tensor, _commit), as weight version ``version``.
+
+        ``tensors``: a dict of checkpoint name -> numpy array, or an iterable of (name, array)
+        pairs (each array is copied by the library when it is added, so a generator may drop it
+        after). Each tensor is either one the model holds, in its dtype and shape (an INT4
+        module's weight_packed / weight_scale / weight_zero_point included), or
+        ``"<module>.weight"`` in F32, BF16 or F16 ``[out, in]`` for any Linear module (encoded in
+        the module's loaded format: INT4 with its group size, FP8 with its blocks, or its float
+        dtype), or another float tensor (norm, embedding) in another float dtype (converted).
+
+        The dtype of each tensor is its array's (float32 F32, float16 F16, int32 I32, int64 I64,
+        uint8 U8, ...; ml_dtypes' bfloat16 BF16) unless ``dtype`` names it: one name or
+        :class:`DType` for every tensor, or a dict name -> dtype (names it lacks use the array's).
+        BF16 without ml_dtypes is a uint16 array of the raw bits with ``dtype="bf16"``; a uint16
+        array without a dtype, an array that cannot be the named dtype, or any other dtype is a
+        TypeError.
+
+        Atomic: the update is committed only once every tensor was added; any failure (a name
+        the model does not have, a shape or dtype that cannot become the loaded tensor:
+        InvalidArgumentError, BadFormatError) drops what was staged and changes nothing.
+        """
+        version_b = _version_arg(version)
+        if dtype is not None and not isinstance(dtype, (str, DType, Mapping)):
+            raise TypeError(
+                f"dtype must be None, a str, a glm5.DType or a dict name -> dtype, not {type(dtype).__name__}"
+            )
+        per_name = dtype if isinstance(dtype, Mapping) else None
+        items = _tensor_items(tensors)
+        update = glm5_weight_update_p()
+        check(LIB.glm5_weight_update_begin(self._ptr(), ctypes.byref(update)))
+        try:
+            seen = set()
+            for name, value in items:
+                spec = per_name.get(name) if per_name is not None else dtype
+                name_b, dt, arr = _tensor_arg(name, value, spec)
+                seen.add(name)
+                shape = (ctypes.c_int64 * max(arr.ndim, 1))(*arr.shape)
+                check(
+                    LIB.glm5_weight_update_add(
+                        update, name_b, int(dt), ctypes.cast(shape, c_int64_p), arr.ndim,
+                        ctypes.c_void_p(arr.ctypes.data), arr.nbytes,
+                    )
+                )
+            if per_name is not None:
+                unknown = [k for k in per_name if k not in seen]
+                if unknown:
+                    names = ", ".join(map(repr, unknown))
+                    raise Glm5Error(Status.INVALID_ARGUMENT, f"dtype names tensor(s) that were not given: {names}")
+            check(LIB.glm5_weight_update_commit(update, version_b))
+        finally:
+            LIB.glm5_weight_update_free(update)
+
+    # -- saved sessions ---------------------------------------------------------------------------
+
+    def restore(self, source, allow_other_version: bool = False) -> Session:
+        """A new :class:`Session` from what :meth:`Session.save` wrote (glm5_session_restore):
+        ``source`` is the bytes (any bytes-like object: bytes, bytearray, memoryview, mmap) or
+        a path (str or os.PathLike; glm5_session_restore_file).
+
+        The session continues bit for bit as the saved one would (its record included). Refused:
+        a truncated or corrupt file (BadFormatError), a future format version (UnsupportedError),
+        another model configuration (IncompatibleError), a file saved under another weight
+        version (VersionMismatchError, unless ``allow_other_version``: then the caches are what
+        the old weights computed, as after an update; :meth:`Session.recompute` rebuilds them),
+        an unreadable file (IoError).
+
+        The restored session's ``max_tokens`` attribute is the model's max_position_embeddings:
+        the library keeps the saved bound and enforces it, but the C API does not report it.
+        """
+        flags = RESTORE_ANY_WEIGHT_VERSION if _flag_arg("allow_other_version", allow_other_version) else 0
+        shape = _Shape.of(self.info)
+        out = glm5_session_p()
+        handle = self._ptr()
+        if isinstance(source, (str, os.PathLike)):
+            check(LIB.glm5_session_restore_file(handle, _path_arg("source", source), flags, ctypes.byref(out)))
+        else:
+            try:
+                view = memoryview(source)
+            except TypeError:
+                raise TypeError(
+                    f"source must be bytes-like (saved bytes) or a str / os.PathLike path, not {type(source).__name__}"
+                ) from None
+            if not view.c_contiguous:
+                view = memoryview(view.tobytes())
+            data = np.frombuffer(view.cast("B"), dtype=np.uint8)  # no copy, read-only buffers too
+            ptr = ctypes.c_void_p(data.ctypes.data)
+            check(LIB.glm5_session_restore(handle, ptr, data.size, flags, ctypes.byref(out)))
+        return Session._adopt(out.value, handle, shape, shape.max_position_embeddings)
 
     @property
     def eos_token_ids(self) -> Tuple[int, ...]:

@@ -8,6 +8,7 @@ import dataclasses
 import enum
 import math
 import operator
+import os
 import threading
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -20,7 +21,10 @@ from ._lib import (
     MAX_TOP_LOGPROBS,
     c_float_p,
     c_int32_p,
+    glm5_replay,
     glm5_session_p,
+    new_record_info,
+    new_replay,
     new_sample_output,
     new_sampling_params,
     new_session_params,
@@ -29,6 +33,7 @@ from ._lib import (
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _UINT32_MAX = 2**32 - 1
 _UINT64_MAX = 2**64 - 1
+_SIZE_MAX = 2**63 - 1  # what this binding passes as a size_t count (the library's Int)
 
 #: What :meth:`Session.append` and friends accept as token ids.
 TokenIds = Union[Sequence[int], np.ndarray]
@@ -200,6 +205,9 @@ class SampleResult:
     ``stop_token_id``, else None) or "cancelled" (:meth:`Session.cancel`). With
     ``top_logprobs=N > 0``, ``top_ids`` int32 and ``top_logprobs`` float32 are ``[n_generated,
     N]``: the N most likely tokens at each step in rank order and their scaled logprobs; else None.
+    ``weight_version`` is the version of the model's weights every one of these tokens was
+    produced with (:attr:`Model.weight_version` when the call started; a sampling call never
+    straddles a weight update).
     """
 
     tokens: np.ndarray
@@ -210,6 +218,7 @@ class SampleResult:
     stop_token_id: Optional[int]
     top_ids: Optional[np.ndarray] = None
     top_logprobs: Optional[np.ndarray] = None
+    weight_version: str = ""
 
 
 class _SampleCall:
@@ -285,6 +294,7 @@ class _SampleCall:
             stop_token_id=stop,
             top_ids=top[0],
             top_logprobs=top[1],
+            weight_version=out.weight_version.decode("utf-8", errors="replace"),
         )
 
 
@@ -339,6 +349,164 @@ def _claim(sessions: Sequence["Session"], model_handle: int) -> Iterator[List[in
             s._lock.release()
 
 
+# ---------------------------------------------------------------------------------------------
+# Routing record and replay
+#
+# The library reads replay arrays through bare pointers: it cannot see their sizes. Python
+# therefore checks every shape exactly (InvalidArgumentError naming the expected one) and the
+# element types (TypeError, as for token ids); the values (ascending keys within the position,
+# distinct expert ids in range, finite weights) are the library's to check.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Shape:
+    """What a session of a model needs to know about it: the width of a logits row, the bound
+    on its tokens, and the per-token shapes of the routing record."""
+
+    vocab_size: int
+    max_position_embeddings: int
+    n_layers: int
+    index_topk: int
+    n_moe_layers: int
+    n_experts_per_tok: int
+
+    @classmethod
+    def of(cls, info) -> "_Shape":
+        """From a ModelInfo."""
+        return cls(*(int(getattr(info, f.name)) for f in dataclasses.fields(cls)))
+
+    def topk(self, n: int) -> Tuple[int, int, int]:
+        return (n, self.n_layers, self.index_topk)
+
+    def routes(self, n: int) -> Tuple[int, int, int]:
+        return (n, self.n_moe_layers, self.n_experts_per_tok)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordInfo:
+    """glm5_record_info: a session's routing record (:meth:`Model.session` with ``record=True``).
+
+    ``recording`` is False, and every size 0, for a session that does not record. ``n_tokens``
+    rows are recorded (the session's tokens: appends, sampling, forks and truncation follow
+    them); per row, ``n_layers`` x ``index_topk`` selected keys and ``n_moe_layers`` x
+    ``n_experts_per_tok`` routed experts with their weights, ``bytes_per_token`` = 4 L K + 8 M k.
+    ``bytes`` is the memory the record holds now, ``max_bytes`` its bound (an append or sampling
+    call that would pass it raises :class:`glm5.RecordFullError` and changes nothing).
+    """
+
+    recording: bool
+    n_tokens: int
+    n_layers: int
+    index_topk: int
+    n_moe_layers: int
+    n_experts_per_tok: int
+    bytes_per_token: int
+    bytes: int
+    max_bytes: int
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _replay_array(name: str, value, expected: Tuple[int, ...], layout: str) -> np.ndarray:
+    """`value` as an ndarray of exactly the shape `expected` (InvalidArgumentError otherwise)."""
+    if isinstance(value, np.ndarray):
+        arr = value
+    else:
+        if isinstance(value, (str, bytes, Mapping)) or not (
+            isinstance(value, Sequence) or hasattr(value, "__array__") or hasattr(value, "__array_interface__")
+        ):
+            raise TypeError(f"{name} must be a numpy array or a nested sequence of numbers, not {type(value).__name__}")
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError):
+            raise Glm5Error(
+                Status.INVALID_ARGUMENT, f"{name} is not a rectangular array; expected shape {expected} = {layout}"
+            ) from None
+    if arr.shape != expected:
+        raise Glm5Error(Status.INVALID_ARGUMENT, f"{name} has shape {arr.shape}, expected {expected} = {layout}")
+    return arr
+
+
+def _replay_ints(name: str, value, expected: Tuple[int, ...], layout: str) -> np.ndarray:
+    """An integer replay array (selected keys, expert ids) as C-contiguous int32."""
+    arr = _replay_array(name, value, expected, layout)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must have an integer dtype, not {arr.dtype}")
+    if arr.dtype != np.int32 and arr.size:
+        bad = (arr < _INT32_MIN) | (arr > _INT32_MAX)
+        if bad.any():
+            where = tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(bad)[0]), arr.shape))
+            raise Glm5Error(Status.INVALID_ARGUMENT, f"{name}{list(where)} is {int(arr[where])}, outside int32")
+    return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+def _replay_floats(name: str, value, expected: Tuple[int, ...], layout: str) -> np.ndarray:
+    """A float replay array (expert weights) as C-contiguous float32."""
+    arr = _replay_array(name, value, expected, layout)
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name} must have a floating dtype, not {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+class _Replay:
+    """A glm5_replay and the arrays it points into (referenced here until the call returns)."""
+
+    def __init__(self, c: glm5_replay, arrays: List[np.ndarray]):
+        self.c = c
+        self.arrays = arrays
+
+    def ref(self):
+        return ctypes.byref(self.c)
+
+
+def _replay_arg(n: int, shape: _Shape, replay_topk, replay_routes) -> Optional[_Replay]:
+    """The replay of one call of n tokens, or None when nothing is replayed.
+
+    ``replay_topk``: None or [n, n_layers, index_topk] integers. ``replay_routes``: None, an
+    integer array of expert ids [n, n_moe_layers, n_experts_per_tok] (the router weighs them), or
+    a tuple (ids, weights) with float weights of the same shape (weights None: as ids alone)."""
+    if replay_topk is None and replay_routes is None:
+        return None
+    c = new_replay()
+    keep: List[np.ndarray] = []
+    if replay_topk is not None:
+        topk = _replay_ints("replay_topk", replay_topk, shape.topk(n), "[tokens, n_layers, index_topk]")
+        c.topk = _i32p(topk)
+        keep.append(topk)
+    if replay_routes is not None:
+        layout = "[tokens, n_moe_layers, n_experts_per_tok]"
+        if isinstance(replay_routes, tuple):
+            if len(replay_routes) != 2:
+                raise TypeError(
+                    f"replay_routes must be an array of expert ids or a tuple (ids, weights), not a tuple of "
+                    f"{len(replay_routes)}"
+                )
+            ids, weights = replay_routes
+        else:
+            ids, weights = replay_routes, None
+        if ids is not None:
+            ids = _replay_ints("replay_routes ids", ids, shape.routes(n), layout)
+            c.expert_ids = _i32p(ids)
+            keep.append(ids)
+        if weights is not None:  # without ids the library refuses them, with its own message
+            weights = _replay_floats("replay_routes weights", weights, shape.routes(n), layout)
+            c.expert_weights = _f32p(weights)
+            keep.append(weights)
+    return _Replay(c, keep)
+
+
+def _path_arg(name: str, path) -> bytes:
+    """A file system path (str, bytes or os.PathLike) as the bytes the library opens."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"{name} must be a str, bytes or os.PathLike path, not {type(path).__name__}")
+    b = os.fsencode(path)
+    if b"\0" in b:
+        raise Glm5Error(Status.INVALID_ARGUMENT, f"{name} {os.fsdecode(b)!r} contains a NUL character")
+    return b
+
+
 class Session(_Owned):
     """One token sequence and its caches (glm5_session); create it with :meth:`Model.session`.
 
@@ -357,38 +525,61 @@ class Session(_Owned):
 
     Every failure raises :class:`glm5.Glm5Error` (with ``.status``) and leaves the session
     exactly as it was.
+
+    A session made with ``record=True`` records the routing decisions of every token it holds
+    (:meth:`recorded_topk`, :meth:`recorded_routes`, :attr:`record_info`); the appends take
+    ``replay_topk=`` / ``replay_routes=`` to use given decisions instead of computing them. A
+    session can be saved to bytes or a file (:meth:`save`) and restored on a model of the same
+    configuration (:meth:`Model.restore`).
     """
 
     _free_name = "glm5_session_free"
 
-    def __init__(self, model_handle: int, vocab_size: int, max_position_embeddings: int, max_tokens=None):
+    def __init__(
+        self,
+        model_handle: int,
+        shape: _Shape,
+        max_tokens=None,
+        record: bool = False,
+        record_max_bytes: Optional[int] = None,
+    ):
         self._handle: Optional[int] = None  # first, so that __del__ works whatever happens below
         self._lock = threading.Lock()
         self._cancel_lock = threading.Lock()  # guards the handle for cancel(), which skips _lock
-        limit = _UINT32_MAX
-        requested = 0 if max_tokens is None else _count_arg("max_tokens", max_tokens, limit)
+        requested = 0 if max_tokens is None else _count_arg("max_tokens", max_tokens, _UINT32_MAX)
+        record = _flag_arg("record", record)
         params = new_session_params()
         params.max_tokens = requested
+        if record_max_bytes is not None:
+            bound = _count_arg("record_max_bytes", record_max_bytes, _UINT64_MAX)
+            if not record:
+                # The library would ignore it; a bound on a record that is not made is a mistake.
+                raise Glm5Error(Status.INVALID_ARGUMENT, "record_max_bytes is given, but record is False")
+            params.record_max_bytes = bound
+        params.record = 1 if record else 0
         handle = glm5_session_p()
         check(LIB.glm5_session_new(model_handle, ctypes.byref(params), ctypes.byref(handle)))
-        self._handle = handle.value
+        self._init(handle.value, model_handle, shape, requested or shape.max_position_embeddings)
+
+    def _init(self, handle: int, model_handle: int, shape: _Shape, max_tokens: int) -> None:
+        self._handle = handle
         #: The model's handle (sessions of one model may be batched together).
         self._model_handle = model_handle
+        #: The model's sizes (logits rows, replay shapes).
+        self._shape = shape
         #: Entries of the vocabulary (the width of a logits row).
-        self.vocab_size = int(vocab_size)
+        self.vocab_size = shape.vocab_size
         #: The most tokens the session may hold.
-        self.max_tokens = requested or int(max_position_embeddings)
+        self.max_tokens = int(max_tokens)
 
     @classmethod
-    def _adopt(cls, handle: int, like: "Session") -> "Session":
-        """A Session object owning a handle the library just returned (a fork of `like`)."""
+    def _adopt(cls, handle: int, model_handle: int, shape: _Shape, max_tokens: int) -> "Session":
+        """A Session object owning a handle the library just returned (a fork, a restore)."""
         s = cls.__new__(cls)
-        s._handle = handle
+        s._handle = None
         s._lock = threading.Lock()
         s._cancel_lock = threading.Lock()
-        s._model_handle = like._model_handle
-        s.vocab_size = like.vocab_size
-        s.max_tokens = like.max_tokens
+        s._init(handle, model_handle, shape, max_tokens)
         return s
 
     # -- lifetime ---------------------------------------------------------------------------------
@@ -416,36 +607,53 @@ class Session(_Owned):
 
     # -- appending --------------------------------------------------------------------------------
 
-    def append(self, ids: TokenIds, logits: Union[str, Logits] = "last") -> Optional[np.ndarray]:
+    def append(
+        self, ids: TokenIds, logits: Union[str, Logits] = "last", *, replay_topk=None, replay_routes=None
+    ) -> Optional[np.ndarray]:
         """Append token ids; return the logits asked for, as float32.
 
         ``logits="last"``: the next-token logits after the last id, shape ``[vocab_size]``;
         ``"all"``: one row per appended id, shape ``[len(ids), vocab_size]`` (row i predicts the
         token after ``ids[i]``); ``"none"``: returns None and skips the vocabulary projection.
+
+        Replay (glm5_session_append_replay; Rollout Routing Replay): ``replay_topk``, int
+        ``[len(ids), n_layers, index_topk]``, replaces every layer's DSA selection (the keys each
+        query reads, ascending, within [0, position], padded with trailing -1);
+        ``replay_routes`` replaces the MoE router's choice: an int array of expert ids
+        ``[len(ids), n_moe_layers, n_experts_per_tok]`` (ascending, distinct; the router weighs
+        them from its current logits), or a tuple ``(ids, weights)`` with float weights of the same
+        shape. The layouts are those of :meth:`recorded_topk` / :meth:`recorded_routes` for the
+        appended tokens; replaying what was recorded, on the same weights, reproduces the
+        recorded logprobs bit for bit. Shapes and dtypes are checked here (InvalidArgumentError
+        naming the expected shape; TypeError for a non-integer ids dtype), values by the library
+        (InvalidArgumentError naming the token, layer and entry); on failure nothing changes. A
+        recording session records what it replayed.
         """
-        return self._append(ids, _logits_arg(logits), False)[0]
+        return self._append(ids, _logits_arg(logits), False, replay_topk, replay_routes)[0]
 
     def append_with_logprobs(
-        self, ids: TokenIds, logits: Union[str, Logits] = "none"
+        self, ids: TokenIds, logits: Union[str, Logits] = "none", *, replay_topk=None, replay_routes=None
     ) -> Tuple[Optional[np.ndarray], np.ndarray]:
         """Append token ids; return ``(logits, logprobs)``.
 
         ``logits`` as in :meth:`append` (None for ``"none"``, the default). ``logprobs`` is float32
         ``[len(ids)]``: log p(ids[i] | everything before it in the session), temperature 1, the raw
-        distribution; NaN for the very first token of the session.
+        distribution; NaN for the very first token of the session. ``replay_topk`` and
+        ``replay_routes`` as in :meth:`append`.
         """
-        return self._append(ids, _logits_arg(logits), True)
+        return self._append(ids, _logits_arg(logits), True, replay_topk, replay_routes)
 
-    def _append(self, ids: TokenIds, mode: Logits, want_logprobs: bool):
+    def _append(self, ids: TokenIds, mode: Logits, want_logprobs: bool, replay_topk=None, replay_routes=None):
         arr = as_token_array(ids)
         n = len(arr)
+        replay = _replay_arg(n, self._shape, replay_topk, replay_routes)
         logprobs = np.empty(n, dtype=np.float32) if want_logprobs else None
+        lp = _f32p(logprobs) if logprobs is not None else None
         with self._use() as handle:
-            check(
-                LIB.glm5_session_append(
-                    handle, _i32p(arr), n, int(mode), _f32p(logprobs) if logprobs is not None else None
-                )
-            )
+            if replay is None:
+                check(LIB.glm5_session_append(handle, _i32p(arr), n, int(mode), lp))
+            else:
+                check(LIB.glm5_session_append_replay(handle, _i32p(arr), n, int(mode), replay.ref(), 1.0, lp, None))
             out = None
             if mode == Logits.LAST:
                 out = self._kept_logits(handle, 1).reshape(self.vocab_size)
@@ -558,28 +766,143 @@ class Session(_Owned):
         out = glm5_session_p()
         with self._use() as handle:
             check(LIB.glm5_session_fork(handle, ctypes.byref(out)))
-            return Session._adopt(out.value, self)
+            return Session._adopt(out.value, self._model_handle, self._shape, self.max_tokens)
 
     def append_scaled(
-        self, ids: TokenIds, temperature: float, logits: Union[str, Logits] = "none"
+        self,
+        ids: TokenIds,
+        temperature: float,
+        logits: Union[str, Logits] = "none",
+        *,
+        replay_topk=None,
+        replay_routes=None,
     ) -> Tuple[np.ndarray, np.ndarray]:
         """Append token ids; return ``(logprobs, scaled_logprobs)``, float32 ``[len(ids)]`` each
-        (glm5_session_append_scaled).
+        (glm5_session_append_scaled; glm5_session_append_replay with a replay).
 
         ``logprobs`` as :meth:`append_with_logprobs` (raw, temperature 1); ``scaled_logprobs`` the
         log-softmax of logits / ``temperature``, bitwise what :meth:`sample` reports for the same
         tokens (temperature 0 gives the raw values). NaN for the session's first token.
-        ``logits`` says what to keep for :meth:`logits`.
+        ``logits`` says what to keep for :meth:`logits`. ``replay_topk`` and ``replay_routes`` as
+        in :meth:`append`.
         """
         mode = _logits_arg(logits)
         t = _temperature_arg(temperature)
         arr = as_token_array(ids)
         n = len(arr)
+        replay = _replay_arg(n, self._shape, replay_topk, replay_routes)
         raw = np.empty(n, dtype=np.float32)
         scaled = np.empty(n, dtype=np.float32)
         with self._use() as handle:
-            check(LIB.glm5_session_append_scaled(handle, _i32p(arr), n, int(mode), t, _f32p(raw), _f32p(scaled)))
+            if replay is None:
+                check(LIB.glm5_session_append_scaled(handle, _i32p(arr), n, int(mode), t, _f32p(raw), _f32p(scaled)))
+            else:
+                check(
+                    LIB.glm5_session_append_replay(
+                        handle, _i32p(arr), n, int(mode), replay.ref(), t, _f32p(raw), _f32p(scaled)
+                    )
+                )
         return raw, scaled
+
+    # -- routing record ---------------------------------------------------------------------------
+
+    @property
+    def record_info(self) -> RecordInfo:
+        """glm5_session_get_record_info: the routing record's sizes (``recording`` False when the
+        session was made without ``record=True``)."""
+        with self._use() as handle:
+            return self._record_info(handle)
+
+    def _record_info(self, handle: int) -> RecordInfo:
+        c = new_record_info()
+        check(LIB.glm5_session_get_record_info(handle, ctypes.byref(c)))
+        return RecordInfo(
+            recording=bool(c.recording),
+            **{f.name: int(getattr(c, f.name)) for f in dataclasses.fields(RecordInfo) if f.name != "recording"},
+        )
+
+    def _record_range(self, handle: int, first, count) -> Tuple[RecordInfo, int, int]:
+        first = _count_arg("first", first, _SIZE_MAX)
+        info = self._record_info(handle)
+        n = max(info.n_tokens - first, 0) if count is None else _count_arg("count", count, _SIZE_MAX)
+        return info, first, n
+
+    @staticmethod
+    def _needed(status: int, need: ctypes.c_size_t, expected: int, what: str) -> None:
+        """The first call of a two-call pattern: checks the range (the library's message) and
+        that the size it needs is the one the record info implies."""
+        if status not in (Status.OK, Status.BUFFER_TOO_SMALL):
+            check(status)
+        if need.value != expected:
+            raise Glm5Error(Status.INTERNAL, f"the library needs {need.value} entries of {what}, expected {expected}")
+
+    def recorded_topk(self, first: int = 0, count: Optional[int] = None) -> np.ndarray:
+        """The recorded DSA selections (glm5_session_get_recorded_topk) of tokens
+        ``[first, first + count)`` (count None: to the end), int32 ``[count, n_layers,
+        index_topk]``: the keys each layer's attention read for each token, ascending, padded with
+        -1 (a token at position p < index_topk - 1 reads only p + 1 keys). The session must record
+        (InvalidArgumentError otherwise, and for a range beyond the recorded tokens)."""
+        with self._use() as handle:
+            info, first, n = self._record_range(handle, first, count)
+            need = ctypes.c_size_t()
+            status = LIB.glm5_session_get_recorded_topk(handle, first, n, None, 0, ctypes.byref(need))
+            self._needed(status, need, n * info.n_layers * info.index_topk, "top-k")
+            out = np.empty((n, info.n_layers, info.index_topk), dtype=np.int32)
+            check(LIB.glm5_session_get_recorded_topk(handle, first, n, _i32p(out), out.size, ctypes.byref(need)))
+        return out
+
+    def recorded_routes(self, first: int = 0, count: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """The recorded MoE routes (glm5_session_get_recorded_routes) of tokens ``[first, first +
+        count)`` (count None: to the end): ``(expert_ids, expert_weights)``, int32 and float32
+        ``[count, n_moe_layers, n_experts_per_tok]``: each MoE layer's routed experts in layer
+        order, ascending, and their combine weights (after normalisation and
+        routed_scaling_factor). Errors as :meth:`recorded_topk`."""
+        with self._use() as handle:
+            info, first, n = self._record_range(handle, first, count)
+            need = ctypes.c_size_t()
+            status = LIB.glm5_session_get_recorded_routes(handle, first, n, None, None, 0, ctypes.byref(need))
+            self._needed(status, need, n * info.n_moe_layers * info.n_experts_per_tok, "routes")
+            ids = np.empty((n, info.n_moe_layers, info.n_experts_per_tok), dtype=np.int32)
+            weights = np.empty(ids.shape, dtype=np.float32)
+            check(
+                LIB.glm5_session_get_recorded_routes(
+                    handle, first, n, _i32p(ids), _f32p(weights), ids.size, ctypes.byref(need)
+                )
+            )
+        return ids, weights
+
+    def recompute(self) -> None:
+        """Recompute the caches (and the record) from the session's tokens with the model's
+        current weights, as a new session appending the same tokens would (glm5_session_recompute;
+        after :meth:`Model.update_weights` and friends, a session keeps what the old weights
+        computed until this is called). Clears the kept logits."""
+        with self._use() as handle:
+            check(LIB.glm5_session_recompute(handle))
+
+    # -- saving -----------------------------------------------------------------------------------
+
+    def save(self, path=None) -> Union[bytes, int]:
+        """Save the session: tokens, caches, kept hidden rows, routing record, and the model's
+        configuration fingerprint and weight version (glm5_session_save).
+
+        ``save()`` returns the bytes; ``save(path)`` writes them to a file (created or replaced;
+        glm5_session_save_file) and returns how many were written. :meth:`Model.restore` makes a
+        new session from either, on this model or another of the same configuration; it
+        continues bit for bit as this one would. Kept logits are not saved (as with :meth:`fork`).
+        """
+        size = ctypes.c_size_t()
+        if path is not None:
+            p = _path_arg("path", path)
+            with self._use() as handle:
+                check(LIB.glm5_session_save_file(handle, p, ctypes.byref(size)))
+            return size.value
+        data = ctypes.c_void_p()
+        with self._use() as handle:
+            check(LIB.glm5_session_save(handle, ctypes.byref(data), ctypes.byref(size)))
+        try:
+            return ctypes.string_at(data.value, size.value) if size.value else b""
+        finally:
+            LIB.glm5_free(data)
 
     # -- state ------------------------------------------------------------------------------------
 

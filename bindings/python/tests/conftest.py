@@ -52,12 +52,18 @@ def read_tensors(folder: Path) -> dict:
     return tensors
 
 
-_NUMPY_DTYPES = {"F32": "<f4", "F64": "<f8", "F16": "<f2", "I32": "<i4", "I64": "<i8", "U8": "u1", "I8": "i1"}
+# BF16 has no numpy type: its raw bits are read as uint16 (what Model.update_tensors takes with
+# dtype="bf16"); F8 likewise as uint8.
+_NUMPY_DTYPES = {
+    "F32": "<f4", "F64": "<f8", "F16": "<f2", "I32": "<i4", "I64": "<i8", "U8": "u1", "I8": "i1",
+    "I16": "<i2", "U16": "<u2", "BF16": "<u2", "F8_E4M3": "u1", "F8_E5M2": "u1",
+}
 
 
-def read_safetensors(path: Path) -> dict:
+def read_safetensors(path: Path, with_dtypes: bool = False) -> dict:
     """name -> numpy array, for a whole (small) safetensors file: 8-byte little-endian header
-    length, a JSON header {name: {dtype, shape, data_offsets}}, then the data."""
+    length, a JSON header {name: {dtype, shape, data_offsets}}, then the data. With
+    ``with_dtypes``, name -> (safetensors dtype name, array)."""
     import numpy as np
 
     raw = Path(path).read_bytes()
@@ -69,7 +75,17 @@ def read_safetensors(path: Path) -> dict:
         if name == "__metadata__":
             continue
         begin, end = t["data_offsets"]
-        out[name] = np.frombuffer(data[begin:end], dtype=_NUMPY_DTYPES[t["dtype"]]).reshape(t["shape"]).copy()
+        arr = np.frombuffer(data[begin:end], dtype=_NUMPY_DTYPES[t["dtype"]]).reshape(t["shape"]).copy()
+        out[name] = (t["dtype"], arr) if with_dtypes else arr
+    return out
+
+
+def read_model_tensors(folder: Path) -> dict:
+    """name -> (safetensors dtype name, numpy array) over every weight file of a model folder
+    (BF16 as uint16 bits)."""
+    out = {}
+    for f in weight_files(folder):
+        out.update(read_safetensors(f, with_dtypes=True))
     return out
 
 

@@ -57,12 +57,15 @@ def test_status_enum_and_strings():
         glm5.Status.BUSY: "busy",
         glm5.Status.INTERNAL: "internal error",
         glm5.Status.BUFFER_TOO_SMALL: "buffer too small",
+        glm5.Status.RECORD_FULL: "record full",
+        glm5.Status.VERSION_MISMATCH: "version mismatch",
+        glm5.Status.INCOMPATIBLE: "incompatible",
     }
-    assert [int(s) for s in expected] == list(range(10))
+    assert [int(s) for s in expected] == list(range(13)) == [int(s) for s in glm5.Status]
     for status, text in expected.items():
         assert glm5.status_string(status) == text
         assert status.text == text
-    assert glm5.status_string(10) == "unknown status"
+    assert glm5.status_string(13) == "unknown status"
     assert glm5.status_string(-1) == "unknown status"
 
 
@@ -93,10 +96,18 @@ def test_inline_init_functions_are_not_needed():
     p = _lib.new_model_params()
     assert (p.struct_size, p.n_threads) == (ctypes.sizeof(_lib.glm5_model_params), 0) == (8, 0)
     i = _lib.new_model_info()
-    assert i.struct_size == ctypes.sizeof(_lib.glm5_model_info) == 120
-    assert bytes(i)[4:] == bytes(120 - 4)
+    assert i.struct_size == ctypes.sizeof(_lib.glm5_model_info) == 136
+    assert bytes(i)[4:] == bytes(136 - 4)
     sp = _lib.new_session_params()
-    assert (sp.struct_size, sp.max_tokens) == (8, 0)
+    assert (sp.struct_size, sp.max_tokens, sp.record, sp.reserved0, sp.record_max_bytes) == (24, 0, 0, 0, 0)
+    for name in ("glm5_record_info_init", "glm5_replay_init"):
+        assert name not in _lib._FUNCTIONS
+    ri = _lib.new_record_info()
+    assert ri.struct_size == ctypes.sizeof(_lib.glm5_record_info) == 56
+    assert bytes(ri)[4:] == bytes(56 - 4)
+    rp = _lib.new_replay()
+    assert rp.struct_size == ctypes.sizeof(_lib.glm5_replay) and rp.reserved0 == 0
+    assert not rp.topk and not rp.expert_ids and not rp.expert_weights
     for name in ("glm5_sampling_params_init", "glm5_sample_output_init"):
         assert name not in _lib._FUNCTIONS
     sa = _lib.new_sampling_params()
@@ -107,8 +118,10 @@ def test_inline_init_functions_are_not_needed():
     assert so.struct_size == ctypes.sizeof(_lib.glm5_sample_output)
     assert (so.finish_reason, so.capacity, so.n_tokens, so.stop_token_id, so.status) == (0, 0, 0, -1, 0)
     assert not so.tokens and not so.logprobs and not so.top_ids
+    assert so.weight_version == b""
     if ctypes.sizeof(ctypes.c_void_p) == 8:
-        assert (ctypes.sizeof(_lib.glm5_sampling_params), ctypes.sizeof(_lib.glm5_sample_output)) == (56, 80)
+        assert (ctypes.sizeof(_lib.glm5_sampling_params), ctypes.sizeof(_lib.glm5_sample_output)) == (56, 208)
+        assert ctypes.sizeof(_lib.glm5_replay) == 32
 
 
 HEADER = Path(__file__).resolve().parents[3] / "include" / "glm5.h"
@@ -206,12 +219,24 @@ def header_struct_fields(name):
     text = re.sub(r"/\*.*?\*/", "", HEADER.read_text(), flags=re.S)
     m = re.search(r"typedef struct %s \{(.*?)\} %s;" % (name, name), text, flags=re.S)
     assert m, name
-    return [re.search(r"(\w+)$", decl.strip()).group(1) for decl in m.group(1).split(";") if decl.strip()]
+    # "char weight_version[GLM5_WEIGHT_VERSION_SIZE]" is the field weight_version.
+    return [
+        re.search(r"(\w+)\s*(?:\[\w+\])?$", decl.strip()).group(1) for decl in m.group(1).split(";") if decl.strip()
+    ]
 
 
 @pytest.mark.skipif(not HEADER.is_file(), reason="not in a source checkout")
 @pytest.mark.parametrize(
-    "name", ["glm5_model_params", "glm5_model_info", "glm5_session_params", "glm5_sampling_params", "glm5_sample_output"]
+    "name",
+    [
+        "glm5_model_params",
+        "glm5_model_info",
+        "glm5_session_params",
+        "glm5_sampling_params",
+        "glm5_sample_output",
+        "glm5_record_info",
+        "glm5_replay",
+    ],
 )
 def test_struct_fields_follow_the_header(name):
     ours = [f for f, _ in getattr(_lib, name)._fields_]
@@ -222,3 +247,36 @@ def test_struct_fields_follow_the_header(name):
 def test_max_top_logprobs_is_the_header_constant():
     m = re.search(r"#define GLM5_MAX_TOP_LOGPROBS (\d+)", HEADER.read_text())
     assert m and int(m.group(1)) == _lib.MAX_TOP_LOGPROBS == glm5.MAX_TOP_LOGPROBS
+
+
+@pytest.mark.skipif(not HEADER.is_file(), reason="not in a source checkout")
+def test_weight_version_size_and_restore_flag_are_the_header_constants():
+    text = HEADER.read_text()
+    m = re.search(r"#define GLM5_WEIGHT_VERSION_SIZE (\d+)", text)
+    assert m and int(m.group(1)) == _lib.WEIGHT_VERSION_SIZE == glm5.WEIGHT_VERSION_SIZE
+    import ctypes
+
+    assert _lib.glm5_sample_output.weight_version.size == _lib.WEIGHT_VERSION_SIZE * ctypes.sizeof(ctypes.c_char)
+    m = re.search(r"#define GLM5_RESTORE_ANY_WEIGHT_VERSION (\d+)u", text)
+    assert m and int(m.group(1)) == _lib.RESTORE_ANY_WEIGHT_VERSION
+
+
+@pytest.mark.skipif(not HEADER.is_file(), reason="not in a source checkout")
+def test_status_values_are_the_header_enum():
+    text = re.sub(r"/\*.*?\*/", "", HEADER.read_text(), flags=re.S)
+    body = re.search(r"typedef enum glm5_status \{(.*?)\} glm5_status;", text, flags=re.S).group(1)
+    header = {name: int(v) for name, v in re.findall(r"GLM5_(?:ERR_)?(\w+)\s*=\s*(\d+)", body)}
+    assert header == {s.name: int(s) for s in glm5.Status}
+
+
+def test_error_classes_for_the_0_2_statuses():
+    for status, cls in [
+        (glm5.Status.RECORD_FULL, glm5.RecordFullError),
+        (glm5.Status.VERSION_MISMATCH, glm5.VersionMismatchError),
+        (glm5.Status.INCOMPATIBLE, glm5.IncompatibleError),
+    ]:
+        e = glm5.Glm5Error(int(status), "why")
+        assert type(e) is cls and isinstance(e, glm5.Glm5Error)
+        assert e.status is status and e.message == "why"
+        assert str(e) == f"{status.text}: why"
+        assert cls.__name__ in glm5.__all__
