@@ -263,6 +263,7 @@ _FUNCTIONS = {
     "glm5_session_get_logits": (c_status, [glm5_session_p, c_float_p, ctypes.c_size_t, c_size_p, c_size_p]),
     "glm5_session_generate": (c_status, [glm5_session_p, ctypes.c_size_t, c_int32_p, c_float_p]),
     "glm5_session_n_tokens": (c_status, [glm5_session_p, c_size_p]),
+    "glm5_session_max_tokens": (c_status, [glm5_session_p, c_size_p]),
     "glm5_session_get_tokens": (c_status, [glm5_session_p, c_int32_p, ctypes.c_size_t, c_size_p]),
     "glm5_session_truncate": (c_status, [glm5_session_p, ctypes.c_size_t]),
     "glm5_session_append_scaled": (

@@ -511,8 +511,7 @@ class Model(_Owned):
         the old weights computed, as after an update; :meth:`Session.recompute` rebuilds them),
         an unreadable file (IoError).
 
-        The restored session's ``max_tokens`` attribute is the model's max_position_embeddings:
-        the library keeps the saved bound and enforces it, but the C API does not report it.
+        The restored session's ``max_tokens`` is the saved one (glm5_session_max_tokens).
         """
         flags = RESTORE_ANY_WEIGHT_VERSION if _flag_arg("allow_other_version", allow_other_version) else 0
         shape = _Shape.of(self.info)
@@ -532,7 +531,11 @@ class Model(_Owned):
             data = np.frombuffer(view.cast("B"), dtype=np.uint8)  # no copy, read-only buffers too
             ptr = ctypes.c_void_p(data.ctypes.data)
             check(LIB.glm5_session_restore(handle, ptr, data.size, flags, ctypes.byref(out)))
-        return Session._adopt(out.value, handle, shape, shape.max_position_embeddings)
+        restored = Session._adopt(out.value, handle, shape, shape.max_position_embeddings)
+        limit = ctypes.c_size_t()
+        check(LIB.glm5_session_max_tokens(out.value, ctypes.byref(limit)))
+        restored.max_tokens = limit.value
+        return restored
 
     @property
     def eos_token_ids(self) -> Tuple[int, ...]:

@@ -624,7 +624,7 @@ def test_save_restore_continues_as_the_original(model, tmp_path):
             assert isinstance(r, glm5.Session)
             assert np.array_equal(r.tokens, s.tokens)
             assert_recorded(r, before)
-            assert r.max_tokens == model.info.max_position_embeddings
+            assert r.max_tokens == s.max_tokens
         originals = [s.fork() for _ in restored]
         for o, r in zip(originals, restored):
             continue_both(o, r)
@@ -633,6 +633,7 @@ def test_save_restore_continues_as_the_original(model, tmp_path):
     with model.session(max_tokens=10) as p:
         p.append(SEQ[:8], logits="none")
         q = model.restore(p.save())
+        assert q.max_tokens == 10
         assert q.record_info.recording is False
         expect(glm5.ContextFullError, q.append, SEQ[:3])
         q.append(SEQ[:2], logits="none")
