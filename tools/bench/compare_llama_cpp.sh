@@ -11,21 +11,21 @@
 #      GLM-DSA: src/models/glm-dsa.cpp) extracted under $LLAMA_ROOT, built there out of tree:
 #      CPU backend, Release, GGML_NATIVE but AMX compiled out (LLAMA_AMX=0; why: below, at
 #      step 3), no OpenSSL/CURL, targets llama-bench and llama-quantize only.
-#                                                               ~10 min on 2 cores, 0.3 GB
+#                                                               8-13 min on 2 cores, 0.3 GB
 #   4. $WORK/bf16: the bench model (hidden 2048, 8 layers, 64 experts top-8, DSA index_topk
 #      2048, vocab 16384; SyntheticCheckpoint.glm5BenchConfigJSON) with random BF16 weights,
-#      `glm5 bench --write-bf16`.                               ~2 min, 6.5 GB
+#      `glm5 bench --write-bf16`.                               0.5-2 min, 6.5 GB
 #   5. $WORK/int4-g32: `glm5 quantize --group 32` of it (INT4 symmetric g32, BF16 scales; lm_head,
-#      embeddings, router, indexer weights_proj kept BF16).     ~2 min, 1.9 GB
+#      embeddings, router, indexer weights_proj kept BF16).     1-2 min, 1.9 GB
 #   6. $WORK/model-bf16.gguf: llama.cpp's convert_hf_to_gguf.py on a view of $WORK/bf16 with a
 #      synthetic tokenizer (tools/bench/llama_cpp_convert.py says why and what it patches).
-#                                                               ~3 min, 6.5 GB (removed after 7
+#                                                               1-3 min, 6.5 GB (removed after 7
 #                                                               unless KEEP_BF16_GGUF=1)
 #   7. $WORK/model-q4_0.gguf: `llama-quantize $LLAMA_QUANT_ARGS ... Q4_0`. Q4_0 is symmetric
 #      4-bit in groups of 32 with an F16 scale: the same 4.5 bits per weight as glm5's INT4 g32.
 #      By default lm_head and the embeddings stay BF16 as in glm5's INT4 folder (llama.cpp's own
 #      Q4_0 mix would make lm_head Q6_K: LLAMA_QUANT_ARGS= for that); the router stays F32 and
-#      the indexer's weights_proj (2048 x 32) becomes Q4_0.     ~1 min, 1.9 GB
+#      the indexer's weights_proj (2048 x 32) becomes Q4_0.     0.5 min, 1.9 GB
 #   8. $ROUNDS rounds, alternating which engine goes first, of
 #        llama-bench -m model-q4_0.gguf -t $THREADS -p $PROMPT -n $GEN -d $DEPTHS -r $REPS -o json
 #                    $LLAMA_BENCH_ARGS
@@ -34,9 +34,14 @@
 #      then a side-by-side table (tools/bench/compare_table.py) of prefill $PROMPT tokens and
 #      decode at each depth: best and median tokens/s of each engine over all rounds and reps,
 #      and the ratio glm5 / llama.cpp (> 1: glm5 faster). Written to $WORK/results/table.md too.
-#      Roughly 15-25 min per round on 2 cores (llama-bench prefills each depth for real: 14848
-#      tokens for the default depths, plus pp$PROMPT at every depth; the glm5 preset also runs
-#      its probes, batched decode and profile).
+#      Time per round on 2 cores: llama-bench ~40 min with REPS=1 (smoke run, busy machine),
+#      ~10 min more per extra rep; glm5 ~4 min with REPS=1 (it also runs its probes, batched
+#      decode and profile). llama-bench prefills each depth for real (14848 tokens for the
+#      default depths, cached across reps) and llama.cpp's DSA applies the top-k as a mask to
+#      dense attention over all positions (src/llama-graph.cpp, build_attn with top_k: ggml_fill
+#      -INF + ggml_set_rows of the top-k + build_attn_mha), so that prefill grows with depth²:
+#      the prefill to depth 8192 alone took ~25 min. The defaults (2 rounds x 3 reps) take
+#      1.5-2 h; ROUNDS=1 or fewer DEPTHS for less.
 # Peak disk ~17 GB under $WORK (steps 4-7), ~10 GB after. RAM: ~7 GB peak (step 5), benches ~3 GB.
 #
 # What is compared: llama-bench's pp$PROMPT at depth 0 against glm5's prefill of $PROMPT tokens;
