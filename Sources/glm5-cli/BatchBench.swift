@@ -28,10 +28,11 @@ enum BatchBench {
     }
   }
 
-  /// Run body on the GLM-5-shaped bench model in INT4 g32: the one in `folder` when it holds
-  /// model.safetensors (its config.json is updated when its max_position_embeddings is smaller
-  /// than the bench config's), else one written there or to a temporary folder (removed after).
-  /// The weights are prefaulted before body runs.
+  /// Run body on the GLM-5-shaped bench model in INT4 g32: the one in `folder` when it holds a
+  /// checkpoint (model.safetensors, or shards listed by model.safetensors.index.json, as
+  /// `glm5 quantize` writes for a sharded input; its config.json is updated when its
+  /// max_position_embeddings is smaller than the bench config's), else random INT4 codes written
+  /// there or to a temporary folder (removed after). The weights are prefaulted before body runs.
   static func withBenchModel(threads: Int, folder: String?, _ body: (Model) throws(GLM5Error) -> Void) throws(GLM5Error) {
     let json = SyntheticCheckpoint.glm5BenchConfigJSON()
     let c = try ModelConfig(json: json, source: "GLM-5-shaped bench config")
@@ -39,7 +40,7 @@ enum BatchBench {
     let dir = folder ?? String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }!)
     defer { if folder == nil { _ = system("rm -rf '\(dir)'") } }
     let t0 = now()
-    if fileKind(joinPath(dir, "model.safetensors")) != .file {
+    if !holdsCheckpoint(dir) {
       try SyntheticCheckpoint.write(config: c, configJSON: json, folder: dir, format: .int4(group: 32))
       say("GLM-5-shaped bench model, INT4 g32 (random codes), written in \(fmt(now() - t0, 1)) s to \(dir)")
     } else {
@@ -48,6 +49,11 @@ enum BatchBench {
     let m = try Model(path: dir, threads: threads)
     m.checkpoint.prefault()
     try body(m)
+  }
+
+  /// Whether `folder` holds a checkpoint: model.safetensors or model.safetensors.index.json.
+  static func holdsCheckpoint(_ folder: String) -> Bool {
+    fileKind(joinPath(folder, "model.safetensors")) == .file || fileKind(joinPath(folder, "model.safetensors.index.json")) == .file
   }
 
   /// A model written before the bench config's max_position_embeddings grew: raise it in its

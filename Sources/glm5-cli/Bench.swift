@@ -1,8 +1,9 @@
 // glm5 bench: prefill and decode throughput on a checkpoint folder, then on a larger random
 // GLM-5-shaped model written to disk in BF16, FP8 (128x128 blocks) and INT4 (our quantizer) —
 // the same weights in each format. `--batch` (BatchBench.swift) and `--preset glm5-bench`
-// (PresetBench.swift) measure the GLM-5-shaped INT4 bench model instead. Figures only; nothing is
-// asserted.
+// (PresetBench.swift) measure the GLM-5-shaped INT4 bench model instead; `--write-bf16 FOLDER` only
+// writes that model's shapes with random BF16 weights (for `glm5 quantize` and other engines'
+// converters). Figures only; nothing is asserted.
 
 import ArgumentParser
 import GLM5Core
@@ -50,17 +51,20 @@ struct Bench: ParsableCommand {
   @Option(help: "Repetitions of each batched measurement (best and median are printed).")
   var reps: Int = 3
 
-  @Option(help: "Context depths for --batch's single-session decode figures, comma-separated (none by default).")
+  @Option(help: "Context depths, comma-separated: for --batch's single-session decode figures (none by default), for --preset's synthetic-cache decode figures (default 0,2048,8192).")
   var depths: String = ""
 
   @Option(help: "Folder for the synthetic checkpoints (default: a new one under /tmp, removed afterwards).")
   var scratch: String? = nil
 
-  @Option(help: ArgumentHelp("A fixed set of figures instead: glm5-bench (the --batch model against read bandwidth, sgemm and FMA probes of this machine: decode, decode at depths 0/2048/8192, prefill of 512 tokens, 16 sessions against 1, a per-phase profile of a decode step; uses --threads, --reps, --decode, --scratch, --json).", valueName: "name"))
+  @Option(help: ArgumentHelp("A fixed set of figures instead: glm5-bench (the --batch model against read bandwidth, sgemm and FMA probes of this machine: decode, decode at depths 0/2048/8192, prefill of 512 tokens, 16 sessions against 1, a per-phase profile of a decode step; uses --threads, --reps, --decode, --depths, --scratch, --json).", valueName: "name"))
   var preset: String? = nil
 
   @Option(name: .customLong("json"), help: ArgumentHelp("With --preset: also write every figure to this file as JSON.", valueName: "file"))
   var jsonFile: String? = nil
+
+  @Option(name: .customLong("write-bf16"), help: ArgumentHelp("Only write the GLM-5-shaped bench model (the --batch and --preset model) with random BF16 weights to this folder (config.json + model.safetensors, 6.5 GB) and exit. `glm5 quantize FOLDER OUT` then makes the INT4 g32 copy that `--preset glm5-bench --scratch OUT` measures, from weights other engines' converters can read too (tools/bench/compare_llama_cpp.sh).", valueName: "folder"))
+  var writeBF16: String? = nil
 
   @Flag(help: "Load bench: Model(path:) and first-token time with a cold and a warm page cache, resident memory (folder: --scratch, default /tmp/glm5-load-int4; the INT4 bench model is written there if missing).")
   var load = false
@@ -74,6 +78,16 @@ struct Bench: ParsableCommand {
   }
 
   func run() throws {
+    if let folder = writeBF16 {
+      try runOrExit { () throws(GLM5Error) in
+        let json = SyntheticCheckpoint.glm5BenchConfigJSON()
+        let c = try ModelConfig(json: json, source: "GLM-5-shaped bench config")
+        let t0 = now()
+        try SyntheticCheckpoint.write(config: c, configJSON: json, folder: folder, format: .bf16)
+        BatchBench.say("GLM-5-shaped bench model, BF16 (random weights), written in \(fmt(now() - t0, 1)) s to \(folder)")
+      }
+      return
+    }
     if load {
       try runOrExit { () throws(GLM5Error) in try LoadBench.run(folder: scratch ?? "/tmp/glm5-load-int4", threads: threads, say: BatchBench.say) }
       return
@@ -82,7 +96,8 @@ struct Bench: ParsableCommand {
     if kernels { KernelBench.run { print($0) } }
     if preset != nil {
       try runOrExit { () throws(GLM5Error) in
-        try PresetBench.run(threads: threads, folder: scratch, reps: reps, steps: decode, jsonPath: jsonFile)
+        try PresetBench.run(threads: threads, folder: scratch, reps: reps, steps: decode,
+                            depths: depths.split(separator: ",").compactMap { Int($0) }, jsonPath: jsonFile)
       }
       return
     }

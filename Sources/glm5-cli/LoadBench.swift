@@ -1,5 +1,5 @@
 // glm5 bench --load: what loading a model costs, on a model folder (by default the GLM-5-shaped
-// bench model in INT4 g32, written there when the folder has no model.safetensors):
+// bench model in INT4 g32, written there when the folder holds no checkpoint):
 //   - load time (`Model(path:threads:)`) with a cold and a warm page cache;
 //   - time to first token: from nothing to the first token sampled after a 16-token prompt
 //     (load + Session + append + sample 1), cold and warm;
@@ -25,7 +25,7 @@ enum LoadBench {
   static let promptTokens = 16
 
   static func run(folder: String, threads: Int, say: (String) -> Void) throws(GLM5Error) {
-    if fileKind(joinPath(folder, "model.safetensors")) != .file {
+    if !BatchBench.holdsCheckpoint(folder) {
       let json = SyntheticCheckpoint.glm5BenchConfigJSON()
       let c = try ModelConfig(json: json, source: "GLM-5-shaped bench config")
       let t0 = now()

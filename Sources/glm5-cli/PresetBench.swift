@@ -7,13 +7,14 @@
 //              the kernels' widest vectors, AVX2 or AVX-512, on every thread)
 //   decode     one session at depth ≤ 512 (after a real prefill): tokens/s, weight bytes read per
 //              token × tokens/s as GB/s and % of the read bandwidth
-//   depths     decode ms/token at depths 0, 2048, 8192 on a synthetic cache (random cache rows:
-//              decode cost depends on the cache's size only; Session+Bench.swift), ratio to 0
+//   depths     decode ms/token at depths 0, 2048, 8192 (or --depths) on a synthetic cache (random
+//              cache rows: decode cost depends on the cache's size only; Session+Bench.swift),
+//              ratio to 0
 //   prefill    512 tokens: tokens/s; 2 × active parameters per token × tokens/s as GFLOP/s and %
 //              of sgemm (attention-score FLOPs, which grow with the context, are not counted)
 //   batch      aggregate decode tokens/s of 16 sessions against 1 (BatchBench.batched)
 //   profile    one decode step split into phases (GLM5Model/PhaseProfile.swift), at depth ≤ 512
-//              and at depths 2048 and 8192 (synthetic cache)
+//              and at depths 2048 and 8192 (synthetic cache; those of them that were measured)
 // Every measurement runs once untimed, then --reps times; min and median are printed (rates from
 // the min time are "best"). `--json FILE` writes every figure. Nothing is asserted on time.
 
@@ -29,10 +30,14 @@ import Glibc
 enum PresetBench {
   static let prefillTokens = 512
   static let depthList = [0, 2048, 8192]
+  /// Synthetic-cache depths that also get a phase profile (when measured).
+  static let profileDepths: Set<Int> = [2048, 8192]
   static let batchSizes = [1, 16]
 
-  static func run(threads: Int, folder: String?, reps: Int, steps: Int, jsonPath: String?) throws(GLM5Error) {
+  /// `depths`: the decode depths on a synthetic cache (empty: depthList).
+  static func run(threads: Int, folder: String?, reps: Int, steps: Int, depths: [Int] = [], jsonPath: String?) throws(GLM5Error) {
     let reps = max(1, reps), steps = max(1, steps)
+    let depthList = depths.isEmpty ? depthList : depths
     try BatchBench.withBenchModel(threads: threads, folder: folder) { (m) throws(GLM5Error) in
       let c = m.config
       let pool = m.pool
@@ -132,9 +137,9 @@ enum PresetBench {
         try s.setSyntheticContext(positions: positions, seed: UInt64(d) + 17)
         let t = try decodeTimes(s, params, reps: reps)
         if d == depthList[0] { depth0 = t.min; depth0Median = t.median }
-        if d > 0 { synthetic.append((d, s)) }
+        if profileDepths.contains(d) { synthetic.append((d, s)) }
         say("decode at depth \(d)\(d == 0 ? " (1 position)" : "") (synthetic cache): \(fmt(t.min * 1e3, 1)) ms/token min, \(fmt(t.median * 1e3, 1)) median; "
-            + "\(fmt(t.min / depth0, 2))× depth 0 (median \(fmt(t.median / depth0Median, 2))×)")
+            + "\(fmt(t.min / depth0, 2))× depth \(depthList[0]) (median \(fmt(t.median / depth0Median, 2))×)")
         depthJSON.append(.object([
           "depth": num(d), "positions": num(positions), "synthetic_cache": .bool(true),
           "ms_per_token_min": .number(t.min * 1e3), "ms_per_token_median": .number(t.median * 1e3),

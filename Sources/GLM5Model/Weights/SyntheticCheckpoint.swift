@@ -19,16 +19,22 @@ public enum SyntheticCheckpoint {
     try ModelConfig(json: configJSON(hidden: hidden, layers: layers, experts: experts, vocab: vocab), source: "synthetic config")
   }
 
-  /// The config.json of a synthetic model.
+  /// The config.json of a synthetic model. Besides what glm5 reads it has what a saved
+  /// transformers GlmMoeDsaConfig carries and other loaders need: `architectures` (llama.cpp's
+  /// converter picks its model class by it), `num_key_value_heads` = `num_attention_heads`
+  /// (transformers' default is a fixed 64, not the head count: 16 or 32 heads without it give
+  /// `num_key_value_groups` 0 there), `norm_topk_prob` (converters read it from the file only).
   public static func configJSON(hidden: Int = 1024, layers: Int = 4, experts: Int = 64, vocab: Int = 32768) -> JSON {
     .object([
-      "model_type": .string("glm_moe_dsa"),
+      "model_type": .string("glm_moe_dsa"), "architectures": .array([.string("GlmMoeDsaForCausalLM")]),
       "vocab_size": .number(Double(vocab)), "hidden_size": .number(Double(hidden)),
       "num_hidden_layers": .number(Double(layers)), "first_k_dense_replace": .number(1),
       "intermediate_size": .number(Double(hidden * 2)), "moe_intermediate_size": .number(Double(hidden / 4)),
-      "num_attention_heads": .number(16), "q_lora_rank": .number(Double(hidden / 2)), "kv_lora_rank": .number(256),
+      "num_attention_heads": .number(16), "num_key_value_heads": .number(16),
+      "q_lora_rank": .number(Double(hidden / 2)), "kv_lora_rank": .number(256),
       "qk_nope_head_dim": .number(96), "qk_rope_head_dim": .number(32), "v_head_dim": .number(128),
       "n_routed_experts": .number(Double(experts)), "num_experts_per_tok": .number(8), "n_shared_experts": .number(1),
+      "norm_topk_prob": .bool(true),
       "n_group": .number(1), "topk_group": .number(1), "routed_scaling_factor": .number(2.5),
       "index_topk": .number(256), "index_head_dim": .number(64), "index_n_heads": .number(16),
       "max_position_embeddings": .number(8192), "rms_norm_eps": .number(1e-5),
@@ -46,6 +52,7 @@ public enum SyntheticCheckpoint {
     o["intermediate_size"] = .number(4096)
     o["moe_intermediate_size"] = .number(1024)
     o["num_attention_heads"] = .number(32)
+    o["num_key_value_heads"] = .number(32)
     o["q_lora_rank"] = .number(768)
     o["kv_lora_rank"] = .number(512)
     o["qk_nope_head_dim"] = .number(192)
