@@ -10,18 +10,19 @@ import Synchronization
 /// Turns every thrown error into a JSON error response, and checks the API key.
 struct ServeMiddleware<Context: RequestContext>: RouterMiddleware {
   let apiKey: String?
+  let log: @Sendable (String) -> Void
 
   func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
     if let apiKey, request.uri.path != "/health" {
       let auth = request.headers[.authorization] ?? ""
       guard auth == "Bearer \(apiKey)" else {
-        return jsonError(ServeError(401, auth.isEmpty ? "missing Authorization: Bearer <api key>" : "invalid API key"))
+        return refused(request, ServeError(401, auth.isEmpty ? "missing Authorization: Bearer <api key>" : "invalid API key"))
       }
     }
     do {
       return try await next(request, context)
     } catch let e as ServeError {
-      return jsonError(e)
+      return refused(request, e)
     } catch let e as any HTTPResponseError {
       let m: String
       switch e.status.code {
@@ -29,10 +30,16 @@ struct ServeMiddleware<Context: RequestContext>: RouterMiddleware {
       case 413: m = "the request body is larger than \(ServeRoutes.maxBody) bytes"
       default: m = (e as? HTTPError)?.body ?? e.status.reasonPhrase
       }
-      return jsonError(ServeError(e.status.code, m))
+      return refused(request, ServeError(e.status.code, m))
     } catch {
-      return jsonError(ServeError(500, "internal error: \(error)"))
+      return refused(request, ServeError(500, "internal error: \(error)"))
     }
+  }
+
+  /// The error as JSON, and its log line.
+  func refused(_ request: Request, _ e: ServeError) -> Response {
+    log("request \(request.method) \(request.uri.path): \(e.status) \(e.message)")
+    return jsonError(e)
   }
 }
 
@@ -71,7 +78,7 @@ enum ServeRoutes {
 
   static func build(scheduler: Scheduler, info: ServeInfo, apiKey: String?) -> Router<BasicRequestContext> {
     let router = Router()
-    router.add(middleware: ServeMiddleware(apiKey: apiKey))
+    router.add(middleware: ServeMiddleware(apiKey: apiKey, log: scheduler.log))
     let model = scheduler.model
     let limits = ModelLimits(vocab: info.vocab, contextLength: info.contextLength)
     let counter = RidCounter()

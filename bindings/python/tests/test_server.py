@@ -415,3 +415,91 @@ def test_api_key():
         assert status == 200
     finally:
         assert s.stop() == 0
+
+
+def test_stop_token(server, model):
+    """A stop id ends the answer with finish_reason stop (the id kept), as the library."""
+    greedy = server.generate({"input_ids": PROMPT, "sampling_params": {"temperature": 0, "max_new_tokens": 8, "ignore_eos": True}})
+    stop = greedy["output_ids"][3]
+    sp = dict(temperature=0, max_new_tokens=8, ignore_eos=True, stop_token_ids=[stop])
+    out = server.generate({"input_ids": PROMPT, "sampling_params": sp, "return_logprob": True})
+    ref = library(model, PROMPT, 8, **lib_kwargs(sp))
+    assert ref.finish_reason == "stop"
+    check_equal(out, ref, PROMPT)
+    assert out["meta_info"]["finish_reason"] == {"type": "stop", "matched": stop} and out["output_ids"][-1] == stop
+    # max_new_tokens 0: nothing generated, finish length 0.
+    out = server.generate({"input_ids": PROMPT, "sampling_params": {"max_new_tokens": 0}})
+    assert out["output_ids"] == [] and out["meta_info"]["finish_reason"] == {"type": "length", "length": 0}
+
+
+def bodies_for_batching(k):
+    return [{"input_ids": [(7 * i + j) % 300 for j in range(1 + i % 6)],
+             "sampling_params": dict(temperature=0.9, top_k=50, max_new_tokens=3 + 5 * (i % 4), sampling_seed=1000 + i,
+                                     ignore_eos=i % 2 == 0),
+             "return_logprob": True} for i in range(k)]
+
+
+def run_concurrently(server, bodies):
+    results = [None] * len(bodies)
+
+    def run(i):
+        results[i] = server.generate(bodies[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    return threads, results
+
+
+def wait_queued(server, n):
+    deadline = time.time() + 20
+    while server.json("GET", "/server_info")[1]["num_queue_reqs"] < n:
+        assert time.time() < deadline, "requests did not queue"
+        time.sleep(0.02)
+
+
+def test_requests_decode_together(server, model):
+    """Paused, 8 requests queue; continued, they prefill in one batch and step together, leaving
+    at different steps: each answer equals the library's for the request alone."""
+    bodies = bodies_for_batching(8)
+    assert server.request("POST", "/pause_generation", {"mode": "in_place"})[0] == 200
+    threads, results = run_concurrently(server, bodies)
+    wait_queued(server, 8)
+    assert server.request("POST", "/continue_generation", {})[0] == 200
+    for t in threads:
+        t.join(timeout=60)
+    for body, got in zip(bodies, results):
+        sp = body["sampling_params"]
+        check_equal(got, library(model, body["input_ids"], sp["max_new_tokens"], **lib_kwargs(sp)), body["input_ids"])
+
+
+def test_max_running_requests_and_client():
+    """With at most 3 running, 10 requests queue and join as others leave; the Python client
+    gives the same answers."""
+    from glm5.client import Client, ServerError
+
+    s = Server("--max-running-requests", "3")
+    ref = glm5.Model(TINY)
+    try:
+        bodies = bodies_for_batching(10)
+        assert s.request("POST", "/pause_generation", {"mode": "in_place"})[0] == 200
+        threads, results = run_concurrently(s, bodies)
+        wait_queued(s, 10)
+        assert s.request("POST", "/continue_generation", {})[0] == 200
+        for t in threads:
+            t.join(timeout=60)
+        c = Client(s.url)
+        assert c.health() and c.weight_version() == "default"
+        for body, got in zip(bodies, results):
+            sp = body["sampling_params"]
+            check_equal(got, library(ref, body["input_ids"], sp["max_new_tokens"], **lib_kwargs(sp)), body["input_ids"])
+            again = c.generate(body["input_ids"], sp, return_logprob=True)
+            assert again["output_ids"] == got["output_ids"]
+            assert again["meta_info"]["output_token_logprobs"] == got["meta_info"]["output_token_logprobs"]
+        chunks = list(c.generate_stream(bodies[0]["input_ids"], bodies[0]["sampling_params"]))
+        assert chunks[-1]["output_ids"] == results[0]["output_ids"]
+        with pytest.raises(ServerError) as e:
+            c.generate([1], {"temperature": -1})
+        assert e.value.status == 400 and "temperature" in e.value.message
+    finally:
+        assert s.stop() == 0
