@@ -87,6 +87,8 @@ enum ServeRoutes {
 
     router.get("/health") { _, _ in Response(status: .ok) }
     router.get("/health_generate") { _, _ -> Response in
+      // Paused (a weight sync in progress), a generation would wait: the server is alive.
+      if scheduler.isPaused.load(ordering: .relaxed) { return Response(status: .ok) }
       let spec = GenerateJobSpec(rid: "health_generate_\(newRid())", inputIds: [0], params: .greedy(1), returnLogprob: false,
                                  logprobStart: 0, returnRoutedExperts: false)
       let events = submit([spec], streaming: false, scheduler: scheduler)

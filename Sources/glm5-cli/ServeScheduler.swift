@@ -145,8 +145,8 @@ final class Scheduler: @unchecked Sendable {
     case .submit(let j): queue.append(j)
     case .abort(let rid, let all):
       let hit = { (j: Job) in all || j.spec.rid == rid }
-      for j in queue where hit(j) { finish(j, .abort("Abort before prefill")) }
-      for j in running where hit(j) { finish(j, .abort("Abort in waiting queue")) }
+      for j in queue where hit(j) { finish(j, .abort("aborted in the waiting queue")) }
+      for j in running where hit(j) { finish(j, .abort("aborted while running")) }
       queue.removeAll(where: hit)
       running.removeAll(where: hit)
     case .update(let kind, let abortAll, let reply):

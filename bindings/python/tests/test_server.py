@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -414,6 +415,8 @@ def test_api_key():
                               headers={"Authorization": "Bearer sekrit"})
         assert status == 200
     finally:
+        s.proc.send_signal(signal.SIGINT)  # SIGINT shuts down as cleanly as SIGTERM
+        s.proc.wait(timeout=20)
         assert s.stop() == 0
 
 
