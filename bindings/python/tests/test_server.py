@@ -270,16 +270,32 @@ def test_management(server):
 
 
 def test_abort(server):
-    """A long request aborted by rid answers with finish_reason abort."""
-    got = []
-    body = {"input_ids": PROMPT, "rid": "long", "sampling_params": {"max_new_tokens": 250, "ignore_eos": True}}
-    t = threading.Thread(target=lambda: got.append(server.generate(body)))
-    t.start()
-    time.sleep(0.2)
-    assert server.request("POST", "/abort_request", {"rid": "long"})[0] == 200
-    t.join(timeout=30)
-    fr = got[0]["meta_info"]["finish_reason"]
-    assert fr["type"] in ("abort", "length")  # length only if it finished before the abort arrived
+    """Requests aborted by rid or with abort_all answer with finish_reason abort; the others run."""
+    assert server.request("POST", "/pause_generation", {"mode": "in_place"})[0] == 200
+    bodies = [{"input_ids": PROMPT, "rid": rid, "sampling_params": {"max_new_tokens": 5, "ignore_eos": True}}
+              for rid in ["a", "b", "c"]]
+    threads, results = run_concurrently(server, bodies)
+    wait_queued(server, 3)
+    assert server.request("POST", "/abort_request", {"rid": "b"})[0] == 200
+    assert server.request("POST", "/continue_generation", {})[0] == 200
+    for t in threads:
+        t.join(timeout=30)
+    assert [r["meta_info"]["finish_reason"]["type"] for r in results] == ["length", "abort", "length"]
+    assert results[1]["output_ids"] == [] and results[1]["meta_info"]["finish_reason"]["message"]
+    # abort_all, and pause_generation's default mode (abort), end queued requests too.
+    for how in ["abort_all", "pause"]:
+        assert server.request("POST", "/pause_generation", {"mode": "in_place"})[0] == 200
+        threads, results = run_concurrently(server, bodies[:2])
+        wait_queued(server, 2)
+        if how == "abort_all":
+            assert server.request("POST", "/abort_request", {"abort_all": True})[0] == 200
+        else:
+            assert server.request("POST", "/pause_generation", {})[0] == 200
+        for t in threads:
+            t.join(timeout=30)
+        assert all(r["meta_info"]["finish_reason"]["type"] == "abort" for r in results), how
+        assert server.request("POST", "/continue_generation", {})[0] == 200
+    assert server.generate({"input_ids": PROMPT, "sampling_params": {"max_new_tokens": 2}})["output_ids"]
 
 
 def updated(server, model_ref_path, version, body):
