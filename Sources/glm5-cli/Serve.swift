@@ -13,6 +13,7 @@ import GLM5Core
 import GLM5Engine
 import Hummingbird
 import Logging
+import ServiceLifecycle
 
 #if canImport(Glibc)
 import Glibc
@@ -70,13 +71,32 @@ struct Serve: AsyncParsableCommand {
       configuration: .init(address: .hostname(host, port: port), serverName: "glm5"),
       onServerRunning: { _ in log("listening on http://\(host):\(port)") },
       logger: logger)
+    // On SIGINT/SIGTERM the group shuts its services down in reverse order: first the
+    // scheduler drains (requests in flight finish, new ones get 503), then the HTTP server.
+    let group = ServiceGroup(configuration: .init(
+      services: [.init(service: app), .init(service: SchedulerService(scheduler: scheduler, log: log))],
+      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     do {
-      try await app.runService()
+      try await group.run()
     } catch {
       scheduler.shutdown()
       throw error
     }
     scheduler.shutdown()
     log("shut down")
+  }
+}
+
+/// Drains the scheduler when the service group shuts down.
+struct SchedulerService: Service {
+  let scheduler: Scheduler
+  let log: @Sendable (String) -> Void
+
+  func run() async throws {
+    try? await gracefulShutdown()
+    log("shutting down: finishing requests in flight")
+    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+      scheduler.post(.drain(reply: { c.resume() }))
+    }
   }
 }

@@ -62,6 +62,9 @@ enum Command: Sendable {
   case update(WeightUpdateKind, abortAll: Bool, reply: @Sendable (UpdateReply) -> Void)
   case pause(abort: Bool, reply: @Sendable () -> Void)
   case resume(reply: @Sendable () -> Void)
+  /// Stop taking jobs (new ones get 503); answer when every running and queued job has
+  /// finished (paused ones are aborted: nothing would run them).
+  case drain(reply: @Sendable () -> Void)
   case shutdown
 }
 
@@ -84,6 +87,8 @@ final class Scheduler: @unchecked Sendable {
   private var updates: [(WeightUpdateKind, @Sendable (UpdateReply) -> Void)] = []
   private var paused = false
   private var shuttingDown = false
+  private var drained: (@Sendable () -> Void)? = nil
+  private var draining = false
 
   init(model: Model, maxRunning: Int, logRequests: Bool, log: @escaping @Sendable (String) -> Void) {
     self.model = model
@@ -122,6 +127,10 @@ final class Scheduler: @unchecked Sendable {
         for (_, reply) in updates { reply(UpdateReply(success: false, message: "the server is shutting down", abortedRequests: 0)) }
         return
       }
+      if draining, let reply = drained, queue.isEmpty, running.isEmpty {
+        drained = nil
+        reply()
+      }
       if !updates.isEmpty && (running.isEmpty || paused) { applyUpdates() }
       if !paused && updates.isEmpty && running.count < maxRunning && !queue.isEmpty {
         let n = min(maxRunning - running.count, queue.count)
@@ -142,7 +151,19 @@ final class Scheduler: @unchecked Sendable {
 
   private func handle(_ c: Command) {
     switch c {
-    case .submit(let j): queue.append(j)
+    case .submit(let j):
+      if draining {
+        j.sink(.failed(ServeError(503, "the server is shutting down")))
+      } else {
+        queue.append(j)
+      }
+    case .drain(let reply):
+      draining = true
+      drained = reply
+      if paused {
+        for j in queue + running { finish(j, .abort("the server is shutting down")) }
+        queue = []; running = []
+      }
     case .abort(let rid, let all):
       let hit = { (j: Job) in all || j.spec.rid == rid }
       for j in queue where hit(j) { finish(j, .abort("aborted in the waiting queue")) }

@@ -522,3 +522,20 @@ def test_max_running_requests_and_client():
         assert e.value.status == 400 and "temperature" in e.value.message
     finally:
         assert s.stop() == 0
+
+
+def test_shutdown_with_requests_in_flight():
+    """SIGTERM while requests wait (generation paused): they are answered (aborted, with a reason),
+    and the server exits 0."""
+    s = Server()
+    bodies = bodies_for_batching(3)
+    assert s.request("POST", "/pause_generation", {"mode": "in_place"})[0] == 200
+    threads, results = run_concurrently(s, bodies)
+    wait_queued(s, 3)
+    s.proc.terminate()
+    for t in threads:
+        t.join(timeout=30)
+    assert s.proc.wait(timeout=30) == 0
+    for r in results:
+        fr = r["meta_info"]["finish_reason"]
+        assert fr["type"] == "abort" and "shutting down" in fr["message"], fr
