@@ -33,6 +33,11 @@ let package = Package(
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    // HTTP for `glm5 serve` (the CLI only; libglm5.so does not link it). No default traits: the
+    // server needs neither swift-configuration nor full Foundation.
+    .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+    .package(url: "https://github.com/apple/swift-log.git", from: "1.14.0"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.0.0"),
   ],
   targets: [
     .target(name: "CGLM5", path: "Sources/CGLM5"),
@@ -61,7 +66,13 @@ let package = Package(
     ),
     .executableTarget(
       name: "glm5-cli",
-      dependencies: ["GLM5Engine", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      dependencies: [
+        "GLM5Engine",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
       swiftSettings: cpuFlags
     ),
     .testTarget(

@@ -2,6 +2,7 @@
 //
 //   glm5 info <model-folder>                 print a checkpoint's facts
 //   glm5 generate <model-folder> [ids...]    greedy continuation with per-token logprobs
+//   glm5 serve <model-folder>                HTTP rollout server (SGLang native API)
 //   glm5 bench [<model-folder>]              prefill / decode tokens per second
 //   glm5 quantize <in> <out> [--group 32]    INT4 compressed-tensors copy of a checkpoint
 
@@ -11,11 +12,11 @@ import GLM5Engine
 import GLM5Model
 
 @main
-struct GLM5Command: ParsableCommand {
+struct GLM5Command: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "glm5",
     abstract: "Run GLM-5 (glm_moe_dsa) checkpoints on the CPU.",
-    subcommands: [Info.self, Generate.self, Bench.self, Quantize.self])
+    subcommands: [Info.self, Generate.self, Serve.self, Bench.self, Quantize.self])
 }
 
 /// Turn a library error into a clean exit with its message.

@@ -1,0 +1,102 @@
+// glm5 serve: an HTTP rollout server speaking SGLang's native API (POST /generate with token ids,
+// weight updates, management routes), computing through GLM5Engine. Split by concept:
+//   Serve.swift           the command: options, loading, the application's lifecycle
+//   ServeRoutes.swift     the HTTP routes and the error/auth middleware
+//   ServeSchema.swift     the request and response schema (GenerateReqInput, meta_info), JSON
+//   ServeScheduler.swift  the scheduler thread: continuous batching over the batched engine
+//
+// Binds 127.0.0.1 unless told otherwise; SIGINT/SIGTERM shut down gracefully (requests in flight
+// finish, then the scheduler stops).
+
+import ArgumentParser
+import GLM5Core
+import GLM5Engine
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Serve: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Serve a model over HTTP in SGLang's native API (POST /generate with input_ids; weight updates; management routes).")
+
+  @Argument(help: "Folder with config.json and safetensors weights.")
+  var model: String
+
+  @Option(help: "Address to bind (127.0.0.1: this machine only).")
+  var host: String = "127.0.0.1"
+
+  @Option(help: "Port to listen on.")
+  var port: Int = 30000
+
+  @Option(help: "Compute threads (0 = one per CPU).")
+  var threads: Int = 0
+
+  @Option(help: "Require `Authorization: Bearer KEY` on every route but /health.")
+  var apiKey: String? = nil
+
+  @Option(help: "Most requests decoding together; more wait in a queue.")
+  var maxRunningRequests: Int = 32
+
+  @Flag(help: "Also log each request's input and output ids and sampling parameters.")
+  var logRequests = false
+
+  func validate() throws {
+    guard port >= 0 && port <= 65535 else { throw ValidationError("--port \(port) is outside [0, 65535]") }
+    guard maxRunningRequests >= 1 else { throw ValidationError("--max-running-requests must be at least 1") }
+    if let apiKey, apiKey.isEmpty { throw ValidationError("--api-key is empty") }
+  }
+
+  func run() async throws {
+    let t0 = now()
+    let m = try runOrExit { () throws(GLM5Error) in try Model(path: model, threads: threads) }
+    let log: @Sendable (String) -> Void = { line in
+      var s = "[glm5 serve] " + line + "\n"
+      s.withUTF8 { b in _ = write(2, b.baseAddress, b.count) }
+    }
+    log("loaded \(model) in \(fmt(now() - t0, 2)) s (\(m.pool.threads) threads)")
+    let scheduler = Scheduler(model: m, maxRunning: maxRunningRequests, logRequests: logRequests, log: log)
+    scheduler.start()
+    let info = ServeInfo(modelPath: model, host: host, port: port, maxRunning: maxRunningRequests, threads: m.pool.threads,
+                         contextLength: m.config.maxPositionEmbeddings, vocab: m.config.vocabSize, modelType: m.config.modelType)
+    let router = ServeRoutes.build(scheduler: scheduler, info: info, apiKey: apiKey)
+    var logger = Logger(label: "glm5-serve")
+    logger.logLevel = .warning
+    let host = host, port = port
+    let app = Application(
+      router: router,
+      configuration: .init(address: .hostname(host, port: port), serverName: "glm5"),
+      onServerRunning: { _ in log("listening on http://\(host):\(port)") },
+      logger: logger)
+    // On SIGINT/SIGTERM the group shuts its services down in reverse order: first the
+    // scheduler drains (requests in flight finish, new ones get 503), then the HTTP server.
+    let group = ServiceGroup(configuration: .init(
+      services: [.init(service: app), .init(service: SchedulerService(scheduler: scheduler, log: log))],
+      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    do {
+      try await group.run()
+    } catch {
+      scheduler.shutdown()
+      throw error
+    }
+    scheduler.shutdown()
+    log("shut down")
+  }
+}
+
+/// Drains the scheduler when the service group shuts down.
+struct SchedulerService: Service {
+  let scheduler: Scheduler
+  let log: @Sendable (String) -> Void
+
+  func run() async throws {
+    try? await gracefulShutdown()
+    log("shutting down: finishing requests in flight")
+    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+      scheduler.post(.drain(reply: { c.resume() }))
+    }
+  }
+}
