@@ -1,5 +1,9 @@
 // glm5_session_get_record_info, glm5_session_get_recorded_*, glm5_session_append_replay,
 // glm5_model_score_replay, glm5_session_recompute (include/glm5.h "Routing record and replay").
+//
+// glm5_record_info_init and glm5_replay_init are `static inline` in include/glm5.h, not exported
+// (as the other *_init functions): the host fills struct_size with the size it was compiled with,
+// and the functions here accept any size from the first version's up.
 
 import CGLM5
 import GLM5Core
