@@ -33,8 +33,8 @@
  *    subnormals kept) on every thread it uses, whatever the host set (FTZ, DAZ, another rounding
  *    mode), and restores the calling thread's environment before returning. Results are
  *    therefore the same bits in any host on the same machine.
- *  - Instruction sets. The library needs AVX2 + FMA (x86-64-v3). Where the CPU has AVX-512F, the
- *    hot kernels use it, chosen once at run time; every choice gives the same bits. The
+ *  - Instruction sets. The library needs AVX2 + FMA (x86-64-v3). Where the CPU has AVX-512 (F, VL,
+ *    BW and DQ, as every AVX-512 CPU since 2017), the hot kernels use it, chosen once at run time; every choice gives the same bits. The
  *    environment variable GLM5_ISA=avx2, read at the first computation, forces the AVX2 kernels.
  *
  * Sample usage (error handling shortened):

@@ -75,6 +75,19 @@ void glm5k_int4_row_scales(const glm5k_int4 *w, int64_t r, float *out, int32_t *
   glm5k_int4_scales_range(w, r, 0, w->cols / w->group, out, zp);
 }
 
+void glm5k_int4_prefetch_scales(const glm5k_int4 *w, int64_t r, int64_t n) {
+  const int64_t groups = w->cols / w->group;
+  const int64_t size = w->scale_dtype == GLM5K_SCALE_F32 ? 4 : 2;
+  const char *s = (const char *)w->scales + (w->row_offset + r) * groups * size;
+  for (int64_t o = 0; o < n * groups * size; o += 64) _mm_prefetch(s + o, _MM_HINT_T0);
+  if (w->zeros) {
+    const int64_t row = w->row_offset + r;
+    const char *z = (const char *)(w->zeros + (row / 8) * groups);
+    const int64_t words = ((row + n - 1) / 8 - row / 8 + 1) * groups;
+    for (int64_t o = 0; o < words * 4; o += 64) _mm_prefetch(z + o, _MM_HINT_T0);
+  }
+}
+
 #define reduce8 glm5k_reduce8
 
 /// The 16 weights at p (8 bytes) as q lanes: even columns, odd columns.
@@ -85,12 +98,18 @@ void glm5k_int4_row_scales(const glm5k_int4 *w, int64_t r, float *out, int32_t *
     hi = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(d_, 4), (z)));               \
   } while (0)
 
-/// One token, 4 rows (slice rows r[0..3]; repeats allowed): the 4 results into out.
-static void rows4(const glm5k_int4 *w, const int64_t r[4], const float *xp, float out[4]) {
+/// One token, 4 rows (slice rows r[0..3]; repeats allowed): the 4 results into out. `next` (or
+/// -1): the first of 4 contiguous rows the next tile reads, prefetched while this one runs.
+static void rows4(const glm5k_int4 *w, const int64_t r[4], const float *xp, int64_t next, float out[4]) {
   const int64_t G = w->group, groups = w->cols / G, rb = w->cols / 2;
   const uint8_t *p0 = w->packed + r[0] * rb, *p1 = w->packed + r[1] * rb;
   const uint8_t *p2 = w->packed + r[2] * rb, *p3 = w->packed + r[3] * rb;
   const __m256i mask = _mm256_set1_epi32(0xF);
+  // The next tile's rows, half a line per 16-column step (4 rows × 8 bytes), and its scales.
+  const char *pf = next >= 0 ? (const char *)(w->packed + next * rb) : NULL;
+  const int64_t pf_bytes = next >= 0 ? 4 * rb : 0;
+  int64_t pf_at = 0;
+  if (next >= 0) glm5k_int4_prefetch_scales(w, next, 4);
   float sc[4][GLM5K_CHUNK];
   int32_t zz[4][GLM5K_CHUNK];
   __m256 t0 = _mm256_setzero_ps(), t1 = t0, t2 = t0, t3 = t0;
@@ -108,8 +127,10 @@ static void rows4(const glm5k_int4 *w, const int64_t r[4], const float *xp, floa
       __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
       const int64_t c0 = (gc + g) * G;
       for (int64_t c = c0; c < c0 + G; c += 16) {
-        GLM5K_PREFETCH_ROW(p0, c / 2); GLM5K_PREFETCH_ROW(p1, c / 2);
-        GLM5K_PREFETCH_ROW(p2, c / 2); GLM5K_PREFETCH_ROW(p3, c / 2);
+        if ((c & 16) == 0 && pf_at < pf_bytes) {
+          _mm_prefetch(pf + pf_at, _MM_HINT_T0);
+          pf_at += 64;
+        }
         const __m256 xe = _mm256_loadu_ps(xp + c), xo = _mm256_loadu_ps(xp + c + 8);
         __m256 lo, hi;
         GLM5K_Q(p0 + c / 2, z0, lo, hi); a0 = _mm256_fmadd_ps(xe, lo, a0); a0 = _mm256_fmadd_ps(xo, hi, a0);
@@ -188,26 +209,54 @@ static void tokens2(const glm5k_int4 *w, int64_t r, const float *x0, const float
   out[0] = reduce8(t0); out[1] = reduce8(t1);
 }
 
+int32_t glm5k_int4_decode_prepare(const glm5k_int4 *w, float *xp) {
+  if (glm5k_isa() != GLM5K_ISA_AVX512 || w->group % 32 != 0) return 0;
+  return glm5k_int4_scale_odd16_avx512(xp, w->cols);
+}
+
+/// Rows r .. min(r + 4, r1) − 1 in one 4-row tile (rows past r1 repeat the last real row; their
+/// results are dropped); the next 4 rows are prefetched when they are all real.
+static void tile4(const glm5k_int4 *w, int64_t r, int64_t r1, const float *xp, int32_t form, int wide, float *y) {
+  int64_t rr[4];
+  for (int j = 0; j < 4; j++) rr[j] = r + j < r1 ? r + j : r1 - 1;
+  const int64_t next = r + 8 <= r1 ? r + 4 : -1;
+  float out[4];
+  if (form == 1) {
+    glm5k_int4_rows4_odd16_avx512(w, rr, xp, next, out);
+  } else if (wide) {
+    glm5k_int4_rows4_avx512(w, rr, xp, next, out);
+  } else {
+    rows4(w, rr, xp, next, out);
+  }
+  for (int j = 0; j < 4 && r + j < r1; j++) y[r + j] = out[j];
+}
+
+void glm5k_int4_decode(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *xp, int32_t form, float *y) {
+  if (r1 <= r0) return;
+  // Form 1 exists only where the CPU has AVX-512 (glm5k_int4_decode_prepare).
+  const int wide = form == 1 || glm5k_isa() == GLM5K_ISA_AVX512;
+  int64_t r = r0;
+  if (wide && w->group % 32 == 0) {
+    for (; r + 8 <= r1; r += 8) {
+      const int64_t next = r + 16 <= r1 ? r + 8 : -1;
+      if (form == 1) {
+        glm5k_int4_rows8_odd16_avx512(w, r, xp, next, y + r);
+      } else {
+        glm5k_int4_rows8_avx512(w, r, xp, next, y + r);
+      }
+    }
+  }
+  for (; r < r1; r += 4) tile4(w, r, r1, xp, form, wide, y);
+}
+
 void glm5k_int4_linear(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *xp, int64_t tokens, float *y,
                        int64_t ldy) {
-  const int64_t cols = w->cols;
   if (tokens <= 0 || r1 <= r0) return;
   if (tokens == 1) {
-    const int wide = glm5k_isa() == GLM5K_ISA_AVX512;
-    for (int64_t r = r0; r < r1; r += 4) {
-      // Rows past r1 repeat the last real row; their results are dropped.
-      int64_t rr[4];
-      for (int j = 0; j < 4; j++) rr[j] = r + j < r1 ? r + j : r1 - 1;
-      float out[4];
-      if (wide) {
-        glm5k_int4_rows4_avx512(w, rr, xp, out);
-      } else {
-        rows4(w, rr, xp, out);
-      }
-      for (int j = 0; j < 4 && r + j < r1; j++) y[r + j] = out[j];
-    }
+    glm5k_int4_decode(w, r0, r1, xp, 0, y);
     return;
   }
+  const int64_t cols = w->cols;
   for (int64_t r = r0; r < r1; r++) {
     for (int64_t t0 = 0; t0 < tokens; t0 += 4) {
       // Tokens past the last repeat it; their results are dropped.

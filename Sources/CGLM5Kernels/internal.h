@@ -32,7 +32,21 @@ static inline float glm5k_reduce8(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
 }
 
-/// One token, 4 rows, AVX-512F (int4_avx512.c): rows4's bits.
-void glm5k_int4_rows4_avx512(const glm5k_int4 *w, const int64_t r[4], const float *xp, float out[4]);
+/// Prefetches the scales (and zero points) of slice rows [r, r + n).
+void glm5k_int4_prefetch_scales(const glm5k_int4 *w, int64_t r, int64_t n);
+
+/// One-token tiles with AVX-512 (int4_avx512.c), rows4's bits: 4 rows r[0..3] (repeats allowed)
+/// or the 8 rows r .. r + 7; `next` (or -1): the first row of the next tile, prefetched. The
+/// odd16 forms read x with the odd half of every 16 columns scaled by 1/16
+/// (glm5k_int4_scale_odd16_avx512).
+void glm5k_int4_rows4_avx512(const glm5k_int4 *w, const int64_t r[4], const float *xp, int64_t next, float out[4]);
+void glm5k_int4_rows4_odd16_avx512(const glm5k_int4 *w, const int64_t r[4], const float *xp, int64_t next, float out[4]);
+void glm5k_int4_rows8_avx512(const glm5k_int4 *w, int64_t r, const float *xp, int64_t next, float out[8]);
+void glm5k_int4_rows8_odd16_avx512(const glm5k_int4 *w, int64_t r, const float *xp, int64_t next, float out[8]);
+
+/// Scales the odd half of every 16 columns of xp [cols] by 1/16 in place and returns 1 if that is
+/// exact for every value (v · 1/16 · 16 == v: no subnormal result, no NaN); else leaves xp as it
+/// is and returns 0.
+int32_t glm5k_int4_scale_odd16_avx512(float *xp, int64_t cols);
 
 #endif

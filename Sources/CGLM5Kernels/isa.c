@@ -5,9 +5,14 @@
 
 #include "glm5_kernels.h"
 
+/// AVX-512 as the kernels use it: F, plus VL (128/256-bit forms on registers 16-31), BW and DQ
+/// (every AVX-512 CPU since Skylake-SP has all four).
 static int32_t has_avx512(void) {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") ? 1 : 0;
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512dq")
+             ? 1
+             : 0;
 }
 
 static int32_t default_isa(void) {

@@ -5,6 +5,7 @@
 
 import GLM5Core
 import GLM5Engine
+import CGLM5Kernels
 @testable import GLM5Kernels
 @testable import GLM5Model
 import Testing
@@ -470,10 +471,18 @@ extension QuantKernelTests {
       RandomQuantWeight(int4: 9, groups: 150, group: 32, symmetric: false, scaleDType: .bf16, rng: &rng),  // > 128 groups a row
       RandomQuantWeight(int4: 13, groups: 3, group: 16, symmetric: false, scaleDType: .f32, rng: &rng),
     ]
+    var tinyDone = Set<String>()
     for w in weights {
       let (n, k) = (w.weight.rows, w.weight.cols)
-      for T in [1, 2, 3, 4, 5, 8, 9, 50] {
+      for T in [1, 1, 2, 3, 4, 5, 8, 9, 50] {
         let x = TestFloats(rows: T, cols: k, fill: .nan, rng: &rng)
+        if T == 1 && tinyDone.insert(w.describe).inserted == false {
+          // The second one-token x has odd columns whose 1/16 is not exact (subnormal results):
+          // the AVX-512 8-row tile must then read x unscaled (glm5k_int4_decode_prepare's form 0).
+          x[0, 1] = Float(bitPattern: 0x0000_0123)
+          x[0, 3] = 1.5e-37
+          x[0, k - 1] = -Float.leastNormalMagnitude * 3
+        }
         let ref = TestFloats(rows: T, cols: n)
         Reference.int4Sequence(ref.row(0), ldy: ref.ld, x.row(0), ldx: x.ld, tokens: T, w.weight)
         for (threads, isa) in [(1, InstructionSet.avx2), (3, .avx2), (1, .avx512), (3, .avx512)] {
@@ -489,6 +498,29 @@ extension QuantKernelTests {
             }
           }
           #expect(diff == 0, "\(w.describe) T \(T) threads \(threads) \(used): \(diff) elements differ from the sequence, first \(first)")
+        }
+      }
+    }
+  }
+
+  @Test("INT4 one-token x: the 1/16 form only where every odd value scales exactly, and only with AVX-512 and groups of 32k")
+  func int4DecodeForm() {
+    defer { InstructionSet.force(nil) }
+    var rng = KernelRNG(seed: 0x0DD)
+    let k = 256
+    for (isa, group) in [(InstructionSet.avx512, 32), (.avx512, 64), (.avx512, 16), (.avx2, 32)] {
+      let used = InstructionSet.force(isa)
+      for tiny in [false, true] {
+        var x = (0..<k).map { _ in rng.uniform() }
+        if tiny { x[8 + 3] = 1.5e-37 }  // an odd-half value whose 1/16 is subnormal and inexact
+        var w = glm5k_int4(packed: nil, scales: nil, zeros: nil, row_offset: 0, cols: Int64(k), group: Int64(group), scale_dtype: 0)
+        let before = x
+        let form = x.withUnsafeMutableBufferPointer { glm5k_int4_decode_prepare(&w, $0.baseAddress!) }
+        let expectOne = used == .avx512 && group % 32 == 0 && !tiny
+        #expect(form == (expectOne ? 1 : 0), "\(used) group \(group) tiny \(tiny): form \(form)")
+        for c in 0..<k {
+          let want = form == 1 && c % 16 >= 8 ? before[c] / 16 : before[c]
+          #expect(x[c].bitPattern == want.bitPattern, "\(used) group \(group): column \(c)")
         }
       }
     }

@@ -1,5 +1,5 @@
 // Quantized decode tiles: one token. FP8: 8 rows `spread` apart, each row one FMA chain; INT4:
-// the C kernel's 4-row tiles (QuantLinear.swift has the element sequences).
+// the C kernel's 4- and 8-row tiles (QuantLinear.swift has the element sequences).
 
 import CGLM5Kernels
 import GLM5Core
@@ -10,16 +10,19 @@ import Glibc
 extension Kernels {
   // MARK: - Decode: one token, 8 rows `spread` apart per tile (as Linear.swift's decodeChunk)
 
-  /// One token; x prepared (`QuantKernels.prepare`).
-  static func quantDecode(_ plan: QuantKernels.Plan, _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, pool: ThreadPool) {
+  /// One token; x prepared (`QuantKernels.prepare`); INT4: x in glm5k_int4_decode_prepare's `form`.
+  static func quantDecode(_ plan: QuantKernels.Plan, _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, form: Int32 = 0,
+                          pool: ThreadPool) {
     let n = plan.rows
     if plan.kind == .int4 {
-      // 4-row tiles in C (glm5k_int4_linear); work items of int4DecodeRows rows.
-      let chunks = (n + int4DecodeRows - 1) / int4DecodeRows
+      // C tiles (glm5k_int4_decode) over one contiguous range of rows per worker (a multiple of
+      // 8 rows), so each tile prefetches the next; the split does not change any row's bits.
+      let perItem = min(int4DecodeRowsMax, max(int4DecodeRows, ((n + pool.threads - 1) / pool.threads + 7) / 8 * 8))
+      let chunks = (n + perItem - 1) / perItem
       withUnsafePointer(to: plan.int4) { w in
         pool.parallelFor(chunks) { ci in
-          let r0 = ci * int4DecodeRows, r1 = min(n, r0 + int4DecodeRows)
-          glm5k_int4_linear(w, Int64(r0), Int64(r1), x, 1, y, 1)
+          let r0 = ci * perItem, r1 = min(n, r0 + perItem)
+          glm5k_int4_decode(w, Int64(r0), Int64(r1), x, form, y)
         }
       }
       return

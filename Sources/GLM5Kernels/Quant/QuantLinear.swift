@@ -24,8 +24,10 @@
 //
 // Decode (T < 3): FP8 tiles of 8 rows `decodeSpread` apart as the float kernel (adjacent rows when
 // rows are ≤ 256 bytes), each x vector loaded once per tile, one FMA chain per row, block totals
-// parked in L1. INT4: 4-row tiles (C), per 16 weights and row vpmovzxbd + vpand + vpsrld +
-// 2 vpsubd + 2 vcvtdq2ps + 2 FMA; 2-8 tokens: one row against 4 (or 2) tokens (Int4FewTokens).
+// parked in L1. INT4 (C): AVX2 4-row tiles, per 16 weights and row vpmovzxbd + vpand + vpsrld +
+// 2 vpsubd + 2 vcvtdq2ps + 2 FMA; AVX-512 8-row tiles, two rows per vector, 8 µops per 32
+// weights with x's odd halves pre-scaled by 1/16 (glm5k_int4_decode_prepare), the next tile's
+// rows and scales prefetched; 2-8 tokens: one row against 4 (or 2) tokens (Int4FewTokens).
 // Prefill (T ≥ 3): per 24-row chunk, token block (≤ 48 tokens) and K-block (512 columns in whole
 // blocks): the chunk's rows are decoded once into a float scratch (unscaled lane values), then
 // 2 rows × 6 tokens register tiles (12 FMA chains, as the float kernel's) run over every token
@@ -119,8 +121,11 @@ extension Kernels {
   /// chunk's decoded rows (24 × this many floats, 48 KiB) stay in L2 and a token tile's x in L1
   /// (256 to 2048 measured within noise of each other).
   static let quantKBlock = 512
-  /// Output rows per work item of the INT4 one-token path (a multiple of its 4-row tile).
+  /// Output rows per work item of the INT4 one-token path, at least (a multiple of the 8-row
+  /// tile): each worker takes one contiguous range of rows, so that every tile can prefetch the
+  /// next one; more items than workers only when a range would exceed int4DecodeRowsMax.
   static let int4DecodeRows = 32
+  static let int4DecodeRowsMax = 4096
 
   static func quantLinear(_ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, ldx: Int,
                           tokens: Int, _ w: LinearWeight, pool: ThreadPool) {
@@ -172,7 +177,9 @@ extension Kernels {
         ldxb = k
       }
       if tb == 1 {
-        quantDecode(plan, y + t0 * ldy, xb, pool: pool)
+        var form: Int32 = 0
+        if plan.kind == .int4, let perm { form = withUnsafePointer(to: plan.int4) { glm5k_int4_decode_prepare($0, perm) } }
+        quantDecode(plan, y + t0 * ldy, xb, form: form, pool: pool)
       } else if plan.kind == .int4, tb <= fewTokensMax {
         int4FewTokens(plan, y + t0 * ldy, ldy: ldy, xb, tokens: tb, pool: pool)
       } else {
