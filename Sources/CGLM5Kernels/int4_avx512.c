@@ -5,6 +5,7 @@
 // AVX2 takes 9 for 16).
 
 #include <immintrin.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -36,6 +37,30 @@ GLM5K_AVX512VL static inline __m512 both_halves(const float *p) {
   return _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(p))));
 }
 
+/// Scales of groups [g0, g0 + n) of slice row r as floats into out (n ≤ GLM5K_CHUNK, written in
+/// whole vectors of 16), and 8 + zp into zp when the weight has zero points: glm5k_int4_scales_range's
+/// values, converted 16 at a time in registers (masked loads past n read nothing).
+GLM5K_AVX512VL static inline void scales16(const glm5k_int4 *w, int64_t r, int64_t g0, int64_t n, float *out, int32_t *zp) {
+  if (w->zeros) {
+    glm5k_int4_scales_range(w, r, g0, n, out, zp);
+    return;
+  }
+  const int64_t groups = w->cols / w->group, base = (w->row_offset + r) * groups + g0;
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+    __m512 f;
+    if (w->scale_dtype == GLM5K_SCALE_BF16) {
+      const __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)w->scales + base + i);
+      f = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    } else if (w->scale_dtype == GLM5K_SCALE_F16) {
+      f = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)w->scales + base + i));
+    } else {
+      f = _mm512_maskz_loadu_ps(m, (const float *)w->scales + base + i);
+    }
+    _mm512_storeu_ps(out + i, f);
+  }
+}
+
 GLM5K_AVX512VL static inline void halves(__m512 v, float *lo, float *hi) {
   *lo = glm5k_reduce8(_mm512_castps512_ps256(v));
   *hi = glm5k_reduce8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
@@ -58,7 +83,7 @@ GLM5K_AVX512VL static inline void halves(__m512 v, float *lo, float *hi) {
   __m512 t01 = _mm512_setzero_ps(), t23 = t01;                                                      \
   for (int64_t gc = 0; gc < groups; gc += GLM5K_CHUNK) {                                            \
     const int64_t gn = groups - gc < GLM5K_CHUNK ? groups - gc : GLM5K_CHUNK;                       \
-    for (int j = 0; j < 4; j++) glm5k_int4_scales_range(w, r[j], gc, gn, sc[j], w->zeros ? zz[j] : 0); \
+    for (int j = 0; j < 4; j++) scales16(w, r[j], gc, gn, sc[j], zz[j]); \
     for (int64_t g = 0; g < gn; g++) {                                                              \
       __m512 zl01, zl23, zh01, zh23;                                                                \
       if (w->zeros) {                                                                               \
@@ -131,7 +156,7 @@ GLM5K_AVX512VL static inline void halves(__m512 v, float *lo, float *hi) {
   __m512 t0 = _mm512_setzero_ps(), t1 = t0, t2 = t0, t3 = t0;                                      \
   for (int64_t gc = 0; gc < groups; gc += GLM5K_CHUNK) {                                            \
     const int64_t gn = groups - gc < GLM5K_CHUNK ? groups - gc : GLM5K_CHUNK;                       \
-    for (int j = 0; j < 8; j++) glm5k_int4_scales_range(w, r + j, gc, gn, sc[j], w->zeros ? zz[j] : 0); \
+    for (int j = 0; j < 8; j++) scales16(w, r + j, gc, gn, sc[j], zz[j]); \
     for (int64_t g = 0; g < gn; g++) {                                                              \
       /* 2^23 + (8 + zp) per pair of rows (low nibbles), 2^23 + LOW_HI_FACTOR·(8 + zp) (high). */   \
       __m512 zl0, zl1, zl2, zl3, zh0, zh1, zh2, zh3;                                                \
@@ -211,4 +236,64 @@ GLM5K_AVX512VL int32_t glm5k_int4_scale_odd16_avx512(float *xp, int64_t cols) {
   if (inexact) return 0;
   for (int64_t c = 0; c + 16 <= cols; c += 16) _mm256_storeu_ps(xp + c + 8, _mm256_mul_ps(_mm256_loadu_ps(xp + c + 8), sixteenth));
   return 1;
+}
+
+// MARK: - One-token transposed product (absorbed W_UK), y = xᵀ W over rows [r0, r1)
+//
+// glm5k_int4_axpy_rows's sequence: y[c] = fma(x[r − r0], W[r, c], y[c]) for r in order, W[r, c] =
+// round(q · s). Blocks of 128 columns are kept in 8 registers across all the rows; per row and 16
+// columns: vpermd (8 bytes' two words to 8 lanes each), vpsrlvd (nibble i of its word), vpternlogd
+// (into 2^23's mantissa), vsubps (q), vmulps (· s: the dequantized value), FMA.
+GLM5K_AVX512VL void glm5k_int4_axpy_rows_avx512(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *x, float *y) {
+  const int64_t G = w->group, groups = w->cols / G, cols = w->cols, rb = cols / 2;
+  const __m512i words = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const __m512i shifts = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+  const __m512i mask = _mm512_set1_epi32(0xF), magic = _mm512_set1_epi32(0x4B000000);
+  for (int64_t c0 = 0; c0 < cols; c0 += 128) {
+    const int64_t nv = (cols - c0 < 128 ? cols - c0 : 128) / 16;  // vectors in this block (cols % 16 == 0)
+    __m512 acc[8];
+    for (int v = 0; v < 8; v++) acc[v] = v < nv ? _mm512_loadu_ps(y + c0 + 16 * v) : _mm512_setzero_ps();
+    for (int64_t r = r0; r < r1; r++) {
+      const uint8_t *p = w->packed + r * rb + c0 / 2;
+      const int64_t row = w->row_offset + r;
+      const __m512 a = _mm512_set1_ps(x[r - r0]);
+      float s = 0;
+      __m512 sv = _mm512_setzero_ps(), zv = _mm512_setzero_ps();
+      int64_t g_prev = -1;
+      for (int v = 0; v < 8; v++) {
+        if (v >= nv) break;
+        const int64_t c = c0 + 16 * v, g = c / G;
+        if (g != g_prev) {
+          // A new group (G is a multiple of 16): its scale and 2^23 + (8 + zp).
+          const int64_t i = row * groups + g;
+          if (w->scale_dtype == GLM5K_SCALE_F32) {
+            memcpy(&s, (const char *)w->scales + 4 * i, 4);
+          } else {
+            uint16_t h;
+            memcpy(&h, (const char *)w->scales + 2 * i, 2);
+            if (w->scale_dtype == GLM5K_SCALE_BF16) {
+              const uint32_t u = (uint32_t)h << 16;
+              memcpy(&s, &u, 4);
+            } else {
+              s = _cvtsh_ss(h);
+            }
+          }
+          int32_t z = 8;
+          if (w->zeros) {
+            uint32_t word;
+            memcpy(&word, w->zeros + (row / 8) * groups + g, 4);
+            z = (int32_t)((word >> (4 * (row % 8))) & 0xF);
+          }
+          sv = _mm512_set1_ps(s);
+          zv = _mm512_set1_ps(8388608.0f + (float)z);
+          g_prev = g;
+        }
+        const __m512i d = _mm512_permutexvar_epi32(words, _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(p + 8 * v))));
+        const __m512 u = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_srlv_epi32(d, shifts), mask, magic, 0xEA));
+        const __m512 wv = _mm512_mul_ps(_mm512_sub_ps(u, zv), sv);
+        acc[v] = _mm512_fmadd_ps(a, wv, acc[v]);
+      }
+    }
+    for (int v = 0; v < nv; v++) _mm512_storeu_ps(y + c0 + 16 * v, acc[v]);
+  }
 }

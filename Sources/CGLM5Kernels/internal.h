@@ -44,6 +44,9 @@ void glm5k_int4_rows4_odd16_avx512(const glm5k_int4 *w, const int64_t r[4], cons
 void glm5k_int4_rows8_avx512(const glm5k_int4 *w, int64_t r, const float *xp, int64_t next, float out[8]);
 void glm5k_int4_rows8_odd16_avx512(const glm5k_int4 *w, int64_t r, const float *xp, int64_t next, float out[8]);
 
+/// glm5k_int4_axpy_rows with AVX-512 (group a multiple of 16): the same bits.
+void glm5k_int4_axpy_rows_avx512(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *x, float *y);
+
 /// Scales the odd half of every 16 columns of xp [cols] by 1/16 in place and returns 1 if that is
 /// exact for every value (v · 1/16 · 16 == v: no subnormal result, no NaN); else leaves xp as it
 /// is and returns 0.

@@ -417,9 +417,12 @@ extension QuantKernelTests {
 }
 
 extension QuantKernelTests {
-  @Test("Kernels.linearTransposed is row-invariant: tokens together give the bits of tokens alone")
+  @Test("Kernels.linearTransposed is row-invariant: tokens together give the bits of tokens alone, every ISA")
   func linearTransposedRowInvariance() {
+    defer { InstructionSet.force(nil) }
     var rng = KernelRNG(seed: 0xE2)
+    for isa in [InstructionSet.avx2, .avx512] {
+    let used = InstructionSet.force(isa)
     for w in randomQuantWeights(seed: 0xE3) {
       let (n, k) = (w.weight.rows, w.weight.cols)
       let T = 7
@@ -429,8 +432,9 @@ extension QuantKernelTests {
       for t in 0..<T { Kernels.linearTransposed(alone.row(t), ldy: alone.ld, x.row(t), ldx: x.ld, tokens: 1, w.weight) }
       var diff = 0
       for t in 0..<T { for j in 0..<k where all[t, j].bitPattern != alone[t, j].bitPattern { diff += 1 } }
-      #expect(diff == 0, "\(w.describe): \(diff) elements differ between \(T) tokens together and alone")
+      #expect(diff == 0, "\(w.describe) \(used): \(diff) elements differ between \(T) tokens together and alone")
       #expect(all.damaged == 0 && alone.damaged == 0, "\(w.describe): gap/guard values overwritten")
+    }
     }
   }
 }
