@@ -19,6 +19,11 @@ struct MLA {
   /// Heads per work item of the absorbed attention (16: a GLM-5 decode row makes 2 items for 2
   /// threads, and each item reads its selected rows once for 16 heads).
   static let headsPerItem = 16
+  /// Selected keys per scoring item of the few-rows path (a block's rows, 128 × (Rkv + Dr) floats
+  /// = 288 KiB for GLM-5, stay in L2 while each block of headsPerItem heads reads them).
+  static let scoreKeysPerItem = 128
+  /// Latent columns per item of the few-rows sum (GLM-5's 512 make 4 items per row).
+  static let sumColumnsPerItem = 128
 
   let weights: AttentionWeights
   let qANorm: [Float], kvANorm: [Float]
@@ -165,29 +170,66 @@ struct MLA {
       let wUK = kvB.rows(hh * (dn + dv), dn)  // [Dn, Rkv]
       Kernels.linearTransposed(qt + hh * rkv, ldy: nh * rkv, q + hh * dqk, ldx: nh * dqk, tokens: R, wUK)
     }
-    // Multi-query over the latent (Kernels.multiQueryScores / multiQuerySum): each selected row
-    // is read from memory once per block of headsPerItem heads (once per thread for a decode
-    // row), not once per head. Work items are (row, head block), so one decode row still uses
-    // both threads of a 2-core machine; a head's result does not depend on the split.
+    // Multi-query over the latent (Kernels.multiQueryScores / multiQuerySum): every head reads
+    // the same selected rows. Few rows (decode, small batches): three sections, so that each
+    // selected row is read from memory once for the scores and once for the sum, whatever the
+    // thread count: scores over (row, block of keys) items for all heads, the softmax per (row,
+    // head), the sum over (row, block of columns) items for all heads and keys. Many rows
+    // (prefill): (row, block of headsPerItem heads) items, scores, softmax and sum in one.
+    // Every score and every output element is the same sequence in both (a head's result does
+    // not depend on the split).
     let hpi = MLA.headsPerItem
     let hb = (nh + hpi - 1) / hpi
-    let items = R * hb
-    let chunks = min(items, 64)
-    pool.parallelFor(chunks) { worker in
-      var item = worker
-      while item < items {
-        let t = item / hb, h0 = (item % hb) * hpi, hn = min(hpi, nh - h0)
-        let cache = ctx.segment(t).cache.layers[l]
-        let keys = UnsafePointer(b.selected + t * S)
+    if R * hb <= 64 {
+      // probs [R, nh, S] (StepBuffers sizes it for R * hb ≤ 64 blocks of hpi heads).
+      let keyBlock = MLA.scoreKeysPerItem, colBlock = MLA.sumColumnsPerItem
+      let kb = (S + keyBlock - 1) / keyBlock
+      pool.parallelFor(R * kb) { item in
+        let t = item / kb, i0 = (item % kb) * keyBlock
         let nk = Int(b.selectedCount[t])
-        let p = b.probs + worker * hpi * S  // [hpi, S] of this worker
-        Kernels.multiQueryScores(p, lds: S, qn: qt + (t * nh + h0) * rkv, ldqn: rkv, qr: q + (t * nh + h0) * dqk + dn, ldqr: dqk,
-                                 heads: hn, latent: cache.latent.pointer, rank: rkv, rope: cache.kRope.pointer, ropeDims: dr,
-                                 keys: keys, count: nk, scale: scale)
-        for u in 0..<hn { Kernels.softmax(p + u * S, nk) }
-        Kernels.multiQuerySum(oLat + (t * nh + h0) * rkv, ldo: rkv, p, ldp: S, heads: hn, latent: cache.latent.pointer, rank: rkv, ldl: rkv,
-                              keys: keys, count: nk)
-        item += chunks
+        if i0 >= nk { return }
+        let cache = ctx.segment(t).cache.layers[l]
+        let p = b.probs + t * nh * S
+        var h0 = 0
+        while h0 < nh {
+          let hn = min(hpi, nh - h0)
+          Kernels.multiQueryScores(p + h0 * S + i0, lds: S, qn: qt + (t * nh + h0) * rkv, ldqn: rkv, qr: q + (t * nh + h0) * dqk + dn,
+                                   ldqr: dqk, heads: hn, latent: cache.latent.pointer, rank: rkv, rope: cache.kRope.pointer, ropeDims: dr,
+                                   keys: UnsafePointer(b.selected + t * S + i0), count: min(keyBlock, nk - i0), scale: scale)
+          h0 += hpi
+        }
+      }
+      pool.parallelFor(R * nh) { item in
+        let t = item / nh, h = item % nh
+        Kernels.softmax(b.probs + (t * nh + h) * S, Int(b.selectedCount[t]))
+      }
+      let cb = (rkv + colBlock - 1) / colBlock
+      pool.parallelFor(R * cb) { item in
+        let t = item / cb, c0 = (item % cb) * colBlock
+        let cache = ctx.segment(t).cache.layers[l]
+        Kernels.multiQuerySum(oLat + t * nh * rkv + c0, ldo: rkv, b.probs + t * nh * S, ldp: S, heads: nh,
+                              latent: cache.latent.pointer + c0, rank: min(colBlock, rkv - c0), ldl: rkv,
+                              keys: UnsafePointer(b.selected + t * S), count: Int(b.selectedCount[t]))
+      }
+    } else {
+      let items = R * hb
+      let chunks = min(items, 64)
+      pool.parallelFor(chunks) { worker in
+        var item = worker
+        while item < items {
+          let t = item / hb, h0 = (item % hb) * hpi, hn = min(hpi, nh - h0)
+          let cache = ctx.segment(t).cache.layers[l]
+          let keys = UnsafePointer(b.selected + t * S)
+          let nk = Int(b.selectedCount[t])
+          let p = b.probs + worker * hpi * S  // [hpi, S] of this worker
+          Kernels.multiQueryScores(p, lds: S, qn: qt + (t * nh + h0) * rkv, ldqn: rkv, qr: q + (t * nh + h0) * dqk + dn, ldqr: dqk,
+                                   heads: hn, latent: cache.latent.pointer, rank: rkv, rope: cache.kRope.pointer, ropeDims: dr,
+                                   keys: keys, count: nk, scale: scale)
+          for u in 0..<hn { Kernels.softmax(p + u * S, nk) }
+          Kernels.multiQuerySum(oLat + (t * nh + h0) * rkv, ldo: rkv, p, ldp: S, heads: hn, latent: cache.latent.pointer, rank: rkv, ldl: rkv,
+                                keys: keys, count: nk)
+          item += chunks
+        }
       }
     }
     pool.parallelFor(nh) { hh in
