@@ -44,6 +44,9 @@ void glm5k_int4_rows4_odd16_avx512(const glm5k_int4 *w, const int64_t r[4], cons
 void glm5k_int4_rows8_avx512(const glm5k_int4 *w, int64_t r, const float *xp, int64_t next, float out[8]);
 void glm5k_int4_rows8_odd16_avx512(const glm5k_int4 *w, int64_t r, const float *xp, int64_t next, float out[8]);
 
+/// 2-8 tokens with AVX-512: rows r[0..3] × token rows x[0..3] (repeats allowed), out[token · 4 + row].
+void glm5k_int4_rows4_tokens4_avx512(const glm5k_int4 *w, const int64_t r[4], const float *const x[4], float out[16]);
+
 /// glm5k_int4_axpy_rows with AVX-512 (group a multiple of 16): the same bits.
 void glm5k_int4_axpy_rows_avx512(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *x, float *y);
 

@@ -71,6 +71,13 @@ extension Kernels {
     if case .float(let m) = w { linearTransposed(y, ldy: ldy, x, ldx: ldx, tokens: tokens, m); return }
     let rows = w.rows, cols = w.cols
     if tokens <= 0 || cols == 0 { return }
+    if tokens >= 2, tokens <= transposedPerTokenMax, case .int4(_, _, _, _, _, _, let g, _, _) = w, g % 8 == 0, cols % g == 0 {
+      // A few tokens (batched decode): the one-token product per token, the slice re-read from
+      // L1/L2 (a head's W_UK is 48 KiB in INT4 g32), no F32 copy of it; each token's bits are
+      // its bits alone, as the row-invariance test requires of every path.
+      for t in 0..<tokens { linearTransposed(y + t * ldy, ldy: ldy, x + t * ldx, ldx: ldx, tokens: 1, w) }
+      return
+    }
     if tokens >= 2 {
       let buf = UnsafeMutablePointer<Float>.allocate(capacity: max(1, rows * cols))
       defer { buf.deallocate() }
@@ -109,6 +116,8 @@ extension Kernels {
     }
   }
 
+  /// Most tokens for which the INT4 transposed product runs the one-token kernel per token.
+  static let transposedPerTokenMax = 32
   /// Tokens at or above which weight rows are decoded once into scratch and reused across
   /// tokens in register tiles; below, each token runs the decode tiles.
   static let decodeRowAbove = 3
