@@ -241,60 +241,34 @@ GLM5K_AVX512VL int32_t glm5k_int4_scale_odd16_avx512(float *xp, int64_t cols) {
 // MARK: - One-token transposed product (absorbed W_UK), y = xᵀ W over rows [r0, r1)
 //
 // glm5k_int4_axpy_rows's sequence: y[c] = fma(x[r − r0], W[r, c], y[c]) for r in order, W[r, c] =
-// round(q · s). Blocks of 128 columns are kept in 8 registers across all the rows; per row and 16
-// columns: vpermd (8 bytes' two words to 8 lanes each), vpsrlvd (nibble i of its word), vpternlogd
-// (into 2^23's mantissa), vsubps (q), vmulps (· s: the dequantized value), FMA.
+// round(q · s). Per row: its scales converted 16 groups at a time (scales16); per 16 columns
+// vpermd (8 bytes' two words to 8 lanes each), vpsrlvd (nibble i of its word), vpternlogd (into
+// 2^23's mantissa), vsubps (q), vmulps (· s: the dequantized value), FMA into y (in L1).
 GLM5K_AVX512VL void glm5k_int4_axpy_rows_avx512(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *x, float *y) {
-  const int64_t G = w->group, groups = w->cols / G, cols = w->cols, rb = cols / 2;
+  const int64_t G = w->group, groups = w->cols / G, rb = w->cols / 2;
   const __m512i words = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   const __m512i shifts = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
   const __m512i mask = _mm512_set1_epi32(0xF), magic = _mm512_set1_epi32(0x4B000000);
-  for (int64_t c0 = 0; c0 < cols; c0 += 128) {
-    const int64_t nv = (cols - c0 < 128 ? cols - c0 : 128) / 16;  // vectors in this block (cols % 16 == 0)
-    __m512 acc[8];
-    for (int v = 0; v < 8; v++) acc[v] = v < nv ? _mm512_loadu_ps(y + c0 + 16 * v) : _mm512_setzero_ps();
-    for (int64_t r = r0; r < r1; r++) {
-      const uint8_t *p = w->packed + r * rb + c0 / 2;
-      const int64_t row = w->row_offset + r;
-      const __m512 a = _mm512_set1_ps(x[r - r0]);
-      float s = 0;
-      __m512 sv = _mm512_setzero_ps(), zv = _mm512_setzero_ps();
-      int64_t g_prev = -1;
-      for (int v = 0; v < 8; v++) {
-        if (v >= nv) break;
-        const int64_t c = c0 + 16 * v, g = c / G;
-        if (g != g_prev) {
-          // A new group (G is a multiple of 16): its scale and 2^23 + (8 + zp).
-          const int64_t i = row * groups + g;
-          if (w->scale_dtype == GLM5K_SCALE_F32) {
-            memcpy(&s, (const char *)w->scales + 4 * i, 4);
-          } else {
-            uint16_t h;
-            memcpy(&h, (const char *)w->scales + 2 * i, 2);
-            if (w->scale_dtype == GLM5K_SCALE_BF16) {
-              const uint32_t u = (uint32_t)h << 16;
-              memcpy(&s, &u, 4);
-            } else {
-              s = _cvtsh_ss(h);
-            }
-          }
-          int32_t z = 8;
-          if (w->zeros) {
-            uint32_t word;
-            memcpy(&word, w->zeros + (row / 8) * groups + g, 4);
-            z = (int32_t)((word >> (4 * (row % 8))) & 0xF);
-          }
-          sv = _mm512_set1_ps(s);
-          zv = _mm512_set1_ps(8388608.0f + (float)z);
-          g_prev = g;
+  float sc[GLM5K_CHUNK];
+  int32_t zz[GLM5K_CHUNK];
+  for (int64_t r = r0; r < r1; r++) {
+    const uint8_t *p = w->packed + r * rb;
+    const __m512 a = _mm512_set1_ps(x[r - r0]);
+    for (int64_t gc = 0; gc < groups; gc += GLM5K_CHUNK) {
+      const int64_t gn = groups - gc < GLM5K_CHUNK ? groups - gc : GLM5K_CHUNK;
+      scales16(w, r, gc, gn, sc, zz);
+      for (int64_t g = 0; g < gn; g++) {
+        const __m512 sv = _mm512_set1_ps(sc[g]);
+        const __m512 zv = _mm512_set1_ps(8388608.0f + (w->zeros ? (float)zz[g] : 8.0f));
+        const int64_t c0 = (gc + g) * G;
+        for (int64_t c = c0; c < c0 + G; c += 16) {
+          const __m512i d = _mm512_permutexvar_epi32(words, _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(p + c / 2))));
+          const __m512 u = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_srlv_epi32(d, shifts), mask, magic, 0xEA));
+          const __m512 wv = _mm512_mul_ps(_mm512_sub_ps(u, zv), sv);
+          _mm512_storeu_ps(y + c, _mm512_fmadd_ps(a, wv, _mm512_loadu_ps(y + c)));
         }
-        const __m512i d = _mm512_permutexvar_epi32(words, _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(p + 8 * v))));
-        const __m512 u = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_srlv_epi32(d, shifts), mask, magic, 0xEA));
-        const __m512 wv = _mm512_mul_ps(_mm512_sub_ps(u, zv), sv);
-        acc[v] = _mm512_fmadd_ps(a, wv, acc[v]);
       }
     }
-    for (int v = 0; v < nv; v++) _mm512_storeu_ps(y + c0 + 16 * v, acc[v]);
   }
 }
 
