@@ -571,3 +571,32 @@ extension KernelTests {
     }
   }
 }
+
+extension KernelTests {
+  @Test("rankOrder gives topK's rank order (ties to the lower index, NaN last, −0 = +0), and sortAscending with scratch sorts")
+  func rankOrderMatchesTopK() {
+    var rng = KernelRNG(seed: 0x4A7)
+    for n in [1, 7, 300, 5000] {
+      for k in [1, n / 3, n - 1, n, n + 5] where k > 0 {
+        for variant in 0..<4 {
+          var s = (0..<n).map { _ in rng.uniform() }
+          switch variant {
+          case 1: for i in 0..<n { s[i] = Float(rng.below(5)) - 2 }
+          case 2: for i in 0..<n where rng.below(4) == 0 { s[i] = [Float.nan, -0.0, 0.0, .infinity, -.infinity][rng.below(5)] }
+          case 3: for i in 0..<n { s[i] = Float(bitPattern: UInt32(truncatingIfNeeded: rng.next())) }
+          default: break
+          }
+          var heap = [Int32](repeating: -1, count: max(k, 1))
+          let m = Kernels.topK(s, n, k, heap: &heap)
+          var out = [Int32](repeating: -1, count: max(k, 1)), scratch = out
+          let c = Kernels.rankOrder(s, n, k, out: &out, scratch: &scratch)
+          #expect(c == m && Array(out[0..<c]) == Array(heap[0..<m]), "n \(n) k \(k) variant \(variant)")
+          var ids = Array(heap[0..<m]).reversed().map { $0 }
+          var sc = [Int32](repeating: 0, count: max(m, 1))
+          Kernels.sortAscending(&ids, m, scratch: &sc)
+          #expect(ids == Array(heap[0..<m]).sorted(), "sortAscending n \(n) k \(k)")
+        }
+      }
+    }
+  }
+}

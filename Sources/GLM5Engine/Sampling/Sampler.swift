@@ -155,7 +155,7 @@ enum Sampler {
     }
     cand = max(1, min(cand, V))
     // Rank-order prefix of `cand` tokens (heap scratch of `cand`).
-    let nr = Kernels.topK(logits, V, cand, heap: sc.heap)
+    let nr = Kernels.rankOrder(logits, V, cand, out: sc.heap, scratch: sc.ids)
     var n = nr
     if useTopP {
       var cum: Double = 0
@@ -174,7 +174,7 @@ enum Sampler {
     }
     n = max(n, 1)  // the most likely token always stays
     sc.ids.update(from: sc.heap, count: n)
-    Kernels.sortAscending(sc.ids, n)
+    Kernels.sortAscending(sc.ids, n, scratch: sc.heap)
     return n
   }
 }

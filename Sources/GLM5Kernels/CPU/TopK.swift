@@ -110,6 +110,73 @@ extension Kernels {
     return m
   }
 
+  /// `topK`'s result (the k best of scores[0..<n], best first, into out[0..<min(k, n)]) in O(n + k)
+  /// for large k: the set by `topKAscending` into `scratch` (ascending index), then a stable
+  /// four-pass radix sort on the order's key (8 bits a pass; 2 KiB of stack), so equal scores keep
+  /// the lower index first. k ≤ rankOrderHeapMax takes `topK` itself. out and scratch: k entries each.
+  @discardableResult
+  public static func rankOrder(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, out: UnsafeMutablePointer<Int32>,
+                               scratch: UnsafeMutablePointer<Int32>) -> Int {
+    let k = min(k, n)
+    if k <= rankOrderHeapMax { return topK(scores, n, k, heap: out) }
+    let m = topKAscending(scores, n, k, out: scratch)
+    // Sort by ~key ascending (best first); key as topKAscending's: NaN lowest, ±0 equal.
+    @inline(__always) func rank(_ i: Int32) -> UInt32 {
+      let v = scores[Int(i)]
+      if v.isNaN { return ~UInt32(0) }
+      let b = (v == 0 ? Float(0) : v).bitPattern
+      return ~(b & 0x8000_0000 != 0 ? ~b : b | 0x8000_0000)
+    }
+    withUnsafeTemporaryAllocation(of: Int.self, capacity: 256) { h in
+      let hist = h.baseAddress!
+      var src = scratch, dst = out
+      for shift: UInt32 in [0, 8, 16, 24] {
+        let buckets = 256, mask: UInt32 = 255
+        hist.update(repeating: 0, count: buckets)
+        for i in 0..<m { hist[Int((rank(src[i]) >> shift) & mask)] += 1 }
+        var total = 0
+        for b in 0..<buckets { let c = hist[b]; hist[b] = total; total += c }
+        for i in 0..<m {
+          let id = src[i]
+          let b = Int((rank(id) >> shift) & mask)
+          dst[hist[b]] = id
+          hist[b] += 1
+        }
+        swap(&src, &dst)
+      }
+    }
+    // Four passes: the result is back in scratch.
+    out.update(from: scratch, count: m)
+    return m
+  }
+
+  /// Below this many, `rankOrder` uses the heap (fewer passes over n for small k).
+  public static let rankOrderHeapMax = 256
+
+  /// Sort ids[0..<n] (non-negative) ascending; large n by a four-pass radix sort through
+  /// `scratch` (n entries; 2 KiB of stack), small n as `sortAscending`.
+  public static func sortAscending(_ ids: UnsafeMutablePointer<Int32>, _ n: Int, scratch: UnsafeMutablePointer<Int32>) {
+    if n <= rankOrderHeapMax { sortAscending(ids, n); return }
+    withUnsafeTemporaryAllocation(of: Int.self, capacity: 256) { h in
+      let hist = h.baseAddress!
+      var src = ids, dst = scratch
+      for shift: UInt32 in [0, 8, 16, 24] {
+        hist.update(repeating: 0, count: 256)
+        for i in 0..<n { hist[Int((UInt32(bitPattern: src[i]) >> shift) & 255)] += 1 }
+        var total = 0
+        for b in 0..<256 { let c = hist[b]; hist[b] = total; total += c }
+        for i in 0..<n {
+          let v = src[i]
+          let b = Int((UInt32(bitPattern: v) >> shift) & 255)
+          dst[hist[b]] = v
+          hist[b] += 1
+        }
+        swap(&src, &dst)
+      }
+      // Four passes: the result is back in ids.
+    }
+  }
+
   /// The array form (tests, reference code).
   public static func topK(_ scores: UnsafePointer<Float>, _ n: Int, _ k: Int, into out: inout [Int32]) {
     let m = max(0, min(k, n))
