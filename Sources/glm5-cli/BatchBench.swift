@@ -4,7 +4,7 @@
 // the read bandwidth measured in the same run. Figures only; nothing is asserted.
 
 import GLM5Core
-import GLM5Engine
+@_spi(Bench) import GLM5Engine
 import GLM5Model
 #if canImport(Glibc)
 import Glibc
@@ -131,7 +131,7 @@ enum BatchBench {
     var tokens = 0
     for rep in 0..<(max(1, reps) + (warmUp ? 1 : 0)) {
       var forks: [Session] = []
-      for s in sessions { forks.append(try s.fork()) }
+      for s in sessions { let f = try s.fork(); try f.reserveForBench(f.count + steps + 1); forks.append(f) }
       t0 = now()
       let r = try m.sampleBatch(forks, params)
       if warmUp && rep == 0 { continue }

