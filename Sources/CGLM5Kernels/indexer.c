@@ -61,6 +61,10 @@ static inline void dots3(const float *k, const float *q, int64_t ldq, int nh, in
 
 void glm5k_index_scores(const float *q, const float *w, int64_t heads, int64_t dim, const float *keys, int64_t j0,
                         int64_t j1, float scale, float *scores) {
+  if (glm5k_isa() == GLM5K_ISA_AVX512 && dim % 32 == 0 && dim > 0) {
+    glm5k_index_scores_avx512(q, w, heads, dim, keys, j0, j1, scale, scores);
+    return;
+  }
   // Per block of 8 keys: every dot product first, then the 8 keys' folds over the heads side by
   // side (one SIMD lane per key) and without branches: a score's sign is a coin flip, so
   // `if (v > 0)` mispredicted about every other head, and a single key's fold is a serial fma

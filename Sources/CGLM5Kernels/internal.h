@@ -47,6 +47,10 @@ void glm5k_int4_rows8_odd16_avx512(const glm5k_int4 *w, int64_t r, const float *
 /// 2-8 tokens with AVX-512: rows r[0..3] × token rows x[0..3] (repeats allowed), out[token · 4 + row].
 void glm5k_int4_rows4_tokens4_avx512(const glm5k_int4 *w, const int64_t r[4], const float *const x[4], float out[16]);
 
+/// glm5k_index_scores with AVX-512 (indexer_avx512.c), dim a multiple of 32: the same bits.
+void glm5k_index_scores_avx512(const float *q, const float *w, int64_t heads, int64_t dim, const float *keys, int64_t j0,
+                               int64_t j1, float scale, float *scores);
+
 /// glm5k_int4_axpy_rows with AVX-512 (group a multiple of 16): the same bits.
 void glm5k_int4_axpy_rows_avx512(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *x, float *y);
 

@@ -523,10 +523,13 @@ extension KernelTests {
 }
 
 extension KernelTests {
-  @Test("indexScores (C) gives Reference.indexScores' bits: head dims 128 and odd ones, 1-5 and 32 heads, key runs at any offset")
+  @Test("indexScores (C) gives Reference.indexScores' bits: head dims 128 and odd ones, 1-7 and 32 heads, key runs at any offset, every ISA")
   func indexScoresMatchReference() {
+    defer { InstructionSet.force(nil) }
     var rng = KernelRNG(seed: 0x1D)
-    for (heads, dim) in [(32, 128), (1, 128), (2, 12), (3, 40), (4, 72), (5, 16), (7, 8), (6, 100), (3, 5)] {
+    for isa in [InstructionSet.avx2, .avx512] {
+    let used = InstructionSet.force(isa)
+    for (heads, dim) in [(32, 128), (1, 128), (2, 12), (3, 40), (4, 72), (5, 16), (7, 8), (6, 100), (3, 5), (5, 32), (7, 64), (3, 96), (33, 128)] {
       let keys = 70
       let q = (0..<(heads * dim)).map { _ in rng.uniform() }
       var w = (0..<heads).map { _ in rng.uniform() }
@@ -540,8 +543,9 @@ extension KernelTests {
         Kernels.indexScores(query: q, headWeights: w, heads: heads, dim: dim, keys: k, from: j0, to: j1, scale: scale, scores: &got)
         Reference.indexScores(query: q, headWeights: w, heads: heads, dim: dim, keys: k, from: j0, to: j1, scale: scale, scores: &want)
       }
-      #expect(got.map(\.bitPattern) == want.map(\.bitPattern), "heads \(heads) dim \(dim)")
+      #expect(got.map(\.bitPattern) == want.map(\.bitPattern), "heads \(heads) dim \(dim) \(used)")
       #expect(!got.contains { $0.isNaN } && got.contains { $0 > 0 }, "heads \(heads) dim \(dim): scores \(got.prefix(4))")
+    }
     }
   }
 }
