@@ -76,6 +76,12 @@ GLM5K_AVX512VL void glm5k_index_scores_avx512(const float *q, const float *w, in
     const int nk = j1 - b0 < KB ? (int)(j1 - b0) : KB;
     for (int u = 0; u < nk; u += 2) {
       const float *k0 = keys + (b0 + u) * dim, *k1 = keys + (b0 + (u + 1 < nk ? u + 1 : u)) * dim;
+      if (b0 + KB + u + 1 < j1) {
+        // The same two keys of the next block (the hardware prefetchers alone left this at a
+        // fifth of the kernel's in-cache speed on a key cache in DRAM).
+        const char *n0 = (const char *)(keys + (b0 + KB + u) * dim);
+        for (int64_t o = 0; o < 2 * dim * 4; o += 64) _mm_prefetch(n0 + o, _MM_HINT_T0);
+      }
       for (int64_t h = 0; h < heads; h += 4) {
         const int nh = heads - h < 4 ? (int)(heads - h) : 4;
         float *d1 = u + 1 < nk ? &d[u + 1][h] : &d[u][h];  // a lone last key: computed twice, the same
