@@ -162,7 +162,7 @@ def part_unicode(rng):
         "½ ¾ ² ³ ① ② ⑩ ⅓", "Ⅻ ⅻ ᛮ ᛯ 〇 〡", "℃ ℉ ℕ ℝ ℤ ™ ℡ K Å ℓ ℮ ℵ ⅈ", "𝐀𝐁𝐂 𝑥𝑦𝑧 𝔄𝔅 𝕏 𝓐",
         "Ελληνικά κείμενα", "Русский текст, ёжик", "العربية نص ١٢٣", "עברית טקסט", "ภาษาไทยไม่มีช่องว่าง",
         "हिन्दी पाठ", "한국어 텍스트", "ひらがな カタカナ ｶﾀｶﾅ", "Ǆǅǆ ǈ ﬁ ﬂ ß ẞ İ ı", "𐌰𐌱𐌲 𓀀𓀁",
-        "I'm he's we'll they've she'd it's I'M HE'S WE'LL THEY'VE SHE'D 'Re 'vE 'ſ 'Ll", "don't DON'T can’t",
+        "I'm he's we'll they've she'd it's I'M HE'S WE'LL THEY'VE SHE'D 'Re 'vE 'ſ 'Ll", "don't DON'T can’t", "IT'ſ it'ſtuff DON'ſT we'ſs 'ſ'ſ x'Ss a'Kelvin 'ſ1 ſ's",
         "x²+y²=z² ∀x∈ℝ ∑ ∫ √ ≠ ≤ ≥ ∞", "→ ← ↑ ↓ ⇒ ⟨⟩ ‖ § ¶ † ‡ • ※", "「引用」『二重』【括弧】",
         "a\u200db a\u200cb \u200e\u200f\u202a\u202c", "e\ufe0f \u2764\ufe0e", "\u1100\u1161\u11a8 가각",
     ]

@@ -18,7 +18,7 @@ OUT = REPO / "Tests" / "Fixtures" / "tokenizers" / "expected.json"
 STRINGS = [
     "", " ", "  ", "\n", "\r\n", "\t", "a", "hello world", "Hello, World!",
     "def f(x):\n    return x * 2\n", "    if a == b:\r\n\t\tpass  \n\n\n",
-    "I'm sure we'll see they've gone, DON'T YOU'LL 'ſ 'S",
+    "I'm sure we'll see they've gone, DON'T YOU'LL 'ſ 'S", "IT'ſ it'ſtuff x'Ss a'Kelvin",
     "12345678901 3.14159 1,000,000 ٣٤٥ ０１２ 𝟎𝟏𝟐",
     "你好，世界！这是一个测试。", "日本語のテキスト、カタカナ。", "한국어 텍스트",
     "emoji 😀👍🏽👨\u200d👩\u200d👧\u200d👦🏳️\u200d🌈🇨🇳 #️⃣", "e\u0301 \u0301 Z\u0351\u036b",

@@ -226,6 +226,37 @@ def test_variants_equal_hf(name, corpus, tmp_path):
             assert tok.decode(ids) == ref.decode(ids.tolist(), skip_special_tokens=False)
 
 
+def boundary_model(d):
+    """A BPE model without merges whose ids show every pre-token boundary: each byte-level
+    character has an id, and another with the end_of_word_suffix for a word's last character."""
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    alphabet = sorted(ByteLevel.alphabet())
+    vocab = {c: i for i, c in enumerate(alphabet)}
+    vocab.update({c + "</w>": len(alphabet) + i for i, c in enumerate(alphabet)})
+    for t in d["added_tokens"]:
+        t["id"] += 2 * len(alphabet) - 4087
+    d["model"] = {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                  "end_of_word_suffix": "</w>", "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                  "vocab": vocab, "merges": []}
+
+
+@pytest.mark.parametrize("pre", ["glm5", "gpt2_bytelevel"])
+def test_pretokenizer_splits_equal_hf(pre, corpus, tmp_path):
+    """Every pre-token boundary equal to HF's (Oniguruma's) on every line and paragraph: with
+    merges, a different split often gives the same ids; here it never does."""
+    def edit(d):
+        boundary_model(d)
+        if pre == "gpt2_bytelevel":
+            d["pre_tokenizer"] = GPT2_BYTELEVEL
+    d = write_variant(tmp_path, "boundaries", edit)
+    ref = hf.Tokenizer.from_file(str(d / "tokenizer.json"))
+    tok = glm5.Tokenizer(d)
+    texts = texts_of(corpus)
+    compare(tok, ref, texts["lines"] + texts["paragraphs"], True, f"boundaries {pre}", roundtrip=False)
+    compare(tok, ref, with_specials(texts["lines"]), False, f"boundaries {pre}", roundtrip=False)
+
+
 def test_added_token_options_equal_hf(corpus, tmp_path):
     ref = hf.Tokenizer.from_file(str(TINY / "tokenizer.json"))
     A = hf.AddedToken
