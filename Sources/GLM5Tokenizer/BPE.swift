@@ -24,7 +24,7 @@ final class BPE: Sendable {
   /// [n_ids] id → token string (nil for ids the vocabulary skips)
   let idToToken: [String?]
   /// (left id << 32 | right id) → (rank << 32 | merged id)
-  private let merges: [UInt64: UInt64]
+  private let merges: MergeTable
   private let unkId: Int32?
   private let fuseUnk: Bool
   private let byteFallback: Bool
@@ -41,7 +41,7 @@ final class BPE: Sendable {
   private let fallbackIds: [Int32]
   /// ignore_merges: whole words in the vocabulary, keyed by the word's bytes
   private let wordIds: [[UInt8]: Int32]
-  private let cache = Mutex<[[UInt8]: [Int32]]>([:])
+  private let cache = Mutex(WordCache())
   private static let cacheWordBytes = 256
   private static let cacheEntries = 100_000
   static let maxIds = 1 << 24
@@ -123,7 +123,7 @@ final class BPE: Sendable {
         merges[UInt64(UInt32(ia)) << 32 | UInt64(UInt32(ib))] = UInt64(rank) << 32 | UInt64(UInt32(im))
       }
     }
-    self.merges = merges
+    self.merges = MergeTable(merges)
 
     // Lookup tables for the initial symbols.
     var byteIds = [Int32](repeating: -1, count: 256)
@@ -166,16 +166,11 @@ final class BPE: Sendable {
       return
     }
     let cacheable = word.count < BPE.cacheWordBytes
-    let key = cacheable ? Array(word) : []
-    if cacheable, let hit = cache.withLock({ $0[key] }) {
-      out.append(contentsOf: hit)
-      return
-    }
+    let hash = WordCache.hash(word)
+    if cacheable && cache.withLock({ $0.append(word, hash, to: &out) }) { return }
     let ids = mergeWord(word)
     if cacheable {
-      cache.withLock { c in
-        if c.count < BPE.cacheEntries { c[key] = ids }
-      }
+      cache.withLock { $0.insert(word, hash, ids, maxEntries: BPE.cacheEntries) }
     }
     out.append(contentsOf: ids)
   }
@@ -279,23 +274,23 @@ final class BPE: Sendable {
     }
     var heap = MergeHeap()
     for i in 0..<(n - 1) {
-      if let m = merges[pairKey(c[i], c[i + 1])] { heap.push(rank: UInt32(m >> 32), pos: i, newId: Int32(truncatingIfNeeded: m)) }
+      if let m = merges.get(pairKey(c[i], c[i + 1])) { heap.push(rank: UInt32(m >> 32), pos: i, newId: Int32(truncatingIfNeeded: m)) }
     }
     while let top = heap.pop() {
       let pos = top.pos
       guard alive[pos], next[pos] >= 0 else { continue }
       let right = next[pos]
-      guard let m = merges[pairKey(c[pos], c[right])], Int32(truncatingIfNeeded: m) == top.newId else { continue }
+      guard let m = merges.get(pairKey(c[pos], c[right])), Int32(truncatingIfNeeded: m) == top.newId else { continue }
       c[pos] = top.newId
       alive[right] = false
       let after = next[right]
       next[pos] = after
       if after >= 0 { prev[after] = pos }
       let before = prev[pos]
-      if before >= 0, let m2 = merges[pairKey(c[before], c[pos])] {
+      if before >= 0, let m2 = merges.get(pairKey(c[before], c[pos])) {
         heap.push(rank: UInt32(m2 >> 32), pos: before, newId: Int32(truncatingIfNeeded: m2))
       }
-      if after >= 0, let m2 = merges[pairKey(c[pos], c[after])] {
+      if after >= 0, let m2 = merges.get(pairKey(c[pos], c[after])) {
         heap.push(rank: UInt32(m2 >> 32), pos: pos, newId: Int32(truncatingIfNeeded: m2))
       }
     }
@@ -312,6 +307,99 @@ final class BPE: Sendable {
   @inline(__always) private func pairKey(_ a: Int32, _ b: Int32) -> UInt64 {
     UInt64(UInt32(bitPattern: a)) << 32 | UInt64(UInt32(bitPattern: b))
   }
+}
+
+/// The merge map as an open-addressing table (linear probing, multiplicative hash): the lookup
+/// every candidate pair of every word makes, so it is kept cheaper than Dictionary's SipHash.
+struct MergeTable: Sendable {
+  private let keys: [UInt64]  // UInt64.max marks an empty slot (ids are below 2^24)
+  private let values: [UInt64]
+  private let shift: UInt64
+
+  init(_ d: [UInt64: UInt64]) {
+    var bits: UInt64 = 4
+    while (1 << bits) < max(16, 2 * d.count) { bits += 1 }
+    let n = 1 << Int(bits)
+    var keys = [UInt64](repeating: .max, count: n)
+    var values = [UInt64](repeating: 0, count: n)
+    shift = 64 - bits
+    for (k, v) in d {
+      var i = Int((k &* 0x9E37_79B9_7F4A_7C15) >> shift)
+      while keys[i] != .max { i = (i + 1) & (n - 1) }
+      keys[i] = k
+      values[i] = v
+    }
+    self.keys = keys
+    self.values = values
+  }
+
+  @inline(__always) func get(_ k: UInt64) -> UInt64? {
+    let mask = keys.count - 1
+    var i = Int((k &* 0x9E37_79B9_7F4A_7C15) >> shift)
+    while true {
+      let x = keys[i]
+      if x == k { return values[i] }
+      if x == .max { return nil }
+      i = (i + 1) & mask
+    }
+  }
+}
+
+/// Words already encoded → their ids: an open-addressing table over flat arenas (FNV-1a of the
+/// word's bytes), so a hit costs one hash and one compare, no allocation.
+struct WordCache {
+  private var slots = [Int32](repeating: -1, count: 1 << 18)  // entry index, -1 empty
+  private var hashes: [UInt64] = []
+  private var keyStart: [Int32] = [0]  // [entries + 1] offsets into keyBytes
+  private var idStart: [Int32] = [0]  // [entries + 1] offsets into ids
+  private var keyBytes: [UInt8] = []
+  private var ids: [Int32] = []
+
+  static func hash(_ w: UnsafeBufferPointer<UInt8>) -> UInt64 {
+    var h: UInt64 = 0xCBF2_9CE4_8422_2325
+    for b in w { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+    return h
+  }
+
+  private func find(_ w: UnsafeBufferPointer<UInt8>, _ h: UInt64) -> (slot: Int, entry: Int) {
+    let mask = slots.count - 1
+    var i = Int(truncatingIfNeeded: h >> 7) & mask
+    while true {
+      let e = Int(slots[i])
+      if e < 0 { return (i, -1) }
+      if hashes[e] == h {
+        let lo = Int(keyStart[e])
+        let hi = Int(keyStart[e + 1])
+        if hi - lo == w.count && keyBytes.withUnsafeBufferPointer({ k in memcmpEqual(k, lo, w) }) { return (i, e) }
+      }
+      i = (i + 1) & mask
+    }
+  }
+
+  /// Append the cached ids of `w` to `out`; false when `w` is not cached.
+  func append(_ w: UnsafeBufferPointer<UInt8>, _ h: UInt64, to out: inout [Int32]) -> Bool {
+    let (_, e) = find(w, h)
+    guard e >= 0 else { return false }
+    out.append(contentsOf: ids[Int(idStart[e])..<Int(idStart[e + 1])])
+    return true
+  }
+
+  mutating func insert(_ w: UnsafeBufferPointer<UInt8>, _ h: UInt64, _ value: [Int32], maxEntries: Int) {
+    guard hashes.count < min(maxEntries, slots.count / 2) else { return }
+    let (slot, e) = find(w, h)
+    guard e < 0 else { return }
+    slots[slot] = Int32(hashes.count)
+    hashes.append(h)
+    keyBytes.append(contentsOf: w)
+    keyStart.append(Int32(keyBytes.count))
+    ids.append(contentsOf: value)
+    idStart.append(Int32(ids.count))
+  }
+}
+
+@inline(__always) private func memcmpEqual(_ k: UnsafeBufferPointer<UInt8>, _ lo: Int, _ w: UnsafeBufferPointer<UInt8>) -> Bool {
+  for j in 0..<w.count where k[lo + j] != w[j] { return false }
+  return true
 }
 
 /// A binary min-heap of candidate merges ordered by (rank, position).

@@ -459,16 +459,22 @@ private enum Compiler {
   }
 }
 
+/// What a class test needs, packed: the ASCII bitmap and, for other scalars, either the fast
+/// test (categories | flags, then negated) or a pointer to the full class (`slow`).
+private struct ClassInfo {
+  var lo: UInt64 = 0
+  var hi: UInt64 = 0
+  var cats: UInt32 = 0
+  var flags: UInt8 = 0
+  var negated = false
+  var slow = false
+}
+
 /// A compiled pattern. Immutable and thread-safe.
 public struct Regex: Sendable {
   private let code: [Inst]
-  /// Per class: ASCII bitmap (2 words), and for other scalars either a fast test
-  /// (categories | flags, negated) or the full class.
-  private let asciiBits: [UInt64]
-  private let fastCats: [UInt32]
-  private let fastFlags: [UInt8]
-  private let fastNegated: [Bool]
-  private let slow: [CharClass?]
+  private let info: [ClassInfo]
+  private let classes: [CharClass]
   public let pattern: String
 
   private static let maxInstructions = 100_000
@@ -488,38 +494,26 @@ public struct Regex: Sendable {
       if b.code.count > Regex.maxInstructions { throw parser.error("pattern too large once repetitions are expanded") }
     }
     code = b.code
-    var bits: [UInt64] = []
-    var cats: [UInt32] = []
-    var flags: [UInt8] = []
-    var negs: [Bool] = []
-    var slow: [CharClass?] = []
+    var info: [ClassInfo] = []
     for cls in b.classes {
-      var lo: UInt64 = 0
-      var hi: UInt64 = 0
+      var ci = ClassInfo()
       for v in 0..<128 where cls.matches(UInt32(v), ScalarProperties.ascii[v]) {
-        if v < 64 { lo |= 1 << UInt64(v) } else { hi |= 1 << UInt64(v - 64) }
+        if v < 64 { ci.lo |= 1 << UInt64(v) } else { ci.hi |= 1 << UInt64(v - 64) }
       }
-      bits += [lo, hi]
       var fast = !cls.caseInsensitive
-      var c: UInt32 = 0
-      var f: UInt8 = 0
       for item in cls.items {
         switch item {
         case .range(_, let h): if h >= 128 { fast = false }
-        case .categories(let m, let neg): if neg { fast = false } else { c |= m }
-        case .flag(let fl, let neg): if neg { fast = false } else { f |= fl }
+        case .categories(let m, let neg): if neg { fast = false } else { ci.cats |= m }
+        case .flag(let fl, let neg): if neg { fast = false } else { ci.flags |= fl }
         }
       }
-      cats.append(c)
-      flags.append(f)
-      negs.append(cls.negated)
-      slow.append(fast ? nil : cls)
+      ci.negated = cls.negated
+      ci.slow = !fast
+      info.append(ci)
     }
-    asciiBits = bits
-    fastCats = cats
-    fastFlags = flags
-    fastNegated = negs
-    self.slow = slow
+    self.info = info
+    classes = b.classes
     self.pattern = pattern
   }
 
@@ -596,13 +590,13 @@ public struct Regex: Sendable {
   /// Every non-overlapping match in scalars [lo, hi) of `text`, leftmost first, as Oniguruma's
   /// search iterates them (an empty match advances by one scalar). Calls `found(start, end)`.
   func forEachMatch(in text: ScalarText, _ lo: Int, _ hi: Int, _ found: (Int, Int) -> Void) {
-    var stack: [Int32] = []
-    stack.reserveCapacity(256)
+    var stack = BacktrackStack()
+    defer { stack.deallocate() }
     code.withUnsafeBufferPointer { code in
       text.scalars.withUnsafeBufferPointer { s in
         text.props.withUnsafeBufferPointer { p in
-          asciiBits.withUnsafeBufferPointer { bits in
-            let m = Machine(code: code, s: s, p: p, bits: bits, regex: self, lo: lo, hi: hi)
+          info.withUnsafeBufferPointer { info in
+            let m = Machine(code: code, s: s, p: p, info: info, classes: classes, lo: lo, hi: hi)
             var pos = lo
             while pos < hi {
               var start = pos
@@ -622,15 +616,16 @@ public struct Regex: Sendable {
     }
   }
 
-  /// Whether the whole of scalars [lo, hi) is one match (used by tests).
+  /// The length of the match starting at `start`, or nil (used by tests).
   func matchLength(in text: ScalarText, at start: Int) -> Int? {
     var r: Int? = nil
-    var stack: [Int32] = []
+    var stack = BacktrackStack()
+    defer { stack.deallocate() }
     code.withUnsafeBufferPointer { code in
       text.scalars.withUnsafeBufferPointer { s in
         text.props.withUnsafeBufferPointer { p in
-          asciiBits.withUnsafeBufferPointer { bits in
-            let m = Machine(code: code, s: s, p: p, bits: bits, regex: self, lo: 0, hi: text.count)
+          info.withUnsafeBufferPointer { info in
+            let m = Machine(code: code, s: s, p: p, info: info, classes: classes, lo: 0, hi: text.count)
             let e = m.run(0, start, &stack)
             if e >= 0 { r = e - start }
           }
@@ -639,13 +634,30 @@ public struct Regex: Sendable {
     }
     return r
   }
+}
 
-  fileprivate func classMatches(_ k: Int, _ v: UInt32, _ prop: UInt8, _ bits: UnsafeBufferPointer<UInt64>) -> Bool {
-    if v < 64 { return bits[2 * k] & (1 << UInt64(v)) != 0 }
-    if v < 128 { return bits[2 * k + 1] & (1 << UInt64(v - 64)) != 0 }
-    if let c = slow[k] { return c.matches(v, prop) }
-    let hit = (ScalarProperties.category(prop) & fastCats[k]) != 0 || (prop & fastFlags[k]) != 0
-    return hit != fastNegated[k]
+/// Backtrack points as (pc, pos) pairs on a growable C buffer (no copy-on-write checks in the
+/// matching loop).
+private struct BacktrackStack {
+  var base: UnsafeMutablePointer<Int32>
+  var capacity = 256
+  var count = 0
+
+  init() { base = UnsafeMutablePointer<Int32>.allocate(capacity: 256) }
+
+  func deallocate() { base.deallocate() }
+
+  @inline(__always) mutating func push(_ a: Int32, _ b: Int32) {
+    if count + 2 > capacity {
+      let bigger = UnsafeMutablePointer<Int32>.allocate(capacity: capacity * 2)
+      bigger.update(from: base, count: count)
+      base.deallocate()
+      base = bigger
+      capacity *= 2
+    }
+    base[count] = a
+    base[count + 1] = b
+    count += 2
   }
 }
 
@@ -654,10 +666,19 @@ private struct Machine {
   let code: UnsafeBufferPointer<Inst>
   let s: UnsafeBufferPointer<UInt32>
   let p: UnsafeBufferPointer<UInt8>
-  let bits: UnsafeBufferPointer<UInt64>
-  let regex: Regex
+  let info: UnsafeBufferPointer<ClassInfo>
+  let classes: [CharClass]
   let lo: Int
   let hi: Int
+
+  @inline(__always) func classMatches(_ k: Int, _ v: UInt32, _ prop: UInt8) -> Bool {
+    let c = info[k]
+    if v < 64 { return c.lo & (1 << UInt64(v)) != 0 }
+    if v < 128 { return c.hi & (1 << UInt64(v - 64)) != 0 }
+    if c.slow { return classes[k].matches(v, prop) }
+    let hit = (ScalarProperties.category(prop) & c.cats) != 0 || (prop & c.flags) != 0
+    return hit != c.negated
+  }
 
   func isWord(_ i: Int) -> Bool { i >= lo && i < hi && p[i] & ScalarProperties.word != 0 }
 
@@ -675,8 +696,8 @@ private struct Machine {
   }
 
   /// Run from instruction pc at pos; the end of the first match in priority order, or -1.
-  /// Backtrack points live on `stack` above its entry height, as (pc, pos) pairs.
-  func run(_ pc0: Int, _ pos0: Int, _ stack: inout [Int32]) -> Int {
+  /// Backtrack points live on `stack` above its entry height.
+  func run(_ pc0: Int, _ pos0: Int, _ stack: inout BacktrackStack) -> Int {
     let base = stack.count
     var pc = pc0
     var pos = pos0
@@ -687,17 +708,16 @@ private struct Machine {
       case .scalar:
         if pos < hi && s[pos] == UInt32(bitPattern: inst.a) { pos += 1; pc += 1; ok = true }
       case .cls:
-        if pos < hi && regex.classMatches(Int(inst.a), s[pos], p[pos], bits) { pos += 1; pc += 1; ok = true }
+        if pos < hi && classMatches(Int(inst.a), s[pos], p[pos]) { pos += 1; pc += 1; ok = true }
       case .split:
-        stack.append(inst.b)
-        stack.append(Int32(pos))
+        stack.push(inst.b, Int32(pos))
         pc = Int(inst.a)
         ok = true
       case .jmp:
         pc = Int(inst.a)
         ok = true
       case .match:
-        stack.removeSubrange(base...)
+        stack.count = base
         return pos
       case .look, .notLook:
         let hit = run(Int(inst.a), pos, &stack) >= 0
@@ -710,8 +730,9 @@ private struct Machine {
       }
       if ok { continue }
       if stack.count == base { return -1 }
-      pos = Int(stack.removeLast())
-      pc = Int(stack.removeLast())
+      stack.count -= 2
+      pc = Int(stack.base[stack.count])
+      pos = Int(stack.base[stack.count + 1])
     }
   }
 }

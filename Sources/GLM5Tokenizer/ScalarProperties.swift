@@ -107,9 +107,13 @@ enum ScalarProperties {
   static let word: UInt8 = 0x40
 
   static func classify(_ v: UInt32) -> UInt8 {
-    if v < 128 { return ascii[Int(v)] }
+    if v < 0x10000 { return bmp[Int(v)] }
     return compute(v)
   }
+
+  /// [65536] the Basic Multilingual Plane, classified once per process (~10 ms) because the
+  /// stdlib's property lookups dominate encoding time on CJK text otherwise.
+  static let bmp: [UInt8] = (0..<0x10000).map { compute(UInt32($0)) }
 
   static func compute(_ v: UInt32) -> UInt8 {
     guard let s = Unicode.Scalar(v) else { return GeneralCategory.Cs.rawValue }
