@@ -44,7 +44,9 @@ final class BPE: Sendable {
   private let cache = Mutex(WordCache())
   private static let cacheWordBytes = 256
   private static let cacheEntries = 100_000
-  static let maxIds = 1 << 24
+  /// Ids at or above this are refused (the id table is allocated up front; real vocabularies
+  /// stay under 300 000).
+  static let maxIds = 1 << 22
 
   init(_ model: Field, byteLevel: Bool) throws(GLM5Error) {
     let type = try model.optional("type")?.string() ?? "BPE"
@@ -312,7 +314,7 @@ final class BPE: Sendable {
 /// The merge map as an open-addressing table (linear probing, multiplicative hash): the lookup
 /// every candidate pair of every word makes, so it is kept cheaper than Dictionary's SipHash.
 struct MergeTable: Sendable {
-  private let keys: [UInt64]  // UInt64.max marks an empty slot (ids are below 2^24)
+  private let keys: [UInt64]  // UInt64.max marks an empty slot (ids are below 2^22)
   private let values: [UInt64]
   private let shift: UInt64
 

@@ -119,7 +119,7 @@ private struct Parser {
 
   var atEnd: Bool { i >= p.count }
   func peek(_ k: Int = 0) -> UInt32? { i + k < p.count ? p[i + k] : nil }
-  func isChar(_ c: Character, _ k: Int = 0) -> Bool { peek(k) == c.unicodeScalars.first!.value }
+  func isChar(_ c: Unicode.Scalar, _ k: Int = 0) -> Bool { peek(k) == c.value }
 
   mutating func parseAlternation(depth: Int) throws(GLM5Error) -> Node {
     guard depth < 200 else { throw error("nested too deeply") }
@@ -154,8 +154,9 @@ private struct Parser {
   mutating func parseNumber() -> Int? {
     var n: Int? = nil
     while let c = peek(), c >= 0x30, c <= 0x39 {
-      n = (n ?? 0) * 10 + Int(c - 0x30)
-      if n! > 100_000 { return n }
+      let v = (n ?? 0) * 10 + Int(c - 0x30)
+      n = v
+      if v > 100_000 { return n }
       i += 1
     }
     return n
@@ -197,7 +198,7 @@ private struct Parser {
       }
       if case .anchor = node { throw error("a quantifier after an anchor") }
       if case .look = node { throw error("a quantifier after a lookahead") }
-      if (hi == nil || hi! > 1) && Compiler.nullable(node) {
+      if (hi ?? 2) > 1 && Compiler.nullable(node) {
         throw error("a repetition whose body can match the empty string")
       }
       var greedy = true
