@@ -1083,16 +1083,17 @@ glm5_status glm5_detokenizer_new(const glm5_tokenizer *tokenizer, uint32_t flags
  * UTF-8 and a NUL in text. Same two-call pattern as glm5_detokenize; when the buffer is too small
  * (GLM5_ERR_BUFFER_TOO_SMALL) or an id names no token (GLM5_ERR_INVALID_ARGUMENT), the ids are
  * not consumed and the stream is unchanged, so the call can be repeated. A chunk is at most
- * 4 + 3 x (the ids' piece bytes) bytes long. Returns GLM5_OK, GLM5_ERR_BUFFER_TOO_SMALL,
- * GLM5_ERR_INVALID_ARGUMENT (NULL or dead detokenizer, NULL ids with n_ids > 0, NULL text with
- * capacity > 0). */
+ * 3 x (3 + the ids' piece bytes) bytes long (held-back bytes, invalid bytes as U+FFFD).
+ * Returns GLM5_OK, GLM5_ERR_BUFFER_TOO_SMALL, GLM5_ERR_INVALID_ARGUMENT (NULL or dead
+ * detokenizer, NULL ids with n_ids > 0, NULL text with capacity > 0, an id that names no token:
+ * the message gives its index), GLM5_ERR_BUSY (another thread is using the detokenizer). */
 glm5_status glm5_detokenizer_push(glm5_detokenizer *detokenizer, const int32_t *ids, size_t n_ids,
                                   char *text, size_t capacity, size_t *n_bytes);
 
 /* End the stream: the bytes still held back (an incomplete UTF-8 sequence), as U+FFFD, into text
  * (two-call pattern; 0 bytes when nothing is held). On GLM5_OK the detokenizer is empty and may
  * start a new stream. Returns GLM5_OK, GLM5_ERR_BUFFER_TOO_SMALL (unchanged),
- * GLM5_ERR_INVALID_ARGUMENT. */
+ * GLM5_ERR_INVALID_ARGUMENT, GLM5_ERR_BUSY. */
 glm5_status glm5_detokenizer_finish(glm5_detokenizer *detokenizer, char *text, size_t capacity, size_t *n_bytes);
 
 /* Release a detokenizer. NULL is ignored. */

@@ -4,9 +4,9 @@
 //
 // Semantics follow Oniguruma (what HF tokenizers' `onig` regexes use) and Rust `regex` (what its
 // added-token rules use), on these points identical: `\s` = White_Space, `\d` = Nd,
-// `\w` = Alphabetic | M | Nd | Pc | Join_Control. The Unicode version is Swift's (Swift 6.3:
-// Unicode 16); a scalar assigned after Oniguruma's tables (6.9.x: Unicode 15) may classify
-// differently there.
+// `\w` = Alphabetic | M | Nd | Pc | Join_Control. The Unicode tables are Swift's, Oniguruma's
+// are its own: scalars assigned in Unicode 13 to 16 classify the same in both (test_tokenizer_hf.py,
+// RECENT_UNICODE); a future Unicode version could differ until both catch up.
 
 /// General categories in a fixed order; `\p{..}` names map onto bit masks of these.
 enum GeneralCategory: UInt8, CaseIterable {
