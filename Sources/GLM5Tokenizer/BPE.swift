@@ -85,8 +85,9 @@ final class BPE: Sendable {
     fuseUnk = try model.bool("fuse_unk", default: false)
     byteFallback = try model.bool("byte_fallback", default: false)
     ignoreMerges = try model.bool("ignore_merges", default: false)
-    prefix = try model.string("continuing_subword_prefix")
-    suffix = try model.string("end_of_word_suffix")
+    // An empty prefix or suffix (Qwen- and GLM-style files write "") changes nothing.
+    prefix = try model.string("continuing_subword_prefix").flatMap { $0.isEmpty ? nil : $0 }
+    suffix = try model.string("end_of_word_suffix").flatMap { $0.isEmpty ? nil : $0 }
     if let unk = try model.string("unk_token") {
       guard let id = vocab[unk] else { throw model.fail("unk_token \(JSON.quote(unk)) is not in the vocabulary") }
       unkId = id

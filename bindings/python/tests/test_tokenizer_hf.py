@@ -8,7 +8,8 @@ identical and glm5's decode must give the text back (and equal HF's decode). Tok
 bundled model's (models/glm5-tiny), the 32 000-token GLM-5-like one, and variants of the bundled
 one made here with `tokenizers` itself (ignore_merges, GPT-2-style ByteLevel regex with prefix
 spaces, non-special / single_word / lstrip / rstrip / normalized added tokens, every Split
-behavior, invert, Digits).
+behavior, invert, Digits), and, with a merge-free model that shows every pre-token boundary in
+its ids, the GLM-5, GPT-2 and DeepSeek-V3 pre-tokenizers boundary by boundary.
 
 Skipped only when `tokenizers` cannot be imported (`make check` installs it).
 """
@@ -197,6 +198,7 @@ def seq(*steps):
 VARIANTS = {
     "ignore_merges": lambda d: d["model"].update(ignore_merges=True),
     "legacy_merges": lambda d: d["model"].update(merges=[" ".join(m) for m in d["model"]["merges"]]),
+    "empty_affixes": lambda d: d["model"].update(continuing_subword_prefix="", end_of_word_suffix=""),
     "gpt2_bytelevel": lambda d: d.update(pre_tokenizer=GPT2_BYTELEVEL),
     "removed": lambda d: d.update(pre_tokenizer=seq(split(r"\s+", "Removed"))),
     "merged_with_previous": lambda d: d.update(pre_tokenizer=seq(split(r"[.,;:!?]", "MergedWithPrevious"))),
@@ -250,6 +252,12 @@ BOUNDARY_PRE = {
     "merged_with_previous": seq(split(r"[.,;:!?]", "MergedWithPrevious")),
     "merged_with_next": seq(split(" ", "MergedWithNext", regex=False)),
     "contiguous_invert": seq(split(r"\p{L}+", "Contiguous", invert=True)),
+    # DeepSeek-V3's tokenizer.json: three Splits (the last with literal CR and LF in its classes).
+    "deepseek_v3": seq(
+        split(r"\p{N}{1,3}", "Isolated"),
+        split("[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+", "Isolated"),
+        split("[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+"
+              "| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+", "Isolated")),
 }
 
 
@@ -267,6 +275,8 @@ def test_pretokenizer_splits_equal_hf(pre, corpus, tmp_path):
         boundary_model(d)
         if BOUNDARY_PRE[pre] is not None:
             d["pre_tokenizer"] = BOUNDARY_PRE[pre]
+        if pre == "deepseek_v3":
+            d["normalizer"] = {"type": "Sequence", "normalizers": []}
     d = write_variant(tmp_path, "boundaries", edit)
     ref = hf.Tokenizer.from_file(str(d / "tokenizer.json"))
     tok = glm5.Tokenizer(d)
