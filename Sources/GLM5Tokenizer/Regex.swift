@@ -164,6 +164,7 @@ private struct Parser {
 
   mutating func parseQuantifier(_ atom: Node) throws(GLM5Error) -> Node {
     var node = atom
+    var stacked = 0
     while let c = peek() {
       var lo = 0
       var hi: Int? = nil
@@ -196,6 +197,8 @@ private struct Parser {
         if lo > 1000 || (hi ?? 0) > 1000 { throw error("interval bound above 1000") }
       default: return node
       }
+      stacked += 1
+      if stacked > 8 { throw error("more than 8 quantifiers on one atom") }
       if case .anchor = node { throw error("a quantifier after an anchor") }
       if case .look = node { throw error("a quantifier after a lookahead") }
       if (hi ?? 2) > 1 && Compiler.nullable(node) {

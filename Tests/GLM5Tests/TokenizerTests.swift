@@ -178,10 +178,65 @@ private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
     #expect(try tok.decode([4]) == "\u{FFFD}")  // an invalid byte run: U+FFFD per byte (HF)
   }
 
+  /// Damaged files and random patterns: an error or a working tokenizer, never a trap or a hang.
+  @Test func damagedInputsNeverTrap() throws {
+    var rng = SplitMix(seed: 11)
+    let valid = Array(#"""
+    {"added_tokens": [{"id": 3, "content": "<s>", "special": true, "single_word": false, "lstrip": true, "rstrip": false, "normalized": false}],
+     "normalizer": null,
+     "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "(?i:'s)|\\p{L}+|\\s+(?!\\S)|\\s+|."}, "behavior": "Isolated", "invert": false},
+       {"type": "ByteLevel", "add_prefix_space": false, "use_regex": false}]},
+     "decoder": {"type": "ByteLevel"},
+     "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2, "Ġ": 4}, "merges": [["a", "b"]]}}
+    """#.utf8)
+    #expect((try? Tokenizer(json: valid, config: nil)) != nil)
+    var loaded = 0
+    let junk = Array(#"{}[]",:0\ab"#.utf8)
+    for round in 0..<400 {
+      var doc = valid
+      for _ in 0..<(1 + Int(rng.next() % 3)) {
+        let at = Int(rng.next() % UInt64(doc.count))
+        switch rng.next() % 3 {
+        case 0: doc.remove(at: at)
+        case 1: doc.insert(UInt8(truncatingIfNeeded: rng.next() % 128), at: at)
+        default: doc[at] = junk[Int(rng.next() % UInt64(junk.count))]
+        }
+      }
+      if round % 50 == 0 { doc = Array(doc.prefix(Int(rng.next() % UInt64(doc.count)))) }
+      guard let t = try? Tokenizer(json: doc, config: nil) else { continue }
+      loaded += 1
+      let ids = (try? t.encode("ab ab's <s> \u{1F600}")) ?? []
+      _ = try? t.decode(ids)
+    }
+    #expect(loaded > 0)
+    let alphabet = Array(#"ab()[]|*+?{}1,2^$\.-:=!<>isdwSpPL"#.unicodeScalars)
+    let text = ScalarText("ab a1 b\n(a)".unicodeScalars.map(\.value))
+    for _ in 0..<2000 {
+      var p = ""
+      for _ in 0..<(1 + Int(rng.next() % 12)) { p.unicodeScalars.append(alphabet[Int(rng.next() % UInt64(alphabet.count))]) }
+      guard let r = try? Regex(p) else { continue }
+      r.forEachMatch(in: text, 0, text.count) { a, b in #expect(a <= b && b <= text.count) }
+    }
+    _ = expectFailure(.unsupported, ["quantifiers"]) { () throws(GLM5Error) in _ = try Regex("a" + String(repeating: "?", count: 20)) }
+  }
+
   @Test func folderWithoutTokenizerStillLoadsTheModel() throws {
     #expect(try Tokenizer.loadIfPresent(folder: fixturesFolder() + "/tiny-dsa") == nil)
     let m = try Model(path: fixturesFolder() + "/tiny-dsa", threads: 1)
     #expect(try m.tokenizer() == nil)
     _ = expectFailure(.io, ["no tokenizer.json"]) { () throws(GLM5Error) in _ = try Tokenizer.load(path: fixturesFolder() + "/tiny-dsa") }
+  }
+}
+
+/// A seeded generator for the damage test.
+private struct SplitMix {
+  var state: UInt64
+  init(seed: UInt64) { state = seed }
+  mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
   }
 }
