@@ -1014,7 +1014,7 @@ glm5_status glm5_tokenizer_get_info(const glm5_tokenizer *tokenizer, glm5_tokeni
 /* Encode UTF-8 text into token ids. No special tokens are added around the text.
  *
  *   text      IN  text_len bytes of UTF-8 (may hold NUL bytes; need not be NUL-terminated);
- *                 may be NULL when text_len is 0.
+ *                 may be NULL when text_len is 0. At most 256 MiB (2^28 bytes) per call.
  *   flags     IN  0 or GLM5_TOKENIZE_PARSE_SPECIAL.
  *   ids       OUT capacity ids; may be NULL when capacity is 0.
  *   n_ids     OUT NULL, or the number of ids of the text, written also when the buffer is too
@@ -1023,8 +1023,8 @@ glm5_status glm5_tokenizer_get_info(const glm5_tokenizer *tokenizer, glm5_tokeni
  *
  * Returns GLM5_OK; GLM5_ERR_BUFFER_TOO_SMALL (capacity < *n_ids; nothing copied);
  * GLM5_ERR_INVALID_ARGUMENT (NULL or dead tokenizer, NULL text with text_len > 0, NULL ids with
- * capacity > 0, text that is not valid UTF-8: the message names the byte offset, unknown flag
- * bits); GLM5_ERR_OUT_OF_MEMORY. */
+ * capacity > 0, text_len above 2^28, text that is not valid UTF-8: the message names the byte
+ * offset, unknown flag bits); GLM5_ERR_OUT_OF_MEMORY. */
 glm5_status glm5_tokenize(const glm5_tokenizer *tokenizer, const char *text, size_t text_len, uint32_t flags,
                           int32_t *ids, size_t capacity, size_t *n_ids);
 

@@ -21,6 +21,9 @@ final class DetokenizerBox: Sendable {
   init(_ s: StreamingDetokenizer) { stream = s }
 }
 
+/// The most bytes one glm5_tokenize call takes (the work arrays need ~10 bytes per input byte).
+private let maxTextBytes = 1 << 28
+
 private func tokenizerObject(_ p: OpaquePointer?) throws(GLM5Error) -> Tokenizer {
   try object(p, TokenizerBox.self, kind: "tokenizer", param: "tokenizer").tokenizer
 }
@@ -117,6 +120,9 @@ public func glm5_tokenize(_ tokenizer: OpaquePointer?, _ text: UnsafePointer<CCh
     try checkCount(capacity, "capacity")
     try checkFlags(flags, allowed: GLM5_TOKENIZE_PARSE_SPECIAL, "GLM5_TOKENIZE_PARSE_SPECIAL")
     guard text != nil || textLen == 0 else { throw .invalidArgument("text is NULL but text_len is \(textLen)") }
+    guard textLen <= maxTextBytes else {
+      throw .invalidArgument("text_len is \(textLen) bytes, more than the \(maxTextBytes) one call encodes; split the text")
+    }
     guard ids != nil || capacity == 0 else { throw .invalidArgument("ids is NULL but capacity is \(capacity)") }
     let out = try t.encode(UnsafeRawBufferPointer(start: text, count: textLen), parseSpecial: flags & GLM5_TOKENIZE_PARSE_SPECIAL != 0)
     nIds?.pointee = out.count
