@@ -25,7 +25,6 @@ private indirect enum Node {
   case empty
   case scalar(UInt32)
   case cls(CharClass)
-  case any
   case concat([Node])
   case alt([Node])
   case repetition(Node, min: Int, max: Int?, greedy: Bool)
@@ -454,7 +453,7 @@ private enum Compiler {
   static func nullable(_ n: Node) -> Bool {
     switch n {
     case .empty, .anchor, .look: return true
-    case .scalar, .cls, .any: return false
+    case .scalar, .cls: return false
     case .concat(let xs): return xs.allSatisfy(nullable)
     case .alt(let xs): return xs.contains(where: nullable)
     case .repetition(let x, let lo, _, _): return lo == 0 || nullable(x)
@@ -530,7 +529,6 @@ public struct Regex: Sendable {
       switch n {
       case .empty: break
       case .scalar(let v): code.append(Inst(op: .scalar, a: Int32(bitPattern: v)))
-      case .any: code.append(Inst(op: .cls, a: Int32(addClass(CharClass(items: [.range(0x0A, 0x0A)], negated: true)))))
       case .cls(let c): code.append(Inst(op: .cls, a: Int32(addClass(c))))
       case .anchor(let a): code.append(Inst(op: .anchor, a: a.rawValue))
       case .concat(let xs): for x in xs { try emit(x, &subs) }
@@ -618,25 +616,6 @@ public struct Regex: Sendable {
         }
       }
     }
-  }
-
-  /// The length of the match starting at `start`, or nil (used by tests).
-  func matchLength(in text: ScalarText, at start: Int) -> Int? {
-    var r: Int? = nil
-    var stack = BacktrackStack()
-    defer { stack.deallocate() }
-    code.withUnsafeBufferPointer { code in
-      text.scalars.withUnsafeBufferPointer { s in
-        text.props.withUnsafeBufferPointer { p in
-          info.withUnsafeBufferPointer { info in
-            let m = Machine(code: code, s: s, p: p, info: info, classes: classes, lo: 0, hi: text.count)
-            let e = m.run(0, start, &stack)
-            if e >= 0 { r = e - start }
-          }
-        }
-      }
-    }
-    return r
   }
 }
 
