@@ -53,6 +53,8 @@ test-c: build
 	$(BIN)/test_rl Tests/Fixtures
 	$(CC) $(CFLAGS) -Iinclude Tests/c/test_fenv.c -L$(BIN) -lglm5 -Wl,-rpath,$(abspath $(BIN)) -lm -o $(BIN)/test_fenv
 	$(BIN)/test_fenv Tests/Fixtures/tiny-int4-g32 Tests/Fixtures/tiny-int4-g64-asym Tests/Fixtures/tiny-fp8-block Tests/Fixtures/tiny-dsa
+	$(CC) $(CFLAGS) -pthread -Iinclude Tests/c/test_tokenizer.c -L$(BIN) -lglm5 -Wl,-rpath,$(abspath $(BIN)) -o $(BIN)/test_tokenizer
+	$(BIN)/test_tokenizer $(CURDIR)
 	$(CC) $(CFLAGS) -Iinclude Tests/c/test_dlopen.c -ldl -lm -o $(BIN)/test_dlopen
 	$(BIN)/test_dlopen $(abspath $(LIB)) $(MODEL)
 	@# The documented surface: only glm5_* symbols exported, no Swift runtime needed at run time.
@@ -66,6 +68,10 @@ test-c: build
 
 test-python: build
 	$(PYTHON) -c "import pytest" 2>/dev/null || $(PYTHON) -m pip install -q pytest numpy
+	@# test_tokenizer_hf.py compares with HF tokenizers (PyPI; no torch) on the zstd-compressed corpus.
+	$(PYTHON) -c "import tokenizers, zstandard" 2>/dev/null || $(PYTHON) -m pip install -q "tokenizers==0.23.3" zstandard \
+	  || $(PYTHON) -m pip install -q --user --break-system-packages "tokenizers==0.23.3" zstandard \
+	  || echo "warning: cannot pip-install tokenizers and zstandard: test_tokenizer_hf.py will be skipped"
 	GLM5_LIBRARY=$(abspath $(LIB)) PYTHONPATH=bindings/python $(PYTHON) -m pytest -q bindings/python/tests
 
 test-rust: build

@@ -4,6 +4,7 @@
 //
 // Dependency direction (the compiler enforces it):
 //   GLM5CAPI -> GLM5Engine -> GLM5Model -> GLM5Kernels -> GLM5Core -> (CBLAS, CZstd, CGLM5)
+//   GLM5Engine -> GLM5Tokenizer -> GLM5Core
 //   GLM5Kernels -> CGLM5Kernels (C kernels with intrinsics)
 // Only GLM5CAPI has C exports; it is the single target of the dynamic product `libglm5.so`.
 import PackageDescription
@@ -51,10 +52,12 @@ let package = Package(
     .target(name: "GLM5Core", dependencies: ["CBLAS", "CZstd"], swiftSettings: cpuFlags + fastInDebug),
     .target(name: "GLM5Kernels", dependencies: ["GLM5Core", "CBLAS", "CGLM5Kernels"], swiftSettings: cpuFlags + fastInDebug),
     .target(name: "GLM5Model", dependencies: ["GLM5Core", "GLM5Kernels"], swiftSettings: cpuFlags + fastInDebug),
-    .target(name: "GLM5Engine", dependencies: ["GLM5Model"], swiftSettings: cpuFlags + fastInDebug),
+    // HF tokenizer.json (byte-level BPE, regex pre-tokenizers, added tokens); no model knowledge.
+    .target(name: "GLM5Tokenizer", dependencies: ["GLM5Core"], swiftSettings: cpuFlags + fastInDebug),
+    .target(name: "GLM5Engine", dependencies: ["GLM5Model", "GLM5Tokenizer"], swiftSettings: cpuFlags + fastInDebug),
     .target(
       name: "GLM5CAPI",
-      dependencies: ["CGLM5", "GLM5Engine"],
+      dependencies: ["CGLM5", "GLM5Engine", "GLM5Tokenizer"],
       exclude: ["exports.map"],
       swiftSettings: cpuFlags,
       linkerSettings: [
@@ -68,6 +71,7 @@ let package = Package(
       name: "glm5-cli",
       dependencies: [
         "GLM5Engine",
+        "GLM5Tokenizer",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Hummingbird", package: "hummingbird"),
         .product(name: "Logging", package: "swift-log"),
@@ -77,7 +81,7 @@ let package = Package(
     ),
     .testTarget(
       name: "GLM5Tests",
-      dependencies: ["GLM5Engine"],
+      dependencies: ["GLM5Engine", "GLM5Tokenizer"],
       swiftSettings: cpuFlags + fastInDebug
     ),
   ]

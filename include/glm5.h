@@ -71,7 +71,7 @@ extern "C" {
 
 /* Library version (semantic versioning) of this header. */
 #define GLM5_VERSION_MAJOR 0
-#define GLM5_VERSION_MINOR 2
+#define GLM5_VERSION_MINOR 3
 #define GLM5_VERSION_PATCH 0
 #define GLM5_VERSION_NUMBER (GLM5_VERSION_MAJOR * 10000 + GLM5_VERSION_MINOR * 100 + GLM5_VERSION_PATCH)
 
@@ -900,6 +900,204 @@ glm5_status glm5_session_restore_file(glm5_model *model, const char *path, uint3
 
 /* Free memory the library allocated for the host (glm5_session_save). NULL is ignored. */
 void glm5_free(void *p);
+
+/* =============================================================================================
+ * Tokenizer (since 0.3)
+ *
+ * A Hugging Face tokenizer.json (with its folder's tokenizer_config.json), run as the
+ * `tokenizers` library (PyPI) runs it, id for id: the BPE model (merges as "a b" strings or
+ * ["a", "b"] pairs, ignore_merges, byte_fallback, unk_token and fuse_unk,
+ * continuing_subword_prefix, end_of_word_suffix), the pre-tokenizers GLM- and DeepSeek-family
+ * files use (Sequence; Split with a regex or a literal, every behavior, invert; ByteLevel with
+ * add_prefix_space and use_regex; Digits), added tokens (special or not, single_word, lstrip,
+ * rstrip, normalized: matched before pre-tokenization and never split) and the decoders
+ * ByteLevel, ByteFallback, Fuse, Strip, Replace and Sequence. Split regexes run on a built-in
+ * engine with Oniguruma's semantics (what `tokenizers` uses: `\s` is Unicode White_Space,
+ * `\p{L}` the letter categories, leftmost match with Perl priority); a pattern using syntax it
+ * does not implement (lookbehind, backreferences, scripts such as \p{Han}) is refused when
+ * loading. The normalizer must be null or an empty Sequence (GLM-5's and DeepSeek-V3's files);
+ * any other is refused (GLM5_ERR_UNSUPPORTED), so that a file is never encoded differently from
+ * `tokenizers` without notice. The post_processor is read and ignored: encoding adds no special
+ * tokens (GLM-5's `tokenizer(text)` adds none).
+ *
+ * A tokenizer is immutable once loaded; every function below may be called from any number of
+ * threads at once on the same tokenizer. A streaming detokenizer is one handle per stream.
+ *
+ * Sample usage (error handling shortened):
+ *
+ *     glm5_tokenizer *tok = NULL;
+ *     glm5_tokenizer_load("models/glm5-tiny", &tok);
+ *     size_t n = 0;
+ *     const char *text = "def f(x):\n    return x";
+ *     glm5_tokenize(tok, text, strlen(text), GLM5_TOKENIZE_PARSE_SPECIAL, NULL, 0, &n);
+ *     int32_t *ids = malloc(n * sizeof *ids);                 // first call: the count
+ *     glm5_tokenize(tok, text, strlen(text), GLM5_TOKENIZE_PARSE_SPECIAL, ids, n, &n);
+ *     char buf[256]; size_t len = 0;
+ *     glm5_detokenize(tok, ids, n, 0, buf, sizeof buf, &len);  // buf == text, NUL-terminated
+ *     glm5_tokenizer_free(tok);
+ * ============================================================================================= */
+
+typedef struct glm5_tokenizer glm5_tokenizer;
+typedef struct glm5_detokenizer glm5_detokenizer;
+
+/* glm5_tokenize flags. */
+#define GLM5_TOKENIZE_PARSE_SPECIAL 1u /* special added tokens written in the text ("<|user|>")
+                                          become their ids; without it they are encoded as plain
+                                          text (HF: encode_special_tokens = True). Non-special
+                                          added tokens are always matched. */
+/* glm5_detokenize / glm5_detokenizer_new flags. */
+#define GLM5_DETOKENIZE_SKIP_SPECIAL 1u /* special added tokens produce no text */
+
+/* Load a tokenizer.
+ *
+ *   path           IN  a folder holding tokenizer.json (or tokenizer.json.zst), or the path of a
+ *                      tokenizer.json file; a file that starts with the zstd magic is decompressed
+ *                      first. tokenizer_config.json in the same folder, when present, gives the
+ *                      special tokens (eos_token, bos_token, pad_token, unk_token: a string or
+ *                      {"content": ...}).
+ *   out_tokenizer  OUT on success, a new tokenizer; free it with glm5_tokenizer_free.
+ *
+ * Returns GLM5_OK; GLM5_ERR_INVALID_ARGUMENT (NULL argument); GLM5_ERR_IO (no such file or
+ * folder, no tokenizer.json in the folder, unreadable); GLM5_ERR_BAD_FORMAT (invalid JSON, a
+ * missing or mistyped key, a merge naming a token not in the vocabulary, two tokens with one id,
+ * a special token of tokenizer_config.json that is not in tokenizer.json: the message names the
+ * file and the key path, e.g. "tokenizer.json: model.merges[17]: ..."); GLM5_ERR_UNSUPPORTED (a
+ * model, normalizer, pre-tokenizer or decoder type, or regex syntax, this version does not run;
+ * named with its key path). On failure *out_tokenizer is not written. */
+glm5_status glm5_tokenizer_load(const char *path, glm5_tokenizer **out_tokenizer);
+
+/* The tokenizer of a model's folder (its tokenizer.json), loaded at the first call and kept by
+ * the model; later calls return the same tokenizer at no cost.
+ *
+ *   out_tokenizer  OUT a new reference to the model's tokenizer, to free with
+ *                      glm5_tokenizer_free (each call returns its own handle; the tokenizer lives
+ *                      until the model and every handle are freed, so a handle stays valid after
+ *                      glm5_model_free), or NULL when the folder has no tokenizer.json (the model
+ *                      itself needs none: token ids in, token ids out).
+ *
+ * Returns GLM5_OK (also when there is no tokenizer: *out_tokenizer = NULL);
+ * GLM5_ERR_INVALID_ARGUMENT (NULL or dead model, NULL out_tokenizer); the errors of
+ * glm5_tokenizer_load for a tokenizer.json that cannot be loaded (reported by every call).
+ * Thread-safe. */
+glm5_status glm5_model_tokenizer(const glm5_model *model, glm5_tokenizer **out_tokenizer);
+
+/* Release a tokenizer handle. NULL is ignored. Detokenizers made from it keep it alive. */
+void glm5_tokenizer_free(glm5_tokenizer *tokenizer);
+
+/* Facts about a tokenizer. Fill with glm5_tokenizer_info_init before glm5_tokenizer_get_info. */
+typedef struct glm5_tokenizer_info {
+    uint32_t struct_size;   /* sizeof(glm5_tokenizer_info), set by glm5_tokenizer_info_init */
+    uint32_t n_ids;         /* one more than the largest id (vocabulary and added tokens); every
+                               id below it that names a token is accepted by the functions below */
+    uint32_t n_vocab;       /* tokens of the BPE vocabulary */
+    uint32_t n_added;       /* added tokens (special or not) */
+    int32_t eos_id;         /* tokenizer_config.json's eos_token, or -1 */
+    int32_t bos_id;         /* bos_token, or -1 */
+    int32_t pad_id;         /* pad_token, or -1 */
+    int32_t unk_id;         /* unk_token, or -1 */
+    uint32_t byte_level;    /* 1 if the pre-tokenizer is byte-level (any byte string has ids) */
+    uint32_t reserved0;     /* 0 */
+} glm5_tokenizer_info;
+
+/* Fill *info with zeros and set struct_size = sizeof(glm5_tokenizer_info) of this header. */
+static inline void glm5_tokenizer_info_init(glm5_tokenizer_info *info) {
+    if (!info) return;
+    memset(info, 0, sizeof *info);
+    info->struct_size = (uint32_t)sizeof *info;
+}
+
+/* Write the tokenizer's facts into *info (only the first info->struct_size bytes).
+ * Returns GLM5_OK or GLM5_ERR_INVALID_ARGUMENT (NULL or dead tokenizer, NULL info, struct_size
+ * too small). */
+glm5_status glm5_tokenizer_get_info(const glm5_tokenizer *tokenizer, glm5_tokenizer_info *info);
+
+/* Encode UTF-8 text into token ids. No special tokens are added around the text.
+ *
+ *   text      IN  text_len bytes of UTF-8 (may hold NUL bytes; need not be NUL-terminated);
+ *                 may be NULL when text_len is 0. At most 256 MiB (2^28 bytes) per call.
+ *   flags     IN  0 or GLM5_TOKENIZE_PARSE_SPECIAL.
+ *   ids       OUT capacity ids; may be NULL when capacity is 0.
+ *   n_ids     OUT NULL, or the number of ids of the text, written also when the buffer is too
+ *                 small (two-call pattern: a first call with capacity 0 tells the count; for a
+ *                 byte-level tokenizer without add_prefix_space it is at most text_len).
+ *
+ * Returns GLM5_OK; GLM5_ERR_BUFFER_TOO_SMALL (capacity < *n_ids; nothing copied);
+ * GLM5_ERR_INVALID_ARGUMENT (NULL or dead tokenizer, NULL text with text_len > 0, NULL ids with
+ * capacity > 0, text_len above 2^28, text that is not valid UTF-8: the message names the byte
+ * offset, unknown flag bits); GLM5_ERR_OUT_OF_MEMORY. */
+glm5_status glm5_tokenize(const glm5_tokenizer *tokenizer, const char *text, size_t text_len, uint32_t flags,
+                          int32_t *ids, size_t capacity, size_t *n_ids);
+
+/* Decode token ids into UTF-8 text, as `tokenizers`' decode: each id's token string through the
+ * decoder, invalid UTF-8 replaced by U+FFFD (maximal subparts). Decoding the ids of a text gives
+ * the text back for a byte-level tokenizer.
+ *
+ *   ids       IN  n_ids ids (NULL when n_ids is 0).
+ *   flags     IN  0 or GLM5_DETOKENIZE_SKIP_SPECIAL.
+ *   text      OUT capacity bytes: the text and a terminating NUL; may be NULL when capacity is 0.
+ *   n_bytes   OUT NULL, or the text's length in bytes without the NUL, written also when the
+ *                 buffer is too small (capacity must be at least *n_bytes + 1).
+ *
+ * Returns GLM5_OK; GLM5_ERR_BUFFER_TOO_SMALL (nothing copied); GLM5_ERR_INVALID_ARGUMENT (NULL or
+ * dead tokenizer, NULL ids with n_ids > 0, NULL text with capacity > 0, an id that names no token
+ * (the message gives its index), unknown flag bits); GLM5_ERR_OUT_OF_MEMORY. */
+glm5_status glm5_detokenize(const glm5_tokenizer *tokenizer, const int32_t *ids, size_t n_ids, uint32_t flags,
+                            char *text, size_t capacity, size_t *n_bytes);
+
+/* The bytes one token decodes to on its own (llama.cpp's token_to_piece): for a byte-level
+ * token possibly part of a UTF-8 sequence, so not NUL-terminated text but bytes.
+ *
+ *   piece     OUT capacity bytes (may be NULL when capacity is 0).
+ *   n_bytes   OUT NULL, or the piece's length, written also when the buffer is too small.
+ *
+ * Returns GLM5_OK; GLM5_ERR_BUFFER_TOO_SMALL (nothing copied); GLM5_ERR_INVALID_ARGUMENT (NULL or
+ * dead tokenizer, an id that names no token, NULL piece with capacity > 0). */
+glm5_status glm5_token_to_piece(const glm5_tokenizer *tokenizer, int32_t id, char *piece, size_t capacity,
+                                size_t *n_bytes);
+
+/* The vocabulary string of a token as tokenizer.json spells it ("Ġthe", "<|user|>"), NUL-
+ * terminated, and *is_special (if not NULL) 1 for a special added token, else 0. Same two-call
+ * pattern as glm5_detokenize (capacity >= *n_bytes + 1).
+ * Returns GLM5_OK; GLM5_ERR_BUFFER_TOO_SMALL; GLM5_ERR_INVALID_ARGUMENT (as glm5_token_to_piece). */
+glm5_status glm5_tokenizer_token_text(const glm5_tokenizer *tokenizer, int32_t id, char *text, size_t capacity,
+                                      size_t *n_bytes, int32_t *is_special);
+
+/* The id of a token string (added tokens first, then the vocabulary), or -1 in *id when there
+ * is none. text is text_len bytes. Returns GLM5_OK or GLM5_ERR_INVALID_ARGUMENT (NULL argument,
+ * dead tokenizer). */
+glm5_status glm5_tokenizer_token_id(const glm5_tokenizer *tokenizer, const char *text, size_t text_len, int32_t *id);
+
+/* A streaming detokenizer: push ids as they are generated, get the text they complete. A UTF-8
+ * sequence split across tokens (an emoji is often 2-4 byte-level tokens) is held back until it is
+ * complete, so every chunk returned is valid UTF-8; the concatenated chunks (and
+ * glm5_detokenizer_finish's rest) equal glm5_detokenize of all ids for a byte-level tokenizer.
+ *
+ *   flags           IN  0 or GLM5_DETOKENIZE_SKIP_SPECIAL.
+ *   out_detokenizer OUT a new detokenizer; free it with glm5_detokenizer_free. It keeps the
+ *                       tokenizer alive.
+ * Returns GLM5_OK or GLM5_ERR_INVALID_ARGUMENT (NULL or dead tokenizer, NULL out, unknown flag
+ * bits). */
+glm5_status glm5_detokenizer_new(const glm5_tokenizer *tokenizer, uint32_t flags, glm5_detokenizer **out_detokenizer);
+
+/* Push n_ids ids and receive the text they complete (possibly empty): *n_bytes bytes of valid
+ * UTF-8 and a NUL in text. Same two-call pattern as glm5_detokenize; when the buffer is too small
+ * (GLM5_ERR_BUFFER_TOO_SMALL) or an id names no token (GLM5_ERR_INVALID_ARGUMENT), the ids are
+ * not consumed and the stream is unchanged, so the call can be repeated. A chunk is at most
+ * 3 x (3 + the ids' piece bytes) bytes long (held-back bytes, invalid bytes as U+FFFD).
+ * Returns GLM5_OK, GLM5_ERR_BUFFER_TOO_SMALL, GLM5_ERR_INVALID_ARGUMENT (NULL or dead
+ * detokenizer, NULL ids with n_ids > 0, NULL text with capacity > 0, an id that names no token:
+ * the message gives its index), GLM5_ERR_BUSY (another thread is using the detokenizer). */
+glm5_status glm5_detokenizer_push(glm5_detokenizer *detokenizer, const int32_t *ids, size_t n_ids,
+                                  char *text, size_t capacity, size_t *n_bytes);
+
+/* End the stream: the bytes still held back (an incomplete UTF-8 sequence), as U+FFFD, into text
+ * (two-call pattern; 0 bytes when nothing is held). On GLM5_OK the detokenizer is empty and may
+ * start a new stream. Returns GLM5_OK, GLM5_ERR_BUFFER_TOO_SMALL (unchanged),
+ * GLM5_ERR_INVALID_ARGUMENT, GLM5_ERR_BUSY. */
+glm5_status glm5_detokenizer_finish(glm5_detokenizer *detokenizer, char *text, size_t capacity, size_t *n_bytes);
+
+/* Release a detokenizer. NULL is ignored. */
+void glm5_detokenizer_free(glm5_detokenizer *detokenizer);
 
 #ifdef __cplusplus
 }

@@ -68,7 +68,7 @@ public enum JSON: Equatable, Sendable {
     }
   }
 
-  static func quote(_ s: String) -> String {
+  public static func quote(_ s: String) -> String {
     var out = "\""
     for u in s.unicodeScalars {
       switch u {

@@ -4,6 +4,7 @@
 
 import GLM5Core
 import GLM5Model
+import GLM5Tokenizer
 import Synchronization
 
 /// The weights a call runs on: a checked checkpoint, the transformer over it, and the version a
@@ -34,6 +35,8 @@ public final class Model: @unchecked Sendable {
   public let config: ModelConfig
   /// generation_config.json's eos_token_id when that file has one, else config.json's.
   public let eosTokenIds: [Int32]
+  /// The folder's tokenizer, loaded at its first use (Model+Tokenizer.swift).
+  let tokenizerState = Mutex<Result<Tokenizer?, GLM5Error>?>(nil)
   /// Arenas not in use by a call (each call takes one and gives it back).
   private let idleArenas = Mutex<[ScratchArena]>([])
   /// Arenas above this size are freed after their call instead of kept.

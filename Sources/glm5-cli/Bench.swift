@@ -69,6 +69,12 @@ struct Bench: ParsableCommand {
   @Flag(help: "Load bench: Model(path:) and first-token time with a cold and a warm page cache, resident memory (folder: --scratch, default /tmp/glm5-load-int4; the INT4 bench model is written there if missing).")
   var load = false
 
+  @Option(help: ArgumentHelp("Tokenizer bench instead: encoding MB/s of this tokenizer.json (file or folder), single-threaded, on --corpus (tools/bench/tokenizer_bench.py gives HF tokenizers' figure on the same text).", valueName: "path"))
+  var tokenizer: String? = nil
+
+  @Option(help: ArgumentHelp("Text for --tokenizer (plain or zstd-compressed UTF-8).", valueName: "file"))
+  var corpus: String = "Tests/Fixtures/tokenizers/corpus.txt.zst"
+
   @Flag(help: "ThreadPool.parallelFor overhead against an expert-sized INT4 linear and, given --scratch MODEL, a decode step.")
   var dispatch = false
 
@@ -86,6 +92,10 @@ struct Bench: ParsableCommand {
         try SyntheticCheckpoint.write(config: c, configJSON: json, folder: folder, format: .bf16)
         BatchBench.say("GLM-5-shaped bench model, BF16 (random weights), written in \(fmt(now() - t0, 1)) s to \(folder)")
       }
+      return
+    }
+    if let tokenizer {
+      try runOrExit { () throws(GLM5Error) in try TokenizerBench.run(tokenizer: tokenizer, corpus: corpus, reps: reps, say: BatchBench.say) }
       return
     }
     if load {

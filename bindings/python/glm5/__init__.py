@@ -48,9 +48,10 @@ from ._lib import (
     text as _text,
 )
 from ._model import DType, Model, ModelInfo, dtype_name, dtype_names
+from ._tokenizer import Detokenizer, Tokenizer
 from ._session import SAMPLING_DEFAULTS, Logits, RecordInfo, SampleResult, Session, as_token_array
 
-__version__ = "0.2.0"  # of this binding; the library's is glm5.version()
+__version__ = "0.3.0"  # of this binding; the library's is glm5.version()
 
 __all__ = [
     "ABI_VERSION",
@@ -75,6 +76,8 @@ __all__ = [
     "SampleResult",
     "Session",
     "Status",
+    "Tokenizer",
+    "Detokenizer",
     "UnsupportedError",
     "VersionMismatchError",
     "WEIGHT_VERSION_SIZE",

@@ -151,6 +151,26 @@ class glm5_sample_output(ctypes.Structure):
     ]
 
 
+class glm5_tokenizer_info(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("n_ids", ctypes.c_uint32),
+        ("n_vocab", ctypes.c_uint32),
+        ("n_added", ctypes.c_uint32),
+        ("eos_id", ctypes.c_int32),
+        ("bos_id", ctypes.c_int32),
+        ("pad_id", ctypes.c_int32),
+        ("unk_id", ctypes.c_int32),
+        ("byte_level", ctypes.c_uint32),
+        ("reserved0", ctypes.c_uint32),
+    ]
+
+
+#: glm5_tokenize / glm5_detokenize flags.
+TOKENIZE_PARSE_SPECIAL = 1
+DETOKENIZE_SKIP_SPECIAL = 1
+
+assert ctypes.sizeof(glm5_tokenizer_info) == 40
 assert ctypes.sizeof(glm5_model_params) == 8
 assert ctypes.sizeof(glm5_model_info) == 136
 assert glm5_model_info.resident_weight_bytes.offset == 112 and glm5_model_info.n_weight_updates.offset == 128
@@ -182,6 +202,11 @@ def new_model_params() -> glm5_model_params:
 def new_model_info() -> glm5_model_info:
     """glm5_model_info_init on this binding's layout: zeros, struct_size = our sizeof."""
     return glm5_model_info(struct_size=ctypes.sizeof(glm5_model_info))
+
+
+def new_tokenizer_info() -> glm5_tokenizer_info:
+    """glm5_tokenizer_info_init on this binding's layout: zeros, struct_size = our sizeof."""
+    return glm5_tokenizer_info(struct_size=ctypes.sizeof(glm5_tokenizer_info))
 
 
 def new_session_params() -> glm5_session_params:
@@ -218,6 +243,8 @@ def new_sample_output() -> glm5_sample_output:
 glm5_model_p = ctypes.c_void_p
 glm5_session_p = ctypes.c_void_p
 glm5_weight_update_p = ctypes.c_void_p
+glm5_tokenizer_p = ctypes.c_void_p
+glm5_detokenizer_p = ctypes.c_void_p
 # C enums (glm5_status, glm5_dtype, glm5_logits) are int-sized.
 c_status = ctypes.c_int
 c_dtype = ctypes.c_int
@@ -335,6 +362,32 @@ _FUNCTIONS = {
         [glm5_model_p, ctypes.c_char_p, ctypes.c_uint32, ctypes.POINTER(glm5_session_p)],
     ),
     "glm5_free": (None, [ctypes.c_void_p]),
+    # Tokenizer (0.3; glm5_tokenizer_info_init is inline in the header)
+    "glm5_tokenizer_load": (c_status, [ctypes.c_char_p, ctypes.POINTER(glm5_tokenizer_p)]),
+    "glm5_model_tokenizer": (c_status, [glm5_model_p, ctypes.POINTER(glm5_tokenizer_p)]),
+    "glm5_tokenizer_free": (None, [glm5_tokenizer_p]),
+    "glm5_tokenizer_get_info": (c_status, [glm5_tokenizer_p, ctypes.POINTER(glm5_tokenizer_info)]),
+    "glm5_tokenize": (
+        c_status,
+        [glm5_tokenizer_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint32, c_int32_p, ctypes.c_size_t, c_size_p],
+    ),
+    "glm5_detokenize": (
+        c_status,
+        [glm5_tokenizer_p, c_int32_p, ctypes.c_size_t, ctypes.c_uint32, c_char_buf, ctypes.c_size_t, c_size_p],
+    ),
+    "glm5_token_to_piece": (c_status, [glm5_tokenizer_p, ctypes.c_int32, c_char_buf, ctypes.c_size_t, c_size_p]),
+    "glm5_tokenizer_token_text": (
+        c_status,
+        [glm5_tokenizer_p, ctypes.c_int32, c_char_buf, ctypes.c_size_t, c_size_p, c_int32_p],
+    ),
+    "glm5_tokenizer_token_id": (c_status, [glm5_tokenizer_p, ctypes.c_char_p, ctypes.c_size_t, c_int32_p]),
+    "glm5_detokenizer_new": (c_status, [glm5_tokenizer_p, ctypes.c_uint32, ctypes.POINTER(glm5_detokenizer_p)]),
+    "glm5_detokenizer_push": (
+        c_status,
+        [glm5_detokenizer_p, c_int32_p, ctypes.c_size_t, c_char_buf, ctypes.c_size_t, c_size_p],
+    ),
+    "glm5_detokenizer_finish": (c_status, [glm5_detokenizer_p, c_char_buf, ctypes.c_size_t, c_size_p]),
+    "glm5_detokenizer_free": (None, [glm5_detokenizer_p]),
 }
 
 

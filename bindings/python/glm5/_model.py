@@ -538,6 +538,20 @@ class Model(_Owned):
         return restored
 
     @property
+    def tokenizer(self):
+        """The folder's tokenizer (glm5_model_tokenizer) as a :class:`Tokenizer`, or None when the
+        folder has no tokenizer.json. Loaded at the first use; each access returns a new handle on
+        the same tokenizer."""
+        from ._tokenizer import Tokenizer
+        from ._lib import glm5_tokenizer_p
+
+        handle = glm5_tokenizer_p()
+        check(LIB.glm5_model_tokenizer(self._ptr(), ctypes.byref(handle)))
+        if handle.value is None:
+            return None
+        return Tokenizer._from_handle(handle.value, self.path)
+
+    @property
     def eos_token_ids(self) -> Tuple[int, ...]:
         """The end-of-sequence ids that stop :meth:`Session.sample` (glm5_model_eos_token_ids):
         generation_config.json's eos_token_id, else config.json's."""

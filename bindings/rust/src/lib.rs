@@ -64,10 +64,12 @@ mod replay;
 mod sampling;
 mod saving;
 mod session;
+mod tokenizer;
 mod weights;
 pub use replay::{RecordInfo, RecordShape, Recorded, Replay};
 pub use sampling::{FinishReason, SampleResult, SamplingParams, MAX_TOP_LOGPROBS};
 pub use session::{Appended, Canceller, Logits, Session, SessionParams};
+pub use tokenizer::{Detokenizer, Tokenizer};
 pub use weights::{Tensor, WeightUpdate, WEIGHT_VERSION_MAX_BYTES};
 
 use std::ffi::{CStr, CString};

@@ -9,7 +9,7 @@ use std::os::raw::{c_char, c_uint, c_void};
 // ---- Versions --------------------------------------------------------------------------------
 
 pub const GLM5_VERSION_MAJOR: u32 = 0;
-pub const GLM5_VERSION_MINOR: u32 = 2;
+pub const GLM5_VERSION_MINOR: u32 = 3;
 pub const GLM5_VERSION_PATCH: u32 = 0;
 pub const GLM5_VERSION_NUMBER: u32 =
     GLM5_VERSION_MAJOR * 10000 + GLM5_VERSION_MINOR * 100 + GLM5_VERSION_PATCH;
@@ -300,6 +300,46 @@ const _: () = {
     assert!(offset_of!(glm5_sample_output, weight_version) == 80); // the 0.1 size
 };
 
+// ---- Tokenizer (0.3) -------------------------------------------------------------------------
+
+/// Opaque `struct glm5_tokenizer`.
+#[repr(C)]
+pub struct glm5_tokenizer {
+    _private: [u8; 0],
+    _marker: PhantomData<(*mut u8, PhantomPinned)>,
+}
+
+/// Opaque `struct glm5_detokenizer`.
+#[repr(C)]
+pub struct glm5_detokenizer {
+    _private: [u8; 0],
+    _marker: PhantomData<(*mut u8, PhantomPinned)>,
+}
+
+pub const GLM5_TOKENIZE_PARSE_SPECIAL: u32 = 1;
+pub const GLM5_DETOKENIZE_SKIP_SPECIAL: u32 = 1;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct glm5_tokenizer_info {
+    pub struct_size: u32,
+    pub n_ids: u32,
+    pub n_vocab: u32,
+    pub n_added: u32,
+    pub eos_id: i32,
+    pub bos_id: i32,
+    pub pad_id: i32,
+    pub unk_id: i32,
+    pub byte_level: u32,
+    pub reserved0: u32,
+}
+
+const _: () = {
+    assert!(size_of::<glm5_tokenizer_info>() == 40);
+    assert!(offset_of!(glm5_tokenizer_info, eos_id) == 16);
+    assert!(offset_of!(glm5_tokenizer_info, byte_level) == 32);
+};
+
 // The header's glm5_model_params_init, glm5_model_info_init, glm5_session_params_init,
 // glm5_sampling_params_init, glm5_sample_output_init, glm5_record_info_init and glm5_replay_init
 // are `static inline` (not exported by the
@@ -518,4 +558,78 @@ extern "C" {
         out_session: *mut *mut glm5_session,
     ) -> glm5_status;
     pub fn glm5_free(p: *mut c_void);
+
+    // ---- Tokenizer (0.3; glm5_tokenizer_info_init is inline) ----
+    pub fn glm5_tokenizer_load(
+        path: *const c_char,
+        out_tokenizer: *mut *mut glm5_tokenizer,
+    ) -> glm5_status;
+    pub fn glm5_model_tokenizer(
+        model: *const glm5_model,
+        out_tokenizer: *mut *mut glm5_tokenizer,
+    ) -> glm5_status;
+    pub fn glm5_tokenizer_free(tokenizer: *mut glm5_tokenizer);
+    pub fn glm5_tokenizer_get_info(
+        tokenizer: *const glm5_tokenizer,
+        info: *mut glm5_tokenizer_info,
+    ) -> glm5_status;
+    pub fn glm5_tokenize(
+        tokenizer: *const glm5_tokenizer,
+        text: *const c_char,
+        text_len: usize,
+        flags: u32,
+        ids: *mut i32,
+        capacity: usize,
+        n_ids: *mut usize,
+    ) -> glm5_status;
+    pub fn glm5_detokenize(
+        tokenizer: *const glm5_tokenizer,
+        ids: *const i32,
+        n_ids: usize,
+        flags: u32,
+        text: *mut c_char,
+        capacity: usize,
+        n_bytes: *mut usize,
+    ) -> glm5_status;
+    pub fn glm5_token_to_piece(
+        tokenizer: *const glm5_tokenizer,
+        id: i32,
+        piece: *mut c_char,
+        capacity: usize,
+        n_bytes: *mut usize,
+    ) -> glm5_status;
+    pub fn glm5_tokenizer_token_text(
+        tokenizer: *const glm5_tokenizer,
+        id: i32,
+        text: *mut c_char,
+        capacity: usize,
+        n_bytes: *mut usize,
+        is_special: *mut i32,
+    ) -> glm5_status;
+    pub fn glm5_tokenizer_token_id(
+        tokenizer: *const glm5_tokenizer,
+        text: *const c_char,
+        text_len: usize,
+        id: *mut i32,
+    ) -> glm5_status;
+    pub fn glm5_detokenizer_new(
+        tokenizer: *const glm5_tokenizer,
+        flags: u32,
+        out_detokenizer: *mut *mut glm5_detokenizer,
+    ) -> glm5_status;
+    pub fn glm5_detokenizer_push(
+        detokenizer: *mut glm5_detokenizer,
+        ids: *const i32,
+        n_ids: usize,
+        text: *mut c_char,
+        capacity: usize,
+        n_bytes: *mut usize,
+    ) -> glm5_status;
+    pub fn glm5_detokenizer_finish(
+        detokenizer: *mut glm5_detokenizer,
+        text: *mut c_char,
+        capacity: usize,
+        n_bytes: *mut usize,
+    ) -> glm5_status;
+    pub fn glm5_detokenizer_free(detokenizer: *mut glm5_detokenizer);
 }
