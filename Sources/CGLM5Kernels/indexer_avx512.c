@@ -70,7 +70,7 @@ GLM5K_AVX512VL static inline void dots_2x4(const float *k0, const float *k1, con
 
 GLM5K_AVX512VL void glm5k_index_scores_avx512(const float *q, const float *w, int64_t heads, int64_t dim, const float *keys,
                                               int64_t j0, int64_t j1, float scale, float *scores) {
-  enum { KB = 8 };
+  enum { KB = GLM5K_INDEX_KEYS };
   float d[KB][heads > 0 ? heads + 4 : 4];
   for (int64_t b0 = j0; b0 < j1; b0 += KB) {
     const int nk = j1 - b0 < KB ? (int)(j1 - b0) : KB;
@@ -88,19 +88,6 @@ GLM5K_AVX512VL void glm5k_index_scores_avx512(const float *q, const float *w, in
         dots_2x4(k0, k1, q + h * dim, dim, nh, &d[u][h], d1);
       }
     }
-    for (int u = nk; u < KB; u++)
-      for (int64_t h = 0; h < heads; h++) d[u][h] = 0;
-    // The fold over the heads, 8 keys side by side, as indexer.c.
-    float s[KB];
-    for (int u = 0; u < KB; u++) s[u] = 0;
-    for (int64_t h = 0; h < heads; h++) {
-      const float wh = w[h];
-      for (int u = 0; u < KB; u++) {
-        const float v = d[u][h] * scale;
-        const float f = __builtin_fmaf(wh, v, s[u]);
-        s[u] = v > 0 ? f : s[u];
-      }
-    }
-    for (int u = 0; u < nk; u++) scores[b0 + u] = s[u];
+    glm5k_index_fold(&d[0][0], heads + 4, heads, w, scale, nk, scores + b0);
   }
 }

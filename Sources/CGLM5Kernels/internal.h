@@ -47,6 +47,29 @@ void glm5k_int4_rows8_odd16_avx512(const glm5k_int4 *w, int64_t r, const float *
 /// 2-8 tokens with AVX-512: rows r[0..3] × token rows x[0..3] (repeats allowed), out[token · 4 + row].
 void glm5k_int4_rows4_tokens4_avx512(const glm5k_int4 *w, const int64_t r[4], const float *const x[4], float out[16]);
 
+/// Keys per block of the indexer kernels' fold.
+#define GLM5K_INDEX_KEYS 8
+
+/// The indexer's fold over the heads for a block of GLM5K_INDEX_KEYS keys, side by side and
+/// without branches: score[u] = Σ_h in order fma(w[h], v, ·) over the heads whose v = d[u][h] ·
+/// scale is > 0 (`s = v > 0 ? fma(w, v, s) : s` gives the bits of the branch, also for NaN v and a
+/// non-finite w when v ≤ 0). d [GLM5K_INDEX_KEYS, ld] (rows past nk are zeroed here); scores[0..nk).
+static inline void glm5k_index_fold(float *d, int64_t ld, int64_t heads, const float *w, float scale, int nk, float *scores) {
+  for (int u = nk; u < GLM5K_INDEX_KEYS; u++)
+    for (int64_t h = 0; h < heads; h++) d[u * ld + h] = 0;  // lanes past the last key: computed, dropped
+  float s[GLM5K_INDEX_KEYS];
+  for (int u = 0; u < GLM5K_INDEX_KEYS; u++) s[u] = 0;
+  for (int64_t h = 0; h < heads; h++) {
+    const float wh = w[h];
+    for (int u = 0; u < GLM5K_INDEX_KEYS; u++) {
+      const float v = d[u * ld + h] * scale;
+      const float f = __builtin_fmaf(wh, v, s[u]);
+      s[u] = v > 0 ? f : s[u];
+    }
+  }
+  for (int u = 0; u < nk; u++) scores[u] = s[u];
+}
+
 /// glm5k_index_scores with AVX-512 (indexer_avx512.c), dim a multiple of 32: the same bits.
 void glm5k_index_scores_avx512(const float *q, const float *w, int64_t heads, int64_t dim, const float *keys, int64_t j0,
                                int64_t j1, float scale, float *scores);
