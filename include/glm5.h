@@ -915,9 +915,9 @@ void glm5_free(void *p);
  * engine with Oniguruma's semantics (what `tokenizers` uses: `\s` is Unicode White_Space,
  * `\p{L}` the letter categories, leftmost match with Perl priority); a pattern using syntax it
  * does not implement (lookbehind, backreferences, scripts such as \p{Han}) is refused when
- * loading. The normalizer must be null or an empty Sequence (GLM-5's and DeepSeek-V3's files);
- * any other is refused (GLM5_ERR_UNSUPPORTED), so that a file is never encoded differently from
- * `tokenizers` without notice. The post_processor is read and ignored: encoding adds no special
+ * loading. The normalizer must be null, an empty Sequence (GLM-5's and DeepSeek-V3's files) or
+ * NFC (Qwen's), alone or in a Sequence; any other is refused (GLM5_ERR_UNSUPPORTED), so that a
+ * file is never encoded differently from `tokenizers` without notice. The post_processor is read and ignored: encoding adds no special
  * tokens (GLM-5's `tokenizer(text)` adds none).
  *
  * A tokenizer is immutable once loaded; every function below may be called from any number of

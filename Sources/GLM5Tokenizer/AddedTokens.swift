@@ -2,7 +2,7 @@
 // split (HF tokenizers' AddedVocabulary, tokenizers/src/tokenizer/added_vocabulary.rs):
 //
 //   - tokens with `normalized: false` are found in the input as given, then those with
-//     `normalized: true` in the (normalized) text between them;
+//     `normalized: true`, in their normalized form, in the normalized text between them;
 //   - matching is leftmost-longest over all tokens, non-overlapping, left to right; a match that
 //     its rules reject still consumes its text for the search;
 //   - `single_word`: only when neither neighbour is a word character (`\w`);
@@ -11,7 +11,8 @@
 //   - `special` tokens are matched only when the caller parses special tokens (HF's
 //     `encode_special_tokens = False`, the default); otherwise they are encoded as plain text.
 //
-// Decoding maps an added token's id to its content (HF's `simple_id_to_token`).
+// Decoding maps an added token's id to its content, normalized for `normalized` tokens (HF's
+// `simple_id_to_token`).
 
 import GLM5Core
 
@@ -23,6 +24,8 @@ struct AddedToken: Sendable {
   var lstrip: Bool
   var rstrip: Bool
   var normalized: Bool
+  /// What the token decodes to: its content, normalized when `normalized`.
+  var decoded: String
 }
 
 /// A segment of the input: scalars [lo, hi), and the added token it is, or -1 for text.
@@ -38,7 +41,7 @@ struct AddedVocabulary: Sendable {
   private let raw: Trie
   private let normalized: Trie
 
-  init(_ field: Field?) throws(GLM5Error) {
+  init(_ field: Field?, normalizer: Normalizer) throws(GLM5Error) {
     var tokens: [AddedToken] = []
     var byId: [Int32: Int] = [:]
     if let field {
@@ -46,12 +49,13 @@ struct AddedVocabulary: Sendable {
         let id = Int32(try f.required("id").int(in: 0...(BPE.maxIds - 1)))
         let content = try f.required("content").string()
         let special = try f.bool("special", default: false)
+        let normalized = try f.bool("normalized", default: !special)
         let t = AddedToken(
           id: id, content: content, special: special,
           singleWord: try f.bool("single_word", default: false),
           lstrip: try f.bool("lstrip", default: false),
           rstrip: try f.bool("rstrip", default: false),
-          normalized: try f.bool("normalized", default: !special))
+          normalized: normalized, decoded: normalized ? normalizer.apply(content) : content)
         if let k = byId[id] { throw f.fail("id \(id) is also the id of added token \(JSON.quote(tokens[k].content))") }
         byId[id] = tokens.count
         tokens.append(t)
@@ -62,7 +66,7 @@ struct AddedVocabulary: Sendable {
     var raw = Trie()
     var norm = Trie()
     for (k, t) in tokens.enumerated() where !t.content.isEmpty {
-      if t.normalized { norm.insert(t.content, k) } else { raw.insert(t.content, k) }
+      if t.normalized { norm.insert(t.decoded, k) } else { raw.insert(t.content, k) }
     }
     self.raw = raw
     self.normalized = norm
@@ -70,17 +74,14 @@ struct AddedVocabulary: Sendable {
 
   func token(_ id: Int32) -> AddedToken? { byId[id].map { tokens[$0] } }
 
-  /// Split scalars [lo, hi) of `text`: first by the non-normalized tokens, then (the normalizer
-  /// being the identity) the text between them by the normalized ones.
-  func split(_ text: ScalarText, _ lo: Int, _ hi: Int, parseSpecial: Bool) -> [Segment] {
-    var first: [Segment] = []
-    find(raw, text, lo, hi, parseSpecial, &first)
-    if normalized.isEmpty { return first }
-    var out: [Segment] = []
-    for s in first {
-      if s.id >= 0 { out.append(s) } else { find(normalized, text, s.lo, s.hi, parseSpecial, &out) }
-    }
-    return out
+  /// Split scalars [lo, hi) of the raw `text` by the non-normalized tokens.
+  func splitRaw(_ text: ScalarText, _ lo: Int, _ hi: Int, parseSpecial: Bool, into out: inout [Segment]) {
+    find(raw, text, lo, hi, parseSpecial, &out)
+  }
+
+  /// Split scalars [lo, hi) of normalized `text` by the normalized tokens.
+  func splitNormalized(_ text: ScalarText, _ lo: Int, _ hi: Int, parseSpecial: Bool, into out: inout [Segment]) {
+    find(normalized, text, lo, hi, parseSpecial, &out)
   }
 
   /// HF find_matches on the sentence [lo, hi).

@@ -1,6 +1,6 @@
 // A Hugging Face tokenizer (tokenizer.json + tokenizer_config.json), run as HF tokenizers runs it:
 //
-//   text ─ added tokens (AddedTokens.swift) ─ normalizer (Normalizer.swift, the identity)
+//   text ─ added tokens (AddedTokens.swift) ─ normalizer (Normalizer.swift: identity or NFC)
 //        ─ pre-tokenizer (PreTokenizer.swift: Split with the model's regex, ByteLevel)
 //        ─ BPE per piece (BPE.swift) ─ ids
 //   ids ─ token strings ─ decoder (Decoder.swift) ─ bytes ─ UTF-8 text
@@ -15,6 +15,7 @@ public final class Tokenizer: Sendable {
   /// Where it was loaded from (the tokenizer.json file).
   public let path: String
   let model: BPE
+  let normalizer: Normalizer
   let added: AddedVocabulary
   let preTokenizer: PreTokenizer
   let decoder: Decoder
@@ -83,10 +84,10 @@ public final class Tokenizer: Sendable {
     let top = Field(root, "")
     do throws(GLM5Error) {
       _ = try top.object()
-      try Normalizer.parse(top.optional("normalizer"))
+      normalizer = try Normalizer(top.optional("normalizer"))
       preTokenizer = try PreTokenizer(top.optional("pre_tokenizer"))
       model = try BPE(try top.required("model"), byteLevel: preTokenizer.byteLevel)
-      added = try AddedVocabulary(top.optional("added_tokens"))
+      added = try AddedVocabulary(top.optional("added_tokens"), normalizer: normalizer)
       decoder = try Decoder(top.optional("decoder"))
       if let pp = top.optional("post_processor") { _ = try pp.type() }
     } catch {
@@ -135,24 +136,40 @@ public final class Tokenizer: Sendable {
   /// Throws invalidArgument for text that is not valid UTF-8 (naming the byte offset).
   public func encode(_ text: UnsafeRawBufferPointer, parseSpecial: Bool = true) throws(GLM5Error) -> [Int32] {
     let scalars = try Tokenizer.decodeUTF8(text)
-    var buffers = [ScalarText(scalars)]
+    let raw = ScalarText(scalars)
     var out: [Int32] = []
     out.reserveCapacity(text.count / 3 + 1)
     var pieces: [Piece] = []
     var word: [UInt8] = []
-    for seg in added.split(buffers[0], 0, scalars.count, parseSpecial: parseSpecial) {
-      if seg.id >= 0 {
-        out.append(seg.id)
+    var buffers: [ScalarText] = []
+    var rawSegments: [Segment] = []
+    var segments: [Segment] = []
+    added.splitRaw(raw, 0, scalars.count, parseSpecial: parseSpecial, into: &rawSegments)
+    for rs in rawSegments {
+      if rs.id >= 0 {
+        out.append(rs.id)
         continue
       }
-      buffers.removeSubrange(1...)
-      preTokenizer.run(&buffers, seg.lo, seg.hi, &pieces)
-      for p in pieces {
-        word.removeAll(keepingCapacity: true)
-        buffers[p.buffer].scalars.withUnsafeBufferPointer { s in
-          for i in p.lo..<p.hi { Tokenizer.appendUTF8(s[i], &word) }
+      // The normalized text of this segment (the raw text itself for the identity).
+      let base = normalizer.isIdentity ? raw : ScalarText(normalizer.apply(scalars[rs.lo..<rs.hi]))
+      let (lo, hi) = normalizer.isIdentity ? (rs.lo, rs.hi) : (0, base.count)
+      segments.removeAll(keepingCapacity: true)
+      added.splitNormalized(base, lo, hi, parseSpecial: parseSpecial, into: &segments)
+      for seg in segments {
+        if seg.id >= 0 {
+          out.append(seg.id)
+          continue
         }
-        word.withUnsafeBufferPointer { model.tokenize($0, into: &out) }
+        buffers.removeAll(keepingCapacity: true)
+        buffers.append(base)
+        preTokenizer.run(&buffers, seg.lo, seg.hi, &pieces)
+        for p in pieces {
+          word.removeAll(keepingCapacity: true)
+          buffers[p.buffer].scalars.withUnsafeBufferPointer { s in
+            for i in p.lo..<p.hi { Tokenizer.appendUTF8(s[i], &word) }
+          }
+          word.withUnsafeBufferPointer { model.tokenize($0, into: &out) }
+        }
       }
     }
     return out
@@ -221,7 +238,7 @@ public final class Tokenizer: Sendable {
 
   /// The token string of an id (vocabulary form, e.g. "Ġthe"), or nil for an id it lacks.
   public func tokenString(_ id: Int32) -> String? {
-    if let t = added.token(id) { return t.content }
+    if let t = added.token(id) { return t.decoded }
     guard id >= 0, Int(id) < model.idToToken.count else { return nil }
     return model.idToToken[Int(id)]
   }

@@ -8,7 +8,7 @@ identical and glm5's decode must give the text back (and equal HF's decode). Tok
 bundled model's (models/glm5-tiny), the 32 000-token GLM-5-like one, and variants of the bundled
 one made here with `tokenizers` itself (ignore_merges, GPT-2-style ByteLevel regex with prefix
 spaces, non-special / single_word / lstrip / rstrip / normalized added tokens, every Split
-behavior, invert, Digits), and, with a merge-free model that shows every pre-token boundary in
+behavior, invert, Digits, NFC), and, with a merge-free model that shows every pre-token boundary in
 its ids, the GLM-5, GPT-2 and DeepSeek-V3 pre-tokenizers boundary by boundary.
 
 Skipped only when `tokenizers` cannot be imported (`make check` installs it).
@@ -209,6 +209,7 @@ VARIANTS = {
     "lazy_possessive_lookahead": lambda d: d.update(pre_tokenizer=seq(split(
         r"[A-Z]?[a-z]+?(?=[A-Z\s]|$)|\d++|\d{2,4}?|[^\S\n]+(?!\S)|\s|(?>\p{P}+)|.", "Isolated"))),
     "no_decoder": lambda d: d.update(decoder=None),
+    "nfc": lambda d: d.update(normalizer={"type": "Sequence", "normalizers": [{"type": "NFC"}]}),
 }
 
 
@@ -219,7 +220,7 @@ def test_variants_equal_hf(name, corpus, tmp_path):
     tok = glm5.Tokenizer(d)
     lines = corpus.split("\n")
     texts = with_specials(lines[::7][:3000] + lines[-3000:])
-    roundtrip = name not in ("removed", "no_decoder", "gpt2_bytelevel")  # not the text back (nor in HF)
+    roundtrip = name not in ("removed", "no_decoder", "gpt2_bytelevel", "nfc")  # not the text back (nor in HF)
     compare(tok, ref, texts, True, name, roundtrip=roundtrip)
     compare(tok, ref, texts, False, name, roundtrip=roundtrip)
     if not roundtrip:
@@ -310,6 +311,27 @@ def test_added_token_options_equal_hf(corpus, tmp_path):
     texts = with_specials(extra + lines[::5][:5000])
     compare(tok, ref, texts, True, "added tokens", roundtrip=False)
     compare(tok, ref, texts, False, "added tokens", roundtrip=False)
+    for t in texts[:2000]:
+        ids = tok.encode(t)
+        assert tok.decode(ids) == ref.decode(ids.tolist(), skip_special_tokens=False)
+
+
+def test_nfc_with_normalized_added_tokens_equal_hf(corpus, tmp_path):
+    """NFC composes before pre-tokenization; normalized added tokens match in their NFC form."""
+    ref = hf.Tokenizer.from_file(str(TINY / "tokenizer.json"))
+    ref.normalizer = hf.normalizers.NFC()
+    A = hf.AddedToken
+    ref.add_tokens([A("cafe\u0301", normalized=True), A("Ame\u0301lie", normalized=False), A("Å", normalized=True)])
+    d = tmp_path / "nfc"
+    d.mkdir()
+    ref.save(str(d / "tokenizer.json"))
+    ref = hf.Tokenizer.from_file(str(d / "tokenizer.json"))
+    tok = glm5.Tokenizer(d)
+    lines = corpus.split("\n")
+    extra = ["café cafe\u0301 Ame\u0301lie Amélie A\u030a Å Å", "e\u0301\u0301 \u0301x ﬁ ǅ 가각 \u1100\u1161\u11a8"]
+    texts = with_specials(extra + [t for t in lines if any(ord(c) > 0x2FF for c in t)][:6000])
+    compare(tok, ref, texts, True, "nfc", roundtrip=False)
+    compare(tok, ref, texts, False, "nfc", roundtrip=False)
     for t in texts[:2000]:
         ids = tok.encode(t)
         assert tok.decode(ids) == ref.decode(ids.tolist(), skip_special_tokens=False)
