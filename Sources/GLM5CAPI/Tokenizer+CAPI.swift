@@ -86,8 +86,8 @@ public func glm5_tokenizer_free(_ tokenizer: OpaquePointer?) {
   release(tokenizer, TokenizerBox.self, kind: "tokenizer")
 }
 
-/// Reads a `glm5_tokenizer_info` that the header's inline glm5_tokenizer_info_init prepared
-/// (struct_size checked, so an older host's smaller struct is filled only up to its size).
+/// Fills a `glm5_tokenizer_info` that the header's inline glm5_tokenizer_info_init prepared:
+/// struct_size must be at least this version's; a larger (newer) struct gets this version's fields.
 @c @implementation
 public func glm5_tokenizer_get_info(_ tokenizer: OpaquePointer?, _ info: UnsafeMutablePointer<glm5_tokenizer_info>?) -> glm5_status {
   guarded("glm5_tokenizer_get_info") { () throws(GLM5Error) in
