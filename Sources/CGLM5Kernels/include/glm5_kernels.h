@@ -63,8 +63,9 @@ int32_t glm5k_int4_decode_prepare(const glm5k_int4 *w, float *xp);
 /// x [tokens, cols] (ldx) → xp [tokens, cols]: per 16 columns the 8 even ones, then the 8 odd ones.
 void glm5k_int4_permute(const float *x, int64_t ldx, int64_t tokens, int64_t cols, float *xp);
 
-/// y[t · ldy + r] for rows [r0, r1) of w and tokens [0, tokens), 1 ≤ tokens ≤ 8, xp permuted
-/// ([tokens, cols]). One token: 4-row tiles; more: per row, tiles of 4 and 2 tokens.
+/// y[t · ldy + r] for rows [r0, r1) of w and tokens [0, tokens), 1 ≤ tokens, xp permuted
+/// ([tokens, cols]). One token: glm5k_int4_decode (form 0); more: AVX-512 tiles of 4 rows × 4
+/// tokens, AVX2 per row tiles of 4 and 2 tokens.
 void glm5k_int4_linear(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *xp, int64_t tokens,
                        float *y, int64_t ldy);
 
