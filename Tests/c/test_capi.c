@@ -50,29 +50,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int n_checks = 0;
-
-#define CHECK(cond)                                                                               \
-    do {                                                                                          \
-        n_checks++;                                                                               \
-        if (!(cond)) {                                                                            \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n  last error: \"%s\"\n", __FILE__, __LINE__, \
-                    #cond, glm5_last_error());                                                    \
-            exit(1);                                                                              \
-        }                                                                                         \
-    } while (0)
-
-/* The last error contains `needle`. */
-#define CHECK_MSG(needle) CHECK(strstr(glm5_last_error(), (needle)) != NULL)
-
-/* A status and a non-empty message that contains `needle`. */
-#define CHECK_FAIL(expr, status, needle)  \
-    do {                                  \
-        CHECK((expr) == (status));        \
-        CHECK(glm5_last_error()[0] != 0); \
-        CHECK_MSG(needle);                \
-    } while (0)
-
+#include "check.h"
 
 /* ---------------------------------------------------------------------------------------------
  * Small helpers: files, temp folders, a naive JSON number lookup

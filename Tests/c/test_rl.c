@@ -18,22 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int n_checks = 0;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        n_checks++;                                                                                \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n  last error: \"%s\"\n", __FILE__, __LINE__, \
-                    #cond, glm5_last_error());                                                     \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
-#define CHECK_FAIL(expr, status, needle)                          \
-    do {                                                          \
-        CHECK((expr) == (status));                                \
-        CHECK(strstr(glm5_last_error(), (needle)) != NULL);       \
-    } while (0)
+#include "check.h"
 #define OK(expr) CHECK((expr) == GLM5_OK)
 
 static char root[2048];

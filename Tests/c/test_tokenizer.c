@@ -25,24 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int n_checks = 0;
-
-#define CHECK(cond)                                                                               \
-    do {                                                                                          \
-        n_checks++;                                                                               \
-        if (!(cond)) {                                                                            \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n  last error: \"%s\"\n", __FILE__, __LINE__, \
-                    #cond, glm5_last_error());                                                    \
-            exit(1);                                                                              \
-        }                                                                                         \
-    } while (0)
-
-#define CHECK_MSG(needle) CHECK(strstr(glm5_last_error(), (needle)) != NULL)
-#define CHECK_FAIL(expr, status, needle) \
-    do {                                 \
-        CHECK((expr) == (status));       \
-        CHECK_MSG(needle);               \
-    } while (0)
+#include "check.h"
 
 static char repo[4096];
 static char tiny_tok[4200];
