@@ -35,7 +35,7 @@ static inline float glm5k_reduce8(__m256 v) {
 /// Prefetches the scales (and zero points) of slice rows [r, r + n).
 void glm5k_int4_prefetch_scales(const glm5k_int4 *w, int64_t r, int64_t n);
 
-/// One-token tiles with AVX-512 (int4_avx512.c), rows4's bits: 4 rows r[0..3] (repeats allowed)
+/// One-token tiles with AVX-512 (int4_decode_avx512.c), rows4's bits: 4 rows r[0..3] (repeats allowed)
 /// or the 8 rows r .. r + 7; `next` (or -1): the first row of the next tile, prefetched. The
 /// odd16 forms read x with the odd half of every 16 columns scaled by 1/16
 /// (glm5k_int4_scale_odd16_avx512).
@@ -44,7 +44,7 @@ void glm5k_int4_rows4_odd16_avx512(const glm5k_int4 *w, const int64_t r[4], cons
 void glm5k_int4_rows8_avx512(const glm5k_int4 *w, int64_t r, const float *xp, int64_t next, float out[8]);
 void glm5k_int4_rows8_odd16_avx512(const glm5k_int4 *w, int64_t r, const float *xp, int64_t next, float out[8]);
 
-/// 2-8 tokens with AVX-512: rows r[0..3] × token rows x[0..3] (repeats allowed), out[token · 4 + row].
+/// 2-8 tokens with AVX-512 (int4_fewtokens_avx512.c): rows r[0..3] × token rows x[0..3] (repeats allowed), out[token · 4 + row].
 void glm5k_int4_rows4_tokens4_avx512(const glm5k_int4 *w, const int64_t r[4], const float *const x[4], float out[16]);
 
 /// Keys per block of the indexer kernels' fold.
@@ -74,7 +74,7 @@ static inline void glm5k_index_fold(float *d, int64_t ld, int64_t heads, const f
 void glm5k_index_scores_avx512(const float *q, const float *w, int64_t heads, int64_t dim, const float *keys, int64_t j0,
                                int64_t j1, float scale, float *scores);
 
-/// glm5k_int4_axpy_rows with AVX-512 (group a multiple of 16): the same bits.
+/// glm5k_int4_axpy_rows with AVX-512 (int4_transposed_avx512.c; group a multiple of 16): the same bits.
 void glm5k_int4_axpy_rows_avx512(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *x, float *y);
 
 /// Scales the odd half of every 16 columns of xp [cols] by 1/16 in place and returns 1 if that is
