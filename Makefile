@@ -3,6 +3,9 @@
 #   make demo    install what is missing, build, run the main job on the bundled model
 #   make check   install what is missing, build, run every test (Swift, C, Python, Rust)
 #
+#   make install [PREFIX=/usr/local] [DESTDIR=]   libglm5.so.1 (+ libglm5.so), glm5.h, glm5.pc, glm5
+#   make uninstall [PREFIX=...] [DESTDIR=]        removes exactly those files
+#
 # The C library is built with the Swift runtime linked in statically (-static-stdlib), so that
 # libglm5.so needs only system libraries (OpenBLAS, zstd, libc) at run time.
 
@@ -18,7 +21,26 @@ PYTHON       ?= python3
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PKGS     := libopenblas-dev libzstd-dev pkg-config
 
-.PHONY: deps build demo bench check test-swift test-c test-python test-rust clean
+# Installation. BINDIR, LIBDIR, INCLUDEDIR and PKGCONFIGDIR may be set alone (e.g.
+# LIBDIR=/usr/lib/x86_64-linux-gnu); DESTDIR is prepended to every path (staged installs) and
+# never written into glm5.pc. After a direct (DESTDIR-less) install as root, LDCONFIG runs so that
+# the loader's cache knows the library; LDCONFIG= skips it.
+PREFIX       ?= /usr/local
+DESTDIR      ?=
+BINDIR       ?= $(PREFIX)/bin
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+LDCONFIG     ?= ldconfig
+header_define = $(shell sed -n 's/^\#define $(1) \([0-9][0-9]*\).*/\1/p' include/glm5.h)
+VERSION      := $(call header_define,GLM5_VERSION_MAJOR).$(call header_define,GLM5_VERSION_MINOR).$(call header_define,GLM5_VERSION_PATCH)
+ABI          := $(call header_define,GLM5_ABI_VERSION)
+# The soname carries the ABI version (set in Package.swift; test-c checks that they agree).
+SONAME       := libglm5.so.$(ABI)
+# A path under PREFIX as glm5.pc writes it (${prefix}/lib), so that pkg-config --define-prefix works.
+pc_path       = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+
+.PHONY: deps build demo bench check test-swift test-c test-python test-rust test-install install uninstall clean
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -30,6 +52,7 @@ deps:
 build: deps
 	$(SWIFT) build $(RELEASE_FLAGS)
 	ln -sf glm5-cli $(CLI)
+	ln -sf libglm5.so $(BIN)/$(SONAME)
 
 demo: build
 	$(CLI) info $(MODEL)
@@ -38,7 +61,7 @@ demo: build
 bench: build
 	$(CLI) bench
 
-check: build test-swift test-c test-python test-rust
+check: build test-swift test-c test-python test-rust test-install
 	@echo "all tests passed"
 
 test-swift: deps
@@ -60,6 +83,8 @@ test-c: build
 	@# The documented surface: only glm5_* symbols exported, no Swift runtime needed at run time.
 	@extra=$$(nm -D --defined-only $(LIB) | awk '$$2 ~ /^[A-Z]$$/ && $$3 !~ /^glm5_/'); \
 	  if [ -n "$$extra" ]; then echo "libglm5.so exports more than glm5_*:"; echo "$$extra"; exit 1; fi
+	@readelf -d $(LIB) | grep -q 'Library soname: \[$(SONAME)\]' || \
+	  { echo "libglm5.so's soname is not $(SONAME) (GLM5_ABI_VERSION in include/glm5.h; Package.swift):"; readelf -d $(LIB) | grep SONAME; exit 1; }
 	@if readelf -d $(LIB) | grep NEEDED | grep -qi swift; then echo "libglm5.so needs the Swift runtime:"; readelf -d $(LIB) | grep NEEDED; exit 1; fi
 	@echo "libglm5.so: exports only glm5_*, needs: $$(readelf -d $(LIB) | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')"
 	$(MAKE) -C examples/c GLM5_LIB_DIR=$(abspath $(BIN))
@@ -76,6 +101,36 @@ test-python: build
 
 test-rust: build
 	cd bindings/rust && GLM5_LIB_DIR=$(abspath $(BIN)) cargo test --offline -q
+
+# Installs what `make build` made (building it first only when it is missing, so that
+# `make build && sudo make install` does not build as root).
+install:
+	@for f in $(LIB) $(BIN)/glm5-cli; do \
+	  if [ ! -f $$f ]; then echo "$$f is missing: building first"; $(MAKE) build || exit 1; break; fi; \
+	done
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR)
+	install -m 755 $(LIB) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libglm5.so
+	install -m 644 include/glm5.h $(DESTDIR)$(INCLUDEDIR)/glm5.h
+	install -m 755 $(BIN)/glm5-cli $(DESTDIR)$(BINDIR)/glm5
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(call pc_path,$(LIBDIR))|' \
+	    -e 's|@INCLUDEDIR@|$(call pc_path,$(INCLUDEDIR))|' -e 's|@VERSION@|$(VERSION)|' -e 's|@ABI@|$(ABI)|' \
+	    tools/install/glm5.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/glm5.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/glm5.pc
+	@if [ -z "$(DESTDIR)" ] && [ -n "$(LDCONFIG)" ] && [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null; then \
+	  echo "$(LDCONFIG)"; $(LDCONFIG); fi
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libglm5.so $(DESTDIR)$(PKGCONFIGDIR)/glm5.pc \
+	      $(DESTDIR)$(INCLUDEDIR)/glm5.h $(DESTDIR)$(BINDIR)/glm5
+	@if [ -z "$(DESTDIR)" ] && [ -n "$(LDCONFIG)" ] && [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null; then \
+	  echo "$(LDCONFIG)"; $(LDCONFIG); fi
+
+# Installs into a temporary prefix and uses it the ways users do: C through pkg-config, the
+# installed glm5 command, a pip-installed wheel in a fresh venv, the Rust crate through
+# pkg-config; then uninstalls and checks that nothing is left (tools/install/test_install.sh).
+test-install: build
+	MAKE="$(MAKE)" CC="$(CC)" PYTHON="$(PYTHON)" bash tools/install/test_install.sh
 
 clean:
 	rm -rf .build bindings/rust/target

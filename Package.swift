@@ -64,6 +64,10 @@ let package = Package(
         .unsafeFlags([
           "-Xlinker", "--version-script=\(packageDir)/Sources/GLM5CAPI/exports.map",
           "-Xlinker", "-z", "-Xlinker", "nodelete",
+          // The soname carries GLM5_ABI_VERSION (include/glm5.h; `make test-c` checks they
+          // agree): `make install` puts the file as libglm5.so.1 with libglm5.so -> libglm5.so.1,
+          // and `make build` links .build/release/libglm5.so.1 -> libglm5.so for hosts linked here.
+          "-Xlinker", "-soname", "-Xlinker", "libglm5.so.1",
         ]),
       ]
     ),

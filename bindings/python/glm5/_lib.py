@@ -10,9 +10,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import subprocess
 import sys
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 #: The GLM5_ABI_VERSION of the header this binding mirrors.
 ABI_VERSION = 1
@@ -396,35 +397,123 @@ _FUNCTIONS = {
 # ---------------------------------------------------------------------------------------------
 
 
-def candidates(env: Optional[str] = None) -> List[Tuple[str, str]]:
-    """The places to try, in order, as (description, path-or-name)."""
-    out: List[Tuple[str, str]] = []
+def _in_source_checkout() -> bool:
+    """True when this package is bindings/python/glm5 of a glm5 checkout (not an installed copy)."""
+    return (
+        _PACKAGE_DIR.parent.name == "python"
+        and _PACKAGE_DIR.parents[1].name == "bindings"
+        and (_REPO_DIR / "include" / "glm5.h").is_file()
+    )
+
+
+def _pkg_config_libdir() -> Optional[str]:
+    """`pkg-config --variable=libdir glm5` (PKG_CONFIG names the program), or None."""
+    try:
+        p = subprocess.run(
+            [os.environ.get("PKG_CONFIG") or "pkg-config", "--variable=libdir", "glm5"],
+            capture_output=True, text=True, timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    libdir = p.stdout.strip()
+    return libdir if p.returncode == 0 and libdir else None
+
+
+def _system_names() -> List[str]:
+    """The file names an installed library has: the soname of this ABI, then the dev symlink."""
+    if sys.platform == "darwin":
+        return [f"libglm5.{ABI_VERSION}.dylib", _LIB_NAME]
+    return [f"{_LIB_NAME}.{ABI_VERSION}", _LIB_NAME]
+
+
+def _candidates(env: Optional[str]) -> Iterator[Tuple[str, str]]:
     if env:
         p = Path(env)
-        out.append(("GLM5_LIBRARY", str(p / _LIB_NAME) if p.is_dir() else str(p)))
-        return out  # an explicit choice is never silently replaced by another library
-    out.append(("next to the package", str(_PACKAGE_DIR / _LIB_NAME)))
-    out.append(("repository build", str(_REPO_DIR / ".build" / "release" / _LIB_NAME)))
+        yield ("GLM5_LIBRARY", str(p / _LIB_NAME) if p.is_dir() else str(p))
+        return  # an explicit choice is never silently replaced by another library
+    yield ("next to the package", str(_PACKAGE_DIR / _LIB_NAME))
+    if _in_source_checkout():
+        yield ("repository build", str(_REPO_DIR / ".build" / "release" / _LIB_NAME))
+    # Installed (`make install`): the dynamic loader's own search (LD_LIBRARY_PATH, ldconfig's
+    # cache, the default folders), then pkg-config's libdir, then the usual prefixes by path
+    # (a fresh /usr/local install that ldconfig has not seen yet).
     found = ctypes.util.find_library("glm5")
-    out.append(("system loader", found or _LIB_NAME))
+    for name in ([found] if found else []) + _system_names():
+        yield ("system loader", name)
+    libdir = _pkg_config_libdir()
+    if libdir:
+        for name in _system_names():
+            yield ("pkg-config libdir", os.path.join(libdir, name))
+    for prefix_lib in ("/usr/local/lib", "/usr/lib"):
+        for name in _system_names():
+            yield ("standard prefix", os.path.join(prefix_lib, name))
+
+
+def candidates(env: Optional[str] = None) -> List[Tuple[str, str]]:
+    """The places to try, in order, as (description, path-or-name), without repeats.
+
+    GLM5_LIBRARY alone when set; else next to the package, this checkout's .build/release (only
+    in a source checkout), the system loader (ctypes.util.find_library, then the soname),
+    `pkg-config --variable=libdir glm5`, and /usr/local/lib, /usr/lib."""
+    out: List[Tuple[str, str]] = []
+    for c in _candidates(env):
+        if all(c[1] != seen for _, seen in out):
+            out.append(c)
     return out
 
 
+def _loaded_file(lib: ctypes.CDLL, fallback: str) -> str:
+    """The absolute path of the file the loader opened for lib (dladdr), or fallback."""
+
+    class _DlInfo(ctypes.Structure):
+        _fields_ = [
+            ("dli_fname", ctypes.c_char_p),
+            ("dli_fbase", ctypes.c_void_p),
+            ("dli_sname", ctypes.c_char_p),
+            ("dli_saddr", ctypes.c_void_p),
+        ]
+
+    for owner in (None, "libdl.so.2"):
+        try:
+            dladdr = ctypes.CDLL(owner).dladdr
+        except (OSError, AttributeError):
+            continue
+        dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
+        dladdr.restype = ctypes.c_int
+        info = _DlInfo()
+        try:
+            address = ctypes.cast(lib.glm5_abi_version, ctypes.c_void_p)
+        except AttributeError:
+            return fallback
+        if dladdr(address, ctypes.byref(info)) and info.dli_fname:
+            return os.path.realpath(os.fsdecode(info.dli_fname))
+    return fallback
+
+
 def load_library(env: Optional[str] = None) -> Tuple[ctypes.CDLL, str]:
-    """Open the first libglm5 that exists; ImportError listing what was tried otherwise."""
+    """Open the first libglm5 that exists; ImportError listing what was tried otherwise.
+
+    Candidates are tried lazily (pkg-config runs only when nothing before it loads). The path
+    returned is the file actually opened (the loader's choice, for a bare name)."""
     tried = []
-    for where, path in candidates(env):
+    seen = set()
+    for where, path in _candidates(env):
+        if path in seen:
+            continue
+        seen.add(path)
         is_file_path = os.sep in path
         if is_file_path and not os.path.exists(path):
             tried.append(f"{where}: {path} (not found)")
             continue
         try:
-            return ctypes.CDLL(path), path
+            lib = ctypes.CDLL(path)
         except OSError as e:
             tried.append(f"{where}: {path} ({e})")
+            continue
+        return lib, (os.path.abspath(path) if is_file_path else _loaded_file(lib, path))
     raise ImportError(
-        "glm5: cannot load libglm5 (build it with `make build`, or set GLM5_LIBRARY to the "
-        "library file or its folder); tried:\n  " + "\n  ".join(tried)
+        "glm5: cannot load libglm5 (install it with `make install`, build it with `make build`, "
+        "or set GLM5_LIBRARY to the library file or its folder); tried:\n  " + "\n  ".join(tried)
     )
 
 

@@ -208,10 +208,44 @@ def test_env_library_missing_is_import_error():
 
 def test_candidates_order(tmp_path):
     assert _lib.candidates(str(tmp_path)) == [("GLM5_LIBRARY", str(tmp_path / "libglm5.so"))]
-    where = [w for w, _ in _lib.candidates(None)]
-    assert where == ["next to the package", "repository build", "system loader"]
-    repo_build = _lib.candidates(None)[1][1]
-    assert repo_build.endswith(os.path.join(".build", "release", "libglm5.so"))
+    found = _lib.candidates(None)
+    where = [w for w, _ in found]
+    # Each place once, in this order (pkg-config's only when glm5.pc is found).
+    order = ["next to the package", "repository build", "system loader", "pkg-config libdir", "standard prefix"]
+    assert [w for w in order if w in where] == sorted(set(where), key=where.index)
+    assert where[0] == "next to the package"
+    if _lib._in_source_checkout():
+        repo_build = found[1][1]
+        assert where[1] == "repository build"
+        assert repo_build.endswith(os.path.join(".build", "release", "libglm5.so"))
+    assert ("system loader", "libglm5.so.%d" % _lib.ABI_VERSION) in found
+    assert ("standard prefix", "/usr/local/lib/libglm5.so.%d" % _lib.ABI_VERSION) in found
+    assert ("standard prefix", "/usr/lib/libglm5.so") in found
+    assert len(set(p for _, p in found)) == len(found)
+
+
+def test_pkg_config_candidate(tmp_path):
+    """A glm5.pc on PKG_CONFIG_PATH puts its libdir before the standard prefixes."""
+    pc = tmp_path / "glm5.pc"
+    pc.write_text(
+        "prefix=%s\nlibdir=${prefix}/lib\nName: glm5\nDescription: t\nVersion: 0.3.0\nLibs: -L${libdir} -lglm5\n"
+        % tmp_path
+    )
+    old = os.environ.get("PKG_CONFIG_PATH")
+    os.environ["PKG_CONFIG_PATH"] = str(tmp_path)
+    try:
+        if _lib._pkg_config_libdir() is None:
+            pytest.skip("no pkg-config program")
+        found = _lib.candidates(None)
+    finally:
+        if old is None:
+            del os.environ["PKG_CONFIG_PATH"]
+        else:
+            os.environ["PKG_CONFIG_PATH"] = old
+    where = [w for w, _ in found]
+    assert ("pkg-config libdir", str(tmp_path / "lib" / "libglm5.so")) in found
+    assert where.index("pkg-config libdir") < where.index("standard prefix")
+    assert where.index("system loader") < where.index("pkg-config libdir")
 
 
 def header_struct_fields(name):
