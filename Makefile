@@ -39,6 +39,7 @@ ABI          := $(call header_define,GLM5_ABI_VERSION)
 SONAME       := libglm5.so.$(ABI)
 # A path under PREFIX as glm5.pc writes it (${prefix}/lib), so that pkg-config --define-prefix works.
 pc_path       = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+run_ldconfig  = $(if $(and $(LDCONFIG),$(if $(DESTDIR),,1)),@if [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null; then echo $(LDCONFIG); $(LDCONFIG); fi)
 
 .PHONY: deps build demo bench check test-swift test-c test-python test-rust test-install install uninstall clean
 
@@ -117,14 +118,12 @@ install:
 	    -e 's|@INCLUDEDIR@|$(call pc_path,$(INCLUDEDIR))|' -e 's|@VERSION@|$(VERSION)|' -e 's|@ABI@|$(ABI)|' \
 	    tools/install/glm5.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/glm5.pc
 	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/glm5.pc
-	@if [ -z "$(DESTDIR)" ] && [ -n "$(LDCONFIG)" ] && [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null; then \
-	  echo "$(LDCONFIG)"; $(LDCONFIG); fi
+	$(run_ldconfig)
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libglm5.so $(DESTDIR)$(PKGCONFIGDIR)/glm5.pc \
 	      $(DESTDIR)$(INCLUDEDIR)/glm5.h $(DESTDIR)$(BINDIR)/glm5
-	@if [ -z "$(DESTDIR)" ] && [ -n "$(LDCONFIG)" ] && [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null; then \
-	  echo "$(LDCONFIG)"; $(LDCONFIG); fi
+	$(run_ldconfig)
 
 # Installs into a temporary prefix and uses it the ways users do: C through pkg-config, the
 # installed glm5 command, a pip-installed wheel in a fresh venv, the Rust crate through

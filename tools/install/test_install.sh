@@ -19,13 +19,14 @@ PYTHON=${PYTHON:-python3}
 FIXTURE=$REPO/Tests/Fixtures/tiny-dsa
 
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+trap '[ -n "${TEST_INSTALL_KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"' EXIT
 PREFIX=$WORK/prefix
 mkdir -p "$WORK/scratch"
 # Nothing may find the library by accident: no explicit choices, no repository on any path.
 unset GLM5_LIBRARY GLM5_LIB_DIR PYTHONPATH LD_LIBRARY_PATH PKG_CONFIG_PATH
 step() { echo "test-install: $*"; }
 fail() { echo "test-install: FAILED: $*" >&2; exit 1; }
+pc() { pkg-config "$@" | sed 's/[[:space:]]*$//'; }   # pkg-config ends some answers with a space
 
 # 1. Layout ----------------------------------------------------------------------------------
 step "make install PREFIX=$PREFIX"
@@ -44,13 +45,13 @@ instead of
 $expected"
 [ "$(readlink "$PREFIX/lib/libglm5.so")" = "libglm5.so.$ABI" ] || fail "lib/libglm5.so is not a link to libglm5.so.$ABI"
 [ -f "$PREFIX/lib/libglm5.so.$ABI" ] && [ ! -L "$PREFIX/lib/libglm5.so.$ABI" ] || fail "lib/libglm5.so.$ABI is not a file"
-readelf -d "$PREFIX/lib/libglm5.so.$ABI" | grep -q "Library soname: \[libglm5.so.$ABI\]" || fail "soname is not libglm5.so.$ABI"
+readelf -d "$PREFIX/lib/libglm5.so.$ABI" | grep "Library soname: \[libglm5.so.$ABI\]" >/dev/null || fail "soname is not libglm5.so.$ABI"
 cmp -s "$PREFIX/include/glm5.h" include/glm5.h || fail "glm5.h differs"
 export PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig
-[ "$(pkg-config --modversion glm5)" = "$VERSION" ] || fail "pkg-config --modversion glm5 is not $VERSION"
-[ "$(pkg-config --variable=libdir glm5)" = "$PREFIX/lib" ] || fail "pkg-config libdir is $(pkg-config --variable=libdir glm5)"
-[ "$(pkg-config --cflags glm5)" = "-I$PREFIX/include" ] || fail "pkg-config --cflags glm5 is $(pkg-config --cflags glm5)"
-[ "$(pkg-config --libs glm5)" = "-L$PREFIX/lib -lglm5" ] || fail "pkg-config --libs glm5 is $(pkg-config --libs glm5)"
+[ "$(pc --modversion glm5)" = "$VERSION" ] || fail "pkg-config --modversion glm5 is not $VERSION"
+[ "$(pc --variable=libdir glm5)" = "$PREFIX/lib" ] || fail "pkg-config libdir is $(pc --variable=libdir glm5)"
+[ "$(pc --cflags glm5)" = "-I$PREFIX/include" ] || fail "pkg-config --cflags glm5 is $(pc --cflags glm5)"
+[ "$(pc --libs glm5)" = "-L$PREFIX/lib -lglm5" ] || fail "pkg-config --libs glm5 is $(pc --libs glm5)"
 unset PKG_CONFIG_PATH
 
 step "make install DESTDIR=… PREFIX=/opt/glm5 (staged)"
@@ -71,9 +72,11 @@ cp "$REPO/examples/c/model_info.c" .
 PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig $CC -std=c11 -O2 -Wall -Wextra -Werror -pedantic \
   $(PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig pkg-config --cflags glm5) model_info.c \
   $(PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig pkg-config --libs glm5) -o model_info
-readelf -d model_info | grep -q "Shared library: \[libglm5.so.$ABI\]" || fail "model_info does not need libglm5.so.$ABI"
-LD_LIBRARY_PATH=$PREFIX/lib ldd model_info | grep -q "libglm5.so.$ABI => $PREFIX/lib/libglm5.so.$ABI" \
-  || fail "model_info does not resolve libglm5 in the prefix: $(LD_LIBRARY_PATH=$PREFIX/lib ldd model_info | grep glm5)"
+readelf -d model_info | grep "Shared library: \[libglm5.so.$ABI\]" >/dev/null || fail "model_info does not need libglm5.so.$ABI"
+# (Outputs are captured before grep -q: under pipefail, grep's early exit would fail the writer.)
+deps=$(LD_LIBRARY_PATH=$PREFIX/lib ldd model_info)
+grep -q "libglm5.so.$ABI => $PREFIX/lib/libglm5.so.$ABI" <<<"$deps" \
+  || fail "model_info does not resolve libglm5 in the prefix: $(grep glm5 <<<"$deps")"
 LD_LIBRARY_PATH=$PREFIX/lib ./model_info "$FIXTURE" > c.out || fail "model_info failed: $(cat c.out)"
 grep -q "vocab" c.out || fail "model_info printed: $(cat c.out)"
 
@@ -81,7 +84,8 @@ grep -q "vocab" c.out || fail "model_info printed: $(cat c.out)"
 step "$PREFIX/bin/glm5 info"
 "$PREFIX/bin/glm5" info "$FIXTURE" > cli.out || fail "glm5 info failed: $(cat cli.out)"
 grep -q "vocab" cli.out || fail "glm5 info printed: $(cat cli.out)"
-if ldd "$PREFIX/bin/glm5" | grep -q "$REPO"; then fail "the installed glm5 links into the repository"; fi
+deps=$(ldd "$PREFIX/bin/glm5")
+if grep -q "$REPO" <<<"$deps"; then fail "the installed glm5 links into the repository"; fi
 
 # 4. Python: a wheel in a fresh venv -----------------------------------------------------------
 step "Python: wheel of bindings/python into a fresh venv"
@@ -130,12 +134,12 @@ PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig venv/bin/python -c "$check_py" "$PREFIX" "
 # Without either, the import must fail, listing what it tried (unless glm5 is installed for real).
 SYSTEM_GLM5=
 if pkg-config --exists glm5 2>/dev/null || [ -e /usr/local/lib/libglm5.so.$ABI ] || [ -e /usr/lib/libglm5.so.$ABI ] \
-   || { [ -x /sbin/ldconfig ] && /sbin/ldconfig -p | grep -q libglm5; }; then
+   || { [ -x /sbin/ldconfig ] && /sbin/ldconfig -p | grep libglm5 >/dev/null; }; then
   SYSTEM_GLM5=1
   step "(glm5 is also installed on this system: skipping the negative checks)"
 else
   if venv/bin/python -c "import glm5" 2>py.err; then fail "import glm5 found a library with nothing pointing at it"; fi
-  grep -q "standard prefix: /usr/local/lib/libglm5.so.$ABI" py.err || fail "the ImportError does not list what it tried: $(cat py.err)"
+  grep -q "found no glm5.pc" py.err && grep -q "standard prefix: /usr/local/lib/libglm5.so.$ABI" py.err || fail "the ImportError does not list what it tried: $(cat py.err)"
 fi
 
 # 5. Rust through pkg-config -------------------------------------------------------------------
@@ -149,14 +153,16 @@ ln -s "$REPO/Tests" rs/Tests
 [ ! -e rs/.build ] || fail "rs/.build exists"
 export CARGO_TARGET_DIR=$WORK/scratch/rs-target
 if [ -z "$SYSTEM_GLM5" ]; then
-  ( cd rs/bindings/rust && ! cargo build --offline -q 2>../../rust-nopc.err ) \
+  ( cd rs/bindings/rust && ! cargo build --offline -q 2>"$WORK/scratch/rust-nopc.err" ) \
     || fail "the crate built without GLM5_LIB_DIR, pkg-config or a repository build"
   grep -q "pkg-config" rust-nopc.err || fail "the crate's failure does not mention pkg-config: $(cat rust-nopc.err)"
+  step "  without pkg-config's glm5: $(grep -o "glm5: cannot find libglm5[^;]*" rust-nopc.err | head -1) …"
 fi
 ( cd rs/bindings/rust && PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig cargo test --offline -q --test model 2>&1 ) > rust.out \
   || fail "cargo test through pkg-config: $(tail -30 rust.out)"
+step "  $(grep 'test result' rust.out | tail -1)"
 t=$(ls -t "$CARGO_TARGET_DIR"/debug/deps/model-* | grep -v '\.d$' | head -1)
-readelf -d "$t" | grep -q "RUNPATH.*\[$PREFIX/lib\]" || fail "the test binary's run path is not $PREFIX/lib"
+readelf -d "$t" | grep "R.*PATH.*\[$PREFIX/lib\]" >/dev/null || fail "the test binary's run path is not $PREFIX/lib"
 unset CARGO_TARGET_DIR
 
 # 6. Uninstall ---------------------------------------------------------------------------------

@@ -444,6 +444,8 @@ def _candidates(env: Optional[str]) -> Iterator[Tuple[str, str]]:
     if libdir:
         for name in _system_names():
             yield ("pkg-config libdir", os.path.join(libdir, name))
+    else:
+        yield ("pkg-config libdir", "")  # nothing to try: said so in load_library's message
     for prefix_lib in ("/usr/local/lib", "/usr/lib"):
         for name in _system_names():
             yield ("standard prefix", os.path.join(prefix_lib, name))
@@ -457,7 +459,7 @@ def candidates(env: Optional[str] = None) -> List[Tuple[str, str]]:
     `pkg-config --variable=libdir glm5`, and /usr/local/lib, /usr/lib."""
     out: List[Tuple[str, str]] = []
     for c in _candidates(env):
-        if all(c[1] != seen for _, seen in out):
+        if c[1] and all(c[1] != seen for _, seen in out):
             out.append(c)
     return out
 
@@ -498,6 +500,9 @@ def load_library(env: Optional[str] = None) -> Tuple[ctypes.CDLL, str]:
     tried = []
     seen = set()
     for where, path in _candidates(env):
+        if not path:
+            tried.append(f"{where}: `pkg-config --variable=libdir glm5` found no glm5.pc")
+            continue
         if path in seen:
             continue
         seen.add(path)
