@@ -1,7 +1,8 @@
 // GLM's chat turns, the one chat format the engine knows (no Jinja engine: `glm5 chat`).
 //
-// A folder "carries a chat template" when its tokenizer_config.json has a `chat_template` (a
-// string, or Hugging Face's list of {name, template} with one named "default") that mentions
+// A folder "carries a chat template" when it has a `chat_template.jinja` (transformers' file
+// since 4.43), or its tokenizer_config.json has a `chat_template` (a string, or Hugging Face's
+// list of {name, template} with one named "default"), and that template mentions
 // `<|user|>` and `<|assistant|>`, and its tokenizer has the special tokens `[gMASK]`, `<sop>`,
 // `<|user|>` and `<|assistant|>`. The template text is then only recognised, never run: turns
 // are GLM's fixed format,
@@ -25,32 +26,12 @@ public struct ChatFormat: Sendable {
   /// `<|endoftext|>` (those the tokenizer has).
   public let stopTokenIds: [Int32]
 
-  /// The chat format of `folder`'s tokenizer_config.json and `tokenizer`, or an error saying why
+  /// The chat format of `folder` (its chat template) and `tokenizer`, or an error saying why
   /// the folder has none (.unsupported).
   public init(folder: String, tokenizer: Tokenizer) throws(GLM5Error) {
-    let cfgPath = joinPath(folder, "tokenizer_config.json")
-    guard fileKind(cfgPath) == .file else {
-      throw .unsupported("\(folder) has no tokenizer_config.json, so no chat_template: glm5 chat needs one")
-    }
-    let bytes = try readTextFile(cfgPath)
-    let json: JSON
-    do { json = try withBytes(bytes) { (b) throws(GLM5Error) -> JSON in try JSON.parse(b) } } catch {
-      throw .badFormat("\(cfgPath): \(error.message)")
-    }
-    guard let t = json["chat_template"], !t.isNull else {
-      throw .unsupported("\(cfgPath) has no chat_template: glm5 chat needs a model folder with a chat template")
-    }
-    let template: String
-    if let s = t.string {
-      template = s
-    } else if let list = t.array,
-              let d = list.first(where: { $0["name"]?.string == "default" })?["template"]?.string {
-      template = d
-    } else {
-      throw .badFormat("\(cfgPath): chat_template is \(t.kind), expected a string or a list with a {\"name\": \"default\"} template")
-    }
+    let (template, source) = try ChatFormat.template(folder: folder)
     guard template.contains("<|user|>") && template.contains("<|assistant|>") else {
-      throw .unsupported("\(cfgPath): chat_template is not GLM-style (it names no <|user|> and <|assistant|>); glm5 chat knows only GLM's turn format")
+      throw .unsupported("\(source): the chat template is not GLM-style (it names no <|user|> and <|assistant|>); glm5 chat knows only GLM's turn format")
     }
     func special(_ s: String) throws(GLM5Error) -> Int32 {
       guard let id = tokenizer.id(of: s) else {
@@ -64,6 +45,29 @@ public struct ChatFormat: Sendable {
     assistant = try special("<|assistant|>")
     system = tokenizer.id(of: "<|system|>")
     stopTokenIds = ["<|user|>", "<|observation|>", "<|endoftext|>"].compactMap { tokenizer.id(of: $0) }
+  }
+
+  /// The folder's chat template text and the file it came from.
+  static func template(folder: String) throws(GLM5Error) -> (String, String) {
+    let jinja = joinPath(folder, "chat_template.jinja")
+    if fileKind(jinja) == .file { return (String(decoding: try readTextFile(jinja), as: UTF8.self), jinja) }
+    let cfgPath = joinPath(folder, "tokenizer_config.json")
+    guard fileKind(cfgPath) == .file else {
+      throw .unsupported("\(folder) has no chat_template.jinja and no tokenizer_config.json: glm5 chat needs a chat template")
+    }
+    let bytes = try readTextFile(cfgPath)
+    let json: JSON
+    do { json = try withBytes(bytes) { (b) throws(GLM5Error) -> JSON in try JSON.parse(b) } } catch {
+      throw .badFormat("\(cfgPath): \(error.message)")
+    }
+    guard let t = json["chat_template"], !t.isNull else {
+      throw .unsupported("\(cfgPath) has no chat_template: glm5 chat needs a model folder with a chat template")
+    }
+    if let s = t.string { return (s, cfgPath) }
+    if let list = t.array, let d = list.first(where: { $0["name"]?.string == "default" })?["template"]?.string {
+      return (d, cfgPath)
+    }
+    throw .badFormat("\(cfgPath): chat_template is \(t.kind), expected a string or a list with a {\"name\": \"default\"} template")
   }
 
   /// The ids of a user turn, up to the reply: `[gMASK]<sop>` and the system part when `first`,
