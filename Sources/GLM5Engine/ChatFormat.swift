@@ -2,7 +2,7 @@
 //
 // A folder "carries a chat template" when it has a `chat_template.jinja` (transformers' file
 // since 4.43), or its tokenizer_config.json has a `chat_template` (a string, or Hugging Face's
-// list of {name, template} with one named "default"), and that template mentions
+// list of {name, template} with one named "default"), and that template names `[gMASK]`,
 // `<|user|>` and `<|assistant|>`, and its tokenizer has the special tokens `[gMASK]`, `<sop>`,
 // `<|user|>` and `<|assistant|>`. The template text is then only recognised, never run: turns
 // are GLM's fixed format,
@@ -30,8 +30,8 @@ public struct ChatFormat: Sendable {
   /// the folder has none (.unsupported).
   public init(folder: String, tokenizer: Tokenizer) throws(GLM5Error) {
     let (template, source) = try ChatFormat.template(folder: folder)
-    guard template.contains("<|user|>") && template.contains("<|assistant|>") else {
-      throw .unsupported("\(source): the chat template is not GLM-style (it names no <|user|> and <|assistant|>); glm5 chat knows only GLM's turn format")
+    guard template.contains("[gMASK]") && template.contains("<|user|>") && template.contains("<|assistant|>") else {
+      throw .unsupported("\(source): the chat template is not GLM-style (it does not name [gMASK], <|user|> and <|assistant|>); glm5 chat knows only GLM's turn format")
     }
     func special(_ s: String) throws(GLM5Error) -> Int32 {
       guard let id = tokenizer.id(of: s) else {

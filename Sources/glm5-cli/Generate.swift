@@ -22,7 +22,8 @@ struct Generate: ParsableCommand {
     abstract: "Sample a continuation of a text or token-id prompt, printed as it is generated.",
     discussion: """
       MODEL defaults to the bundled models/glm5-tiny. Token ids may also follow MODEL directly
-      (glm5 generate MODEL 11 42 7), as before --ids. Stops at max -n tokens or at the model's
+      (glm5 generate MODEL 11 42 7), as before --ids (so a MODEL folder named by a number is
+      written ./42). Stops at max -n tokens or at the model's
       end-of-sequence ids (generation_config.json, else config.json) unless --ignore-eos.
       Timings (prefill and decode tokens/s) go to stderr; with --json they are in the object.
       """)

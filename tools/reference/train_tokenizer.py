@@ -75,7 +75,9 @@ def train(texts, vocab_size, ignore_merges=False):
 # GLM's turns for plain text (what `glm5 chat` uses, Sources/GLM5Engine/ChatFormat.swift): the
 # bundled model's template. transformers' apply_chat_template renders the same text.
 GLM_CHAT_TEMPLATE = (
-    "[gMASK]<sop>{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{% endfor %}"
+    "[gMASK]<sop>{% for m in messages %}"
+    "{% if m['role'] == 'system' %}<|system|>{% elif m['role'] == 'user' %}<|user|>{% else %}<|assistant|>{% endif %}"
+    "\n{{ m['content'] }}{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 
