@@ -79,17 +79,26 @@ public final class Checkpoint: @unchecked Sendable {
 
   /// Read every weight page once, so that the whole checkpoint is resident before it is used
   /// (benchmarks; hosts that prefer a slow load to a slow first token). Returns the bytes touched.
+  /// `progress(done, total)` (bytes), when given, is called after every 64 MiB and at the end
+  /// (a loading bar; it changes nothing else).
   @discardableResult
-  public func prefault() -> Int {
+  public func prefault(progress: ((_ done: Int, _ total: Int) -> Void)? = nil) -> Int {
     var sum: UInt8 = 0
     var n = 0
+    let total = store.files.reduce(0) { $0 + $1.mapping.bytes.count }
+    let every = 64 << 20
     for f in store.files {
       guard let base = f.mapping.bytes.baseAddress else { continue }
       var i = 0
-      while i < f.mapping.bytes.count { sum &+= base.load(fromByteOffset: i, as: UInt8.self); i += 4096 }
+      while i < f.mapping.bytes.count {
+        sum &+= base.load(fromByteOffset: i, as: UInt8.self)
+        i += 4096
+        if let progress, i % every == 0 { progress(n + i, total) }
+      }
       n += f.mapping.bytes.count
     }
     prefaultChecksum = sum
+    progress?(n, total)
     return n
   }
 

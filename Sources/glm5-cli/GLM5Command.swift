@@ -1,7 +1,12 @@
-// glm5 — the command-line driver over GLM5Engine (llama2.c `run.c` in spirit).
+// glm5 — the command-line driver over GLM5Engine (llama2.c `run.c` in spirit). generate and
+// chat run the bundled models/glm5-tiny when no folder is given (ModelFolder.swift).
 //
 //   glm5 info <model-folder>                 print a checkpoint's facts
-//   glm5 generate <model-folder> [ids...]    greedy continuation with per-token logprobs
+//   glm5 generate [<model-folder>] --prompt TEXT | --ids ID... [-n N] [--temperature T --top-p P
+//                 --top-k K --min-p M --seed S] [--json] [--show-logprobs] [--ignore-eos]
+//                                            a continuation, streamed as text (or ids, JSON, logprobs)
+//   glm5 chat [<model-folder>] [--system TEXT]
+//                                            interactive chat in GLM's turn format (one line a turn)
 //   glm5 serve <model-folder>                HTTP rollout server (SGLang native API)
 //   glm5 bench [<model-folder>]              prefill / decode tokens per second
 //   glm5 quantize <in> <out> [--group 32]    INT4 compressed-tensors copy of a checkpoint
@@ -16,7 +21,7 @@ struct GLM5Command: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "glm5",
     abstract: "Run GLM-5 (glm_moe_dsa) checkpoints on the CPU.",
-    subcommands: [Info.self, Generate.self, Serve.self, Bench.self, Quantize.self])
+    subcommands: [Info.self, Generate.self, Chat.self, Serve.self, Bench.self, Quantize.self])
 }
 
 /// Turn a library error into a clean exit with its message.

@@ -72,7 +72,18 @@ def train(texts, vocab_size, ignore_merges=False):
     return tok
 
 
-def config_json(max_length):
+# GLM's turns for plain text (what `glm5 chat` uses, Sources/GLM5Engine/ChatFormat.swift): the
+# bundled model's template. transformers' apply_chat_template renders the same text.
+GLM_CHAT_TEMPLATE = (
+    "[gMASK]<sop>{% for m in messages %}"
+    "{% if m['role'] == 'system' %}<|system|>{% elif m['role'] == 'user' %}<|user|>{% else %}<|assistant|>{% endif %}"
+    "\n{{ m['content'] }}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+def config_json(max_length, chat_template=None):
+    extra = {"chat_template": chat_template} if chat_template else {}
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "eos_token": "<|endoftext|>",
@@ -83,6 +94,7 @@ def config_json(max_length):
         "clean_up_tokenization_spaces": False,
         "model_max_length": max_length,
         "additional_special_tokens": SPECIALS[1:],
+        **extra,
     }
 
 
@@ -97,7 +109,7 @@ def tiny():
     out = os.path.join(ROOT, "models", "glm5-tiny")
     write(os.path.join(out, "tokenizer.json"), tok.to_str(pretty=True).encode() + b"\n")
     write(os.path.join(out, "tokenizer_config.json"),
-          (json.dumps(config_json(4096), indent=2, ensure_ascii=False) + "\n").encode())
+          (json.dumps(config_json(4096, GLM_CHAT_TEMPLATE), indent=2, ensure_ascii=False) + "\n").encode())
     return [os.path.join(out, "tokenizer.json"), os.path.join(out, "tokenizer_config.json")]
 
 
