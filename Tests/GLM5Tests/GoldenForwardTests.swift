@@ -12,7 +12,7 @@ struct GoldenForwardTests {
   @Test("full-sequence logits, DSA top-k and MoE routes match transformers", arguments: goldenPresets)
   func fullSequence(preset: String) throws {
     let g = try Golden(preset: preset)
-    let model = try Model(path: fixturesRoot + "/" + preset, threads: 2)
+    let model = try Model(path: modelFolder(preset), threads: 2)
     let c = model.config
     #expect(g.sequenceCount >= 2)
     var worst: Float = 0

@@ -16,7 +16,15 @@ let floatPresets = ["tiny-dsa", "tiny-dsa-bf16-sharded", "tiny-dense-f16", "tiny
 /// the INT4 folder `glm5 quantize` wrote (its golden comes from transformers loading it).
 let quantizedPresets = ["tiny-fp8-block", "tiny-int4-g32", "tiny-int4-g64-asym", "tiny-int4-g128", "tiny-int4-partial",
                         "glm5-quantized/int4"]
-let goldenPresets = floatPresets + quantizedPresets
+/// The bundled trained model (models/glm5-tiny, INT4 from `glm5 quantize`); its golden lives in
+/// Tests/Fixtures/glm5-tiny (tools/reference/tiny_golden.py).
+let bundledPresets = ["glm5-tiny"]
+let goldenPresets = floatPresets + quantizedPresets + bundledPresets
+
+/// The model folder of a golden preset: the fixture folder, or models/ for the bundled model.
+func modelFolder(_ preset: String) -> String {
+  bundledPresets.contains(preset) ? fixturesRoot + "/../../models/" + preset : fixturesRoot + "/" + preset
+}
 
 /// Tolerance on logits against transformers' float32 goldens, pinned near the error reached: both
 /// sit within 1.7e-5 of an independent float64 forward on every fixture (tools/reference

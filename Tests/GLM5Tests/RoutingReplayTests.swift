@@ -7,7 +7,7 @@ import GLM5Core
 @testable import GLM5Engine
 
 private func model(_ preset: String, threads: Int = 2) throws -> Model {
-  try Model(path: fixturesRoot + "/" + preset, threads: threads)
+  try Model(path: modelFolder(preset), threads: threads)
 }
 
 /// Run body with the record's rows [0, n) as replay pointers (ids and, if asked, weights).

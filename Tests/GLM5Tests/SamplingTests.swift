@@ -13,7 +13,7 @@ import Glibc
 #endif
 
 private func loadModel(_ preset: String = "tiny-dsa", threads: Int = 2) throws -> Model {
-  try Model(path: fixturesRoot + "/" + preset, threads: threads)
+  try Model(path: modelFolder(preset), threads: threads)
 }
 
 /// The plain reference of steps 1-7 of include/glm5.h "Sampling": a full sort of the vocabulary.

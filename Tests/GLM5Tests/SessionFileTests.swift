@@ -17,7 +17,7 @@ private func restore(_ m: Model, _ b: [UInt8], allow: Bool = false) throws(GLM5E
 struct SessionFileTests {
   @Test("save, restore, continue equals uninterrupted decoding bit for bit", arguments: ["tiny-dsa", "tiny-int4-g32", "tiny-fp8-block"])
   func roundTrip(preset: String) throws {
-    let m = try Model(path: fixturesRoot + "/" + preset, threads: 2)
+    let m = try Model(path: modelFolder(preset), threads: 2)
     let g = try Golden(preset: preset)
     let prompt = Array(g.ints("seq1.tokens").prefix(9))
     let params = SamplingParams(temperature: 0.8, topP: 0.9, seed: 11, maxNewTokens: 10, ignoreEOS: true)

@@ -8,7 +8,7 @@ import GLM5Core
 import GLM5Engine
 
 private func loadModel(_ preset: String, threads: Int = 2) throws -> Model {
-  try Model(path: fixturesRoot + "/" + preset, threads: threads)
+  try Model(path: modelFolder(preset), threads: threads)
 }
 
 @Suite("Sessions")

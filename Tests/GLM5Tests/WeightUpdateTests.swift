@@ -192,7 +192,7 @@ struct SecondWeightsTests {
     let g = try Golden(preset: preset + "-v2")
     let tokens = g.ints("seq1.tokens")
     let fresh = try Model(path: v2, threads: 2).fullForwardLogits(tokens)
-    let v1 = try Model(path: fixturesRoot + "/" + preset, threads: 2).fullForwardLogits(tokens)
+    let v1 = try Model(path: modelFolder(preset), threads: 2).fullForwardLogits(tokens)
     #expect(maxAbsDiff(fresh, g.floats("seq1.logits")) <= logitTolerance(preset))
     #expect(maxAbsDiff(v1, fresh) > 0.5)
     var paths: [(String, (Model) throws -> Void)] = [
@@ -202,7 +202,7 @@ struct SecondWeightsTests {
     let encodings = preset == "tiny-dsa" ? ["indices", "deltas", "deltas_zstd"] : ["deltas"]
     for e in encodings { paths.append(("delta \(e)", { m in try m.updateWeights(delta: deltaDir("\(preset)-v2.\(e)"), version: nil) })) }
     for (what, update) in paths {
-      let m = try Model(path: fixturesRoot + "/" + preset, threads: 2)
+      let m = try Model(path: modelFolder(preset), threads: 2)
       try update(m)
       #expect(m.weightVersion == "1", "\(preset) \(what)")
       #expect(try m.fullForwardLogits(tokens) == fresh, "\(preset) \(what): logits differ from a fresh load of v2")

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Golden outputs of the bundled model (models/glm5-tiny, INT4 written by `glm5 quantize`) from
+transformers, into Tests/Fixtures/glm5-tiny/{golden.safetensors, golden.json}.
+
+    /tmp/venv-ref/bin/python tools/reference/tiny_golden.py
+
+The INT4 folder is dequantized exactly (compressed-tensors) into the float32 eager
+GlmMoeDsaForCausalLM (make_fixtures.dequantized_model_from_folder). Sequences are text encoded with
+the bundled tokenizer (HF tokenizers): seq0 a held-out standard-library file's opening, longer
+than index_topk (so the DSA selection is sparse), seq1 a short prompt. The names are those of
+make_fixtures.py (seq{i}.tokens/logits/logprobs/topk.layer{L}/experts.layer{L}/expert_weights.layer{L},
+greedy.prompt/tokens/logprobs/logits), so GoldenForwardTests' checks apply; the greedy run is 32
+tokens with HF's KV cache from the prompt GREEDY_PROMPT. Every decision's relative margin is
+recorded in golden.json (and must be >= 1e-3).
+"""
+
+import json
+import os
+import sys
+
+import torch
+from safetensors.torch import save_file
+from tokenizers import Tokenizer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_fixtures as MF  # noqa: E402
+import tokenizer_corpus  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+MODEL = os.path.join(ROOT, "models", "glm5-tiny")
+OUT = os.path.join(ROOT, "Tests", "Fixtures", "glm5-tiny")
+GREEDY_PROMPT = "def fibonacci(n):\n"
+SEQ1 = "import os\nimport sys\n\n\nclass Config:\n"
+SEQ0_TOKENS = 96
+GREEDY_NEW = 32
+
+
+def stable_topk(self_t, k, dim=-1, largest=True, sorted=True):
+    """torch.topk with glm5's fixed tie rule (include/glm5.h): higher first, equal scores to the
+    lower index. torch documents no tie rule, and the trained layer-0 indexer scores many keys
+    exactly 0 (every head clipped by the ReLU), so boundaries inside such ties need one."""
+    assert largest and dim == -1
+    order = torch.sort(self_t, dim=-1, descending=True, stable=True).indices[..., :k]
+    return torch.return_types.topk((self_t.gather(-1, order), order))
+
+
+def main():
+    torch.manual_seed(0)
+    torch.Tensor.topk = stable_topk
+    torch.topk = lambda t, k, dim=-1, largest=True, sorted=True: stable_topk(t, k, dim, largest, sorted)
+    tok = Tokenizer.from_file(os.path.join(MODEL, "tokenizer.json"))
+    files = tokenizer_corpus.stdlib_py_files()
+    held_out = [p for i, p in enumerate(files) if i % 50 == 0]
+    text0 = None
+    for p in held_out[1:]:
+        t = tokenizer_corpus.read_utf8(p)
+        if t and len(tok.encode(t).ids) > SEQ0_TOKENS:
+            text0, path0 = t, p
+            break
+    seqs = [tok.encode(text0).ids[:SEQ0_TOKENS], tok.encode(SEQ1).ids]
+    model, _ = MF.dequantized_model_from_folder(MODEL)
+    golden, margins, summary = {}, MF.Margins(), {"sequences": []}
+    for i, ids in enumerate(seqs):
+        tokens = torch.tensor(ids, dtype=torch.int32)
+        logits, topk, experts, ew, _, _, m = MF.run_sequence(model, tokens)
+        margins.merge(m)
+        golden[f"seq{i}.tokens"] = tokens
+        golden[f"seq{i}.logits"] = logits.contiguous()
+        golden[f"seq{i}.logprobs"] = MF.seq_logprobs(logits, tokens)
+        for L, rows in topk.items():
+            golden[f"seq{i}.topk.layer{L}"] = torch.tensor(rows, dtype=torch.int32)
+        for L, ids_ in experts.items():
+            golden[f"seq{i}.experts.layer{L}"] = torch.tensor(ids_, dtype=torch.int32)
+            golden[f"seq{i}.expert_weights.layer{L}"] = torch.tensor(ew[L], dtype=torch.float32)
+        summary["sequences"].append({"tokens": len(ids), "text": tok.decode(ids)})
+    summary["sequences"][0]["source"] = os.path.relpath(path0, tokenizer_corpus.stdlib_dir())
+    prompt = torch.tensor(tok.encode(GREEDY_PROMPT).ids, dtype=torch.int32)
+    toks, lps, step_logits, gm = MF.greedy(model, prompt, GREEDY_NEW)
+    margins.merge(gm)
+    golden["greedy.prompt"] = prompt
+    golden["greedy.tokens"] = torch.tensor(toks, dtype=torch.int32)
+    golden["greedy.logprobs"] = torch.tensor(lps, dtype=torch.float32)
+    golden["greedy.logits"] = step_logits.contiguous()
+    summary["greedy"] = {"prompt": GREEDY_PROMPT, "text": tok.decode(toks), "tokens": toks}
+    summary["margins"] = margins.json()
+    summary["margins_ok"] = margins.ok()
+    summary["versions"] = {"torch": torch.__version__, "transformers": MF.transformers.__version__}
+    os.makedirs(OUT, exist_ok=True)
+    save_file(golden, os.path.join(OUT, "golden.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(OUT, "golden.json"), "w") as f:
+        json.dump(summary, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    print(json.dumps(summary["margins"]), "ok" if margins.ok() else "MARGINS TOO SMALL")
+    print("greedy:", repr(tok.decode(toks)))
+
+
+if __name__ == "__main__":
+    main()
