@@ -14,7 +14,9 @@ RELEASE_FLAGS = -c release -Xswiftc -static-stdlib
 BIN          := .build/release
 LIB          := $(BIN)/libglm5.so
 CLI          := $(BIN)/glm5
-MODEL        ?= Tests/Fixtures/tiny-dsa
+MODEL        ?= models/glm5-tiny
+FIXTURE      ?= Tests/Fixtures/tiny-dsa
+DEMO_PROMPT  ?= def read_config(path):\n    """
 CC           ?= cc
 CFLAGS       ?= -std=c11 -O2 -Wall -Wextra -Werror -pedantic
 PYTHON       ?= python3
@@ -57,7 +59,7 @@ build: deps
 
 demo: build
 	$(CLI) info $(MODEL)
-	$(CLI) generate $(MODEL) 11 42 7 199 3 -n 12
+	$(CLI) generate $(MODEL) --prompt "$$(printf '%b' '$(DEMO_PROMPT)')" -n 96 --temperature 0.7 --top-p 0.95 --seed 1
 
 bench: build
 	$(CLI) bench
@@ -80,7 +82,7 @@ test-c: build
 	$(CC) $(CFLAGS) -pthread -Iinclude Tests/c/test_tokenizer.c -L$(BIN) -lglm5 -Wl,-rpath,$(abspath $(BIN)) -o $(BIN)/test_tokenizer
 	$(BIN)/test_tokenizer $(CURDIR)
 	$(CC) $(CFLAGS) -Iinclude Tests/c/test_dlopen.c -ldl -lm -o $(BIN)/test_dlopen
-	$(BIN)/test_dlopen $(abspath $(LIB)) $(MODEL)
+	$(BIN)/test_dlopen $(abspath $(LIB)) $(FIXTURE)
 	@# The documented surface: only glm5_* symbols exported, no Swift runtime needed at run time.
 	@extra=$$(nm -D --defined-only $(LIB) | awk '$$2 ~ /^[A-Z]$$/ && $$3 !~ /^glm5_/'); \
 	  if [ -n "$$extra" ]; then echo "libglm5.so exports more than glm5_*:"; echo "$$extra"; exit 1; fi
@@ -89,8 +91,8 @@ test-c: build
 	@if readelf -d $(LIB) | grep NEEDED | grep -qi swift; then echo "libglm5.so needs the Swift runtime:"; readelf -d $(LIB) | grep NEEDED; exit 1; fi
 	@echo "libglm5.so: exports only glm5_*, needs: $$(readelf -d $(LIB) | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')"
 	$(MAKE) -C examples/c GLM5_LIB_DIR=$(abspath $(BIN))
-	examples/c/model_info $(MODEL)
-	examples/c/generate $(MODEL) 8 11 42 7
+	examples/c/model_info $(FIXTURE)
+	examples/c/generate $(FIXTURE) 8 11 42 7
 
 test-python: build
 	$(PYTHON) -c "import pytest" 2>/dev/null || $(PYTHON) -m pip install -q pytest numpy
@@ -98,7 +100,7 @@ test-python: build
 	$(PYTHON) -c "import tokenizers, zstandard" 2>/dev/null || $(PYTHON) -m pip install -q "tokenizers==0.23.3" zstandard \
 	  || $(PYTHON) -m pip install -q --user --break-system-packages "tokenizers==0.23.3" zstandard \
 	  || echo "warning: cannot pip-install tokenizers and zstandard: test_tokenizer_hf.py will be skipped"
-	GLM5_LIBRARY=$(abspath $(LIB)) PYTHONPATH=bindings/python $(PYTHON) -m pytest -q bindings/python/tests
+	GLM5_LIBRARY=$(abspath $(LIB)) PYTHONPATH=bindings/python $(PYTHON) -m pytest -q bindings/python/tests Tests/cli
 
 test-rust: build
 	cd bindings/rust && GLM5_LIB_DIR=$(abspath $(BIN)) cargo test --offline -q

@@ -122,7 +122,9 @@ struct Generate: ParsableCommand {
       Out.text(report(folder: folder, promptIds: promptIds, params: params, r: r, text: text, timing: timing) + "\n")
     } else {
       if mode == .ids { print("\(r.tokens.count) tokens in \(fmt(prefillSeconds + decodeSeconds, 3)) s, finished: \(why)") }
-      Out.err("finished: \(why)")
+      // When stdout is not a terminal the text keeps its exact bytes; end its line on stderr instead.
+      let breakLine = mode == .text && !endsWithNewline && !Out.stdoutIsTerminal
+      Out.err((breakLine ? "\n" : "") + "finished: \(why)")
       Out.err(timing.summary)
     }
   }
