@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Train the bundled GLM-5 (`models/glm5-tiny`) from scratch on CPU, deterministically.
+"""Train the bundled GLM-5 (`models/glm5-tiny`) from scratch on CPU, from fixed seeds.
 
     /tmp/venv-ref/bin/python tools/reference/train_tiny.py --out /tmp/glm5-tiny-f32 --bf16-out /tmp/glm5-tiny-bf16
     .build/release/glm5 quantize /tmp/glm5-tiny-bf16 models/glm5-tiny --group 32
@@ -29,7 +29,8 @@ sign(mean load - load) after each step).
 
 Writes a float32 HF folder (checkpoint names, MTP layer as model.layers.{L}.*, config.json,
 generation_config.json, the tokenizer files, train_log.json with the losses and the MTP
-acceptance on held-out text). Deterministic for a given thread count (torch.set_num_threads).
+acceptance on held-out text). Every random draw is seeded (torch, numpy); a rerun with the same thread count is expected to
+reproduce the weights, but that was not checked (one run takes about 45 minutes).
 """
 
 import argparse
