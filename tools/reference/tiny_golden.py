@@ -24,6 +24,7 @@ from tokenizers import Tokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_fixtures as MF  # noqa: E402
+import train_tiny  # noqa: E402
 import tokenizer_corpus  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -33,6 +34,7 @@ GREEDY_PROMPT = "def fibonacci(n):\n"
 SEQ1 = "import os\nimport sys\n\n\nclass Config:\n"
 SEQ0_TOKENS = 96
 GREEDY_NEW = 32
+MTP_ROWS = 32
 
 
 def stable_topk(self_t, k, dim=-1, largest=True, sorted=True):
@@ -42,6 +44,49 @@ def stable_topk(self_t, k, dim=-1, largest=True, sorted=True):
     assert largest and dim == -1
     order = torch.sort(self_t, dim=-1, descending=True, stable=True).indices[..., :k]
     return torch.return_types.topk((self_t.gather(-1, order), order))
+
+
+def mtp_from_checkpoint(cfg, deq):
+    """train_tiny.MTPLayer holding the checkpoint's model.layers.{L}.* (experts fused as
+    transformers fuses them)."""
+    L = cfg.num_hidden_layers
+    p = f"model.layers.{L}."
+    mtp = train_tiny.MTPLayer(cfg)
+    I = cfg.moe_intermediate_size
+    E = cfg.n_routed_experts
+    with torch.no_grad():
+        for n, t in mtp.block.state_dict().items():
+            if n == "mlp.experts.gate_up_proj":
+                v = torch.stack([torch.cat([deq[f"{p}mlp.experts.{e}.gate_proj.weight"],
+                                            deq[f"{p}mlp.experts.{e}.up_proj.weight"]], 0) for e in range(E)])
+            elif n == "mlp.experts.down_proj":
+                v = torch.stack([deq[f"{p}mlp.experts.{e}.down_proj.weight"] for e in range(E)])
+            else:
+                v = deq[p + n]
+            assert v.shape == t.shape, (n, v.shape, t.shape)
+            t.copy_(v.float())
+        mtp.enorm.weight.copy_(deq[p + "enorm.weight"].float())
+        mtp.hnorm.weight.copy_(deq[p + "hnorm.weight"].float())
+        mtp.eh_proj.weight.copy_(deq[p + "eh_proj.weight"].float())
+        mtp.shared_head_norm.weight.copy_(deq[p + "shared_head.norm.weight"].float())
+    assert I * 2 == mtp.block.mlp.experts.gate_up_proj.shape[1]
+    mtp.eval()
+    return mtp
+
+
+@torch.no_grad()
+def mtp_draft_logits(model, mtp, ids):
+    """The MTP's first draft step, teacher-forced: row i reads the main model's post-norm hidden
+    at i and token ids[i+1] (RoPE position i) and predicts ids[i+2]: [len(ids) - 1, vocab]."""
+    x = torch.tensor([ids], dtype=torch.long)
+    h = model.model(input_ids=x, use_cache=False).last_hidden_state[:, :-1]
+    n = h.shape[1]
+    causal = torch.ones(n, n, dtype=torch.bool).tril()
+    add = torch.zeros(n, n).masked_fill(~causal, torch.finfo(torch.float32).min).view(1, 1, n, n)
+    pos = torch.arange(n).unsqueeze(0)
+    pos_emb = model.model.rotary_emb(h, position_ids=pos)
+    z = mtp(model.model.embed_tokens(x[:, 1:]), h, add, pos_emb, pos)
+    return model.lm_head(z)[0].float()
 
 
 def main():
@@ -74,6 +119,16 @@ def main():
             golden[f"seq{i}.expert_weights.layer{L}"] = torch.tensor(ew[L], dtype=torch.float32)
         summary["sequences"].append({"tokens": len(ids), "text": tok.decode(ids)})
     summary["sequences"][0]["source"] = os.path.relpath(path0, tokenizer_corpus.stdlib_dir())
+    # The MTP's first draft step (issue 12): seq1 whole, seq0's last MTP_ROWS rows (past index_topk).
+    deq = MF.read_folder_tensors(MODEL)
+    deq, _ = MF.QF.ct_dequantize_tensors(deq, json.load(open(os.path.join(MODEL, "config.json")))["quantization_config"],
+                                         scale_dtype=torch.float32)
+    mtp = mtp_from_checkpoint(model.config, deq)
+    d0 = mtp_draft_logits(model, mtp, seqs[0])
+    golden["mtp.seq0.logits_tail"] = d0[-MTP_ROWS:].contiguous()
+    golden["mtp.seq1.logits"] = mtp_draft_logits(model, mtp, seqs[1]).contiguous()
+    summary["mtp"] = {"seq0.logits_tail": f"rows {len(seqs[0]) - 1 - MTP_ROWS}..{len(seqs[0]) - 2} of the draft step",
+                      "seq0_top1_matches_text": float((d0.argmax(-1)[:-1] == torch.tensor(seqs[0][2:])).float().mean())}
     prompt = torch.tensor(tok.encode(GREEDY_PROMPT).ids, dtype=torch.int32)
     toks, lps, step_logits, gm = MF.greedy(model, prompt, GREEDY_NEW)
     margins.merge(gm)
