@@ -189,7 +189,7 @@ class Taps:
     def _index_hook(self, name):
         def hook(mod, args, kwargs):
             a = list(args)
-            self.index_in[name.rsplit(".indexer", 1)[0]] = (mod, a[0].detach(), a[1].detach(), a[2], a[3])
+            self.index_in[name.rsplit(".indexer", 1)[0]] = (mod, a[0].detach(), a[1].detach(), a[2])
         return hook
 
     def _route_hook(self, name):
@@ -203,9 +203,9 @@ class Taps:
         self.routes.clear()
 
 
-def indexer_logits(ix, hidden, q_resid, pos_emb, mask):
-    """The indexer's scores [B, S, T] with gradients (HF's GlmMoeDsaIndexer.forward without no_grad
-    and without the top-k), plus the causal mask."""
+def indexer_logits(ix, hidden, q_resid, pos_emb):
+    """The indexer's scores [B, S, T] with gradients (HF's GlmMoeDsaIndexer.forward without no_grad,
+    the mask and the top-k)."""
     B, S, _ = hidden.shape
     cos, sin = pos_emb
     q = ix.wq_b(q_resid).view(B, S, ix.n_heads, ix.head_dim)
@@ -223,7 +223,7 @@ def indexer_logits(ix, hidden, q_resid, pos_emb, mask):
 def indexer_kl(taps, causal, sparse):
     """Mean over layers of KL(attention over heads || indexer softmax), per query position."""
     losses = []
-    for name, (ix, hidden, q_resid, pos_emb, _) in taps.index_in.items():
+    for name, (ix, hidden, q_resid, pos_emb) in taps.index_in.items():
         weights, topk = taps.attn[name]
         p = weights.detach().sum(dim=1)  # [B, S, T]
         allowed = causal
@@ -232,7 +232,7 @@ def indexer_kl(taps, causal, sparse):
             allowed = causal & sel
         p = p.masked_fill(~allowed, 0.0)
         p = p / p.sum(-1, keepdim=True).clamp_min(1e-20)
-        logits = indexer_logits(ix, hidden, q_resid, pos_emb, None).masked_fill(~allowed, float("-inf"))
+        logits = indexer_logits(ix, hidden, q_resid, pos_emb).masked_fill(~allowed, float("-inf"))
         logq = torch.log_softmax(logits, dim=-1)
         kl = torch.where(p > 0, p * (torch.log(p.clamp_min(1e-30)) - logq), torch.zeros_like(p)).sum(-1)
         losses.append(kl.mean())
@@ -245,7 +245,7 @@ def indexer_kl(taps, causal, sparse):
 
 
 class Trainer:
-    def __init__(self, threads):
+    def __init__(self):
         torch.manual_seed(SEED)
         cfg = GlmMoeDsaConfig(**CONFIG)
         self.cfg = cfg
@@ -507,7 +507,7 @@ def main():
     print(f"data: {nfiles} files, {len(train)} train tokens, {len(val)} validation tokens "
           f"({time.time() - t0:.1f} s)", flush=True)
 
-    tr = Trainer(args.threads)
+    tr = Trainer()
     n_main = sum(p.numel() for p in tr.model.parameters())
     n_mtp = sum(p.numel() for p in tr.mtp.parameters())
     print(f"parameters: main {n_main}, MTP {n_mtp}", flush=True)
