@@ -72,6 +72,16 @@ extension Model {
     try p.validate(vocab: config.vocabSize, context: ctx)
     guard s.lastHidden != nil else { throw .invalidArgument("\(ctx)sampling needs at least one token in the session") }
     try s.validate([], extra: p.maxNewTokens, context: ctx)
+    if p.speculative > 0 {
+      let pre = "\(ctx)speculative is \(p.speculative), but "
+      guard weights.transformer.hasMTP else {
+        throw .invalidArgument(pre + "the model has no MTP layer (model.layers.\(config.numHiddenLayers).*) to draft with")
+      }
+      guard s.keepsMTP else { throw .invalidArgument(pre + "the session was created without the MTP layer (mtp off)") }
+      guard s.mtpCurrent else {
+        throw .invalidArgument(pre + "the session's MTP entries are out of date (it was restored or forked without them): start a new session")
+      }
+    }
   }
 
   /// Append each request's tokens to its session, all in shared forward steps. Every session
@@ -100,10 +110,16 @@ extension Model {
     let plan = StepPlan(rows: stepRows, maxKeys: maxKeys)
     let hiddenOut = try FloatBuffer(count: stepRows * h, what: "step hidden rows")
     let logits = try LogitRows(model: self, transformer: transformer, rows: Model.logitRows)
+    // Sessions that keep the MTP layer get its entries for the new positions too (each row
+    // reads the main hidden state at p and the token at p + 1), one MTP step per main step.
+    let mtpOn = reqs.map { transformer.hasMTP && $0.session.mtpCurrent }
+    let draft = mtpOn.contains(true) ? try DraftRows(model: self, rows: stepRows + reqs.count, segments: reqs.count) : nil
+    let draftPlan = StepPlan(rows: draft?.capacity ?? 0, maxKeys: maxKeys)
 
     let oldCounts = reqs.map { $0.session.cache.count }
+    let oldMTP = reqs.map { $0.session.cache.mtpCount }
     do {
-      try withArena(bytes: transformer.scratchBytes(plan)) { (arena) throws(GLM5Error) in
+      try withArena(bytes: max(transformer.scratchBytes(plan), draft == nil ? 0 : transformer.scratchBytes(draftPlan))) { (arena) throws(GLM5Error) in
         // The first token of each chunk is scored by the logits of the session's last row.
         for (i, r) in reqs.enumerated() where !results[i].logprobs.isEmpty {
           if let last = r.session.lastHidden { logits.add(last, request: i, token: 0, keptRow: -1) }
@@ -125,6 +141,9 @@ extension Model {
             if off == r.tokens.count { ri += 1; off = 0 }
           }
           try transformer.forward(segments, hidden: hiddenOut.pointer, arena: arena, pool: pool)
+          if let draft {
+            try appendDraftStep(draft, reqs, mtpOn, segments, owners, hiddenOut.pointer, transformer, arena)
+          }
           var row = 0
           for (s, o) in zip(segments, owners) {
             let r = reqs[o.request]
@@ -154,7 +173,11 @@ extension Model {
         }
       }
     } catch {
-      for (r, c) in zip(reqs, oldCounts) { r.session.cache.count = c; r.session.record?.truncate(c) }
+      for (i, r) in reqs.enumerated() {
+        r.session.cache.count = oldCounts[i]
+        r.session.cache.mtpCount = oldMTP[i]
+        r.session.record?.truncate(oldCounts[i])
+      }
       throw error
     }
     // Commit (nothing below fails).
@@ -170,134 +193,36 @@ extension Model {
     return results
   }
 
-  /// Sample on every session with its parameters, one forward per step for all running
-  /// sessions. Every session gets bitwise what sampling it alone gives.
-  public func sampleBatch(_ sessions: [Session], _ params: [SamplingParams]) throws(GLM5Error) -> [SampleResult] {
-    let V = config.vocabSize, h = config.hiddenSize
-    let snapshot = weights  // the whole call runs on these weights
-    let transformer = snapshot.transformer
-    guard sessions.count == params.count else { throw .internal("sampleBatch: \(sessions.count) sessions, \(params.count) params") }
-    try checkSessions(sessions)
-    for (i, (s, p)) in zip(sessions, params).enumerated() { try checkSample(s, p, context: sessions.count > 1 ? "session \(i): " : "") }
-    // Reserve everything before the first token.
-    var results = [SampleResult](repeating: SampleResult(), count: sessions.count)
-    for i in results.indices { results[i].weightVersion = snapshot.version }
-    var stopSets: [Set<Int32>] = []
-    for (i, (s, p)) in zip(sessions, params).enumerated() {
-      results[i].tokens.reserveCapacity(p.maxNewTokens)
-      results[i].logprobs.reserveCapacity(p.maxNewTokens)
-      results[i].scaledLogprobs.reserveCapacity(p.maxNewTokens)
-      results[i].processedLogprobs.reserveCapacity(p.maxNewTokens)
-      results[i].topN = p.topLogprobs
-      results[i].topIds.reserveCapacity(p.maxNewTokens * p.topLogprobs)
-      results[i].topLogprobs.reserveCapacity(p.maxNewTokens * p.topLogprobs)
-      try s.reserve(s.count + p.maxNewTokens)
-      var stops = Set(p.stopTokenIds)
-      if !p.ignoreEOS { stops.formUnion(eosTokenIds) }
-      stopSets.append(stops)
-    }
-    let maxKeys = zip(sessions, params).reduce(1) { max($0, $1.0.count + $1.1.maxNewTokens) }
-    let stepRows = max(1, min(sessions.count, Model.maxStepRows))
-    let plan = StepPlan(rows: stepRows, maxKeys: maxKeys)
-    let hiddenOut = try FloatBuffer(count: stepRows * h, what: "step hidden rows")
-    let group = min(sessions.count, Model.logitRows)
-    let lg = try FloatBuffer(count: group * V, what: "logits")
-    let hs = try FloatBuffer(count: group * h, what: "hidden rows")
-    let workers = min(group, 8)
-    // Sampler scratch per worker and the step's top-N rows [group, maxTop], in one arena.
-    let maxTop = params.reduce(0) { max($0, $1.topLogprobs) }
-    let topStride = max(maxTop, 1)
-    let samplerArena = ScratchArena()
-    try samplerArena.reserve(workers * SamplerScratch.bytes(vocab: V) + group * topStride * 8 + 256, what: "sampler scratch")
-    var cv = Carver(arena: samplerArena)
-    var scratch: [SamplerScratch] = []
-    for _ in 0..<workers { scratch.append(SamplerScratch(&cv, vocab: V)) }
-    let tids = cv.ints(group * topStride)
-    let tlps = cv.floats(group * topStride)
-    var drawn = [SampledToken](repeating: SampledToken(), count: group)
-
-    defer { for s in sessions { s.kept = nil; s.keptRows = 0 } }
-    var active: [Int] = []
-    for i in sessions.indices {
-      if params[i].maxNewTokens == 0 { results[i].finishReason = .length } else { active.append(i) }
-    }
-    try withArena(bytes: transformer.scratchBytes(plan)) { (arena) throws(GLM5Error) in
-      while !active.isEmpty {
-        // Cancellation, at the token boundary.
-        active.removeAll { i in
-          guard sessions[i].cancelRequested.exchange(false, ordering: .acquiringAndReleasing) else { return false }
-          results[i].finishReason = .cancelled
-          return true
-        }
-        if active.isEmpty { break }
-        // 1. Logits of every running session's last row, and its draw.
-        var stepTokens: [Int32] = []
-        var g0 = 0
-        while g0 < active.count {
-          let n = min(group, active.count - g0)
-          for j in 0..<n { (hs.pointer + j * h).update(from: sessions[active[g0 + j]].lastHidden!, count: h) }
-          transformer.logits(hidden: hs.pointer, rows: n, into: lg.pointer, pool: pool)
-          drawn.withUnsafeMutableBufferPointer { d in
-            let db = d.baseAddress!
-            scratch.withUnsafeBufferPointer { sc in
-              pool.parallelFor(min(n, workers)) { w in
-                var j = w
-                while j < n {
-                  let i = active[g0 + j]
-                  let p = params[i]
-                  db[j] = Sampler.sample(lg.pointer + j * V, vocab: V, params: p, position: sessions[i].count,
-                                         scratch: sc[w], topIds: tids + j * topStride, topLogprobs: tlps + j * topStride)
-                  j += workers
-                }
-              }
-            }
-          }
-          for j in 0..<n {
-            let i = active[g0 + j]
-            let t = drawn[j]
-            results[i].tokens.append(t.id)
-            results[i].logprobs.append(t.raw)
-            results[i].scaledLogprobs.append(t.scaled)
-            results[i].processedLogprobs.append(t.processed)
-            let N = params[i].topLogprobs
-            for a in 0..<N {
-              results[i].topIds.append(tids[j * topStride + a])
-              results[i].topLogprobs.append(tlps[j * topStride + a])
-            }
-            stepTokens.append(t.id)
-            if results[i].tokens.count == params[i].maxNewTokens {
-              results[i].finishReason = .length  // first, as SGLang's check_finished
-            } else if stopSets[i].contains(t.id) {
-              results[i].finishReason = .stop
-              results[i].stopTokenId = t.id
-            }
-          }
-          g0 += n
-        }
-        // 2. Append every drawn token (the last one too), in steps of at most stepRows rows.
-        var s0 = 0
-        while s0 < active.count {
-          let n = min(stepRows, active.count - s0)
-          var segments: [ForwardSegment] = []
-          segments.reserveCapacity(n)
-          for j in 0..<n {
-            let s = sessions[active[s0 + j]]
-            segments.append(ForwardSegment(cache: s.cache, tokens: stepTokens[(s0 + j)...(s0 + j)], record: s.record))
-          }
-          try transformer.forward(segments, hidden: hiddenOut.pointer, arena: arena, pool: pool)
-          for j in 0..<n {
-            let s = sessions[active[s0 + j]]
-            s.hidden.pointer.update(from: hiddenOut.pointer + j * h, count: h)
-            s.hiddenRows = 1
-            s.tokens.append(stepTokens[s0 + j])
-          }
-          s0 += n
-        }
-        active.removeAll { results[$0].finishReason != .none }
+  /// The MTP entries of one appendBatch step: for each segment of a session that keeps them,
+  /// positions mtpCount ..< min(end of the segment, last token - 1) (the token after each is
+  /// known), reading the step's hidden rows (and, for the session's previous last position, its
+  /// kept row).
+  private func appendDraftStep(_ draft: DraftRows, _ reqs: [AppendRequest], _ mtpOn: [Bool], _ segments: [ForwardSegment],
+                               _ owners: [(request: Int, first: Int)], _ hiddenOut: UnsafeMutablePointer<Float>,
+                               _ transformer: Transformer, _ arena: ScratchArena) throws(GLM5Error) {
+    let h = config.hiddenSize
+    draft.reset()
+    var done: [(LatentKVCache, Int)] = []
+    var row = 0
+    for (seg, o) in zip(segments, owners) {
+      let base = row
+      row += seg.tokens.count
+      guard mtpOn[o.request] else { continue }
+      let r = reqs[o.request], s = r.session
+      let c0 = s.count, p0 = c0 + o.first
+      let lo = s.cache.mtpCount, hi = min(p0 + seg.tokens.count, c0 + r.tokens.count - 1)
+      guard hi > lo, lo >= p0 - 1 else { continue }
+      var prev = UnsafePointer(hiddenOut)  // the kept row of position p0 - 1, when the rows start there
+      if lo < p0 {
+        guard let kept = s.hiddenRow(lo) else { continue }
+        prev = UnsafePointer(kept)
       }
+      try draft.add(cache: s.cache, start: lo, count: hi - lo, token: { r.tokens[lo + 1 + $0 - c0] },
+                    hidden: { lo + $0 < p0 ? prev : UnsafePointer(hiddenOut + (base + lo + $0 - p0) * h) })
+      done.append((s.cache, hi))
     }
-    // A cancel that arrived after the last boundary is left for the next call (documented).
-    return results
+    try draft.run(transformer, arena: arena, pool: pool)
+    for (c, hi) in done { c.mtpCount = hi }
   }
 }
 

@@ -38,16 +38,27 @@ public final class Session: @unchecked Sendable {
   let cancelRequested = Atomic<Bool>(false)
 
   /// - Parameter maxTokens: 0 means the model's max_position_embeddings.
+  /// Whether the session keeps the MTP layer's cache current (MultiTokenPrediction.swift), so
+  /// that sampling can speculate (SamplingParams.speculative). It costs one more layer per token.
+  public let keepsMTP: Bool
+
   /// - Parameter recordBytes: non-nil: record routes and selections (RoutingRecord), holding at
   ///   most this many bytes (0 = RoutingRecord.defaultMaxBytes).
-  public init(model: Model, maxTokens: Int = 0, recordBytes: Int? = nil) throws(GLM5Error) {
+  /// - Parameter mtp: keep the MTP layer's cache; nil (default) = when the model has an MTP
+  ///   layer; true on a model without one is an error.
+  public init(model: Model, maxTokens: Int = 0, recordBytes: Int? = nil, mtp: Bool? = nil) throws(GLM5Error) {
     let limit = model.config.maxPositionEmbeddings
     guard maxTokens >= 0 && maxTokens <= limit else {
       throw .invalidArgument("max_tokens is \(maxTokens), must be in [0, max_position_embeddings = \(limit)] (0 = the maximum)")
     }
     self.model = model
     self.maxTokens = maxTokens == 0 ? limit : maxTokens
-    cache = try LatentKVCache(config: model.config, hasIndexer: model.transformer.layersWithIndexer, maxTokens: self.maxTokens)
+    let transformer = model.transformer
+    if mtp == true && !transformer.hasMTP {
+      throw .invalidArgument("the model has no MTP layer (model.layers.\(model.config.numHiddenLayers).*): a session cannot keep one")
+    }
+    keepsMTP = (mtp ?? true) && transformer.hasMTP
+    cache = try LatentKVCache(config: model.config, hasIndexer: transformer.cacheLayers(mtp: keepsMTP), maxTokens: self.maxTokens)
     hidden = try FloatBuffer(count: Session.keptHiddenRows * model.config.hiddenSize, what: "session hidden rows")
     if let rb = recordBytes {
       guard rb >= 0 else { throw .invalidArgument("record_max_bytes is \(rb), must be >= 0 (0 = the default)") }
@@ -64,6 +75,14 @@ public final class Session: @unchecked Sendable {
   var hiddenSize: Int { model.config.hiddenSize }
   /// The hidden row whose logits predict the next token (nil when empty).
   var lastHidden: UnsafeMutablePointer<Float>? { hiddenRows > 0 ? hidden.pointer + (hiddenRows - 1) * hiddenSize : nil }
+  /// The kept hidden row of position p (nil when it is not kept).
+  func hiddenRow(_ p: Int) -> UnsafeMutablePointer<Float>? {
+    let i = p - (count - hiddenRows)
+    return i >= 0 && i < hiddenRows ? hidden.pointer + i * hiddenSize : nil
+  }
+  /// Whether the MTP entries can be brought up to date from the kept hidden rows (every position
+  /// from mtpCount to count - 2 has its row kept).
+  var mtpCurrent: Bool { keepsMTP && (count == 0 || cache.mtpCount >= count - hiddenRows) }
 
   /// Check new tokens against the vocabulary and the session's room, before anything changes.
   func validate(_ ids: [Int32], extra: Int = 0, context: String = "") throws(GLM5Error) {
@@ -122,7 +141,8 @@ public final class Session: @unchecked Sendable {
   /// A new session with the same tokens, caches, hidden rows and record (kept logits are not
   /// copied).
   public func fork() throws(GLM5Error) -> Session {
-    let s = try Session(model: model, maxTokens: maxTokens, recordBytes: record?.maxBytes)
+    let s = try Session(model: model, maxTokens: maxTokens, recordBytes: record?.maxBytes,
+                        mtp: keepsMTP && model.transformer.hasMTP ? true : false)
     try s.cache.copy(from: cache)
     if let record { try s.record!.copy(from: record) }
     s.hidden.pointer.update(from: hidden.pointer, count: hiddenRows * hiddenSize)
@@ -135,6 +155,8 @@ public final class Session: @unchecked Sendable {
   public func truncate(_ n: Int) throws(GLM5Error) {
     guard n >= 0 && n <= count else { throw .invalidArgument("cannot truncate to \(n) tokens: the session holds \(count)") }
     if n == count { kept = nil; keptRows = 0; return }
+    // An MTP entry at p was computed from the token after p.
+    cache.mtpCount = min(cache.mtpCount, max(n - 1, 0))
     if n == 0 {
       tokens = []; cache.count = 0; hiddenRows = 0
       record?.truncate(0)
@@ -183,7 +205,7 @@ extension Model {
     guard tokens.count <= config.maxPositionEmbeddings else {
       throw .init(.contextFull, "\(tokens.count) tokens exceed the model's maximum, max_position_embeddings = \(config.maxPositionEmbeddings)")
     }
-    let s = try Session(model: self, maxTokens: tokens.count)
+    let s = try Session(model: self, maxTokens: tokens.count, mtp: false)
     return try s.appendScaled(tokens, temperature: temperature, replay: replay)
   }
 }

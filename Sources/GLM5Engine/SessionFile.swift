@@ -2,7 +2,7 @@
 // trajectory parked and resumed later, on this replica or another.
 //
 //   header   "GLM5SES\0"  8 bytes
-//            u32 format version (1), u32 flags (bit 0: a routing record follows)
+//            u32 format version (1), u32 flags (bit 0: a routing record follows; bit 1: MTP entries follow)
 //            u64 configuration fingerprint (ModelConfig.fingerprint)
 //            u32 n, n bytes: the weight version the caches were computed with
 //            u64 payload bytes (uncompressed), u64 compressed bytes
@@ -10,6 +10,7 @@
 //            u64 max_tokens, u64 T, i32 tokens[T]
 //            u64 R (hidden rows kept), f32 hidden[R, H]
 //            per layer: f32 latent[T, Rkv], f32 k_rope[T, Dr], then f32 index_key[T, Di] if the layer has one
+//            (flag bit 1) u64 M (valid MTP entries, < T), the MTP layer's latent[M, Rkv], k_rope[M, Dr], index_key[M, Di]
 //            (flag bit 0) u64 record bound, i32 topk[T, L, K], i32 expert ids[T, M, k], f32 weights[T, M, k]
 //   trailer  u64 checksum: FNV-1a over the 64-bit little-endian words of everything before it
 //            (the last partial word zero-padded)
@@ -84,17 +85,27 @@ extension Session {
     let T = count
     // Payload size, then the payload.
     var n = 8 + 8 + 4 * T + 8 + 4 * hiddenRows * h
-    for l in cache.layers { n += 4 * T * (cache.rkv + cache.dr + (l.indexKey == nil ? 0 : cache.di)) }
+    let L = c.numHiddenLayers
+    for l in cache.layers.prefix(L) { n += 4 * T * (cache.rkv + cache.dr + (l.indexKey == nil ? 0 : cache.di)) }
+    let mtpLayer = keepsMTP && cache.layers.count > L ? cache.layers[L] : nil
+    let M = mtpLayer == nil ? 0 : min(cache.mtpCount, max(T - 1, 0))
+    if let l = mtpLayer { n += 8 + 4 * M * (cache.rkv + cache.dr + (l.indexKey == nil ? 0 : cache.di)) }
     if let r = record { n += 8 + 4 * T * r.topkStride + 8 * T * r.routeStride }
     let payload = try ByteBuffer(count: n, what: "saved session")
     var w = ByteWriter(base: UnsafeMutableRawPointer(payload.pointer), capacity: n)
     w.put(UInt64(maxTokens)); w.put(UInt64(T))
     tokens.withUnsafeBytes { b in if let p = b.baseAddress { w.put(p, 4 * T) } }
     w.put(UInt64(hiddenRows)); w.put(hidden.pointer, 4 * hiddenRows * h)
-    for l in cache.layers {
+    for l in cache.layers.prefix(L) {
       w.put(l.latent.pointer, 4 * T * cache.rkv)
       w.put(l.kRope.pointer, 4 * T * cache.dr)
       if let k = l.indexKey { w.put(k.pointer, 4 * T * cache.di) }
+    }
+    if let l = mtpLayer {
+      w.put(UInt64(M))
+      w.put(l.latent.pointer, 4 * M * cache.rkv)
+      w.put(l.kRope.pointer, 4 * M * cache.dr)
+      if let k = l.indexKey { w.put(k.pointer, 4 * M * cache.di) }
     }
     if let r = record {
       w.put(UInt64(r.maxBytes))
@@ -110,7 +121,7 @@ extension Session {
     let out = try ByteBuffer(count: total, what: "saved session")
     var o = ByteWriter(base: UnsafeMutableRawPointer(out.pointer), capacity: total)
     SessionFile.magic.withUnsafeBytes { o.put($0.baseAddress!, 8) }
-    o.put(SessionFile.formatVersion); o.put(UInt32(record == nil ? 0 : 1))
+    o.put(SessionFile.formatVersion); o.put(UInt32(record == nil ? 0 : 1) | UInt32(mtpLayer == nil ? 0 : 2))
     o.put(c.fingerprint)
     o.put(UInt32(version.count)); version.withUnsafeBytes { if let p = $0.baseAddress { o.put(p, version.count) } }
     o.put(UInt64(n)); o.put(UInt64(z.count))
@@ -152,7 +163,7 @@ extension Model {
       throw .badFormat("saved session: checksum mismatch (the file is truncated or corrupt)")
     }
     let flags = try r.get(UInt32.self, "flags")
-    guard flags & ~1 == 0 else { throw .unsupported("saved session: unknown flags 0x\(String(flags, radix: 16))") }
+    guard flags & ~3 == 0 else { throw .unsupported("saved session: unknown flags 0x\(String(flags, radix: 16))") }
     let fp = try r.get(UInt64.self, "configuration fingerprint")
     guard fp == c.fingerprint else { throw .init(.incompatible, "saved session: made for another model configuration") }
     let vn = Int(try r.get(UInt32.self, "weight version length"))
@@ -184,11 +195,23 @@ extension Model {
     let h = c.hiddenSize
     s.hidden.pointer.update(from: try p.take(4 * hr * h, "hidden rows").assumingMemoryBound(to: Float.self), count: hr * h)
     try s.cache.reserve(T)
-    for l in s.cache.layers {
-      l.latent.pointer.update(from: try p.take(4 * T * s.cache.rkv, "latent cache").assumingMemoryBound(to: Float.self), count: T * s.cache.rkv)
-      l.kRope.pointer.update(from: try p.take(4 * T * s.cache.dr, "rope-key cache").assumingMemoryBound(to: Float.self), count: T * s.cache.dr)
+    func load(_ l: LatentKVCache.Layer, rows: Int, _ what: String) throws(GLM5Error) {
+      l.latent.pointer.update(from: try p.take(4 * rows * s.cache.rkv, what + "latent cache").assumingMemoryBound(to: Float.self), count: rows * s.cache.rkv)
+      l.kRope.pointer.update(from: try p.take(4 * rows * s.cache.dr, what + "rope-key cache").assumingMemoryBound(to: Float.self), count: rows * s.cache.dr)
       if let k = l.indexKey {
-        k.pointer.update(from: try p.take(4 * T * s.cache.di, "indexer-key cache").assumingMemoryBound(to: Float.self), count: T * s.cache.di)
+        k.pointer.update(from: try p.take(4 * rows * s.cache.di, what + "indexer-key cache").assumingMemoryBound(to: Float.self), count: rows * s.cache.di)
+      }
+    }
+    for l in s.cache.layers.prefix(c.numHiddenLayers) { try load(l, rows: T, "") }
+    var mtpCount = 0
+    if flags & 2 != 0 {
+      let M = try p.count("MTP entries", limit: max(T - 1, 0))
+      if s.keepsMTP && s.cache.layers.count > c.numHiddenLayers {
+        try load(s.cache.layers[c.numHiddenLayers], rows: M, "MTP ")
+        mtpCount = M
+      } else {
+        // The model has no MTP layer now: skip them (its indexer keeps keys, as the saving model's did).
+        _ = try p.take(4 * M * (s.cache.rkv + s.cache.dr + s.cache.di), "MTP entries")
       }
     }
     if flags & 1 != 0 {
@@ -203,6 +226,7 @@ extension Model {
     }
     guard p.at == n else { throw .badFormat("saved session: \(n - p.at) payload bytes left over") }
     s.cache.count = T
+    s.cache.mtpCount = mtpCount
     s.hiddenRows = hr
     s.tokens = tokens
     return s

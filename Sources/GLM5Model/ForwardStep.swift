@@ -36,6 +36,16 @@ public struct ForwardSegment {
     self.replay = replay.flatMap { $0.isEmpty ? nil : $0 }
     start = cache.count
   }
+
+  /// A segment at an explicit position, recording and replaying nothing (the MTP block's rows,
+  /// which lag the main cache's count).
+  init(cache: LatentKVCache, tokens: ArraySlice<Int32>, start: Int) {
+    self.cache = cache
+    self.tokens = tokens
+    record = nil
+    replay = nil
+    self.start = start
+  }
 }
 
 /// The sizes a step's scratch depends on.
@@ -61,8 +71,11 @@ public struct ModelWidths: Sendable {
   let experts: Int, perToken: Int, groups: Int
   let denseWidth: Int, expertWidth: Int, sharedWidth: Int
   let ropePairs: Int
+  /// Whether the MTP block runs (its eh_proj input needs [R, 2H]).
+  let mtp: Bool
 
-  init(_ c: ModelConfig, layers: [Transformer.DecoderLayer]) {
+  init(_ c: ModelConfig, layers: [Transformer.DecoderLayer], mtp: Bool) {
+    self.mtp = mtp
     hidden = c.hiddenSize; rq = c.qLoraRank; rkv = c.kvLoraRank; dr = c.qkRopeHeadDim
     nh = c.numAttentionHeads; dqk = c.qkNopeHeadDim + c.qkRopeHeadDim; dv = c.vHeadDim
     ih = c.indexNHeads; id = c.indexHeadDim; topK = c.indexTopK
@@ -94,6 +107,7 @@ struct StepBuffers {
   let x: UnsafeMutablePointer<Float>            // [R, H]
   let a: UnsafeMutablePointer<Float>            // [R, H]
   let d: UnsafeMutablePointer<Float>            // [R, H]
+  let cat: UnsafeMutablePointer<Float>          // [R, 2H] the MTP's [enorm(e) | hnorm(h)] (0 rows without MTP)
   // MLA
   let qLat: UnsafeMutablePointer<Float>         // [R, Rq]
   let q: UnsafeMutablePointer<Float>            // [R, Nh, Dn+Dr]
@@ -143,6 +157,7 @@ struct StepBuffers {
     ropeCos = cv.floats(R * w.ropePairs)
     ropeSin = cv.floats(R * w.ropePairs)
     x = cv.floats(R * w.hidden); a = cv.floats(R * w.hidden); d = cv.floats(R * w.hidden)
+    cat = cv.floats(w.mtp ? R * 2 * w.hidden : 0)
     qLat = cv.floats(R * w.rq)
     q = cv.floats(R * w.nh * w.dqk)
     ckv = cv.floats(R * (w.rkv + w.dr))

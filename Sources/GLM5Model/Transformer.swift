@@ -45,6 +45,9 @@ public final class Transformer: @unchecked Sendable {
   let rope: RoPE
   let layers: [DecoderLayer]
   let finalNorm: [Float]
+  /// The multi-token-prediction module (MultiTokenPrediction.swift): the first MTP layer of the
+  /// checkpoint, nil when it has none.
+  let mtp: MTPLayer?
   /// Bench-only: when set, forward and logits add the time of their phases to it
   /// (PhaseProfile.swift). One step at a time.
   @_spi(Bench) public var profile: PhaseProfile? = nil
@@ -72,6 +75,7 @@ public final class Transformer: @unchecked Sendable {
                           attention: MLA(lw.attention, config: c), dense: dense, moe: moe)
     }
     finalNorm = weights.norm.floats()
+    mtp = weights.mtp.first.map { MTPLayer($0, config: c) }
   }
 
   /// Bytes of weight data copied at load (fp32 norm vectors, biases): what the model holds
@@ -83,14 +87,27 @@ public final class Transformer: @unchecked Sendable {
       if let i = l.attention.indexer { n += i.kNormW.count + i.kNormB.count }
       if let m = l.moe { n += m.router.bias.count }
     }
+    if let m = mtp {
+      let b = m.block
+      n += m.enorm.count + m.hnorm.count + m.sharedHeadNorm.count + b.inputNorm.count + b.postNorm.count
+      n += b.attention.qANorm.count + b.attention.kvANorm.count
+      if let i = b.attention.indexer { n += i.kNormW.count + i.kNormB.count }
+      if let r = b.moe { n += r.router.bias.count }
+    }
     return 4 * n
   }
 
   /// Which layers keep indexer keys (for sizing a cache).
   public var layersWithIndexer: [Bool] { layers.map { $0.attention.indexer != nil } }
 
+  /// The same for a cache that also keeps the MTP block's entries (layer num_hidden_layers).
+  public func cacheLayers(mtp withMTP: Bool) -> [Bool] {
+    guard withMTP, let m = mtp else { return layersWithIndexer }
+    return layersWithIndexer + [m.block.attention.indexer != nil]
+  }
+
   /// Widths the step scratch is carved with.
-  public var widths: ModelWidths { ModelWidths(config, layers: layers) }
+  public var widths: ModelWidths { ModelWidths(config, layers: layers + (mtp.map { [$0.block] } ?? []), mtp: mtp != nil) }
 
   /// Bytes of scratch a step of this plan needs (reserve them in an arena before `forward`).
   public func scratchBytes(_ plan: StepPlan) -> Int { StepBuffers.bytes(plan, widths) }
@@ -140,7 +157,7 @@ public final class Transformer: @unchecked Sendable {
                              profile: profile)
 
     // MARK: - Embedding
-    let x = b.x, a = b.a, d = b.d
+    let x = b.x
     let embed = WeightMatrix(dtype: weights.embedTokens.dtype, data: weights.embedTokens.data!, rows: c.vocabSize, cols: h)
     r = 0
     for s in segments {
@@ -148,28 +165,13 @@ public final class Transformer: @unchecked Sendable {
     }
 
     // MARK: - Decoder layers
-    let eps = Float(c.rmsNormEps)
     var haveSelections = false
     for (l, layer) in layers.enumerated() {
-      layer.inputNorm.withUnsafeBufferPointer { nw in
-        for t in 0..<R { Kernels.rmsNorm(a + t * h, x + t * h, nw.baseAddress!, h, eps: eps) }
-      }
-      try layer.attention.forward(layer: l, a: a, out: d, haveSelections: &haveSelections, ctx: ctx)
-      for i in 0..<(R * h) { x[i] += d[i] }
-      layer.postNorm.withUnsafeBufferPointer { nw in
-        for t in 0..<R { Kernels.rmsNorm(a + t * h, x + t * h, nw.baseAddress!, h, eps: eps) }
-      }
-      if let moe = layer.moe {
-        moe.forward(layer: l, x: a, y: d, ctx: ctx)
-      } else if let dense = layer.dense {
-        var t = ctx.phaseStart()
-        swiGLU(dense, x: a, ldx: h, y: d, ldy: h, tokens: R, gate: b.dg, up: b.du, pool: pool)
-        profile?.lap(.denseMLP, &t)
-      }
-      for i in 0..<(R * h) { x[i] += d[i] }
+      try run(layer, index: l, x: b.x, haveSelections: &haveSelections, ctx: ctx)
     }
 
     // MARK: - Final norm
+    let eps = Float(c.rmsNormEps)
     finalNorm.withUnsafeBufferPointer { nw in
       for t in 0..<R { Kernels.rmsNorm(hidden + t * h, x + t * h, nw.baseAddress!, h, eps: eps) }
     }
@@ -177,6 +179,33 @@ public final class Transformer: @unchecked Sendable {
       s.cache.count = s.start + s.tokens.count
       s.record?.count = s.start + s.tokens.count
     }
+  }
+
+  /// One decoder layer over the step's rows: x += MLA(RMSNorm(x)); x += MLP_or_MoE(RMSNorm(x)).
+  /// `l` indexes the caches' layers (the main stack, then the MTP block's).   x [R, H]
+  func run(_ layer: DecoderLayer, index l: Int, x: UnsafeMutablePointer<Float>, haveSelections: inout Bool,
+           ctx: ForwardContext) throws(GLM5Error) {
+    let h = config.hiddenSize
+    let R = ctx.rows
+    let b = ctx.buf
+    let a = b.a, d = b.d
+    let eps = Float(config.rmsNormEps)
+    layer.inputNorm.withUnsafeBufferPointer { nw in
+      for t in 0..<R { Kernels.rmsNorm(a + t * h, x + t * h, nw.baseAddress!, h, eps: eps) }
+    }
+    try layer.attention.forward(layer: l, a: a, out: d, haveSelections: &haveSelections, ctx: ctx)
+    for i in 0..<(R * h) { x[i] += d[i] }
+    layer.postNorm.withUnsafeBufferPointer { nw in
+      for t in 0..<R { Kernels.rmsNorm(a + t * h, x + t * h, nw.baseAddress!, h, eps: eps) }
+    }
+    if let moe = layer.moe {
+      moe.forward(layer: l, x: a, y: d, ctx: ctx)
+    } else if let dense = layer.dense {
+      var t = ctx.phaseStart()
+      swiGLU(dense, x: a, ldx: h, y: d, ldy: h, tokens: R, gate: b.dg, up: b.du, pool: ctx.pool)
+      profile?.lap(.denseMLP, &t)
+    }
+    for i in 0..<(R * h) { x[i] += d[i] }
   }
 
   /// One segment from an empty-or-not cache, with its own arena (tests and simple callers).

@@ -20,12 +20,17 @@ public struct SamplingParams: Sendable, Equatable {
   public var ignoreEOS: Bool = false
   /// Alternatives reported per token (0 ..= maxTopLogprobs).
   public var topLogprobs: Int = 0
+  /// Tokens the MTP layer drafts per step (0 = no speculation; 1 ..= maxSpeculative). Changes no
+  /// result: every token is the one plain decoding draws (SpeculativeDecoding.swift).
+  public var speculative: Int = 0
 
   public static let maxTopLogprobs = 64
+  public static let maxSpeculative = 8
   public static let maxStopTokenIds = 4096
 
   public init(temperature: Float = 1, topK: Int = 0, topP: Float = 1, minP: Float = 0, seed: UInt64 = 0,
-              maxNewTokens: Int = 128, stopTokenIds: [Int32] = [], ignoreEOS: Bool = false, topLogprobs: Int = 0) {
+              maxNewTokens: Int = 128, stopTokenIds: [Int32] = [], ignoreEOS: Bool = false, topLogprobs: Int = 0,
+              speculative: Int = 0) {
     self.temperature = temperature
     self.topK = topK
     self.topP = topP
@@ -35,6 +40,7 @@ public struct SamplingParams: Sendable, Equatable {
     self.stopTokenIds = stopTokenIds
     self.ignoreEOS = ignoreEOS
     self.topLogprobs = topLogprobs
+    self.speculative = speculative
   }
 
   /// Greedy decoding with no stop ids (what `Session.generate` does).
@@ -52,6 +58,9 @@ public struct SamplingParams: Sendable, Equatable {
     guard maxNewTokens >= 0 else { throw bad("max_new_tokens is \(maxNewTokens), must be >= 0") }
     guard topLogprobs >= 0 && topLogprobs <= SamplingParams.maxTopLogprobs else {
       throw bad("n_top_logprobs is \(topLogprobs), must be in [0, \(SamplingParams.maxTopLogprobs)]")
+    }
+    guard speculative >= 0 && speculative <= SamplingParams.maxSpeculative else {
+      throw bad("speculative is \(speculative), must be in [0, \(SamplingParams.maxSpeculative)] (0 = off)")
     }
     guard stopTokenIds.count <= SamplingParams.maxStopTokenIds else {
       throw bad("n_stop_token_ids is \(stopTokenIds.count), must be at most \(SamplingParams.maxStopTokenIds)")
@@ -82,5 +91,8 @@ public struct SampleResult: Sendable {
   /// The version of the weights every token of this call was produced with (a call runs on the
   /// snapshot in force when it started).
   public var weightVersion: String = ""
+  /// With speculation: draft tokens accepted at each verification step (0 ..= speculative);
+  /// empty otherwise. The step also draws one token itself, so it made accepted + 1 (fewer when it ends the call).
+  public var accepted: [Int32] = []
   public init() {}
 }

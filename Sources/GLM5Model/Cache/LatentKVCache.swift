@@ -18,8 +18,12 @@ public final class LatentKVCache: @unchecked Sendable {
   public let rkv: Int, dr: Int, di: Int
   public let maxTokens: Int
   public private(set) var layers: [Layer] = []
-  /// Tokens whose entries are valid, in every layer.
+  /// Tokens whose entries are valid, in every main layer.
   public var count: Int = 0
+  /// Positions whose MTP-layer entries are valid (MultiTokenPrediction.swift): computed from the
+  /// main model's hidden state there and the token after it, so at most count - 1. 0 when the
+  /// cache keeps no MTP layer.
+  public var mtpCount: Int = 0
   public private(set) var capacity: Int = 0
 
   /// - Parameter hasIndexer: per layer (main layers then MTP layers), whether it keeps indexer keys.
@@ -51,20 +55,21 @@ public final class LatentKVCache: @unchecked Sendable {
     capacity = newCap
   }
 
-  /// Become a copy of `other`'s valid entries (a fork). Fails without changing anything visible.
+  /// Become a copy of `other`'s valid entries (a fork). `other` may keep an MTP layer that this
+  /// cache does not. Fails without changing anything visible.
   public func copy(from other: LatentKVCache) throws(GLM5Error) {
-    guard other.layers.count == layers.count, other.rkv == rkv, other.dr == dr, other.di == di else {
+    guard other.layers.count >= layers.count, other.rkv == rkv, other.dr == dr, other.di == di else {
       throw .internal("copying a cache of another shape")
     }
     try reserve(other.count)
     let n = other.count
-    for (l, layer) in layers.enumerated() {
-      let o = other.layers[l]
+    for (layer, o) in zip(layers, other.layers) {
       layer.latent.pointer.update(from: o.latent.pointer, count: n * rkv)
       layer.kRope.pointer.update(from: o.kRope.pointer, count: n * dr)
       if let k = layer.indexKey, let ok = o.indexKey { k.pointer.update(from: ok.pointer, count: n * di) }
     }
     count = n
+    mtpCount = other.layers.count == layers.count ? other.mtpCount : 0
   }
 
   /// Bytes held per token over all layers (for reporting).
