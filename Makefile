@@ -77,6 +77,8 @@ test-c: build
 	$(BIN)/test_sampling Tests/Fixtures
 	$(CC) $(CFLAGS) -Iinclude Tests/c/test_rl.c -L$(BIN) -lglm5 -Wl,-rpath,$(abspath $(BIN)) -lm -o $(BIN)/test_rl
 	$(BIN)/test_rl Tests/Fixtures
+	$(CC) $(CFLAGS) -Iinclude Tests/c/test_mtp.c -L$(BIN) -lglm5 -Wl,-rpath,$(abspath $(BIN)) -lm -o $(BIN)/test_mtp
+	$(BIN)/test_mtp $(MODEL)
 	$(CC) $(CFLAGS) -Iinclude Tests/c/test_fenv.c -L$(BIN) -lglm5 -Wl,-rpath,$(abspath $(BIN)) -lm -o $(BIN)/test_fenv
 	$(BIN)/test_fenv Tests/Fixtures/tiny-int4-g32 Tests/Fixtures/tiny-int4-g64-asym Tests/Fixtures/tiny-fp8-block Tests/Fixtures/tiny-dsa
 	$(CC) $(CFLAGS) -pthread -Iinclude Tests/c/test_tokenizer.c -L$(BIN) -lglm5 -Wl,-rpath,$(abspath $(BIN)) -o $(BIN)/test_tokenizer

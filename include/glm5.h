@@ -71,7 +71,7 @@ extern "C" {
 
 /* Library version (semantic versioning) of this header. */
 #define GLM5_VERSION_MAJOR 0
-#define GLM5_VERSION_MINOR 3
+#define GLM5_VERSION_MINOR 4
 #define GLM5_VERSION_PATCH 0
 #define GLM5_VERSION_NUMBER (GLM5_VERSION_MAJOR * 10000 + GLM5_VERSION_MINOR * 100 + GLM5_VERSION_PATCH)
 
@@ -321,7 +321,11 @@ typedef struct glm5_session_params {
     /* --- appended in 0.2 --- */
     uint32_t record;      /* 0 (default): no routing record. 1: record every token's DSA
                              selections and MoE routes (see "Routing record and replay") */
-    uint32_t reserved0;   /* 0 */
+    uint32_t no_mtp;      /* 0 (default): when the model has an MTP layer, keep its cache current
+                             on every append and sampling step, so that sampling can speculate
+                             (glm5_sampling_params.speculative); it costs that one layer per
+                             token. 1: do not (speculation is then GLM5_ERR_INVALID_ARGUMENT).
+                             (Named reserved0, always 0, before 0.4.) */
     uint64_t record_max_bytes; /* bound on the record's memory; 0 = the default, 1 GiB. An append
                              or sampling call that would pass it fails with GLM5_ERR_RECORD_FULL
                              before anything changes */
@@ -655,6 +659,9 @@ typedef struct glm5_sampling_params {
     size_t n_stop_token_ids;       /* 0 ..= 4096 */
     int32_t ignore_eos;            /* 0; non-zero: the model's end-of-sequence ids do not stop */
     uint32_t n_top_logprobs;       /* 0 ..= GLM5_MAX_TOP_LOGPROBS alternatives per token */
+    /* --- appended in 0.4 --- */
+    uint32_t speculative;          /* 0 = off; 1 ..= GLM5_MAX_SPECULATIVE tokens drafted per step
+                                      by the MTP layer ("Speculative decoding"); changes no result */
 } glm5_sampling_params;
 
 static inline void glm5_sampling_params_init(glm5_sampling_params *params) {
@@ -695,6 +702,11 @@ typedef struct glm5_sample_output {
     /* --- appended in 0.2 --- */
     char weight_version[GLM5_WEIGHT_VERSION_SIZE]; /* OUT the version of the weights every token of
                                     this call was produced with, NUL-terminated */
+    /* --- appended in 0.4 --- */
+    int32_t *accepted;           /* IN/OUT NULL or capacity entries: with speculation, the drafts
+                                    accepted at each verification step (0 ..= speculative) */
+    size_t n_steps;              /* OUT verification steps (entries of accepted); 0 without
+                                    speculation */
 } glm5_sample_output;
 
 static inline void glm5_sample_output_init(glm5_sample_output *out) {
@@ -759,6 +771,49 @@ glm5_status glm5_sample_batch(glm5_session *const *sessions, size_t n,
  * session changes. Returns GLM5_OK or the statuses of glm5_session_append. */
 glm5_status glm5_append_batch(glm5_session *const *sessions, size_t n, const int32_t *const *tokens,
                               const size_t *n_tokens, glm5_logits keep, float *const *logprobs);
+
+/* ---------------------------------------------------------------------------------------------
+ * Speculative decoding (MTP)
+ *
+ * A checkpoint with GLM-5's multi-token-prediction layer (model.layers.{num_hidden_layers}.*,
+ * glm5_model_info.has_mtp) can draft tokens ahead. With glm5_sampling_params.speculative = k, each
+ * step of a sampling call:
+ *   1. drafts d_1..d_k: d_1 from the MTP layer on the main model's final-normed hidden state at
+ *      the last position and the token just drawn; d_s (s > 1) from the MTP layer's own output of
+ *      step s-1 and d_{s-1}. Each draft is drawn with the call's own sampler (parameters, seed)
+ *      at the position it would take, from the draft logits;
+ *   2. appends the drawn token and the k drafts in one forward pass (k + 1 rows) and draws at
+ *      each of those rows exactly as plain sampling does (same logits bits, same (seed, position)
+ *      draw); a draft is kept while it equals the draw at its position, and the first draw that
+ *      differs (or the one after the last draft) is the next step's token. Rejected rows are
+ *      dropped without another forward pass.
+ * Every reported token, logprob (all three kinds), alternative, finish reason and the session
+ * left behind are therefore bit for bit those of the same call with speculative = 0, whatever k,
+ * the batch, or how well the drafts agree: speculation only changes the speed. The session must
+ * keep the MTP layer's cache (the default on a model with one: glm5_session_params.no_mtp) and be
+ * current: a session restored from a file saved without MTP entries, or forked while the model's
+ * weights had no MTP layer, samples normally but cannot speculate. glm5_sample_output.accepted
+ * reports the drafts accepted at each step (each step makes accepted + 1 tokens, except that the
+ * first token of a call is drawn before any draft, and a call that ends on an accepted draft
+ * makes one fewer).
+ * ------------------------------------------------------------------------------------------- */
+
+/* Most tokens drafted per step. */
+#define GLM5_MAX_SPECULATIVE 8
+
+/* The MTP layer's first draft step over a sequence, teacher-forced, from an empty context: row i
+ * reads the main model's final-normed hidden state at position i and tokens[i + 1] (RoPE
+ * position i) and gives the logits of tokens[i + 2].
+ *
+ *   tokens    IN   n_tokens ids, n_tokens >= 2.
+ *   out       OUT  capacity floats; (n_tokens - 1) * vocab_size are written, row-major.
+ *
+ * Returns GLM5_OK; GLM5_ERR_INVALID_ARGUMENT (NULL or dead model, NULL tokens or out, n_tokens
+ * < 2, an id out of range, a model without an MTP layer); GLM5_ERR_BUFFER_TOO_SMALL (capacity <
+ * (n_tokens - 1) * vocab_size; nothing written); GLM5_ERR_CONTEXT_FULL (longer than
+ * max_position_embeddings); GLM5_ERR_OUT_OF_MEMORY. Thread-safe as glm5_model_score. */
+glm5_status glm5_model_mtp_draft_logits(const glm5_model *model, const int32_t *tokens, size_t n_tokens,
+                                        float *out, size_t capacity);
 
 /* Raw and temperature-scaled logprobs of a sequence from an empty context (teacher-forced
  * scoring as a trainer does it): logprobs as glm5_model_score, scaled_logprobs[i] =

@@ -5,11 +5,14 @@ import CGLM5
 import GLM5Core
 import GLM5Engine
 
-/// The first versions' sizes (the structs only grow by appending).
-let samplingParamsV1 = MemoryLayout<glm5_sampling_params>.size
+/// The first versions' sizes (the structs only grow by appending). 0.4's speculative took the
+/// padding at the end of glm5_sampling_params, so its first version ends where it starts.
+let samplingParamsV1 = MemoryLayout<glm5_sampling_params>.offset(of: \glm5_sampling_params.speculative)!
+let samplingParamsV4 = MemoryLayout<glm5_sampling_params>.offset(of: \glm5_sampling_params.speculative)! + 4
 let sampleOutputV1 = MemoryLayout<glm5_sample_output>.offset(of: \glm5_sample_output.weight_version)!
-/// Where 0.2's weight_version starts, and the size that holds it.
-let sampleOutputV2 = MemoryLayout<glm5_sample_output>.size
+/// Where 0.2's weight_version starts, and the size that holds it; then 0.4's size.
+let sampleOutputV2 = MemoryLayout<glm5_sample_output>.offset(of: \glm5_sample_output.accepted)!
+let sampleOutputV4 = MemoryLayout<glm5_sample_output>.size
 /// Most sessions in one batched call.
 let maxBatch = 4096
 
@@ -29,6 +32,12 @@ func samplingParams(_ p: UnsafePointer<glm5_sampling_params>?, context: String) 
   s.seed = v.seed
   s.ignoreEOS = v.ignore_eos != 0
   s.topLogprobs = Int(v.n_top_logprobs)
+  if Int(v.struct_size) >= samplingParamsV4 {
+    guard v.speculative <= UInt32(SamplingParams.maxSpeculative) else {
+      throw .invalidArgument("\(context)speculative is \(v.speculative), must be in [0, \(SamplingParams.maxSpeculative)] (0 = off)")
+    }
+    s.speculative = Int(v.speculative)
+  }
   let n = v.n_stop_token_ids
   guard n <= SamplingParams.maxStopTokenIds else {
     throw .invalidArgument("\(context)n_stop_token_ids is \(n), must be at most \(SamplingParams.maxStopTokenIds)")
@@ -75,6 +84,10 @@ func write(_ r: SampleResult, to o: UnsafeMutablePointer<glm5_sample_output>) {
   o.pointee.status = 0
   if Int(o.pointee.struct_size) >= sampleOutputV2 {
     writeCString(r.weightVersion, into: UnsafeMutableRawPointer(o) + sampleOutputV1, capacity: Int(GLM5_WEIGHT_VERSION_SIZE))
+  }
+  if Int(o.pointee.struct_size) >= sampleOutputV4 {
+    put(r.accepted, o.pointee.accepted)
+    o.pointee.n_steps = r.accepted.count
   }
 }
 

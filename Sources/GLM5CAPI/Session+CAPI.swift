@@ -73,6 +73,7 @@ public func glm5_session_new(_ model: OpaquePointer?, _ params: UnsafePointer<gl
     guard let outSession else { throw .invalidArgument("out_session is NULL") }
     var maxTokens = 0
     var recordBytes: Int? = nil
+    var mtp: Bool? = nil
     if let params {
       let size = Int(params.pointee.struct_size)
       try checkStructSize("glm5_session_new", "glm5_session_params", params.pointee.struct_size, minimum: 8)
@@ -86,9 +87,14 @@ public func glm5_session_new(_ model: OpaquePointer?, _ params: UnsafePointer<gl
           recordBytes = Int(b)
         default: throw .invalidArgument("record is \(params.pointee.record), must be 0 or 1")
         }
+        switch params.pointee.no_mtp {
+        case 0: break
+        case 1: mtp = false
+        default: throw .invalidArgument("no_mtp is \(params.pointee.no_mtp), must be 0 or 1")
+        }
       }
     }
-    let s = try Session(model: m, maxTokens: maxTokens, recordBytes: recordBytes)
+    let s = try Session(model: m, maxTokens: maxTokens, recordBytes: recordBytes, mtp: mtp)
     outSession.pointee = makeHandle(SessionBox(s), kind: "session")
   }
 }

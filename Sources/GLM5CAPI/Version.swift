@@ -3,13 +3,13 @@
 import CGLM5
 import GLM5Core
 
-let libraryVersion: StaticString = "0.3.0"
+let libraryVersion: StaticString = "0.4.0"
 
 @c @implementation
 public func glm5_abi_version() -> UInt32 { 1 }
 
 @c @implementation
-public func glm5_version_number() -> UInt32 { 0 * 10000 + 3 * 100 + 0 }
+public func glm5_version_number() -> UInt32 { 0 * 10000 + 4 * 100 + 0 }
 
 @c @implementation
 public func glm5_version_string() -> UnsafePointer<CChar>? {

@@ -1454,8 +1454,9 @@ static void test_bad_input(glm5_model *m, glm5_model *other_model) {
     p = b.good;
     p.struct_size = 4;
     refuse_sample(&b, "6. params struct_size 4", &p, OUT_AS_IS, GLM5_ERR_INVALID_ARGUMENT, "struct_size");
-    p.struct_size = (uint32_t)sizeof(glm5_sampling_params) - 4;
-    refuse_sample(&b, "6. params struct_size sizeof - 4", &p, OUT_AS_IS, GLM5_ERR_INVALID_ARGUMENT, "struct_size");
+    /* 4 bytes short of the first version (which ends where 0.4's speculative starts). */
+    p.struct_size = (uint32_t)offsetof(glm5_sampling_params, speculative) - 4;
+    refuse_sample(&b, "6. params struct_size v1 - 4", &p, OUT_AS_IS, GLM5_ERR_INVALID_ARGUMENT, "struct_size");
     p.struct_size = 0;
     refuse_sample(&b, "6. params struct_size 0", &p, OUT_AS_IS, GLM5_ERR_INVALID_ARGUMENT, "struct_size");
     refuse_sample(&b, "6. capacity < max_new_tokens", &b.good, OUT_CAPACITY_SHORT, GLM5_ERR_INVALID_ARGUMENT,

@@ -51,7 +51,7 @@ from ._model import DType, Model, ModelInfo, dtype_name, dtype_names
 from ._tokenizer import Detokenizer, Tokenizer
 from ._session import SAMPLING_DEFAULTS, Logits, RecordInfo, SampleResult, Session, as_token_array
 
-__version__ = "0.3.0"  # of this binding; the library's is glm5.version()
+__version__ = "0.4.0"  # of this binding; the library's is glm5.version()
 
 __all__ = [
     "ABI_VERSION",

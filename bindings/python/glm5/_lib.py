@@ -77,7 +77,7 @@ class glm5_session_params(ctypes.Structure):
         ("max_tokens", ctypes.c_uint32),
         # --- appended in 0.2 ---
         ("record", ctypes.c_uint32),
-        ("reserved0", ctypes.c_uint32),
+        ("no_mtp", ctypes.c_uint32),  # reserved0 before 0.4
         ("record_max_bytes", ctypes.c_uint64),
     ]
 
@@ -110,6 +110,9 @@ class glm5_replay(ctypes.Structure):
 #: GLM5_MAX_TOP_LOGPROBS: the most alternatives a sampling call can report per token.
 MAX_TOP_LOGPROBS = 64
 
+#: GLM5_MAX_SPECULATIVE: the most tokens the MTP layer drafts per step.
+MAX_SPECULATIVE = 8
+
 #: GLM5_WEIGHT_VERSION_SIZE: bytes of a weight version with its NUL (versions are 1 to 127 bytes).
 WEIGHT_VERSION_SIZE = 128
 
@@ -130,6 +133,8 @@ class glm5_sampling_params(ctypes.Structure):
         ("n_stop_token_ids", ctypes.c_size_t),
         ("ignore_eos", ctypes.c_int32),
         ("n_top_logprobs", ctypes.c_uint32),
+        # --- appended in 0.4 ---
+        ("speculative", ctypes.c_uint32),
     ]
 
 
@@ -149,6 +154,9 @@ class glm5_sample_output(ctypes.Structure):
         ("status", ctypes.c_int32),
         # --- appended in 0.2 ---
         ("weight_version", ctypes.c_char * WEIGHT_VERSION_SIZE),
+        # --- appended in 0.4 ---
+        ("accepted", ctypes.POINTER(ctypes.c_int32)),
+        ("n_steps", ctypes.c_size_t),
     ]
 
 
@@ -180,9 +188,9 @@ assert ctypes.sizeof(glm5_record_info) == 56
 assert glm5_record_info.n_layers.offset == 16 and glm5_record_info.bytes_per_token.offset == 32
 assert glm5_record_info.max_bytes.offset == 48
 if ctypes.sizeof(ctypes.c_void_p) == 8:  # the structs with pointers, as a 64-bit C compiler lays them out
-    assert ctypes.sizeof(glm5_sampling_params) == 56
+    assert ctypes.sizeof(glm5_sampling_params) == 64 and glm5_sampling_params.speculative.offset == 56
     assert glm5_sampling_params.seed.offset == 24 and glm5_sampling_params.n_top_logprobs.offset == 52
-    assert ctypes.sizeof(glm5_sample_output) == 208
+    assert ctypes.sizeof(glm5_sample_output) == 224 and glm5_sample_output.accepted.offset == 208
     assert glm5_sample_output.capacity.offset == 8 and glm5_sample_output.n_tokens.offset == 64
     assert glm5_sample_output.status.offset == 76 and glm5_sample_output.weight_version.offset == 80
     assert ctypes.sizeof(glm5_replay) == 32
@@ -281,6 +289,7 @@ _FUNCTIONS = {
     "glm5_model_free": (None, [glm5_model_p]),
     "glm5_model_get_info": (c_status, [glm5_model_p, ctypes.POINTER(glm5_model_info)]),
     "glm5_model_score": (c_status, [glm5_model_p, c_int32_p, ctypes.c_size_t, c_float_p]),
+    "glm5_model_mtp_draft_logits": (c_status, [glm5_model_p, c_int32_p, ctypes.c_size_t, c_float_p, ctypes.c_size_t]),
     # Sessions (glm5_session_params_init is inline in the header)
     "glm5_session_new": (
         c_status,

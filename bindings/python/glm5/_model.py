@@ -333,7 +333,11 @@ class Model(_Owned):
     # -- sessions and scoring ---------------------------------------------------------------------
 
     def session(
-        self, max_tokens: Optional[int] = None, record: bool = False, record_max_bytes: Optional[int] = None
+        self,
+        max_tokens: Optional[int] = None,
+        record: bool = False,
+        record_max_bytes: Optional[int] = None,
+        mtp: bool = True,
     ) -> Session:
         """A new empty :class:`Session` on this model (glm5_session_new).
 
@@ -347,9 +351,13 @@ class Model(_Owned):
         ``record_max_bytes`` bounds the record's memory (None or 0: 1 GiB; only with
         ``record=True``): an append or sampling call that would pass it raises
         :class:`glm5.RecordFullError` and changes nothing.
+
+        ``mtp``: on a model with an MTP layer (:attr:`ModelInfo.has_mtp`) the session keeps its
+        cache current, one more layer per token, so that sampling can speculate
+        (``speculative=k``); ``mtp=False`` saves that layer and refuses speculation.
         """
         shape = _Shape.of(self.info)
-        return Session(self._ptr(), shape, max_tokens, record, record_max_bytes)
+        return Session(self._ptr(), shape, max_tokens, record, record_max_bytes, mtp)
 
     def score(
         self, ids: TokenIds, temperature: Optional[float] = None, *, replay_topk=None, replay_routes=None
@@ -387,6 +395,19 @@ class Model(_Owned):
             check(LIB.glm5_model_score(self._ptr(), tokens, n, lp))
         else:
             check(LIB.glm5_model_score_scaled(self._ptr(), tokens, n, t, None, lp))
+        return out
+
+    def mtp_draft_logits(self, ids: TokenIds) -> np.ndarray:
+        """The MTP layer's first draft step over ``ids``, teacher-forced, from an empty context
+        (glm5_model_mtp_draft_logits): float32 ``[len(ids) - 1, vocab_size]``, row i the logits
+        of ``ids[i + 2]`` from the main model's final-normed hidden state at i and ``ids[i + 1]``.
+        InvalidArgumentError on a model without an MTP layer or fewer than 2 ids."""
+        arr = as_token_array(ids)
+        n = len(arr)
+        vocab = _Shape.of(self.info).vocab_size
+        out = np.empty((max(n - 1, 0), vocab), dtype=np.float32)
+        check(LIB.glm5_model_mtp_draft_logits(self._ptr(), arr.ctypes.data_as(c_int32_p), n,
+                                              out.ctypes.data_as(c_float_p), out.size))
         return out
 
     # -- weight updates ---------------------------------------------------------------------------

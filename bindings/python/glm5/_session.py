@@ -141,6 +141,7 @@ SAMPLING_DEFAULTS: Dict[str, Any] = {
     "stop_token_ids": None,
     "ignore_eos": False,
     "top_logprobs": 0,
+    "speculative": 0,
 }
 
 # glm5_finish_reason -> the name a SampleResult reports (GLM5_FINISH_NONE never comes back from a
@@ -208,6 +209,9 @@ class SampleResult:
     ``weight_version`` is the version of the model's weights every one of these tokens was
     produced with (:attr:`Model.weight_version` when the call started; a sampling call never
     straddles a weight update).
+    With ``speculative=k``, ``accepted`` int32 holds the drafts accepted at each verification step
+    (0 ..= k; the mean + 1 is the mean accepted length); else None. Speculation changes nothing
+    else: every other field is bit for bit what the same call without it returns.
     """
 
     tokens: np.ndarray
@@ -219,6 +223,7 @@ class SampleResult:
     top_ids: Optional[np.ndarray] = None
     top_logprobs: Optional[np.ndarray] = None
     weight_version: str = ""
+    accepted: Optional[np.ndarray] = None
 
 
 class _SampleCall:
@@ -242,6 +247,7 @@ class _SampleCall:
         p.ignore_eos = 1 if _flag_arg("ignore_eos", kw["ignore_eos"]) else 0
         k = _count_arg("top_logprobs", kw["top_logprobs"], _UINT32_MAX)
         p.n_top_logprobs = k
+        p.speculative = _count_arg("speculative", kw["speculative"], _UINT32_MAX)
         self.stop_ids = None
         if kw["stop_token_ids"] is not None:
             self.stop_ids = as_token_array(kw["stop_token_ids"])
@@ -269,6 +275,10 @@ class _SampleCall:
             out.top_ids = _i32p(self.top_ids)
             out.top_logprobs = _f32p(self.top_logprobs)
         # k > MAX_TOP_LOGPROBS: no arrays (their size is unbounded); the library refuses the value.
+        self.accepted = None
+        if p.speculative > 0:
+            self.accepted = np.empty(cap, dtype=np.int32)
+            out.accepted = _i32p(self.accepted)
         self.out = out
 
     def result(self) -> SampleResult:
@@ -295,6 +305,7 @@ class _SampleCall:
             top_ids=top[0],
             top_logprobs=top[1],
             weight_version=out.weight_version.decode("utf-8", errors="replace"),
+            accepted=self.accepted[: out.n_steps] if self.accepted is not None else None,
         )
 
 
@@ -542,6 +553,7 @@ class Session(_Owned):
         max_tokens=None,
         record: bool = False,
         record_max_bytes: Optional[int] = None,
+        mtp: bool = True,
     ):
         self._handle: Optional[int] = None  # first, so that __del__ works whatever happens below
         self._lock = threading.Lock()
@@ -557,6 +569,7 @@ class Session(_Owned):
                 raise Glm5Error(Status.INVALID_ARGUMENT, "record_max_bytes is given, but record is False")
             params.record_max_bytes = bound
         params.record = 1 if record else 0
+        params.no_mtp = 0 if _flag_arg("mtp", mtp) else 1
         handle = glm5_session_p()
         check(LIB.glm5_session_new(model_handle, ctypes.byref(params), ctypes.byref(handle)))
         self._init(handle.value, model_handle, shape, requested or shape.max_position_embeddings)
@@ -713,6 +726,7 @@ class Session(_Owned):
         stop_token_ids: Optional[TokenIds] = None,
         ignore_eos: bool = False,
         top_logprobs: int = 0,
+        speculative: int = 0,
     ) -> SampleResult:
         """Sample up to ``n`` new tokens, appending each (glm5_session_sample); a
         :class:`SampleResult`.
@@ -726,6 +740,10 @@ class Session(_Owned):
         kept. ``top_logprobs`` (0 ..= 64) alternatives per token are reported if > 0. The session
         must hold at least one token and have room for ``n`` more (ContextFullError, nothing
         generated). :meth:`cancel` from another thread stops it at the next token.
+        ``speculative=k`` (1 ..= 8) drafts k tokens per step with the model's MTP layer and keeps
+        those that equal what plain sampling draws: the same result bit for bit, faster when the
+        drafts agree (InvalidArgumentError on a model without an MTP layer or a session made with
+        ``mtp=False``).
 
         Types are checked here (TypeError); value ranges by the library (InvalidArgumentError
         naming the field). On any error the session is unchanged. Kept logits are cleared.
@@ -742,6 +760,7 @@ class Session(_Owned):
                 stop_token_ids=stop_token_ids,
                 ignore_eos=ignore_eos,
                 top_logprobs=top_logprobs,
+                speculative=speculative,
             ),
         )
         with self._use() as handle:

@@ -615,7 +615,7 @@ mod tests {
                 struct_size: 24,
                 max_tokens: 0,
                 record: 0,
-                reserved0: 0,
+                no_mtp: 0,
                 record_max_bytes: 0,
             }
         );

@@ -55,7 +55,7 @@ pub(crate) fn new_session_params() -> sys::glm5_session_params {
         struct_size: std::mem::size_of::<sys::glm5_session_params>() as u32,
         max_tokens: 0,
         record: 0,
-        reserved0: 0,
+        no_mtp: 0,
         record_max_bytes: 0,
     }
 }

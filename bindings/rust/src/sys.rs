@@ -126,7 +126,8 @@ pub struct glm5_session_params {
     pub max_tokens: u32,
     // --- appended in 0.2 ---
     pub record: u32,
-    pub reserved0: u32,
+    /// `reserved0` before 0.4: 1 = the session skips the MTP layer.
+    pub no_mtp: u32,
     pub record_max_bytes: u64,
 }
 
@@ -243,7 +244,7 @@ const _: () = {
     assert!(align_of::<glm5_session_params>() == 8);
     assert!(offset_of!(glm5_session_params, max_tokens) == 4);
     assert!(offset_of!(glm5_session_params, record) == 8); // the 0.1 size
-    assert!(offset_of!(glm5_session_params, reserved0) == 12);
+    assert!(offset_of!(glm5_session_params, no_mtp) == 12);
     assert!(offset_of!(glm5_session_params, record_max_bytes) == 16);
 
     assert!(size_of::<glm5_record_info>() == 56);
