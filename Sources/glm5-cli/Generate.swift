@@ -9,8 +9,8 @@
 //   --json        one JSON object at the end (ids, text, the three logprobs, finish, timings)
 //   no tokenizer  one line per token id with its logprobs (the format before text existed)
 //
-// Tokens are drawn one per engine call (Session.sampleStreaming), bitwise what one
-// Session.sample call gives. Prefill and decode tokens/s go to stderr.
+// Tokens are streamed as each step ends (Session.sampleStreaming), bitwise what one
+// Session.sample call gives (--speculative included). Prefill and decode tokens/s go to stderr.
 
 import ArgumentParser
 import GLM5Core
@@ -116,7 +116,7 @@ struct Generate: ParsableCommand {
 
     let why = r.finishReason == .stop ? "stop (token \(r.stopTokenId ?? -1))" : r.finishReason.name
     let timing = Timing(load: loadSeconds, prefill: prefillSeconds, prefillTokens: promptIds.count,
-                        decode: decodeSeconds, decodeTokens: r.tokens.count)
+                        decode: decodeSeconds, decodeTokens: r.tokens.count, accepted: r.accepted)
     if mode == .json {
       let text = try tok.map { (t) throws(GLM5Error) -> String in try t.decode(r.tokens) }
       Out.text(report(folder: folder, promptIds: promptIds, params: params, r: r, text: text, timing: timing) + "\n")
@@ -161,6 +161,14 @@ struct Generate: ParsableCommand {
         t.field("prefill_tokens_per_s", timing.prefillRate)
         t.field("decode_tokens_per_s", timing.decodeRate)
       }
+      if params.speculative > 0 {
+        o.key("speculative")
+        o.object { sp in
+          sp.field("drafts_per_step", params.speculative)
+          sp.field("steps", timing.accepted.count)
+          sp.field("mean_accepted_length", timing.acceptedLength)
+        }
+      }
       o.field("weight_version", r.weightVersion)
     }
     return w.text
@@ -170,10 +178,15 @@ struct Generate: ParsableCommand {
 /// Seconds and tokens of a generation's phases.
 struct Timing {
   var load: Double, prefill: Double, prefillTokens: Int, decode: Double, decodeTokens: Int
+  /// Drafts accepted per verification step (speculative decoding), else empty.
+  var accepted: [Int32] = []
   var prefillRate: Double { prefill > 0 ? Double(prefillTokens) / prefill : 0 }
   var decodeRate: Double { decode > 0 ? Double(decodeTokens) / decode : 0 }
+  /// Mean tokens per verification step (accepted drafts + 1).
+  var acceptedLength: Double { accepted.isEmpty ? 0 : 1 + Double(accepted.reduce(0) { $0 + Int($1) }) / Double(accepted.count) }
   var summary: String {
     "load \(fmt(load, 3)) s; prefill \(prefillTokens) tokens in \(fmt(prefill, 3)) s (\(fmt(prefillRate, 1)) tokens/s); decode \(decodeTokens) tokens in \(fmt(decode, 3)) s (\(fmt(decodeRate, 1)) tokens/s)"
+      + (accepted.isEmpty ? "" : "; speculative: \(accepted.count) steps, mean accepted length \(fmt(acceptedLength, 2))")
   }
 }
 

@@ -25,6 +25,9 @@ struct SamplingOptions: ParsableArguments {
   @Flag(help: "Do not stop at the model's end-of-sequence ids.")
   var ignoreEos = false
 
+  @Option(help: "Tokens the MTP layer drafts per step (0 = off, 1...8); the output is the same, only faster when drafts agree.")
+  var speculative: Int = 0
+
   @Option(help: "Compute threads (0 = one per CPU).")
   var threads: Int = 0
 
@@ -33,11 +36,12 @@ struct SamplingOptions: ParsableArguments {
 
   func params(defaultN: Int, stopTokenIds: [Int32] = []) -> SamplingParams {
     SamplingParams(temperature: temperature, topK: topK, topP: topP, minP: minP, seed: seed,
-                   maxNewTokens: n ?? defaultN, stopTokenIds: stopTokenIds, ignoreEOS: ignoreEos)
+                   maxNewTokens: n ?? defaultN, stopTokenIds: stopTokenIds, ignoreEOS: ignoreEos,
+                   speculative: speculative)
   }
 
   var summary: String {
-    "temperature \(temperature), top-k \(topK), top-p \(topP), min-p \(minP), seed \(seed)"
+    "temperature \(temperature), top-k \(topK), top-p \(topP), min-p \(minP), seed \(seed)" + (speculative > 0 ? ", speculative \(speculative)" : "")
   }
 }
 

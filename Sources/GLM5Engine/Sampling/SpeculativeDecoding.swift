@@ -22,7 +22,12 @@ import GLM5Model
 extension Model {
   /// Sample on every session with its parameters, one forward per step for all running
   /// sessions. Every session gets bitwise what sampling it alone, without speculation, gives.
-  public func sampleBatch(_ sessions: [Session], _ params: [SamplingParams]) throws(GLM5Error) -> [SampleResult] {
+  /// `onTokens(i, result, c)`, when given, hears of each new token of session i as soon as its
+  /// step ends (c: the tokens of `result` to report, which may hold more); returning false stops
+  /// that session right after token c (finish reason cancelled; later tokens of the step are
+  /// dropped from the result and the session), exactly where a call of c tokens would end.
+  public func sampleBatch(_ sessions: [Session], _ params: [SamplingParams],
+                          onTokens: ((Int, SampleResult, Int) -> Bool)? = nil) throws(GLM5Error) -> [SampleResult] {
     let V = config.vocabSize, h = config.hiddenSize
     let snapshot = weights  // the whole call runs on these weights
     let transformer = snapshot.transformer
@@ -61,6 +66,12 @@ extension Model {
     var drafts = [Int32](repeating: 0, count: n * max(K, 1))  // [n, K] this step's drafts
     var pending = [Int32?](repeating: nil, count: n)         // drawn at position count, not yet appended
     var k = [Int](repeating: 0, count: n)
+    let starts = sessions.map(\.count)
+    var heard = [Int](repeating: 0, count: n)   // tokens onTokens was told of
+    var keep = [Int?](repeating: nil, count: n)  // where onTokens stopped a session
+    var walked = [Int](repeating: 0, count: n)   // step 6: rows of the session handled so far
+    var accepted = [Int](repeating: 0, count: n)
+    var open = [Bool](repeating: true, count: n)
 
     /// Report a drawn token; sets the finish reason when it ends the session's call.
     func record(_ i: Int, _ t: SampledToken, _ tids: UnsafePointer<Int32>, _ tlps: UnsafePointer<Float>) {
@@ -151,9 +162,7 @@ extension Model {
           let base = s.count - k[i] - 1  // position of t_N
           for j in 0...k[i] { try draws.add(i, s.hidden.pointer + j * h, position: base + 1 + j) }
         }
-        var walked = [Int](repeating: 0, count: n)   // rows of the session handled so far
-        var accepted = [Int](repeating: 0, count: n)
-        var open = [Bool](repeating: true, count: n)
+        for i in active { walked[i] = 0; accepted[i] = 0; open[i] = true }
         draws.run(draft: false) { i, t, tids, tlps in
           let j = walked[i]
           walked[i] += 1
@@ -176,11 +185,35 @@ extension Model {
           s.hiddenRows = accepted[i] + 1
           results[i].accepted.append(Int32(accepted[i]))
         }
-        // 7. Sessions leave when they are done, nothing is pending and their MTP entries are current.
+        // 7. Tell the host; then sessions leave when they are done, nothing is pending and their MTP entries are current.
+        if let onTokens {
+          for i in active where keep[i] == nil && results[i].tokens.count > heard[i] {
+            let total = results[i].tokens.count
+            for c in (heard[i] + 1)...total where !onTokens(i, results[i], c) {
+              if c < total || running(i) { keep[i] = c; results[i].finishReason = .cancelled }
+              break
+            }
+            heard[i] = total
+          }
+        }
         active.removeAll { i in
           !running(i) && pending[i] == nil && (!mtpOn[i] || sessions[i].cache.mtpCount >= sessions[i].count - 1)
         }
       }
+    }
+    // Where onTokens stopped a session inside a step: drop what came after (kept hidden rows
+    // make the truncation free).
+    for i in 0..<n {
+      guard let c = keep[i], c < results[i].tokens.count else { continue }
+      let N = results[i].topN
+      results[i].tokens.removeLast(results[i].tokens.count - c)
+      results[i].logprobs.removeLast(results[i].logprobs.count - c)
+      results[i].scaledLogprobs.removeLast(results[i].scaledLogprobs.count - c)
+      results[i].processedLogprobs.removeLast(results[i].processedLogprobs.count - c)
+      results[i].topIds.removeLast(results[i].topIds.count - c * N)
+      results[i].topLogprobs.removeLast(results[i].topLogprobs.count - c * N)
+      results[i].stopTokenId = nil
+      try sessions[i].truncate(starts[i] + c)
     }
     // A cancel that arrived after the last boundary is left for the next call (documented).
     return results

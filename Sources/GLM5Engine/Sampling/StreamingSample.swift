@@ -1,68 +1,46 @@
-// Sampling one token at a time, handing each to the caller as soon as it is drawn (a CLI that
-// prints text as it comes, a host that watches for a stop string).
-//
-// Why this equals one `sample(params)` call bit for bit: a draw is a pure function of (logits,
-// parameters, seed, position), where position is the session's token count (include/glm5.h
-// "Sampling"); appends are split-invariant, so the logits at each position are the same bits
-// whether the tokens came from one call or many. What one call does besides drawing is redone
-// here in the same order: the checks of the whole request before the first token, then per
-// token "max_new_tokens reached" before "stop id drawn" (SGLang's check_finished), the stop set
-// being stop_token_ids plus the model's eos ids unless ignore_eos. Each step is a sample call
-// of one token with no stop ids, whose finish reason is therefore length, or cancelled.
-//
-// Difference: one call runs all its tokens on the weights in force when it starts; here each
-// token runs on the weights in force when its step starts (a weight update between tokens is
-// seen from the next token on). `weightVersion` is the first step's.
+// Sampling that hands each token to the caller as soon as its step ends (a CLI that prints text
+// as it comes, a host that watches for a stop string): one sampleBatch call with a step callback,
+// so the result is that call's, bit for bit, speculation included (SpeculativeDecoding.swift).
+// Returning false stops right after that token, as a call asking for exactly those tokens would.
 
 import GLM5Core
 
+extension SampleResult {
+  /// The first c tokens of the result (their logprobs and alternatives).
+  func prefix(_ c: Int) -> SampleResult {
+    var r = self
+    guard c < tokens.count else { return r }
+    r.tokens = Array(tokens.prefix(c))
+    r.logprobs = Array(logprobs.prefix(c))
+    r.scaledLogprobs = Array(scaledLogprobs.prefix(c))
+    r.processedLogprobs = Array(processedLogprobs.prefix(c))
+    r.topIds = Array(topIds.prefix(c * topN))
+    r.topLogprobs = Array(topLogprobs.prefix(c * topN))
+    r.finishReason = .none
+    r.stopTokenId = nil
+    return r
+  }
+}
+
 extension Session {
-  /// Sample as `sample(params)` does, one token per engine call; `onToken` gets the result so far
-  /// after each token (its last token is the new one) and returns false to stop there (finish
-  /// reason cancelled). Returns what `sample(params)` returns (bitwise), unless stopped so.
+  /// Sample as `sample(params)` does; `onToken` gets the result so far after each token (its
+  /// last token is the new one) and returns false to stop there (finish reason cancelled, unless
+  /// that token ended the call anyway). Returns what `sample(params)` returns (bitwise), unless
+  /// stopped so. An error thrown by `onToken` stops sampling after that token and is rethrown.
   public func sampleStreaming(_ params: SamplingParams,
                               onToken: (SampleResult) throws(GLM5Error) -> Bool) throws(GLM5Error) -> SampleResult {
-    try model.checkSample(self, params, context: "")
-    try reserve(count + params.maxNewTokens)
-    var stops = Set(params.stopTokenIds)
-    if !params.ignoreEOS { stops.formUnion(model.eosTokenIds) }
-    var step = params
-    step.maxNewTokens = 1
-    step.stopTokenIds = []
-    step.ignoreEOS = true
-
-    var r = SampleResult()
-    r.topN = params.topLogprobs
-    r.weightVersion = model.weightVersion
-    if params.maxNewTokens == 0 {
-      r.finishReason = .length
-      return r
-    }
-    while true {
-      let t = try sample(step)
-      if r.tokens.isEmpty { r.weightVersion = t.weightVersion }
-      guard t.finishReason != .cancelled, let id = t.tokens.first else {
-        r.finishReason = .cancelled
-        return r
-      }
-      r.tokens.append(id)
-      r.logprobs.append(t.logprobs[0])
-      r.scaledLogprobs.append(t.scaledLogprobs[0])
-      r.processedLogprobs.append(t.processedLogprobs[0])
-      r.topIds += t.topIds
-      r.topLogprobs += t.topLogprobs
-      if r.tokens.count == params.maxNewTokens {
-        r.finishReason = .length  // first, as sampleBatch
-      } else if stops.contains(id) {
-        r.finishReason = .stop
-        r.stopTokenId = id
-      }
-      let more = try onToken(r)
-      if r.finishReason != .none { return r }
-      if !more {
-        r.finishReason = .cancelled
-        return r
+    var failure: GLM5Error? = nil
+    let r = try withoutActuallyEscaping(onToken) { (onToken) throws(GLM5Error) -> [SampleResult] in
+      try model.sampleBatch([self], [params]) { _, r, c in
+        do throws(GLM5Error) {
+          return try onToken(r.prefix(c))
+        } catch {
+          failure = error
+          return false
+        }
       }
     }
+    if let failure { throw failure }
+    return r[0]
   }
 }

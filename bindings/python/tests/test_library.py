@@ -99,7 +99,7 @@ def test_inline_init_functions_are_not_needed():
     assert i.struct_size == ctypes.sizeof(_lib.glm5_model_info) == 136
     assert bytes(i)[4:] == bytes(136 - 4)
     sp = _lib.new_session_params()
-    assert (sp.struct_size, sp.max_tokens, sp.record, sp.reserved0, sp.record_max_bytes) == (24, 0, 0, 0, 0)
+    assert (sp.struct_size, sp.max_tokens, sp.record, sp.no_mtp, sp.record_max_bytes) == (24, 0, 0, 0, 0)
     for name in ("glm5_record_info_init", "glm5_replay_init"):
         assert name not in _lib._FUNCTIONS
     ri = _lib.new_record_info()

@@ -221,7 +221,7 @@ def test_result_type(model):
         assert zero.tokens.shape == (0,) and zero.finish_reason == "length"
     assert glm5.MAX_TOP_LOGPROBS == 64
     assert set(glm5.SAMPLING_DEFAULTS) == {
-        "temperature", "top_k", "top_p", "min_p", "seed", "stop_token_ids", "ignore_eos", "top_logprobs"
+        "temperature", "top_k", "top_p", "min_p", "seed", "stop_token_ids", "ignore_eos", "top_logprobs", "speculative"
     }
 
 
