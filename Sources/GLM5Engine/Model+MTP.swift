@@ -10,8 +10,9 @@ extension Model {
 
   /// The first draft step at every position but the last, teacher-forced: row i reads the main
   /// model's final-normed hidden state at i and ids[i+1] (RoPE position i) and predicts ids[i+2].
-  /// Writes [n - 1, V] floats into `out`. From a fresh cache; nothing else changes.
-  public func mtpDraftLogits(_ ids: [Int32], into out: UnsafeMutablePointer<Float>) throws(GLM5Error) {
+  /// Writes [n - 1, V] floats into `out`. From a fresh cache; nothing else changes. With
+  /// `record` (from Transformer.draftRecord), the MTP block's selections and routes of the rows.
+  public func mtpDraftLogits(_ ids: [Int32], into out: UnsafeMutablePointer<Float>, record: RoutingRecord? = nil) throws(GLM5Error) {
     let snapshot = weights
     let tr = snapshot.transformer
     let h = config.hiddenSize
@@ -28,6 +29,7 @@ extension Model {
     let n = ids.count
     let cache = try LatentKVCache(config: config, hasIndexer: tr.cacheLayers(mtp: true), maxTokens: n)
     try cache.reserve(n)
+    try record?.reserve(n)
     let hidden = try FloatBuffer(count: n * h, what: "hidden rows")
     let drafted = try FloatBuffer(count: (n - 1) * h, what: "MTP output rows")
     // The main model, then the MTP layer, in steps of at most maxStepRows rows (split-invariant).
@@ -41,7 +43,7 @@ extension Model {
       start = 0
       while start < n - 1 {
         let m = min(Model.maxStepRows, n - 1 - start)
-        let seg = DraftSegment(cache: cache, start: start, tokens: ids[(start + 1)...(start + m)])
+        let seg = DraftSegment(cache: cache, start: start, tokens: ids[(start + 1)...(start + m)], record: record)
         try tr.draft([seg], hidden: hidden.pointer + start * h, out: drafted.pointer + start * h, arena: arena, pool: pool)
         start += m
       }

@@ -37,12 +37,12 @@ public struct ForwardSegment {
     start = cache.count
   }
 
-  /// A segment at an explicit position, recording and replaying nothing (the MTP block's rows,
-  /// which lag the main cache's count).
-  init(cache: LatentKVCache, tokens: ArraySlice<Int32>, start: Int) {
+  /// A segment at an explicit position, replaying nothing (the MTP block's rows, which lag the
+  /// main cache's count).
+  init(cache: LatentKVCache, tokens: ArraySlice<Int32>, start: Int, record: RoutingRecord?) {
     self.cache = cache
     self.tokens = tokens
-    record = nil
+    self.record = record
     replay = nil
     self.start = start
   }

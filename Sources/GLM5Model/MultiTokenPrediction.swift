@@ -49,17 +49,31 @@ public struct DraftSegment {
   public let start: Int
   /// For each row i, the token that follows position start+i (t_{i+1}).
   public let tokens: ArraySlice<Int32>
+  /// Where to record the block's selections and routes (a Transformer.draftRecord, reserved for
+  /// the positions), or nil.
+  public let record: RoutingRecord?
 
-  public init(cache: LatentKVCache, start: Int, tokens: ArraySlice<Int32>) {
+  public init(cache: LatentKVCache, start: Int, tokens: ArraySlice<Int32>, record: RoutingRecord? = nil) {
     self.cache = cache
     self.start = start
     self.tokens = tokens
+    self.record = record
   }
 }
 
 extension Transformer {
   /// Whether the checkpoint has an MTP layer that can draft.
   public var hasMTP: Bool { mtp != nil }
+
+  /// A record for DraftSegment.record: the layout of RoutingRecord for num_hidden_layers + 1
+  /// layers, the MTP block being the last layer and the last MoE layer.
+  public func draftRecord(maxBytes: Int = RoutingRecord.defaultMaxBytes) throws(GLM5Error) -> RoutingRecord {
+    var c = config
+    c.numHiddenLayers += 1
+    c.mlpLayerTypes.append(mtp?.block.moe == nil ? .dense : .sparse)
+    c.indexerTypes.append(.full)
+    return try RoutingRecord(config: c, maxBytes: maxBytes)
+  }
 
   /// The plan of an MTP step over these segments (its scratch is `scratchBytes(plan)`).
   public static func plan(_ segments: [DraftSegment]) -> StepPlan {
@@ -87,6 +101,9 @@ extension Transformer {
     for s in segments {
       guard s.cache.layers.count > m.layerIndex else { throw .internal("draft: the cache keeps no MTP entries") }
       guard s.start >= 0, s.cache.capacity >= s.start + s.tokens.count else { throw .internal("draft: a cache was not reserved") }
+      if let rec = s.record, rec.capacity < s.start + s.tokens.count || rec.layers != m.layerIndex + 1 {
+        throw .internal("draft: the record was not reserved, or is not a draftRecord")
+      }
       for (i, id) in s.tokens.enumerated() where id < 0 || Int(id) >= c.vocabSize {
         throw .invalidArgument("token id \(id) at index \(i) is outside [0, \(c.vocabSize))")
       }
@@ -97,7 +114,7 @@ extension Transformer {
     forward.reserveCapacity(segments.count)
     var r = 0
     for (si, s) in segments.enumerated() {
-      forward.append(ForwardSegment(cache: s.cache, tokens: s.tokens, start: s.start))
+      forward.append(ForwardSegment(cache: s.cache, tokens: s.tokens, start: s.start, record: s.record))
       for i in 0..<s.tokens.count {
         b.rowSegment[r] = Int32(si)
         b.rowPosition[r] = s.start + i
@@ -105,7 +122,8 @@ extension Transformer {
         r += 1
       }
     }
-    let ctx = ForwardContext(config: c, pool: pool, segments: forward, buf: b, recording: false, replaying: false, profile: profile)
+    let ctx = ForwardContext(config: c, pool: pool, segments: forward, buf: b, recording: segments.contains { $0.record != nil },
+                             replaying: false, profile: profile)
 
     // cat [R, 2H] = [RMSNorm(e; enorm) | RMSNorm(h; hnorm)], then z = eh_proj(cat) into x.
     let eps = Float(c.rmsNormEps)
@@ -129,6 +147,7 @@ extension Transformer {
     m.sharedHeadNorm.withUnsafeBufferPointer { nw in
       for t in 0..<R { Kernels.rmsNorm(out + t * h, b.x + t * h, nw.baseAddress!, h, eps: eps) }
     }
+    for s in segments { if let rec = s.record { rec.count = max(rec.count, s.start + s.tokens.count) } }
   }
 
   /// Draft logits [rows, V] = g [rows, H] · headᵀ (the MTP layer's shared_head.head when the

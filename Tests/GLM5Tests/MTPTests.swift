@@ -36,13 +36,33 @@ private let settings: [(String, SamplingParams)] = [
     let m = try tinyModel()
     let g = try Golden(preset: "glm5-tiny")
     let V = m.config.vocabSize
-    var worst: Float = 0
-    for (seq, name) in [(1, "mtp.seq1.logits"), (0, "mtp.seq0.logits_tail")] {
+    var worst: Float = 0, worstWeight: Float = 0
+    let tr = m.transformer
+    let L = m.config.numHiddenLayers, K = m.config.indexTopK, k = m.config.numExpertsPerTok
+    for (seq, suffix) in [(1, ""), (0, "_tail")] {
+      let name = seq == 1 ? "mtp.seq1.logits" : "mtp.seq0.logits_tail"
       let ids = g.ints("seq\(seq).tokens")
       let ref = g.floats(name)
       #expect(!ids.isEmpty && !ref.isEmpty && ref.count % V == 0)
-      let ours = try m.mtpDraftLogits(ids)
-      #expect(ours.count == (ids.count - 1) * V)
+      let rec = try tr.draftRecord()
+      let buf = try FloatBuffer(count: (ids.count - 1) * V, what: "test")
+      try m.mtpDraftLogits(ids, into: buf.pointer, record: rec)
+      let ours = Array(UnsafeBufferPointer(start: buf.pointer, count: (ids.count - 1) * V))
+      let rows = ref.count / V, first = ids.count - 1 - rows
+      // The MTP block's choices: its indexer's keys and its router's experts, row for row.
+      let gk = g.ints("mtp.seq\(seq).topk\(suffix)"), width = g.shape("mtp.seq\(seq).topk\(suffix)").last ?? 0
+      let ge = g.ints("mtp.seq\(seq).experts\(suffix)"), gw = g.floats("mtp.seq\(seq).expert_weights\(suffix)")
+      #expect(gk.count == rows * width && ge.count == rows * k && width > 0)
+      let topk = rec.topk(first: first, count: rows)
+      let (eids, ews) = rec.routes(first: first, count: rows)
+      for r in 0..<rows {
+        let mineK = Array(topk[((r * (L + 1) + L) * K)..<((r * (L + 1) + L) * K + K)])
+        let refK = Array(gk[(r * width)..<((r + 1) * width)])
+        #expect(Array(mineK.prefix(width)) == refK && mineK.dropFirst(width).allSatisfy { $0 == -1 }, "\(name) row \(r): selection")
+        let o = (r * rec.moeLayers + rec.moeLayers - 1) * k
+        #expect(Array(eids[o..<(o + k)]) == Array(ge[(r * k)..<((r + 1) * k)]), "\(name) row \(r): experts")
+        for j in 0..<k { worstWeight = max(worstWeight, abs(ews[o + j] - gw[r * k + j])) }
+      }
       let mine = Array(ours.suffix(ref.count))
       let err = maxAbsDiff(mine, ref)
       worst = max(worst, err)
@@ -52,7 +72,8 @@ private let settings: [(String, SamplingParams)] = [
         #expect(a.firstIndex(of: a.max()!) == b.firstIndex(of: b.max()!), "\(name) row \(r): best draft")
       }
     }
-    print("MTP draft logits: max |Δ| = \(worst)")
+    print("MTP draft logits: max |Δ| = \(worst), expert weights: \(worstWeight)")
+    #expect(worstWeight <= 1e-5)
     // Reached 9.5e-6 (the main logits: 1.24e-5); pinned with a margin of 2.6x.
     #expect(worst <= 2.5e-5, "max |Δ draft logit| = \(worst)")
   }

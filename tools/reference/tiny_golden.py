@@ -16,6 +16,7 @@ recorded in golden.json (and must be >= 1e-3).
 
 import json
 import os
+import types
 import sys
 
 import torch
@@ -74,6 +75,16 @@ def mtp_from_checkpoint(cfg, deq):
     return mtp
 
 
+def mtp_recorded(model, mtp, ids, margins):
+    """mtp_draft_logits with the MTP block's choices: its indexer's top-k rows and its router's
+    experts and weights, per row, recorded as make_fixtures records the main layers'."""
+    layers = types.SimpleNamespace(model=types.SimpleNamespace(layers=[mtp.block], norm=mtp.shared_head_norm))
+    with MF.Recorder(layers) as rec:
+        logits = mtp_draft_logits(model, mtp, ids)
+    topk, experts, ew, _, _ = MF.analyse_events(rec.events, margins)
+    return logits, topk[0], experts[0], ew[0]
+
+
 @torch.no_grad()
 def mtp_draft_logits(model, mtp, ids):
     """The MTP's first draft step, teacher-forced: row i reads the main model's post-norm hidden
@@ -124,9 +135,16 @@ def main():
     deq, _ = MF.QF.ct_dequantize_tensors(deq, json.load(open(os.path.join(MODEL, "config.json")))["quantization_config"],
                                          scale_dtype=torch.float32)
     mtp = mtp_from_checkpoint(model.config, deq)
-    d0 = mtp_draft_logits(model, mtp, seqs[0])
+    d0, tk0, ex0, ew0 = mtp_recorded(model, mtp, seqs[0], margins)
     golden["mtp.seq0.logits_tail"] = d0[-MTP_ROWS:].contiguous()
-    golden["mtp.seq1.logits"] = mtp_draft_logits(model, mtp, seqs[1]).contiguous()
+    golden["mtp.seq0.topk_tail"] = torch.tensor(tk0[-MTP_ROWS:], dtype=torch.int32)
+    golden["mtp.seq0.experts_tail"] = torch.tensor(ex0[-MTP_ROWS:], dtype=torch.int32)
+    golden["mtp.seq0.expert_weights_tail"] = torch.tensor(ew0[-MTP_ROWS:], dtype=torch.float32)
+    d1, tk1, ex1, ew1 = mtp_recorded(model, mtp, seqs[1], margins)
+    golden["mtp.seq1.logits"] = d1.contiguous()
+    golden["mtp.seq1.topk"] = torch.tensor(tk1, dtype=torch.int32)
+    golden["mtp.seq1.experts"] = torch.tensor(ex1, dtype=torch.int32)
+    golden["mtp.seq1.expert_weights"] = torch.tensor(ew1, dtype=torch.float32)
     summary["mtp"] = {"seq0.logits_tail": f"rows {len(seqs[0]) - 1 - MTP_ROWS}..{len(seqs[0]) - 2} of the draft step",
                       "seq0_top1_matches_text": float((d0.argmax(-1)[:-1] == torch.tensor(seqs[0][2:])).float().mean())}
     prompt = torch.tensor(tok.encode(GREEDY_PROMPT).ids, dtype=torch.int32)
