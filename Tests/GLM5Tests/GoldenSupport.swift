@@ -11,7 +11,9 @@ let fixturesRoot: String = {
   return parts.joined(separator: "/") + "/Fixtures"
 }()
 
-let floatPresets = ["tiny-dsa", "tiny-dsa-bf16-sharded", "tiny-dense-f16", "tiny-dsa-yarn"]
+/// Float checkpoints; tiny-v32 is DeepSeek-V3.2 (transformers' DeepseekV32ForCausalLM), tiny-dsa-shared
+/// GLM-5.2 shared indexer layers (indexer_types F S S F S).
+let floatPresets = ["tiny-dsa", "tiny-dsa-bf16-sharded", "tiny-dense-f16", "tiny-dsa-yarn", "tiny-v32", "tiny-dsa-shared"]
 /// Quantized checkpoints: FP8 blocks, compressed-tensors INT4 written by the library itself, and
 /// the INT4 folder `glm5 quantize` wrote (its golden comes from transformers loading it).
 let quantizedPresets = ["tiny-fp8-block", "tiny-int4-g32", "tiny-int4-g64-asym", "tiny-int4-g128", "tiny-int4-partial",
