@@ -200,4 +200,37 @@ struct FamilyTests {
     // the fixture can tell "nearest full layer" from "first full layer", and its shared layers are sparse
     #expect(sparseRows > 0 && layer4DiffersFromLayer0 > 0)
   }
+
+  @Test("R3 replay on a shared layer: a replayed selection there is used and recorded, the full layers keep their indexer's")
+  func sharedLayerReplay() throws {
+    let g = try Golden(preset: "tiny-dsa-shared")
+    let m = try Model(path: modelFolder("tiny-dsa-shared"), threads: 2)
+    let c = m.config
+    let tokens = g.ints("seq2.tokens")
+    let n = tokens.count, L = c.numHiddenLayers, K = c.indexTopK
+    let base = try Session(model: m, recordBytes: 0)
+    let plain = try base.append(tokens, logits: .none, logprobs: true)
+    let recorded = Array(base.record!.topk(first: 0, count: n))
+    // Replaying the record as it is gives the same bits.
+    let same = try recorded.withUnsafeBufferPointer { tb in
+      try Session(model: m).append(tokens, logits: .none, logprobs: true, replay: RoutingReplay(topk: tb.baseAddress))
+    }
+    #expect(bitsEqual(same, plain))
+    // Layer 4 (shared) given the first K keys past position K; every other layer as recorded.
+    var topk = recorded
+    var changed = 0
+    for t in K..<n {
+      let row = (t * L + 4) * K
+      let first = (0..<K).map { Int32($0) }
+      if Array(topk[row..<(row + K)]) != first { changed += 1 }
+      for i in 0..<K { topk[row + i] = Int32(i) }
+    }
+    #expect(changed > 0)
+    let x = try Session(model: m, recordBytes: 0)
+    let got = try topk.withUnsafeBufferPointer { tb in
+      try x.append(tokens, logits: .none, logprobs: true, replay: RoutingReplay(topk: tb.baseAddress))
+    }
+    #expect(!bitsEqual(got, plain))
+    #expect(Array(x.record!.topk(first: 0, count: n)) == topk)
+  }
 }
