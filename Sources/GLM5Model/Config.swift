@@ -178,7 +178,6 @@ public struct ModelConfig: Sendable {
     } else {
       indexerTypes = Array(repeating: .full, count: max(0, numHiddenLayers))
     }
-    try ModelConfig.checkFamilyKeys(json, family: f, numAttentionHeads: numAttentionHeads, qkHeadDim: qkNopeHeadDim + qkRopeHeadDim, source: source)
 
     if let qc = json["quantization_config"], !qc.isNull {
       guard let method = qc["quant_method"]?.string else {
@@ -187,6 +186,7 @@ public struct ModelConfig: Sendable {
       quantization = Quantization(method: method, format: qc["format"]?.string, raw: qc)
     }
     try validate(source: source)
+    try ModelConfig.checkFamilyKeys(json, family: f, numAttentionHeads: numAttentionHeads, qkHeadDim: qkHeadDim, source: source)
   }
 
   /// Cross-key consistency; every message names the keys involved.
