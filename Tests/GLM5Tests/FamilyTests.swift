@@ -144,6 +144,33 @@ struct FamilyTests {
     expectLoadFailure(d.path, .badFormat, ["model.layers.1.self_attn.indexer"])
   }
 
+  @Test("sessions of different lengths appended and decoded in one batch equal each alone, records included",
+        arguments: ["tiny-v32", "tiny-dsa-shared"])
+  func batchedEqualsAlone(preset: String) throws {
+    let g = try Golden(preset: preset)
+    let m = try Model(path: modelFolder(preset), threads: 2)
+    let t = g.ints("seq2.tokens")
+    let chunks = [Array(t.prefix(9)), Array(t.prefix(2)), Array(t.suffix(20)), [5]]
+    let alone = try chunks.map { c throws -> (Session, [Float]) in
+      let s = try Session(model: m, recordBytes: 0); let lp = try s.append(c, logits: .last, logprobs: true); return (s, lp)
+    }
+    let batch = try chunks.map { _ in try Session(model: m, recordBytes: 0) }
+    for step in 0..<2 {
+      let rs = try m.appendBatch(zip(batch, chunks).map { AppendRequest(session: $0, tokens: step == 0 ? $1 : [7], keep: .last, logprobs: true) })
+      for i in chunks.indices {
+        if step == 0 {
+          #expect(rs[i].logprobs.elementsEqual(alone[i].1) { $0.bitPattern == $1.bitPattern }, "\(preset) session \(i)")
+        } else {
+          try alone[i].0.append([7], logits: .last)
+        }
+        #expect(batch[i].keptLogits == alone[i].0.keptLogits, "\(preset) session \(i) step \(step)")
+        let n = alone[i].0.count
+        #expect(Array(batch[i].record!.topk(first: 0, count: n)) == Array(alone[i].0.record!.topk(first: 0, count: n)))
+        #expect(Array(batch[i].record!.routes(first: 0, count: n).ids) == Array(alone[i].0.record!.routes(first: 0, count: n).ids))
+      }
+    }
+  }
+
   // MARK: - GLM-5.2 shared indexer layers
 
   @Test(arguments: [
