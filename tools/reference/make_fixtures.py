@@ -1337,9 +1337,9 @@ def dequantized_model_from_folder(folder, scale_dtype=torch.float32):
         deq = QF.fp8_dequantize_tensors(tensors, qdict)
     else:
         deq, _ = QF.ct_dequantize_tensors(tensors, qdict, scale_dtype=scale_dtype)
-    cfg = GlmMoeDsaConfig(**QF.strip_quant_config(config))
-    m = GlmMoeDsaForCausalLM._from_config(cfg, attn_implementation="eager", experts_implementation="eager",
-                                          dtype=torch.float32)
+    config_cls, model_cls, _ = FAM.classes_of_folder(folder)
+    cfg = config_cls(**QF.strip_quant_config(config))
+    m = model_cls._from_config(cfg, attn_implementation="eager", experts_implementation="eager", dtype=torch.float32)
     m.eval()
     QF.assign_checkpoint_weights(m, deq)
     return m, deq
@@ -1365,7 +1365,7 @@ def transformers_direct_load(folder, seqs, ref_model, fp8_dequantize=False):  # 
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            m, info = GlmMoeDsaForCausalLM.from_pretrained(
+            m, info = FAM.classes_of_folder(folder)[1].from_pretrained(
                 folder, dtype=torch.float32, attn_implementation="eager", experts_implementation="eager",
                 output_loading_info=True, **kwargs,
             )
