@@ -223,17 +223,6 @@ def check_shared(ev, last_full):
     return full_layer
 
 
-def half_split_rope(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):
-    cos = cos.unsqueeze(unsqueeze_dim)
-    sin = sin.unsqueeze(unsqueeze_dim)
-
-    def rot(x):
-        x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2 :]
-        return torch.cat((-x2, x1), dim=-1)
-
-    return q * cos + rot(q) * sin, k * cos + rot(k) * sin
-
-
 def sensitivity(model, diff):
     """Family checks: each difference must move the logits of the longest sequence."""
     import copy
