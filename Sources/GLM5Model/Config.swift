@@ -1,6 +1,8 @@
 // The model configuration: config.json read into a typed struct that mirrors transformers'
-// `GlmMoeDsaConfig` (keys and defaults from ../shared/docs/glm5-architecture.md §1). Defaults are
-// the transformers 5.24 ones and appear only here. Behaviour is never keyed on a dimension value.
+// `GlmMoeDsaConfig` and `DeepseekV32Config` (keys and defaults from
+// ../shared/docs/glm5-architecture.md §1; what differs between the two: ConfigFamily.swift).
+// Defaults are the transformers 5.24 ones and appear only here and in ConfigFamily.swift.
+// Behaviour is never keyed on a dimension value.
 
 import GLM5Core
 
@@ -17,6 +19,7 @@ public struct ModelConfig: Sendable {
     public var originalMaxPositionEmbeddings: Int = 4096
     public var betaFast: Double = 32
     public var betaSlow: Double = 1
+    /// YaRN: 0 when the key is absent (transformers treats absent and 0 alike).
     public var mscale: Double = 1
     public var mscaleAllDim: Double = 0
     /// Scale of cos/sin; nil = derived from factor/mscale as transformers does.
@@ -33,6 +36,10 @@ public struct ModelConfig: Sendable {
 
   // Identity
   public var modelType: String
+  /// Which configuration class model_type names (ConfigFamily.swift).
+  public var family: Family
+  /// Whether the indexer rotates interleaved pairs (GLM) or two halves (DeepSeek-V3.2).
+  public var indexerRopeInterleaved: Bool { family.indexerRopeInterleaved }
 
   // Sizes
   public var vocabSize: Int
@@ -101,24 +108,26 @@ public struct ModelConfig: Sendable {
 
   // MARK: - Reading config.json
 
-  public static let supportedModelTypes = ["glm_moe_dsa"]
+  public static let supportedModelTypes = Family.allCases.map(\.rawValue)
 
   public init(json: JSON, source: String = "config.json") throws(GLM5Error) {
     var r = Reader(json: json, source: source)
     guard json.object != nil else { throw .badFormat("\(source): top level is \(json.kind), expected an object") }
     modelType = try r.string("model_type")
-    guard ModelConfig.supportedModelTypes.contains(modelType) else {
+    guard let f = Family(rawValue: modelType) else {
       throw .unsupported("\(source): model_type \"\(modelType)\" is not supported (supported: \(ModelConfig.supportedModelTypes.joined(separator: ", ")))")
     }
+    family = f
+    let fd = FamilyDefaults.of(f)
     vocabSize = try r.int("vocab_size")
     hiddenSize = try r.int("hidden_size")
     numHiddenLayers = try r.int("num_hidden_layers")
-    maxPositionEmbeddings = try r.int("max_position_embeddings", default: maxPositionEmbeddings)
-    rmsNormEps = try r.double("rms_norm_eps", default: rmsNormEps)
+    maxPositionEmbeddings = try r.int("max_position_embeddings", default: fd.maxPositionEmbeddings)
+    rmsNormEps = try r.double("rms_norm_eps", default: fd.rmsNormEps)
     tieWordEmbeddings = try r.bool("tie_word_embeddings", default: tieWordEmbeddings)
 
     numAttentionHeads = try r.int("num_attention_heads")
-    guard let q = try r.optionalInt("q_lora_rank", default: qLoraRank) else {
+    guard let q = try r.optionalInt("q_lora_rank", default: fd.qLoraRank) else {
       throw .unsupported("\(source): q_lora_rank is null (full-rank queries); GLM-5 checkpoints use a low-rank query")
     }
     qLoraRank = q
@@ -127,20 +136,20 @@ public struct ModelConfig: Sendable {
     qkRopeHeadDim = try r.int("qk_rope_head_dim")
     vHeadDim = try r.int("v_head_dim")
     attentionBias = try r.bool("attention_bias", default: attentionBias)
-    rope = try r.rope()
+    rope = try r.rope(maxPositionEmbeddings: maxPositionEmbeddings)
 
     indexTopK = try r.int("index_topk", default: indexTopK)
     indexHeadDim = try r.int("index_head_dim", default: indexHeadDim)
-    indexNHeads = try r.int("index_n_heads", default: indexNHeads)
+    indexNHeads = try r.int("index_n_heads", default: fd.indexNHeads)
 
-    intermediateSize = try r.int("intermediate_size", default: intermediateSize)
+    intermediateSize = try r.int("intermediate_size", default: fd.intermediateSize)
     moeIntermediateSize = try r.int("moe_intermediate_size", default: moeIntermediateSize)
     firstKDenseReplace = try r.int("first_k_dense_replace", default: firstKDenseReplace)
     nRoutedExperts = try r.int("n_routed_experts")
     numExpertsPerTok = try r.int("num_experts_per_tok", default: numExpertsPerTok)
     nSharedExperts = try r.int("n_shared_experts", default: nSharedExperts)
-    nGroup = try r.int("n_group", default: nGroup)
-    topkGroup = try r.int("topk_group", default: topkGroup)
+    nGroup = try r.int("n_group", default: fd.nGroup)
+    topkGroup = try r.int("topk_group", default: fd.topkGroup)
     routedScalingFactor = try r.double("routed_scaling_factor", default: routedScalingFactor)
     normTopkProb = try r.bool("norm_topk_prob", default: normTopkProb)
     hiddenAct = try r.string("hidden_act", default: hiddenAct)
@@ -164,6 +173,8 @@ public struct ModelConfig: Sendable {
         guard let k = IndexerKind(rawValue: s) else { throw .badFormat("\(source): indexer_types has \"\(s)\", expected \"full\" or \"shared\"") }
         return k
       }
+    } else if f.hasSharedIndexers {
+      indexerTypes = try ModelConfig.derivedIndexerTypes(json, layers: numHiddenLayers, source: source)
     } else {
       indexerTypes = Array(repeating: .full, count: max(0, numHiddenLayers))
     }
@@ -175,6 +186,7 @@ public struct ModelConfig: Sendable {
       quantization = Quantization(method: method, format: qc["format"]?.string, raw: qc)
     }
     try validate(source: source)
+    try ModelConfig.checkFamilyKeys(json, family: f, numAttentionHeads: numAttentionHeads, qkHeadDim: qkHeadDim, source: source)
   }
 
   /// Cross-key consistency; every message names the keys involved.
@@ -236,12 +248,18 @@ public struct ModelConfig: Sendable {
     }
     if indexerTypes.first == .shared { throw bad("indexer_types[0] is \"shared\", but there is no earlier full indexer to share") }
     if hiddenAct != "silu" { throw GLM5Error.unsupported("\(source): hidden_act \"\(hiddenAct)\" is not supported (only silu)") }
-    if attentionBias { throw GLM5Error.unsupported("\(source): attention_bias = true is not supported (GLM-5 has no attention biases)") }
-    if tieWordEmbeddings { throw GLM5Error.unsupported("\(source): tie_word_embeddings = true is not supported (GLM-5 has a separate lm_head)") }
+    if attentionBias { throw GLM5Error.unsupported("\(source): attention_bias = true is not supported (GLM-5 and DeepSeek-V3.2 have no attention biases)") }
+    if tieWordEmbeddings { throw GLM5Error.unsupported("\(source): tie_word_embeddings = true is not supported (GLM-5 and DeepSeek-V3.2 have a separate lm_head)") }
     if !(rmsNormEps > 0 && rmsNormEps < 1) { throw bad("rms_norm_eps is \(rmsNormEps), must be in (0, 1)") }
     if !(rope.theta > 0) { throw bad("rope_theta is \(rope.theta), must be positive") }
     if rope.type != "default" && rope.type != "yarn" {
       throw GLM5Error.unsupported("\(source): rope type \"\(rope.type)\" is not supported (default, yarn)")
+    }
+    if rope.type == "yarn" {
+      if !(rope.factor >= 1) { throw bad("rope_parameters factor is \(rope.factor), YaRN needs a factor ≥ 1") }
+      if rope.originalMaxPositionEmbeddings <= 0 {
+        throw bad("rope_parameters original_max_position_embeddings is \(rope.originalMaxPositionEmbeddings), must be positive")
+      }
     }
   }
 }
@@ -310,8 +328,11 @@ private struct Reader {
     }
   }
 
-  /// `rope_parameters` (transformers 5) or the older `rope_theta` + `rope_scaling`.
-  func rope() throws(GLM5Error) -> ModelConfig.RoPE {
+  /// `rope_parameters` (transformers 5) or the older `rope_theta` + `rope_scaling`. YaRN keys as
+  /// transformers reads them: `factor` required (the softmax mscale reads it),
+  /// original_max_position_embeddings defaulting to max_position_embeddings, an absent mscale or
+  /// mscale_all_dim as 0, and beta_fast / beta_slow of 0 as their defaults (`or 32`, `or 1`).
+  func rope(maxPositionEmbeddings: Int) throws(GLM5Error) -> ModelConfig.RoPE {
     var r = ModelConfig.RoPE()
     let params: JSON? = {
       if let p = json["rope_parameters"], !p.isNull { return p }
@@ -327,11 +348,18 @@ private struct Reader {
     let sub = Reader(json: p, source: source + " rope_parameters")
     r.theta = try sub.double("rope_theta", default: r.theta)
     r.type = try sub.string("rope_type", default: try sub.string("type", default: "default"))
+    let yarn = r.type == "yarn"
+    if yarn, p["factor"]?.isNull ?? true {
+      throw .badFormat("\(source): rope type yarn needs rope_parameters \"factor\" (transformers reads it for the softmax scale)")
+    }
     r.factor = try sub.double("factor", default: r.factor)
-    r.originalMaxPositionEmbeddings = try sub.int("original_max_position_embeddings", default: r.originalMaxPositionEmbeddings)
+    r.originalMaxPositionEmbeddings = try sub.int("original_max_position_embeddings",
+                                                  default: yarn ? maxPositionEmbeddings : r.originalMaxPositionEmbeddings)
     r.betaFast = try sub.double("beta_fast", default: r.betaFast)
     r.betaSlow = try sub.double("beta_slow", default: r.betaSlow)
-    r.mscale = try sub.double("mscale", default: r.mscale)
+    if r.betaFast == 0 { r.betaFast = 32 }
+    if r.betaSlow == 0 { r.betaSlow = 1 }
+    r.mscale = try sub.double("mscale", default: yarn ? 0 : r.mscale)
     r.mscaleAllDim = try sub.double("mscale_all_dim", default: r.mscaleAllDim)
     if let af = p["attention_factor"], !af.isNull { r.attentionFactor = try sub.double("attention_factor", default: 1) }
     r.truncate = try sub.bool("truncate", default: true)

@@ -109,7 +109,7 @@ enum ServeRoutes {
         $0.field("has_image_understanding", false)
         $0.field("has_audio_understanding", false)
         $0.field("model_type", info.modelType)
-        $0.key("architectures"); $0.array { $0.value("GlmMoeDsaForCausalLM") }
+        $0.key("architectures"); $0.array { $0.value(model.config.family.architecture) }
       }
       return jsonResponse(w.text)
     }

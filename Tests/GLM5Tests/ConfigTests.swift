@@ -247,7 +247,7 @@ import Testing
   }
 
   @Test(arguments: [
-    (["model_type": JSON.string("deepseek_v32")], ["model_type", "\"deepseek_v32\"", "glm_moe_dsa"]),
+    (["model_type": JSON.string("deepseek_v3")], ["model_type", "\"deepseek_v3\"", "glm_moe_dsa, deepseek_v32"]),
     (["model_type": .string("")], ["model_type \"\""]),
     (["hidden_act": .string("gelu")], ["hidden_act", "gelu"]),
     (["attention_bias": .bool(true)], ["attention_bias"]),

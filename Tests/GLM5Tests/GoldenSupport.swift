@@ -11,11 +11,14 @@ let fixturesRoot: String = {
   return parts.joined(separator: "/") + "/Fixtures"
 }()
 
-let floatPresets = ["tiny-dsa", "tiny-dsa-bf16-sharded", "tiny-dense-f16", "tiny-dsa-yarn"]
+/// Float checkpoints; tiny-v32 is DeepSeek-V3.2 (transformers' DeepseekV32ForCausalLM), tiny-dsa-shared
+/// GLM-5.2 shared indexer layers (indexer_types F S S F S).
+let floatPresets = ["tiny-dsa", "tiny-dsa-bf16-sharded", "tiny-dense-f16", "tiny-dsa-yarn", "tiny-v32", "tiny-dsa-shared"]
 /// Quantized checkpoints: FP8 blocks, compressed-tensors INT4 written by the library itself, and
-/// the INT4 folder `glm5 quantize` wrote (its golden comes from transformers loading it).
+/// the INT4 folder `glm5 quantize` wrote (its golden comes from transformers loading it), and
+/// DeepSeek-V3.2 in its release format (FP8 blocks, YaRN).
 let quantizedPresets = ["tiny-fp8-block", "tiny-int4-g32", "tiny-int4-g64-asym", "tiny-int4-g128", "tiny-int4-partial",
-                        "glm5-quantized/int4"]
+                        "glm5-quantized/int4", "tiny-v32-fp8"]
 /// The bundled trained model (models/glm5-tiny, INT4 from `glm5 quantize`); its golden lives in
 /// Tests/Fixtures/glm5-tiny (tools/reference/tiny_golden.py).
 let bundledPresets = ["glm5-tiny"]

@@ -317,6 +317,29 @@ let linearTokens = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 17]
     }
   }
 
+  @Test("ropeHalfSplit equals Reference.ropeHalfSplit (transformers' rotate_half form) bitwise, touches only 2·pairs values, and differs from interleaved")
+  func ropeHalfSplit() {
+    var rng = KernelRNG(seed: 0xA2)
+    for pairs in [0, 1, 3, 8, 16, 32, 33] {
+      let x = TestFloats(rows: 1, cols: 2 * pairs, rng: &rng, scale: 5)
+      let r = TestFloats(rows: 1, cols: 2 * pairs), il = TestFloats(rows: 1, cols: 2 * pairs)
+      for i in 0..<(2 * pairs) { r[0, i] = x[0, i]; il[0, i] = x[0, i] }
+      let cos = TestFloats(rows: 1, cols: pairs), sin = TestFloats(rows: 1, cols: pairs)
+      for i in 0..<pairs {
+        let a = rng.uniform() * 100
+        cos[0, i] = _cosf(a)
+        sin[0, i] = _sinf(a)
+      }
+      Kernels.ropeHalfSplit(x.pointer, cos: cos.pointer, sin: sin.pointer, pairs: pairs)
+      Reference.ropeHalfSplit(r.pointer, cos: cos.pointer, sin: sin.pointer, pairs: pairs)
+      Kernels.ropeInterleaved(il.pointer, cos: cos.pointer, sin: sin.pointer, pairs: pairs)
+      let diff = zip(x.bits, r.bits).filter { $0 != $1 }.count
+      #expect(diff == 0, "seed \(rng.seed) pairs \(pairs): \(diff) values differ")
+      #expect(x.damaged == 0, "seed \(rng.seed) pairs \(pairs): wrote past 2·pairs")
+      if pairs >= 2 { #expect(x.bits != il.bits, "seed \(rng.seed) pairs \(pairs): the two layouts agree") }
+    }
+  }
+
   @Test("softmax matches Reference.softmax, including -inf entries and large logits")
   func softmax() {
     var rng = KernelRNG(seed: 0xB1)

@@ -174,9 +174,9 @@ import Glibc
 
   @Test func unsupportedModelType() {
     var o = TinyDims().configObject
-    o["model_type"] = .string("deepseek_v32")
+    o["model_type"] = .string("deepseek_v3")
     let f = makeCheckpoint(config: JSON.object(o).serialized)
-    expectLoadFailure(f.path, .unsupported, ["config.json", "deepseek_v32", "glm_moe_dsa"])
+    expectLoadFailure(f.path, .unsupported, ["config.json", "deepseek_v3", "glm_moe_dsa"])
   }
 
   @Test func configThatIsNotARegularFileIsRefused() {

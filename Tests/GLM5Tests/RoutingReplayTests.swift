@@ -66,7 +66,7 @@ struct RoutingReplayTests {
   }
 
   @Test("sampling records what scoring the trajectory records; replaying it reproduces the logprobs bit for bit",
-        arguments: ["tiny-dsa", "tiny-int4-g32", "tiny-fp8-block", "tiny-dsa-bf16-sharded"])
+        arguments: ["tiny-dsa", "tiny-int4-g32", "tiny-fp8-block", "tiny-dsa-bf16-sharded", "tiny-v32", "tiny-dsa-shared"])
   func replayReproduces(preset: String) throws {
     let g = try Golden(preset: preset)
     let m = try model(preset)

@@ -214,6 +214,22 @@ def rope_interleaved(x, pos, rope):
     return y
 
 
+def rope_half_split(x, pos, rope):
+    """Rotate the halves (x[i], x[i + d/2]) by angle pos*inv_freq[i] (DeepSeek-V3.2's indexer)."""
+    inv, att = rope
+    d = x.shape[-1]
+    ang = pos[:, None] * inv[None, :]
+    shape = (len(pos),) + (1,) * (x.ndim - 2) + (d // 2,)
+    c, s = (np.cos(ang) * att).reshape(shape), (np.sin(ang) * att).reshape(shape)
+    x0, x1 = x[..., : d // 2], x[..., d // 2 :]
+    return np.concatenate([x0 * c - x1 * s, x1 * c + x0 * s], -1)
+
+
+def indexer_types(cfg):
+    """Per layer "full" / "shared" (GLM-5.2; DeepSeek-V3.2 and GLM-5: every layer full)."""
+    return cfg.get("indexer_types") or ["full"] * cfg["num_hidden_layers"]
+
+
 def silu(x):
     return x / (1.0 + np.exp(-x))
 
@@ -233,6 +249,9 @@ def forward(cfg, w, tokens):
     E, K, G, TG = cfg["n_routed_experts"], cfg["num_experts_per_tok"], cfg["n_group"], cfg["topk_group"]
     causal = np.tril(np.ones((T, T), dtype=bool))
     rec = {"topk": {}, "experts": {}, "expert_weights": {}, "hidden": {}}
+    # the indexer's RoPE layout: interleaved (GLM) or half-split (DeepSeek-V3.2); the MLA is interleaved in both
+    irope = rope_half_split if cfg["model_type"] == "deepseek_v32" else rope_interleaved
+    kinds = indexer_types(cfg)
 
     x = w["model.embed_tokens.weight"][tokens]
     for L in range(cfg["num_hidden_layers"]):
@@ -248,24 +267,25 @@ def forward(cfg, w, tokens):
         kv = (c @ w[p + "self_attn.kv_b_proj.weight"].T).reshape(T, Nh, Dn + Dv)
         kn, v = kv[..., :Dn], kv[..., Dn:]
         scores = (np.einsum("shd,thd->hst", qn, kn) + np.einsum("shd,td->hst", qr, kr)) * attention_scale(cfg)
-        # --- DSA indexer ---
-        ip = p + "self_attn.indexer."
-        qi = (qlat @ w[ip + "wq_b.weight"].T).reshape(T, Hi, Di)
-        qi = np.concatenate([rope_interleaved(qi[..., :Dr], pos, rope), qi[..., Dr:]], -1)  # rope part FIRST
-        ki = layer_norm(a @ w[ip + "wk.weight"].T, w[ip + "k_norm.weight"], w[ip + "k_norm.bias"], 1e-6)
-        ki = np.concatenate([rope_interleaved(ki[:, :Dr], pos, rope), ki[:, Dr:]], -1)
-        s = np.maximum(np.einsum("shd,td->sht", qi, ki) / np.sqrt(Di), 0.0)
-        hw = (a @ w[ip + "weights_proj.weight"].T) / np.sqrt(Hi)  # [T, Hi]
-        iscore = np.einsum("sh,sht->st", hw, s)
-        iscore = np.where(causal, iscore, -np.inf)
-        k = min(cfg["index_topk"], T)
-        rows, allowed = [], np.zeros((T, T), dtype=bool)
-        for t in range(T):
-            valid = np.nonzero(causal[t])[0]
-            sel = valid if len(valid) <= k else valid[np.argsort(-iscore[t, valid], kind="stable")[:k]]
-            sel = np.sort(sel)
-            allowed[t, sel] = True
-            rows.append(list(sel) + [-1] * (k - len(sel)))
+        # --- DSA indexer (a "shared" layer keeps the previous layer's selection: the nearest full layer's) ---
+        if kinds[L] == "full":
+            ip = p + "self_attn.indexer."
+            qi = (qlat @ w[ip + "wq_b.weight"].T).reshape(T, Hi, Di)
+            qi = np.concatenate([irope(qi[..., :Dr], pos, rope), qi[..., Dr:]], -1)  # rope part FIRST
+            ki = layer_norm(a @ w[ip + "wk.weight"].T, w[ip + "k_norm.weight"], w[ip + "k_norm.bias"], 1e-6)
+            ki = np.concatenate([irope(ki[:, :Dr], pos, rope), ki[:, Dr:]], -1)
+            s = np.maximum(np.einsum("shd,td->sht", qi, ki) / np.sqrt(Di), 0.0)
+            hw = (a @ w[ip + "weights_proj.weight"].T) / np.sqrt(Hi)  # [T, Hi]
+            iscore = np.einsum("sh,sht->st", hw, s)
+            iscore = np.where(causal, iscore, -np.inf)
+            k = min(cfg["index_topk"], T)
+            rows, allowed = [], np.zeros((T, T), dtype=bool)
+            for t in range(T):
+                valid = np.nonzero(causal[t])[0]
+                sel = valid if len(valid) <= k else valid[np.argsort(-iscore[t, valid], kind="stable")[:k]]
+                sel = np.sort(sel)
+                allowed[t, sel] = True
+                rows.append(list(sel) + [-1] * (k - len(sel)))
         rec["topk"][L] = np.array(rows, dtype=np.int32)
         scores = np.where(allowed[None], scores, -np.inf)
         scores -= scores.max(-1, keepdims=True)

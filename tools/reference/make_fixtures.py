@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Generate tiny GLM-5 (`glm_moe_dsa`) reference fixtures with Hugging Face transformers.
+"""Generate tiny GLM-5 (`glm_moe_dsa`) reference fixtures with Hugging Face transformers, and the rest of the
+DSA family (family.py): DeepSeek-V3.2 (`deepseek_v32`, tiny-v32) and GLM-5.2 shared indexer layers
+(tiny-dsa-shared).
 
 Quantized presets (tiny-fp8-block, tiny-int4-*) store FP8 block-scaled or compressed-tensors INT4
 pack-quantized checkpoints (quant_formats.py); their golden outputs are computed in float32 from the exactly
@@ -38,6 +40,7 @@ from transformers import GlmMoeDsaConfig, GlmMoeDsaForCausalLM
 from transformers.cache_utils import DynamicCache
 from transformers.models.glm_moe_dsa import modeling_glm_moe_dsa as M
 
+import family as FAM
 import quant_formats as QF
 
 MARGIN_MIN_REL = 1e-3  # reject any golden decision whose relative margin is below this
@@ -453,6 +456,8 @@ def second_weights_preset(base, **overrides):
     return p
 
 
+PRESETS.update(FAM.PRESETS)
+
 # tiny-dsa: at scale 0.1 none of 200 perturbations kept every margin on tiny-dsa's tokens; at 0.5 the 6th does.
 PRESETS["tiny-dsa-v2"] = second_weights_preset("tiny-dsa", scale=0.5)
 PRESETS["tiny-int4-g32-v2"] = second_weights_preset("tiny-int4-g32")
@@ -545,10 +550,11 @@ class Recorder:
             if idx is not None:
                 self.handles.append(idx.register_forward_pre_hook(self._pre(li)))
                 self.handles.append(idx.register_forward_hook(self._post_indexer(li)))
-            if isinstance(layer.mlp, M.GlmMoeDsaMoE):
+            if FAM.is_moe(layer.mlp):
                 self.handles.append(layer.mlp.gate.register_forward_hook(self._post_router(li)))
             self.handles.append(layer.register_forward_hook(self._post_layer(li)))
         self.handles.append(model.model.norm.register_forward_hook(self._post_norm()))
+        self.shared = FAM.SharedSelections(model, self.events)  # GLM-5.2 shared layers: the reused top-k
 
     def __enter__(self):
         torch.Tensor.topk = self.patched_topk
@@ -558,6 +564,7 @@ class Recorder:
         torch.Tensor.topk = self.orig_topk
         for h in self.handles:
             h.remove()
+        self.shared.remove()
 
     def _pre(self, li):
         def hook(mod, args):
@@ -705,12 +712,17 @@ class Margins:
 def analyse_events(events, margins):
     """Compute margins over all indexer/router events; return per-layer outputs of the LAST forward."""
     topk, experts, ew, hidden, final = {}, {}, {}, {}, None
+    last_full = None  # (layer, indices) of the latest full indexer in this forward
     for ev in events:
         if ev["kind"] == "indexer":
             a, r, rows = indexer_margins(ev)
             margins.upd("indexer_abs", a)
             margins.upd("indexer_rel", r)
             topk[ev["layer"]] = rows
+            last_full = (ev["layer"], ev["indices"])
+        elif ev["kind"] == "shared":
+            # the selection transformers applied on a shared layer: the nearest full layer's (checked)
+            topk[ev["layer"]] = topk[FAM.check_shared(ev, last_full)]
         elif ev["kind"] == "router":
             ea, er, ga, gr, ids, w = router_margins(ev)
             margins.upd("router_expert_abs", ea)
@@ -816,7 +828,7 @@ def sensitivity(model, tokens, ref_logits, ref_experts):
 
     m = copy.deepcopy(model)
     for layer in m.model.layers:
-        if isinstance(layer.mlp, M.GlmMoeDsaMoE):
+        if FAM.is_moe(layer.mlp):
             layer.mlp.gate.e_score_correction_bias.zero_()
     res["no_correction_bias_logits_maxdiff"] = diff(m)
     res["no_correction_bias_expert_sets_changed"] = expert_changes(m)
@@ -824,7 +836,7 @@ def sensitivity(model, tokens, ref_logits, ref_experts):
     if model.config.n_group > 1:
         m = copy.deepcopy(model)
         for layer in m.model.layers:
-            if isinstance(layer.mlp, M.GlmMoeDsaMoE):
+            if FAM.is_moe(layer.mlp):
                 layer.mlp.gate.num_group = 1
                 layer.mlp.gate.topk_group = 1
         res["no_group_limit_logits_maxdiff"] = diff(m)
@@ -838,7 +850,7 @@ def sensitivity(model, tokens, ref_logits, ref_experts):
 
     m = copy.deepcopy(model)
     for mod in m.modules():
-        if isinstance(mod, M.GlmMoeDsaRMSNorm) and mod.variance_epsilon == model.config.rms_norm_eps:
+        if FAM.is_rmsnorm(mod) and mod.variance_epsilon == model.config.rms_norm_eps:
             mod.variance_epsilon = 1e-6 if model.config.rms_norm_eps != 1e-6 else 1e-5
     res["rms_norm_eps_changed_logits_maxdiff"] = diff(m)
 
@@ -848,16 +860,17 @@ def sensitivity(model, tokens, ref_logits, ref_experts):
             layer.self_attn.indexer.k_norm.eps = 1e-3
     res["indexer_k_norm_eps_1e-3_logits_maxdiff"] = diff(m)
 
-    saved = M.apply_rotary_pos_emb_interleave
+    Mm = FAM.module_of(model)  # the MLA's RoPE (and GLM's indexer's): half-split instead of interleaved
+    saved = Mm.apply_rotary_pos_emb_interleave
     try:
-        M.apply_rotary_pos_emb_interleave = half_split_rope
+        Mm.apply_rotary_pos_emb_interleave = half_split_rope
         res["half_split_rope_logits_maxdiff"] = diff(model)
     finally:
-        M.apply_rotary_pos_emb_interleave = saved
+        Mm.apply_rotary_pos_emb_interleave = saved
 
     m = copy.deepcopy(model)
     for layer in m.model.layers:
-        if isinstance(layer.mlp, M.GlmMoeDsaMoE):
+        if FAM.is_moe(layer.mlp):
             layer.mlp.gate.routed_scaling_factor = 1.0
             layer.mlp.gate.norm_topk_prob = not layer.mlp.gate.norm_topk_prob
     res["scaling1_and_flipped_norm_topk_prob_logits_maxdiff"] = diff(m)
@@ -870,6 +883,7 @@ def sensitivity(model, tokens, ref_logits, ref_experts):
         res["experts_grouped_mm_vs_eager_logits_maxdiff"] = diff(m)
     except RuntimeError as e:
         res["experts_grouped_mm_vs_eager_logits_maxdiff"] = f"grouped_mm failed: {e}"
+    res.update(FAM.sensitivity(model, diff))
     return {k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in res.items()}
 
 
@@ -888,6 +902,14 @@ def make_mtp_tensors(state, cfg, gen, ini, storage_dtype):
         if name.startswith(src):
             new = f"model.layers.{N}." + name[len(src):]
             out[new] = init_tensor(new, tuple(t.shape), gen, cfg, ini)
+    if f"{src}self_attn.indexer.wk.weight" not in state:
+        # GLM-5.2: the last decoder layer shares its indexer; the MTP block has its own (shapes of a full layer's)
+        full = max(i for i, k in enumerate(getattr(cfg, "indexer_types", [])) if k == "full")
+        fsrc = f"model.layers.{full}.self_attn.indexer."
+        for name, t in state.items():
+            if name.startswith(fsrc):
+                new = f"model.layers.{N}.self_attn.indexer." + name[len(fsrc):]
+                out[new] = init_tensor(new, tuple(t.shape), gen, cfg, ini)
     H = cfg.hidden_size
     for suffix, shape in [
         ("enorm.weight", (H,)),
@@ -980,7 +1002,7 @@ def natural_key(s):
 
 
 def load_folder(folder):
-    m, info = GlmMoeDsaForCausalLM.from_pretrained(
+    m, info = FAM.classes_of_folder(folder)[1].from_pretrained(
         folder,
         dtype=torch.float32,
         attn_implementation="eager",
@@ -997,9 +1019,10 @@ def load_folder(folder):
 
 
 def build_model(preset, seed):
-    cfg = GlmMoeDsaConfig(**preset["config"])
+    config_cls, model_cls, _ = FAM.classes(preset)
+    cfg = config_cls(**preset["config"])
     torch.manual_seed(seed)
-    model = GlmMoeDsaForCausalLM._from_config(
+    model = model_cls._from_config(
         cfg, attn_implementation="eager", experts_implementation="eager", dtype=torch.float32
     )
     model.eval()
@@ -1314,9 +1337,9 @@ def dequantized_model_from_folder(folder, scale_dtype=torch.float32):
         deq = QF.fp8_dequantize_tensors(tensors, qdict)
     else:
         deq, _ = QF.ct_dequantize_tensors(tensors, qdict, scale_dtype=scale_dtype)
-    cfg = GlmMoeDsaConfig(**QF.strip_quant_config(config))
-    m = GlmMoeDsaForCausalLM._from_config(cfg, attn_implementation="eager", experts_implementation="eager",
-                                          dtype=torch.float32)
+    config_cls, model_cls, _ = FAM.classes_of_folder(folder)
+    cfg = config_cls(**QF.strip_quant_config(config))
+    m = model_cls._from_config(cfg, attn_implementation="eager", experts_implementation="eager", dtype=torch.float32)
     m.eval()
     QF.assign_checkpoint_weights(m, deq)
     return m, deq
@@ -1342,7 +1365,7 @@ def transformers_direct_load(folder, seqs, ref_model, fp8_dequantize=False):  # 
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            m, info = GlmMoeDsaForCausalLM.from_pretrained(
+            m, info = FAM.classes_of_folder(folder)[1].from_pretrained(
                 folder, dtype=torch.float32, attn_implementation="eager", experts_implementation="eager",
                 output_loading_info=True, **kwargs,
             )
@@ -1588,9 +1611,10 @@ def write_preset(name, preset, out_root):
         "derived": {
             "qk_head_dim": cfg.qk_head_dim,
             "mlp_layer_types": cfg.mlp_layer_types,
-            "indexer_types": cfg.indexer_types,
+            "indexer_types": getattr(cfg, "indexer_types", ["full"] * cfg.num_hidden_layers),
             "mtp_layer_index": cfg.num_hidden_layers,
-            "attention_scaling": cfg.qk_head_dim**-0.5,
+            "attention_scaling": model.model.layers[0].self_attn.scaling,
+            "rope_attention_factor": model.model.rotary_emb.attention_scaling,
             "q_a_kv_a_layernorm_eps": 1e-6,
             "indexer_k_norm": "LayerNorm eps 1e-6 with bias",
         },

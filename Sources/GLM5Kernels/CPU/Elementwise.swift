@@ -35,6 +35,17 @@ extension Kernels {
     }
   }
 
+  /// Half-split (NeoX) RoPE in place on 2·pairs values: (x[i], x[i + pairs]) rotated by angle i
+  /// (transformers `apply_rotary_pos_emb` with `rotate_half`; the DeepSeek-V3.2 indexer).
+  @inline(__always)
+  public static func ropeHalfSplit(_ x: UnsafeMutablePointer<Float>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, pairs: Int) {
+    for i in 0..<pairs {
+      let a = x[i], b = x[i + pairs]
+      x[i] = a * cos[i] - b * sin[i]
+      x[i + pairs] = b * cos[i] + a * sin[i]
+    }
+  }
+
   /// silu(g) ⊙ u into g.   [n]
   public static func swiglu(_ g: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>, _ n: Int) {
     for i in 0..<n {

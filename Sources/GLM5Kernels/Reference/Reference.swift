@@ -84,6 +84,19 @@ public enum Reference {
     }
   }
 
+  /// Half-split (NeoX) RoPE on x[0..<2·pairs] in place, as transformers writes it:
+  /// y = x ⊙ cos + rotate_half(x) ⊙ sin with rotate_half(x) = [−x[pairs...], x[..<pairs]] and
+  /// cos, sin repeated over both halves.
+  public static func ropeHalfSplit(_ x: UnsafeMutablePointer<Float>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, pairs: Int) {
+    let n = 2 * pairs
+    let src = (0..<n).map { x[$0] }
+    for j in 0..<n {
+      let c = cos[j % pairs], s = sin[j % pairs]
+      let rotated = j < pairs ? -src[j + pairs] : src[j - pairs]
+      x[j] = src[j] * c + rotated * s
+    }
+  }
+
   /// Softmax in place over x[0..<n].
   public static func softmax(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
     var m = -Float.infinity

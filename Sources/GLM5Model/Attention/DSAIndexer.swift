@@ -1,8 +1,10 @@
 // The DSA "lightning indexer": per query, a cheap score for every earlier key, then the top-k
 // keys that the main attention will read (DeepSeek-V3.2 / GLM-5; transformers `GlmMoeDsaIndexer`).
 //
-//   qi  = wq_b(q_lat)                      [T, Hi, Di]   RoPE (interleaved) on the first Dr dims
+//   qi  = wq_b(q_lat)                      [T, Hi, Di]   RoPE on the first Dr dims
 //   ki  = LayerNorm(wk(a)) (eps 1e-6)      [T, Di]       RoPE on the first Dr dims; cached
+//   RoPE layout: interleaved pairs (x[2i], x[2i+1]) for GLM, the two halves (x[i], x[i + Dr/2])
+//   for DeepSeek-V3.2 (transformers `apply_rotary_pos_emb`); same angles and positions as MLA.
 //   w   = weights_proj(a) · Hi^-0.5        [T, Hi]
 //   score(t, j) = Σ_h w[t, h] · ReLU(qi[t, h] · ki[j] · Di^-0.5)     for keys j ≤ position(t)
 //   selected(t) = the min(index_topk, position(t) + 1) best keys, fixed tie rule (Kernels.topK)
@@ -16,6 +18,8 @@ struct DSAIndexer {
   let weights: IndexerWeights
   let kNormW: [Float], kNormB: [Float]
   let heads: Int, headDim: Int, ropeDims: Int, topK: Int
+  /// Interleaved pairs (GLM) or two halves (DeepSeek-V3.2).
+  let ropeInterleaved: Bool
 
   init(_ w: IndexerWeights, config c: ModelConfig) {
     weights = w
@@ -25,6 +29,17 @@ struct DSAIndexer {
     headDim = c.indexHeadDim
     ropeDims = c.qkRopeHeadDim
     topK = c.indexTopK
+    ropeInterleaved = c.indexerRopeInterleaved
+  }
+
+  /// RoPE on the first ropeDims values of x, in this model's indexer layout.
+  @inline(__always)
+  func rotate(_ x: UnsafeMutablePointer<Float>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, pairs: Int) {
+    if ropeInterleaved {
+      Kernels.ropeInterleaved(x, cos: cos, sin: sin, pairs: pairs)
+    } else {
+      Kernels.ropeHalfSplit(x, cos: cos, sin: sin, pairs: pairs)
+    }
   }
 
   /// Project the step's indexer queries [R, Hi, Di] and head weights [R, Hi] into the step
@@ -46,9 +61,9 @@ struct DSAIndexer {
           let keyCache = ctx.segment(t).cache.layers[l].indexKey!
           let dst = keyCache.pointer + ctx.position(t) * headDim
           Kernels.layerNorm(dst, k + t * headDim, nw.baseAddress!, nb.baseAddress!, headDim, eps: 1e-6)
-          Kernels.ropeInterleaved(dst, cos: b.cos(t, pairs), sin: b.sin(t, pairs), pairs: pairs)
+          rotate(dst, cos: b.cos(t, pairs), sin: b.sin(t, pairs), pairs: pairs)
           for h in 0..<heads {
-            Kernels.ropeInterleaved(q + (t * heads + h) * headDim, cos: b.cos(t, pairs), sin: b.sin(t, pairs), pairs: pairs)
+            rotate(q + (t * heads + h) * headDim, cos: b.cos(t, pairs), sin: b.sin(t, pairs), pairs: pairs)
           }
         }
       }

@@ -4,6 +4,8 @@
 //   angle[p, i] = Float(p) · inv_freq[i]
 // GLM-5 rotates interleaved pairs (x[2i], x[2i+1]) in both the MLA rope slice (last Dr dims of
 // each head) and the indexer (first Dr dims of each indexer head); see Kernels.ropeInterleaved.
+// DeepSeek-V3.2 rotates its indexer's two halves instead (Kernels.ropeHalfSplit), with the same
+// table. YaRN's mscale² in the softmax scale: ModelConfig.softmaxScale.
 
 import GLM5Core
 import GLM5Kernels
