@@ -1,6 +1,8 @@
 /*
  * glm5.h — the C interface of glm5, a CPU inference library for the GLM-5 model family
- * (Hugging Face `glm_moe_dsa`, `GlmMoeDsaForCausalLM`).
+ * (Hugging Face `glm_moe_dsa`, `GlmMoeDsaForCausalLM`, GLM-5.2's shared indexer layers included)
+ * and DeepSeek-V3.2 (`deepseek_v32`, `DeepseekV32ForCausalLM`), whose sparse attention it shares
+ * (docs/architecture.md lists the differences).
  *
  * This header is the contract and the manual. It is written by hand; the Swift implementation
  * (Sources/GLM5CAPI) follows it, and a C test (Tests/c/test_capi.c) compiles against it and

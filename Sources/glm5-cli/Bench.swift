@@ -75,6 +75,9 @@ struct Bench: ParsableCommand {
   @Option(help: ArgumentHelp("Text for --tokenizer (plain or zstd-compressed UTF-8).", valueName: "file"))
   var corpus: String = "Tests/Fixtures/tokenizers/corpus.txt.zst"
 
+  @Flag(help: "Speculative decoding: tokens/s at k = 0...3 (greedy and sampled) with the mean accepted length, on MODEL (default: the bundled models/glm5-tiny); uses --threads, --decode (256 when left at 16), --reps.")
+  var speculative = false
+
   @Flag(help: "ThreadPool.parallelFor overhead against an expert-sized INT4 linear and, given --scratch MODEL, a decode step.")
   var dispatch = false
 
@@ -100,6 +103,15 @@ struct Bench: ParsableCommand {
     }
     if load {
       try runOrExit { () throws(GLM5Error) in try LoadBench.run(folder: scratch ?? "/tmp/glm5-load-int4", threads: threads, say: BatchBench.say) }
+      return
+    }
+    if speculative {
+      try runOrExit { () throws(GLM5Error) in
+        // The default model folder and decode count are the plain bench's; this one's are the
+        // bundled model (it has a trained MTP layer) and 256 tokens.
+        let folder = model == "Tests/Fixtures/tiny-dsa" ? ((try? ModelFolder.resolve(nil)) ?? ModelFolder.bundled) : model
+        try SpecBench.run(folder: folder, threads: threads, steps: decode == 16 ? 256 : decode, reps: reps, say: BatchBench.say)
+      }
       return
     }
     if dispatch { DispatchBench.run(threads: threads, folder: scratch, say: BatchBench.say); return }
