@@ -114,7 +114,7 @@ enum BatchBench {
     var rng: UInt64 = 11
     var sessions: [Session] = []
     for _ in 0..<b {
-      let s = try Session(model: m, maxTokens: prompt + steps + 1)
+      let s = try Session(model: m, maxTokens: prompt + steps + 1, mtp: false)
       sessions.append(s)
     }
     let reqs = sessions.map { s in
@@ -156,7 +156,7 @@ enum BatchBench {
         rng = rng &* 6364136223846793005 &+ 1442695040888963407
         return Int32((rng >> 33) % UInt64(c.vocabSize))
       }
-      let s = try Session(model: m, maxTokens: ids.count + steps + 1)
+      let s = try Session(model: m, maxTokens: ids.count + steps + 1, mtp: false)
       var t0 = now()
       try s.append(ids, logits: .none)
       let prefill = now() - t0

@@ -193,7 +193,7 @@ struct Bench: ParsableCommand {
       rng = rng &* 6364136223846793005 &+ 1442695040888963407
       return Int32((rng >> 33) % UInt64(c.vocabSize))
     }
-    let s = try Session(model: m)
+    let s = try Session(model: m, mtp: false)
     let t0 = now()
     try s.append(ids, logits: .last)
     let t1 = now()

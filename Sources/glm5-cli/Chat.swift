@@ -45,7 +45,7 @@ struct Chat: ParsableCommand {
     }
     let format = try orFail { () throws(GLM5Error) -> ChatFormat in try ChatFormat(folder: m.checkpoint.path, tokenizer: tok) }
     if system != nil && format.system == nil { throw CLIFailure("\(folder)'s tokenizer has no <|system|> token: --system cannot be used") }
-    let s = try orFail { () throws(GLM5Error) -> Session in try Session(model: m) }
+    let s = try orFail { () throws(GLM5Error) -> Session in try Session(model: m, mtp: sampling.speculative > 0 ? nil : false) }
     let interactive = Out.stdinIsTerminal
     var afterUser = false  // the session ends with <|user|>, written by the last reply
 

@@ -96,7 +96,7 @@ enum DispatchBench {
         rng = rng &* 6364136223846793005 &+ 1442695040888963407
         return Int32((rng >> 33) % UInt64(c.vocabSize))
       }
-      let s = try Session(model: m, maxTokens: 16 + steps + 2)
+      let s = try Session(model: m, maxTokens: 16 + steps + 2, mtp: false)
       try s.append(prompt, logits: .none)
       var times: [Double] = []
       for _ in 0..<5 {

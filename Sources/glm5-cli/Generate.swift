@@ -73,7 +73,7 @@ struct Generate: ParsableCommand {
       guard !promptIds.isEmpty else { throw CLIFailure("the prompt encodes to no tokens") }
     }
 
-    let s = try orFail { () throws(GLM5Error) -> Session in try Session(model: m) }
+    let s = try orFail { () throws(GLM5Error) -> Session in try Session(model: m, mtp: sampling.speculative > 0 ? nil : false) }
     let t0 = now()
     try orFail { () throws(GLM5Error) in try s.append(promptIds, logits: .none) }
     let prefillSeconds = now() - t0

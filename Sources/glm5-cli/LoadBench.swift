@@ -142,7 +142,7 @@ enum LoadBench {
       return Int32((rng >> 33) % UInt64(c.vocabSize))
     }
     let t2 = now()
-    let s = try Session(model: m, maxTokens: promptTokens + 2, recordBytes: 0)
+    let s = try Session(model: m, maxTokens: promptTokens + 2, recordBytes: 0, mtp: false)
     let rec = s.record!
     try s.append(prompt, logits: .none)
     let t3 = now()

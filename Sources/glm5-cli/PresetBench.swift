@@ -97,7 +97,7 @@ enum PresetBench {
       }
       var prefilled: Session? = nil
       let preT = try repeated(reps) { () throws(GLM5Error) in
-        let s = try Session(model: m, maxTokens: n + steps + 1)
+        let s = try Session(model: m, maxTokens: n + steps + 1, mtp: false)
         let t0 = now()
         try s.append(ids, logits: .last)
         let t = now() - t0
@@ -133,7 +133,7 @@ enum PresetBench {
       var synthetic: [(Int, Session)] = []
       for d in depthList {
         let positions = max(d, 1)
-        let s = try Session(model: m, maxTokens: positions + steps + 1)
+        let s = try Session(model: m, maxTokens: positions + steps + 1, mtp: false)
         try s.setSyntheticContext(positions: positions, seed: UInt64(d) + 17)
         let t = try decodeTimes(s, params, reps: reps)
         if d == depthList[0] { depth0 = t.min; depth0Median = t.median }

@@ -1,5 +1,6 @@
 // glm5 bench --speculative: decode tokens/s with MTP speculation at k = 0 (plain), 1, 2, 3, greedy
-// and sampled, on one model (default: the bundled models/glm5-tiny), each the best of --reps runs
+// and sampled, on one model (default: the bundled models/glm5-tiny; plain = a session without the
+// MTP layer, what a host that does not speculate runs), each the best of --reps runs
 // of --decode tokens from the same prompt, with the mean accepted length (accepted drafts + 1 per
 // verification step) and the ratio to plain decoding measured in the same run. Every run's tokens
 // are checked equal to the plain run's (speculation changes no result). Also the cost of one
@@ -26,7 +27,7 @@ enum SpecBench {
         var best = Double.infinity
         var r = SampleResult()
         for _ in 0..<max(reps, 1) {
-          let s = try Session(model: m)
+          let s = try Session(model: m, mtp: k > 0)  // plain: without the MTP layer
           try s.append(prompt, logits: .none)
           let t0 = now()
           r = try s.sample(p)

@@ -173,6 +173,29 @@ private let settings: [(String, SamplingParams)] = [
     }
   }
 
+  @Test func manySessionsSplitOverSeveralSteps() throws {
+    // 70 sessions × (3 drafts + 1) rows pass Model.maxStepRows (256): the verification and the
+    // MTP catch-up run in several forwards per step; each session still equals plain sampling.
+    let m = try tinyModel()
+    let g = try Golden(preset: "glm5-tiny")
+    let seq = g.ints("seq0.tokens")
+    let n = 70
+    func prompt(_ i: Int) -> [Int32] { Array(seq[(i % 40)..<(i % 40 + 3 + i % 7)]) }
+    func params(_ i: Int, _ k: Int) -> SamplingParams {
+      SamplingParams(temperature: i % 3 == 0 ? 0 : 0.9, seed: UInt64(i), maxNewTokens: 6 + i % 5, ignoreEOS: i % 2 == 0, speculative: k)
+    }
+    func sessions() throws -> [Session] {
+      try (0..<n).map { (i) throws -> Session in
+        let s = try Session(model: m)
+        try s.append(prompt(i), logits: .none)
+        return s
+      }
+    }
+    let plain = try m.sampleBatch(try sessions(), (0..<n).map { params($0, 0) })
+    let spec = try m.sampleBatch(try sessions(), (0..<n).map { params($0, 3 - $0 % 4) })
+    for i in 0..<n { expectSame(plain[i], spec[i], "session \(i)") }
+  }
+
   @Test func draftsAreAcceptedOnTheTrainedModel() throws {
     // Greedy on held-out text: the trained MTP layer agrees with the model often (tools/reference
     // measured 0.71 / 0.71 / 0.65 per depth); broken drafts would be accepted at ~1/4096.
