@@ -18,8 +18,9 @@
  *    says otherwise) and every handle exactly as it was before the call.
  *  - Handles are opaque. Every *_free function accepts NULL and does nothing with it. The library
  *    keeps a registry of live handles: passing a handle that was already freed (or was never
- *    returned by the library) returns GLM5_ERR_INVALID_ARGUMENT instead of crashing, as long as
- *    its address has not been reused by a newer handle. It is still the host's error.
+ *    returned by the library) returns GLM5_ERR_INVALID_ARGUMENT instead of crashing. A handle is
+ *    never given out twice (it is not the object's address), so a freed handle cannot reach a
+ *    newer object. It is still the host's error.
  *  - Parameter structs are passed by pointer, start with `uint32_t struct_size`, are filled with
  *    defaults by the static inline glm5_*_init() functions of this header (so the size is always
  *    the one the host was compiled with), and only ever grow by appending fields. A struct_size

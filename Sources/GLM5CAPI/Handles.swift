@@ -1,7 +1,9 @@
-// Opaque handles. The registry owns every live object, keyed by its handle's address: a freed or
-// foreign pointer is refused with a status instead of crashing, and a lookup hands out a strong
-// reference taken under the lock, so a handle freed by another thread mid-call stays alive until
-// that call returns.
+// Opaque handles. The registry owns every live object, keyed by its handle: a freed or foreign
+// pointer is refused with a status instead of crashing, and a lookup hands out a strong reference
+// taken under the lock, so a handle freed by another thread mid-call stays alive until that call
+// returns. A handle is not the object's address but the next value of a 64-bit counter (16-byte
+// aligned, never NULL, never reused): a freed handle stays dead even when a new object takes the
+// freed one's memory.
 
 import GLM5Core
 import Synchronization
@@ -11,26 +13,35 @@ final class HandleRegistry: Sendable {
     let kind: String  // "model", "session"
     let object: AnyObject
   }
-  private let live = Mutex<[UInt: Entry]>([:])
+  private struct State {
+    var live: [UInt: Entry] = [:]
+    /// Handles given out so far.
+    var issued: UInt = 0
+  }
+  private let state = Mutex(State())
 
   func insert(_ object: AnyObject, kind: String) -> OpaquePointer {
-    let p = OpaquePointer(Unmanaged.passUnretained(object).toOpaque())
-    live.withLock { $0[UInt(bitPattern: p)] = Entry(kind: kind, object: object) }
-    return p
+    state.withLock { s in
+      s.issued += 1
+      // 2^59 handles before this wraps: centuries at a billion a second.
+      let h = 0x10000 &+ (s.issued << 4)
+      s.live[h] = Entry(kind: kind, object: object)
+      return OpaquePointer(bitPattern: h)!
+    }
   }
 
   func lookup(_ p: OpaquePointer, kind: String) -> AnyObject? {
-    live.withLock { m in
-      guard let e = m[UInt(bitPattern: p)], e.kind == kind else { return nil }
+    state.withLock { s in
+      guard let e = s.live[UInt(bitPattern: p)], e.kind == kind else { return nil }
       return e.object
     }
   }
 
   /// Drop the registry's reference; returns the object so that it is released outside the lock.
   func remove(_ p: OpaquePointer, kind: String) -> AnyObject? {
-    live.withLock { m in
-      guard let e = m[UInt(bitPattern: p)], e.kind == kind else { return nil }
-      m[UInt(bitPattern: p)] = nil
+    state.withLock { s in
+      guard let e = s.live[UInt(bitPattern: p)], e.kind == kind else { return nil }
+      s.live[UInt(bitPattern: p)] = nil
       return e.object
     }
   }

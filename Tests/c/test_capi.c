@@ -876,6 +876,29 @@ static void test_session_arguments(const char *dir) {
     glm5_session_free(dead);
     check_session_refused(dead, "session");
     glm5_session_free(dead); /* twice: ignored */
+    /* Freed, then its memory reused by new sessions: the old handle still reaches none of them,
+     * and no handle is given out twice (sessions made and freed in turn reuse the same memory). */
+    {
+        glm5_session *seen[64];
+        for (int i = 0; i < 64; i++) {
+            seen[i] = new_session(model, 0);
+            glm5_session_free(seen[i]);
+            for (int j = 0; j < i; j++) CHECK(seen[j] != seen[i]);
+            CHECK(seen[i] != dead);
+        }
+        glm5_session *fresh[8];
+        for (int i = 0; i < 8; i++) {
+            fresh[i] = new_session(model, 0);
+            CHECK(fresh[i] != dead);
+        }
+        check_session_refused(dead, "session");
+        glm5_session_free(dead); /* must not free one of the new sessions */
+        for (int i = 0; i < 8; i++) {
+            size_t n = 1;
+            CHECK(glm5_session_n_tokens(fresh[i], &n) == GLM5_OK && n == 0);
+            glm5_session_free(fresh[i]);
+        }
+    }
 
     /* NULL outputs. */
     s = new_session(model, 0);
