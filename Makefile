@@ -79,6 +79,8 @@ test-c: build
 	$(BIN)/test_rl Tests/Fixtures
 	$(CC) $(CFLAGS) -Iinclude Tests/c/test_mtp.c -L$(BIN) -lglm5 -Wl,-rpath,$(abspath $(BIN)) -lm -o $(BIN)/test_mtp
 	$(BIN)/test_mtp $(MODEL)
+	$(CC) $(CFLAGS) -pthread -Iinclude Tests/c/test_stack.c -L$(BIN) -lglm5 -Wl,-rpath,$(abspath $(BIN)) -o $(BIN)/test_stack
+	$(BIN)/test_stack $(MODEL) 128
 	$(CC) $(CFLAGS) -Iinclude Tests/c/test_fenv.c -L$(BIN) -lglm5 -Wl,-rpath,$(abspath $(BIN)) -lm -o $(BIN)/test_fenv
 	$(BIN)/test_fenv Tests/Fixtures/tiny-int4-g32 Tests/Fixtures/tiny-int4-g64-asym Tests/Fixtures/tiny-fp8-block Tests/Fixtures/tiny-dsa
 	$(CC) $(CFLAGS) -pthread -Iinclude Tests/c/test_tokenizer.c -L$(BIN) -lglm5 -Wl,-rpath,$(abspath $(BIN)) -o $(BIN)/test_tokenizer
@@ -90,6 +92,9 @@ test-c: build
 	  if [ -n "$$extra" ]; then echo "libglm5.so exports more than glm5_*:"; echo "$$extra"; exit 1; fi
 	@readelf -d $(LIB) | grep -q 'Library soname: \[$(SONAME)\]' || \
 	  { echo "libglm5.so's soname is not $(SONAME) (GLM5_ABI_VERSION in include/glm5.h; Package.swift):"; readelf -d $(LIB) | grep SONAME; exit 1; }
+	@# Static TLS is reserved in every thread of the host (and carved out of its stack): keep it small.
+	@tls=$$(readelf -lW $(LIB) | awk '$$1 == "TLS" { print $$6 }'); tls=$$(( $${tls:-0} )); \
+	  if [ "$$tls" -gt 4096 ]; then echo "libglm5.so reserves $$tls bytes of static TLS per thread (limit 4096)"; exit 1; fi
 	@if readelf -d $(LIB) | grep NEEDED | grep -qi swift; then echo "libglm5.so needs the Swift runtime:"; readelf -d $(LIB) | grep NEEDED; exit 1; fi
 	@echo "libglm5.so: exports only glm5_*, needs: $$(readelf -d $(LIB) | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')"
 	$(MAKE) -C examples/c GLM5_LIB_DIR=$(abspath $(BIN))

@@ -1,7 +1,8 @@
 // Multi-query attention over the latent cache (GLM5Kernels/CPU/MultiQuery.swift has the
 // sequences and the AVX2 kernels), AVX-512F, selected at run time; the same bits.
 //   scores: a 512-bit vector holds the 8-lane chains of two heads side by side (the queries
-//           paired once per call into a stack buffer, each key row broadcast to both halves);
+//           paired once per call into a per-thread heap buffer, each key row broadcast to both
+//           halves);
 //           tiles of 2 keys × 16 heads, each key vector loaded once for 16 heads.
 //   sum:    o[h, c] = fma(p[h, i], row_i[c], o[h, c]) in key order, 16 columns per vector; tiles
 //           of 4 heads × 64 columns, each row vector loaded once for 4 heads.
@@ -9,6 +10,8 @@
 // both prefetch the rows they read next.
 
 #include <immintrin.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -16,6 +19,28 @@
 #define GLM5K_AVX512 __attribute__((target("avx512f")))
 
 enum { KEY_BLOCK = 32, MAX_HEADS = 16, MAX_WIDTH = 1024 };
+
+// The paired queries' buffer, [MAX_HEADS / 2][2 * MAX_WIDTH] floats (64 KiB), one per thread that
+// runs the kernel: allocated at its first call and freed when the thread ends. Not a static
+// __thread array: static TLS is reserved in every thread of the host process, and 64 KiB of it
+// made pthread_create fail for a host's small-stack threads.
+static pthread_key_t qp_key;
+static pthread_once_t qp_once = PTHREAD_ONCE_INIT;
+static int qp_key_ok = 0;
+static void qp_make_key(void) { qp_key_ok = pthread_key_create(&qp_key, free) == 0; }
+
+static float *qp_buffer(void) {
+  pthread_once(&qp_once, qp_make_key);
+  if (!qp_key_ok) return NULL;
+  float *p = pthread_getspecific(qp_key);
+  if (p) return p;
+  p = aligned_alloc(64, sizeof(float) * (MAX_HEADS / 2) * 2 * MAX_WIDTH);
+  if (p && pthread_setspecific(qp_key, p) != 0) {
+    free(p);
+    p = NULL;
+  }
+  return p;
+}
 
 GLM5K_AVX512 static inline __m512 both_halves(const float *p) {
   return _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(p))));
@@ -35,7 +60,9 @@ GLM5K_AVX512 int32_t glm5k_mq_scores_avx512(float *s, int64_t lds, const float *
   const int64_t r8 = R & ~7, d8 = Dr & ~7, W = r8 + d8;
   const int64_t pairs = (H + 1) / 2;
   // Paired queries: pair p, step c (8 columns of [q̃ | q_rope]) = [head 2p | head 2p + 1].
-  static __thread float qp[MAX_HEADS / 2][2 * MAX_WIDTH] __attribute__((aligned(64)));
+  // Without the buffer (out of memory), 0: the caller runs the portable kernel (the same bits).
+  float (*qp)[2 * MAX_WIDTH] = (float (*)[2 * MAX_WIDTH])qp_buffer();
+  if (!qp) return 0;
   for (int64_t p = 0; p < pairs; p++) {
     const int64_t ha = 2 * p, hb = 2 * p + 1 < H ? 2 * p + 1 : H - 1;
     for (int64_t c = 0; c < r8; c += 8) {
