@@ -114,13 +114,14 @@ def test_inline_init_functions_are_not_needed():
     assert sa.struct_size == ctypes.sizeof(_lib.glm5_sampling_params)
     assert (sa.temperature, sa.top_k, sa.top_p, sa.min_p, sa.max_new_tokens, sa.seed) == (1.0, 0, 1.0, 0.0, 128, 0)
     assert not sa.stop_token_ids and sa.n_stop_token_ids == 0 and sa.ignore_eos == 0 and sa.n_top_logprobs == 0
+    assert sa.speculative == 0
     so = _lib.new_sample_output()
     assert so.struct_size == ctypes.sizeof(_lib.glm5_sample_output)
     assert (so.finish_reason, so.capacity, so.n_tokens, so.stop_token_id, so.status) == (0, 0, 0, -1, 0)
-    assert not so.tokens and not so.logprobs and not so.top_ids
+    assert not so.tokens and not so.logprobs and not so.top_ids and not so.accepted and so.n_steps == 0
     assert so.weight_version == b""
     if ctypes.sizeof(ctypes.c_void_p) == 8:
-        assert (ctypes.sizeof(_lib.glm5_sampling_params), ctypes.sizeof(_lib.glm5_sample_output)) == (56, 208)
+        assert (ctypes.sizeof(_lib.glm5_sampling_params), ctypes.sizeof(_lib.glm5_sample_output)) == (64, 224)
         assert ctypes.sizeof(_lib.glm5_replay) == 32
 
 

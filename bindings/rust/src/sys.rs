@@ -9,7 +9,7 @@ use std::os::raw::{c_char, c_uint, c_void};
 // ---- Versions --------------------------------------------------------------------------------
 
 pub const GLM5_VERSION_MAJOR: u32 = 0;
-pub const GLM5_VERSION_MINOR: u32 = 3;
+pub const GLM5_VERSION_MINOR: u32 = 4;
 pub const GLM5_VERSION_PATCH: u32 = 0;
 pub const GLM5_VERSION_NUMBER: u32 =
     GLM5_VERSION_MAJOR * 10000 + GLM5_VERSION_MINOR * 100 + GLM5_VERSION_PATCH;
