@@ -57,6 +57,7 @@ struct ServeInfo: Sendable {
   var host: String
   var port: Int
   var maxRunning: Int
+  var cacheBudget: Int
   var threads: Int
   var contextLength: Int
   var vocab: Int
@@ -142,6 +143,9 @@ enum ServeRoutes {
         $0.field("num_running_reqs", scheduler.runningCount.load(ordering: .relaxed))
         $0.field("num_queue_reqs", scheduler.queuedCount.load(ordering: .relaxed))
         $0.field("paused", scheduler.isPaused.load(ordering: .relaxed))
+        $0.field("cache_budget", info.cacheBudget)
+        $0.field("cached_sessions", scheduler.cachedSessions.load(ordering: .relaxed))
+        $0.field("cached_bytes", scheduler.cachedBytes.load(ordering: .relaxed))
         $0.field("version", "glm5-0.2.0")
         $0.key("internal_states")
         $0.array { $0.object { $0.field("last_gen_throughput", 0.0) } }
@@ -150,6 +154,12 @@ enum ServeRoutes {
     }
     router.get("/server_info", use: serverInfo)
     router.get("/get_server_info", use: serverInfo)
+    router.get("/metrics") { _, _ in
+      let text = scheduler.metrics.render(running: scheduler.runningCount.load(ordering: .relaxed),
+                                          queued: scheduler.queuedCount.load(ordering: .relaxed))
+      return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                      body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
     router.get("/get_weight_version") { _, _ in
       var w = JSONWriter()
       w.object { $0.field("weight_version", model.weightVersion) }
@@ -180,9 +190,13 @@ enum ServeRoutes {
       }
       return jsonResponse(w.text, status: r.success ? .ok : .badRequest)
     }
-    router.post("/flush_cache") { _, _ in
-      // Nothing is cached between requests yet (no prefix reuse).
-      Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "Cache flushed.\n")))
+    router.post("/flush_cache") { _, _ -> Response in
+      // Empties the prefix cache (running requests keep their own sessions).
+      let n = await withCheckedContinuation { (c: CheckedContinuation<Int, Never>) in
+        scheduler.post(.flushCache(reply: { c.resume(returning: $0) }))
+      }
+      scheduler.log("flushed the prefix cache (\(n) sessions)")
+      return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "Cache flushed.\n")))
     }
     router.post("/abort_request") { request, _ -> Response in
       var request = request

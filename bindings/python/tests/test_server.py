@@ -156,7 +156,9 @@ def test_generate_equals_library(server, model, sp):
     ref = library(model, PROMPT, sp["max_new_tokens"], **lib_kwargs(sp))
     check_equal(out, ref, PROMPT)
     meta = out["meta_info"]
-    assert meta["id"] == "r1" and out["text"] == "" and meta["cached_tokens"] == 0
+    # The module's server keeps PROMPT's session after the first case (prefix reuse): at most
+    # the last prompt token is prefilled again.
+    assert meta["id"] == "r1" and out["text"] == "" and meta["cached_tokens"] in (0, len(PROMPT) - 1)
     assert meta["weight_version"] == "default" and meta["e2e_latency"] >= 0
     # input_token_logprobs: from logprob_start_len (-1: the last prompt token), scaled like the outputs.
     raw_scaled = model.score(PROMPT, temperature=sp["temperature"])
