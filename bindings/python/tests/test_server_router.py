@@ -80,6 +80,11 @@ def test_two_replicas_behind_sglang_router(tmp_path):
             assert status == 200, via
             status, direct = post(a.url + "/generate", body)
             assert status == 200 and same(via, direct), (i, via, direct)
+        # The same prompt again through the router: both replicas have computed it (one through the
+        # router, replica a directly), so whichever answers serves it from its kept session.
+        body = dict(slime_body(0), sampling_params=dict(slime_body(0)["sampling_params"], sampling_seed=5))
+        status, again = post(router_url + "/generate", body, headers={"X-SMG-Routing-Key": "group-0"})
+        assert status == 200 and again["meta_info"]["cached_tokens"] == len(body["input_ids"]) - 1, again["meta_info"]
         # Kill one replica. A request the router sends there before its health check notices
         # fails (slime's client retries); once the replica is marked unhealthy, every request is
         # answered by the other.
