@@ -77,8 +77,8 @@ enum ServeRoutes {
     return try Schema.parseBody(Array(buf.readableBytesView))
   }
 
-  static func build(scheduler: Scheduler, info: ServeInfo, apiKey: String?) -> Router<BasicRequestContext> {
-    let router = Router()
+  static func build(scheduler: Scheduler, info: ServeInfo, apiKey: String?) -> Router<ServeContext> {
+    let router = Router(context: ServeContext.self)
     router.add(middleware: ServeMiddleware(apiKey: apiKey, log: scheduler.log))
     let model = scheduler.model
     let limits = ModelLimits(vocab: info.vocab, contextLength: info.contextLength)
@@ -99,7 +99,7 @@ enum ServeRoutes {
       }
       throw ServeError(503, "health_generate got no answer")
     }
-    let modelInfo: @Sendable (Request, BasicRequestContext) async throws -> Response = { _, _ in
+    let modelInfo: @Sendable (Request, ServeContext) async throws -> Response = { _, _ in
       var w = JSONWriter()
       w.object {
         $0.field("model_path", info.modelPath)
@@ -116,7 +116,7 @@ enum ServeRoutes {
     }
     router.get("/model_info", use: modelInfo)
     router.get("/get_model_info", use: modelInfo)
-    let serverInfo: @Sendable (Request, BasicRequestContext) async throws -> Response = { _, _ in
+    let serverInfo: @Sendable (Request, ServeContext) async throws -> Response = { _, _ in
       var w = JSONWriter()
       w.object {
         $0.field("model_path", info.modelPath)
@@ -230,7 +230,7 @@ enum ServeRoutes {
       return jsonResponse("{\"message\":\"Generation continued successfully.\",\"status\":\"ok\"}")
     }
 
-    router.post("/generate") { request, _ -> Response in
+    router.post("/generate") { request, context -> Response in
       var request = request
       let started = now()
       let req = try Schema.parseGenerate(try await body(&request), limits: limits, newRid: newRid)
@@ -265,18 +265,25 @@ enum ServeRoutes {
       var outs = [JobOutput?](repeating: nil, count: rids.count)
       var left = rids.count
       var failure: ServeError? = nil
-      await withTaskCancellationHandler {
-        for await e in events {
-          switch e.event {
-          case .progress: continue
-          case .done(let o): outs[e.index] = o
-          case .failed(let err): failure = failure ?? err
+      // A client that goes away (ServeDisconnect.swift) or a cancelled handler aborts the jobs.
+      let abort: @Sendable () -> Void = { for rid in rids { scheduler.post(.abort(rid: rid, all: false)) } }
+      try await DisconnectWatch.watching(context.channel, onGone: {
+        scheduler.log("request \(rids.joined(separator: ",")): the client went away")
+        abort()
+      }) {
+        await withTaskCancellationHandler {
+          for await e in events {
+            switch e.event {
+            case .progress: continue
+            case .done(let o): outs[e.index] = o
+            case .failed(let err): failure = failure ?? err
+            }
+            left -= 1
+            if left == 0 { break }
           }
-          left -= 1
-          if left == 0 { break }
+        } onCancel: {
+          abort()
         }
-      } onCancel: {
-        for rid in rids { scheduler.post(.abort(rid: rid, all: false)) }
       }
       if let failure { throw failure }
       var w = JSONWriter()

@@ -108,3 +108,42 @@ def test_weights_watch(tmp_path):
         assert s.stop() == 0
     log = s.proc.stderr.read()
     assert "applied weight_v000001" in log and "applied weight_v000003" in log and "weight_v000002" not in log
+
+
+def test_client_gone_frees_its_job():
+    """A client that closes its connection while its (non-streaming) request waits gets its job
+    aborted: it leaves the queue. Requests on a kept-alive connection are unaffected."""
+    import http.client
+    import json
+    import socket
+
+    from test_server import wait_queued
+
+    s = Server()
+    try:
+        assert s.request("POST", "/pause_generation", {"mode": "in_place"})[0] == 200
+        body = json.dumps({"input_ids": PROMPT, "rid": "gone", "sampling_params": {"max_new_tokens": 4}}).encode()
+        c = socket.create_connection(("127.0.0.1", s.port))
+        c.sendall(b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        wait_queued(s, 1)
+        c.close()
+        deadline = time.time() + 10
+        while s.json("GET", "/server_info")[1]["num_queue_reqs"] != 0:
+            assert time.time() < deadline, "the job of a client that went away is still queued"
+            time.sleep(0.05)
+        assert s.request("POST", "/continue_generation", {})[0] == 200
+        # Two requests on one kept-alive connection, then the connection closes: both answered.
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+        for seed in range(2):
+            conn.request("POST", "/generate", json.dumps({"input_ids": PROMPT, "sampling_params": {"max_new_tokens": 3, "sampling_seed": seed, "ignore_eos": True}}),
+                         {"Content-Type": "application/json"})
+            r = conn.getresponse()
+            assert r.status == 200 and len(json.loads(r.read())["output_ids"]) == 3
+        conn.close()
+        assert s.request("GET", "/health")[0] == 200
+    finally:
+        assert s.stop() == 0
+    log = s.proc.stderr.read()
+    assert "request gone: the client went away" in log and "abort(aborted in the waiting queue)" in log
+    assert log.count("the client went away") == 1, log
