@@ -279,7 +279,7 @@ final class Scheduler: @unchecked Sendable {
       let limit = j.reuseLimit
       // A kept session, or a running job's (its state between steps is whole), or a leader.
       var hit = cache.lookup(j.spec.inputIds, limit: limit, records: j.records).map { (session: $0.entry.session, common: $0.common) }
-      for r in running where r.records == j.records {
+      for r in running where r.records == j.records && r.generation == generation {  // not one that began on older weights
         guard let rs = r.session else { continue }
         let c = min(PrefixCache.common(rs.tokens, j.spec.inputIds), limit)
         if c > (hit?.common ?? 0) { hit = (rs, c) }

@@ -7,12 +7,13 @@ Uses test_server.py's harness (a `glm5 serve` on a free loopback port; skipped w
 from __future__ import annotations
 
 import base64
+import time
 
 import numpy as np
 import pytest
 
 import glm5
-from test_server import (BINARY, DELTA, TINY, Server, check_equal, f32, lib_kwargs, library,
+from test_server import (BINARY, DELTA, TINY, TINY_V2, Server, check_equal, f32, lib_kwargs, library,
                          run_concurrently, wait_queued)
 
 pytestmark = pytest.mark.skipif(not BINARY.exists(), reason=f"{BINARY} is missing: run `make build` first")
@@ -89,6 +90,66 @@ def test_multi_turn_extension(fresh, model):
     out4 = fresh.generate({"input_ids": branch, "sampling_params": sp(4, n=4), "return_logprob": True})
     assert cached(out4) == 7
     check_equal(out4, library(model, branch, 4, **lib_kwargs(sp(4, n=4))), branch)
+
+
+def test_fork_of_a_running_request(model):
+    """A request admitted while another with the same prompt decodes forks the running session
+    (truncated to the prompt). With --cache-budget 0 nothing is kept, so only the running session
+    can have served it; pausing in place makes the order certain: the second request is admitted
+    (before the next step) while the first runs."""
+    s = Server("--cache-budget", "0")
+    try:
+        long_sp = sp(1, n=200)
+        threads, first = run_concurrently(s, [{"input_ids": LONG, "sampling_params": long_sp, "return_logprob": True}])
+        deadline = time.time() + 20
+        while s.json("GET", "/server_info")[1]["num_running_reqs"] != 1:
+            assert time.time() < deadline, "the long request did not start running"
+            time.sleep(0.001)
+        assert s.request("POST", "/pause_generation", {"mode": "in_place"})[0] == 200
+        more, second = run_concurrently(s, [{"input_ids": LONG, "sampling_params": sp(2, n=5), "return_logprob": True}])
+        wait_queued(s, 1)
+        assert s.request("POST", "/continue_generation", {})[0] == 200
+        for t in threads + more:
+            t.join(timeout=60)
+        assert cached(first[0]) == 0 and cached(second[0]) == len(LONG) - 1
+        check_equal(second[0], library(model, LONG, 5, **lib_kwargs(sp(2, n=5))), LONG)
+        check_equal(first[0], library(model, LONG, 200, **lib_kwargs(long_sp)), LONG)
+        assert s.json("GET", "/server_info")[1]["cached_sessions"] == 0
+    finally:
+        assert s.stop() == 0
+
+
+def test_no_reuse_across_a_weight_update():
+    """A weight update applied while generation is paused in place, with a request decoding:
+    that request's caches (partly from the old weights) serve no later request, and the kept
+    sessions are dropped; what follows equals the library on the new weights."""
+    v2 = glm5.Model(TINY_V2)
+    s = Server()
+    try:
+        s.generate({"input_ids": LONG, "sampling_params": sp(0, n=3)})  # kept: LONG on the old weights
+        threads, first = run_concurrently(s, [{"input_ids": LONG, "sampling_params": sp(1, n=150)}])
+        deadline = time.time() + 20
+        while s.json("GET", "/server_info")[1]["num_running_reqs"] != 1:
+            assert time.time() < deadline, "the long request did not start running"
+            time.sleep(0.001)
+        assert s.request("POST", "/pause_generation", {"mode": "in_place"})[0] == 200
+        status, r = s.json("POST", "/update_weights_from_disk", {"model_path": str(DELTA), "load_format": "delta"})
+        assert status == 200 and r["success"], r
+        assert s.json("GET", "/server_info")[1]["cached_sessions"] == 0
+        more, second = run_concurrently(s, [{"input_ids": LONG, "sampling_params": sp(2, n=5), "return_logprob": True}])
+        wait_queued(s, 1)
+        assert s.request("POST", "/continue_generation", {})[0] == 200
+        for t in threads + more:
+            t.join(timeout=60)
+        assert cached(second[0]) == 0
+        check_equal(second[0], library(v2, LONG, 5, **lib_kwargs(sp(2, n=5))), LONG)
+        third = s.generate({"input_ids": LONG, "sampling_params": sp(3, n=5), "return_logprob": True})
+        assert cached(third) == len(LONG) - 1  # from the second request's session, not the first's
+        check_equal(third, library(v2, LONG, 5, **lib_kwargs(sp(3, n=5))), LONG)
+        # Kept: the second and third requests' sessions; not the first's (begun on the old weights).
+        assert s.json("GET", "/server_info")[1]["cached_sessions"] == 2
+    finally:
+        assert s.stop() == 0
 
 
 def test_budget_evicts_least_recently_used(model):
