@@ -178,8 +178,6 @@ final class Scheduler: @unchecked Sendable {
       }
       runningCount.store(running.count, ordering: .relaxed)
       queuedCount.store(queue.count, ordering: .relaxed)
-      cachedSessions.store(cache.entries.count, ordering: .relaxed)
-      cachedBytes.store(cache.bytes, ordering: .relaxed)
       if !paused && !running.isEmpty {
         step()
         runningCount.store(running.count, ordering: .relaxed)
@@ -231,14 +229,21 @@ final class Scheduler: @unchecked Sendable {
     case .flushCache(let reply):
       let n = cache.entries.count
       cache.flush()
+      publishCacheStats()
       reply(n)
     case .shutdown: shuttingDown = true
     }
   }
 
+  private func publishCacheStats() {
+    cachedSessions.store(cache.entries.count, ordering: .relaxed)
+    cachedBytes.store(cache.bytes, ordering: .relaxed)
+  }
+
   private func applyUpdates() {
     // The kept caches were computed with the weights being replaced.
     cache.flush()
+    publishCacheStats()
     generation += 1
     for (kind, reply) in updates {
       let t0 = now()
@@ -456,7 +461,10 @@ final class Scheduler: @unchecked Sendable {
       if j.spec.returnRoutedExperts, let rec = s.record { j.out.routedExperts = ServeExtras.routedExperts(rec, tokens: s.count) }
       if j.spec.returnDSATopk, let rec = s.record { j.out.dsaTopk = ServeExtras.dsaTopk(rec, tokens: s.count) }
       // Its caches may serve a later request (prefix reuse); an aborted job's are as valid.
-      if j.generation == generation { cache.insert(s, records: j.records) }
+      if j.generation == generation {
+        cache.insert(s, records: j.records)
+        publishCacheStats()  // before the answer: a client reading server_info next sees it
+      }
     }
     j.session = nil
     let why: String, kind: String
