@@ -55,6 +55,8 @@ def test_metrics():
         assert m[("glm5_time_to_first_token_seconds_sum", "")] > 0
         inf = [v for (k, lab), v in m.items() if k == "glm5_time_to_first_token_seconds_bucket" and 'le="+Inf"' in lab]
         assert inf == [len(ns)]
+        from glm5.client import Client
+        assert "glm5_generation_tokens_total %d" % sum(ns) in Client(s.url).metrics().splitlines()
     finally:
         assert s.stop() == 0
 
@@ -147,3 +149,25 @@ def test_client_gone_frees_its_job():
     log = s.proc.stderr.read()
     assert "request gone: the client went away" in log and "abort(aborted in the waiting queue)" in log
     assert log.count("the client went away") == 1, log
+
+
+def test_grpo_example():
+    """examples/python/grpo_client.py runs against a server: 8 trajectories, 7 of them forked from
+    the first's prompt (they are admitted together)."""
+    import os
+    import subprocess
+    import sys
+
+    from test_server import REPO
+
+    s = Server()
+    try:
+        env = dict(os.environ, PYTHONPATH=str(REPO / "bindings" / "python"))
+        out = subprocess.run([sys.executable, str(REPO / "examples" / "python" / "grpo_client.py"), s.url],
+                             capture_output=True, text=True, timeout=120, env=env)
+        assert out.returncode == 0, out.stderr
+        seeds = [line for line in out.stdout.splitlines() if line.startswith("seed ")]
+        assert len(seeds) == 8 and sum(line.endswith(f"{len(PROMPT) - 1} prompt tokens reused") for line in seeds) == 7, out.stdout
+        assert len(out.stdout.splitlines()) == 8 + 8 * 12
+    finally:
+        assert s.stop() == 0
