@@ -9,6 +9,7 @@
 //   ServePrefixCache.swift prefix reuse: finished sessions kept within --cache-budget (LRU)
 //   ServeMetrics.swift    GET /metrics (Prometheus text, swift-prometheus)
 //   ServeWeightsWatch.swift --weights-watch DIR: publish-only weight sync
+//   ServeDisconnect.swift a client that goes away aborts its request (ServeContext)
 //
 // Binds 127.0.0.1 unless told otherwise; SIGINT/SIGTERM shut down gracefully (requests in flight
 // finish, then the scheduler stops).
