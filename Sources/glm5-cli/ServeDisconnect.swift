@@ -6,8 +6,8 @@
 // is the only signal: a small handler at the front of the connection's pipeline reports the
 // input's end (ChannelEvent.inputClosed) or the connection's (channelInactive) while a request
 // watches, and is removed when the answer is ready. Consequence: a client that half-closes its
-// socket after sending a request and then waits for the answer is taken as gone (HTTP clients in
-// common use, curl, requests, aiohttp, urllib, do not).
+// socket after sending a request and then waits for the answer is taken as gone (Python's urllib
+// and http.client, which the tests use, keep it open until they have the answer).
 
 import Hummingbird
 import NIOCore
