@@ -341,62 +341,100 @@ final class Scheduler: @unchecked Sendable {
     }
   }
 
-  /// Append each job's prompt past its cached prefix, in one batched call; returns the jobs
-  /// that succeeded (the others got their error).
+  /// Rows of logits kept per append while computing input_top_logprobs (the kept logits are
+  /// rows × vocab floats: chunks bound them whatever the prompt's length).
+  static let topRowsPerAppend = 64
+
+  /// A job's prompt past its cached prefix, split where input_top_logprobs need kept logits: the
+  /// head is appended in the batched call, the tail (from the row before logprob_start_len on)
+  /// in chunks that keep their logits. Split-invariance makes the split change no bit.
+  private func promptParts(_ j: Job) -> (head: [Int32], tail: [Int32]) {
+    let toks = Array(j.spec.inputIds[j.cached...])
+    guard j.inputTop else { return (toks, []) }
+    let h = max(j.spec.logprobStart, 1) - 1 - j.cached  // >= 0: reuseLimit stops before that row
+    return (Array(toks[..<h]), Array(toks[h...]))
+  }
+
+  /// Append each job's prompt past its cached prefix (the heads in one batched call); returns
+  /// the jobs that succeeded (the others got their error).
   private func appendPrompts(_ jobs: [Job]) -> [Job] {
     guard !jobs.isEmpty else { return [] }
-    func request(_ j: Job) -> AppendRequest {
-      AppendRequest(session: j.session!, tokens: Array(j.spec.inputIds[j.cached...]), keep: j.inputTop ? .all : .none,
-                    logprobs: j.spec.returnLogprob, temperature: j.spec.returnLogprob ? j.spec.params.temperature : nil)
+    let parts = jobs.map(promptParts)
+    func request(_ i: Int) -> AppendRequest {
+      let j = jobs[i]
+      return AppendRequest(session: j.session!, tokens: parts[i].head, keep: .none, logprobs: j.spec.returnLogprob,
+                           temperature: j.spec.returnLogprob ? j.spec.params.temperature : nil)
     }
-    var results: [AppendResult?]
+    let withHead = jobs.indices.filter { !parts[$0].head.isEmpty }
+    var heads = [AppendResult?](repeating: nil, count: jobs.count)
+    var failed = Set<Int>()
     do {
-      results = try model.appendBatch(jobs.map(request))
+      for (i, r) in zip(withHead, try model.appendBatch(withHead.map(request))) { heads[i] = r }
     } catch {
       // Find the job at fault: each alone.
-      results = []
-      for j in jobs {
-        do { results.append(try model.appendBatch([request(j)])[0]) } catch {
-          fail(j, error)
-          results.append(nil)
+      for i in withHead {
+        do { heads[i] = try model.appendBatch([request(i)])[0] } catch {
+          fail(jobs[i], error)
+          failed.insert(i)
         }
       }
     }
     var ok: [Job] = []
-    for (j, r) in zip(jobs, results) {
-      guard let r else { continue }
+    for (i, j) in jobs.enumerated() where !failed.contains(i) {
+      var scaled = heads[i]?.scaledLogprobs ?? []  // [k] = the logprob of prompt token cached + k
+      var version = heads[i]?.weightVersion ?? model.weightVersion
+      if j.inputTop {
+        do {
+          let t = try appendKeepingTop(j, parts[i].tail)
+          scaled += t.scaled
+          version = t.version
+          let N = j.spec.params.topLogprobs
+          // Position 0 has no logits before it: null, as SGLang.
+          let none = j.spec.logprobStart == 0 ? N : 0
+          j.out.inputTopIds = [Int32](repeating: -1, count: none) + t.ids
+          j.out.inputTopLogprobs = [Float](repeating: -.infinity, count: none) + t.logprobs
+          j.out.inputTop = true
+        } catch {
+          fail(j, error)
+          continue
+        }
+      }
       let a = j.spec.logprobStart, c = j.cached
       if j.spec.returnLogprob {
-        // r.scaledLogprobs[i] is the logprob of prompt token c + i.
-        j.out.inputLogprobs = Array(r.scaledLogprobs[(a - c)...])
+        j.out.inputLogprobs = Array(scaled[(a - c)...])
         j.out.inputIds = Array(j.spec.inputIds[a...])
       }
-      if j.inputTop, let s = j.session {
-        // Kept row i holds the logits after token c + i, which rank prompt position c + i + 1.
-        let N = j.spec.params.topLogprobs, V = model.config.vocabSize
-        let logits = s.keptLogits
-        var ids: [Int32] = [], lps: [Float] = []
-        if a == 0 {  // position 0 has no logits before it
-          ids += [Int32](repeating: -1, count: N)
-          lps += [Float](repeating: -.infinity, count: N)
-        }
-        let first = max(a, 1) - 1 - c, rows = j.spec.inputIds.count - max(a, 1)
-        if rows > 0 {
-          let t = logits.withUnsafeBufferPointer {
-            ServeExtras.topLogprobs($0.baseAddress! + first * V, rows: rows, vocab: V, n: N, temperature: j.spec.params.temperature)
-          }
-          ids += t.ids
-          lps += t.logprobs
-        }
-        j.out.inputTopIds = ids
-        j.out.inputTopLogprobs = lps
-        j.out.inputTop = true
-      }
       j.out.cachedTokens = c
-      j.out.weightVersion = r.weightVersion
+      j.out.weightVersion = version
       ok.append(j)
     }
     return ok
+  }
+
+  /// Append `tail` (the prompt from the row before max(logprob_start_len, 1) on) in chunks that
+  /// keep their logits, ranking the top-N of each next position as the sampler does.
+  private func appendKeepingTop(_ j: Job, _ tail: [Int32]) throws(GLM5Error)
+    -> (scaled: [Float], ids: [Int32], logprobs: [Float], version: String) {
+    let s = j.session!, N = j.spec.params.topLogprobs, V = model.config.vocabSize, tau = j.spec.params.temperature
+    var scaled: [Float] = [], ids: [Int32] = [], lps: [Float] = [], version = model.weightVersion
+    var k = 0
+    while k < tail.count {
+      let chunk = Array(tail[k..<min(k + Scheduler.topRowsPerAppend, tail.count)])
+      let r = try model.appendBatch([AppendRequest(session: s, tokens: chunk, keep: .all, logprobs: true, temperature: tau)])[0]
+      scaled += r.scaledLogprobs
+      version = r.weightVersion
+      // Kept row i holds the logits after chunk[i], which rank the position after it.
+      let t = s.keptLogits.withUnsafeBufferPointer {
+        ServeExtras.topLogprobs($0.baseAddress!, rows: chunk.count, vocab: V, n: N, temperature: tau)
+      }
+      ids += t.ids
+      lps += t.logprobs
+      k += chunk.count
+    }
+    // The last row ranks the first generated token, not a prompt position.
+    ids.removeLast(N)
+    lps.removeLast(N)
+    return (scaled, ids, lps, version)
   }
 
   /// One token for every running job.

@@ -244,7 +244,8 @@ def test_dsa_topk_and_routed_experts_with_reuse(fresh, model):
 def test_input_top_logprobs(fresh, model, temperature):
     """input_top_logprobs of the positions a greedy or sampled generation produced equal the
     library's output_top_logprobs there (the same logits rows, the same scaling)."""
-    gen = library(model, LONG, 6, temperature=temperature, seed=3, ignore_eos=True, top_logprobs=4)
+    # 100 positions: more than one chunk of kept logits (the server keeps 64 rows at a time).
+    gen = library(model, LONG, 100, temperature=temperature, seed=3, ignore_eos=True, top_logprobs=4)
     full = LONG + [int(t) for t in gen.tokens]
     for rep in range(2):  # the second time the prefix is kept: reuse stops before logprob_start_len
         out = fresh.generate({"input_ids": full, "sampling_params": {"temperature": temperature, "max_new_tokens": 1},
@@ -255,6 +256,8 @@ def test_input_top_logprobs(fresh, model, temperature):
         assert np.array([[x[1] for x in t] for t in top]).tolist() == np.asarray(gen.top_ids).tolist()
         assert np.array([[x[0] for x in t] for t in top], dtype=np.float32).tobytes() == np.asarray(gen.top_logprobs, dtype=np.float32).tobytes()
         assert cached(out) == (0 if rep == 0 else len(LONG) - 1)
+        ref = model.score(full, temperature=temperature)
+        assert f32(meta["input_token_logprobs"]).tobytes() == ref[len(LONG):].tobytes()
         assert len(meta["output_top_logprobs"]) == 1
     # From position 0: null there, as SGLang.
     out = fresh.generate({"input_ids": LONG, "sampling_params": {"max_new_tokens": 1}, "return_logprob": True,
