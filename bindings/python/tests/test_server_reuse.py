@@ -232,8 +232,10 @@ def test_dsa_topk_and_routed_experts_with_reuse(fresh, model):
         s.append(LONG + out["output_ids"])
         assert (got == s.recorded_topk()[:n]).all()
         assert (got[0, :, 1:] == -1).all() and (got[0, :, 0] == 0).all()  # position 0 reads one key
-        re = np.frombuffer(base64.b64decode(out["meta_info"]["routed_experts"]), dtype="<i4")
-        assert re.size == n * info.n_layers * info.n_experts_per_tok
+        re = np.frombuffer(base64.b64decode(out["meta_info"]["routed_experts"]), dtype="<i4").reshape(n, info.n_layers, info.n_experts_per_tok)
+        ids, _ = s.recorded_routes()
+        moe = list(range(info.n_layers - info.n_moe_layers, info.n_layers))
+        assert (re[:, moe, :] == np.asarray(ids)[:n]).all()
     # SGLang's name for the same request.
     out = fresh.generate({"input_ids": LONG, "sampling_params": sp(5, n=2), "return_indexer_topk": True})
     assert "dsa_topk" in out["meta_info"]
