@@ -1,6 +1,7 @@
 // glm5 serve: the HTTP routes, as SGLang names them (sglang/srt/entrypoints/http_server.py), on
 // Hummingbird 2. Every error is JSON ({"error": {"message", "code", "param"}}) with its status;
-// the middleware turns whatever a route throws (HTTPError, ServeError, anything) into one.
+// the middleware turns whatever a route throws (HTTPError, ServeError, anything) into one. The
+// request context is ServeContext (ServeDisconnect.swift), which keeps the connection.
 
 import GLM5Core
 import GLM5Engine

@@ -431,7 +431,9 @@ final class Scheduler: @unchecked Sendable {
       lps += t.logprobs
       k += chunk.count
     }
-    // The last row ranks the first generated token, not a prompt position.
+    // The last row ranks the first generated token, not a prompt position (tail is never empty:
+    // it holds at least the last prompt token).
+    guard ids.count >= N else { throw .internal("input_top_logprobs: no prompt row was appended") }
     ids.removeLast(N)
     lps.removeLast(N)
     return (scaled, ids, lps, version)
