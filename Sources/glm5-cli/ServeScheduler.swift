@@ -43,7 +43,7 @@ final class Job: @unchecked Sendable {
   var session: Session? = nil
   var out: JobOutput
   var stops: Set<Int32> = []
-  /// Prompt tokens whose caches came from the prefix cache or from another job admitted with it.
+  /// Prompt tokens whose caches came from another session (kept, running or admitted with it).
   var cached = 0
   /// When its last token was drawn (metrics: time per output token).
   var lastToken = 0.0
