@@ -2,6 +2,7 @@
 #
 #   make demo    install what is missing, build, run the main job on the bundled model
 #   make check   install what is missing, build, run every test (Swift, C, Python, Rust)
+#   make test-load   the bounded load test of `glm5 serve` (not part of check)
 #
 #   make install [PREFIX=/usr/local] [DESTDIR=]   libglm5.so.1 (+ libglm5.so), glm5.h, glm5.pc, glm5
 #   make uninstall [PREFIX=...] [DESTDIR=]        removes exactly those files
@@ -43,7 +44,7 @@ SONAME       := libglm5.so.$(ABI)
 pc_path       = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
 run_ldconfig  = $(if $(and $(LDCONFIG),$(if $(DESTDIR),,1)),@if [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null; then echo $(LDCONFIG); $(LDCONFIG); fi)
 
-.PHONY: deps build demo bench check test-swift test-c test-python test-rust test-install install uninstall clean
+.PHONY: deps build demo bench check test-swift test-c test-python test-rust test-install test-load install uninstall clean
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -107,7 +108,15 @@ test-python: build
 	$(PYTHON) -c "import tokenizers, zstandard" 2>/dev/null || $(PYTHON) -m pip install -q "tokenizers==0.23.3" zstandard \
 	  || $(PYTHON) -m pip install -q --user --break-system-packages "tokenizers==0.23.3" zstandard \
 	  || echo "warning: cannot pip-install tokenizers and zstandard: test_tokenizer_hf.py will be skipped"
+	@# test_server_router.py puts two `glm5 serve` replicas behind the real sglang-router (PyPI).
+	$(PYTHON) -c "import sglang_router" 2>/dev/null || $(PYTHON) -m pip install -q "sglang-router==0.3.2" \
+	  || $(PYTHON) -m pip install -q --user --break-system-packages "sglang-router==0.3.2" \
+	  || echo "warning: cannot pip-install sglang-router: test_server_router.py will be skipped"
 	GLM5_LIBRARY=$(abspath $(LIB)) PYTHONPATH=bindings/python $(PYTHON) -m pytest -q bindings/python/tests Tests/cli
+
+# The bounded load test of `glm5 serve` (32 concurrent clients on loopback; not part of check).
+test-load: build
+	GLM5_LOAD_TEST=1 GLM5_LIBRARY=$(abspath $(LIB)) PYTHONPATH=bindings/python $(PYTHON) -m pytest -q -s bindings/python/tests/test_server_load.py
 
 test-rust: build
 	cd bindings/rust && GLM5_LIB_DIR=$(abspath $(BIN)) cargo test --offline -q

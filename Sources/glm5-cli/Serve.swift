@@ -3,7 +3,13 @@
 //   Serve.swift           the command: options, loading, the application's lifecycle
 //   ServeRoutes.swift     the HTTP routes and the error/auth middleware
 //   ServeSchema.swift     the request and response schema (GenerateReqInput, meta_info), JSON
+//   ServeResponse.swift   the response schema (SGLang's answer object, glm5's extras)
+//   ServeExtras.swift     routed_experts, dsa_topk, input_top_logprobs from what the engine keeps
 //   ServeScheduler.swift  the scheduler thread: continuous batching over the batched engine
+//   ServePrefixCache.swift prefix reuse: finished sessions kept within --cache-budget (LRU)
+//   ServeMetrics.swift    GET /metrics (Prometheus text, swift-prometheus)
+//   ServeWeightsWatch.swift --weights-watch DIR: publish-only weight sync
+//   ServeDisconnect.swift a client that goes away aborts its request (ServeContext)
 //
 // Binds 127.0.0.1 unless told otherwise; SIGINT/SIGTERM shut down gracefully (requests in flight
 // finish, then the scheduler stops).
@@ -41,12 +47,24 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Most requests decoding together; more wait in a queue.")
   var maxRunningRequests: Int = 32
 
+  @Option(help: "Bytes of finished requests' caches kept for prefix reuse (least recently used evicted first; 0 = no reuse).")
+  var cacheBudget: Int = 1 << 30
+
+  @Option(help: "Apply each new complete weight_vNNNNNN folder (slime delta or full checkpoint) that appears in this folder, in version order.")
+  var weightsWatch: String? = nil
+
+  @Option(help: "Seconds between two looks at --weights-watch's folder.")
+  var weightsWatchInterval: Double = 1.0
+
   @Flag(help: "Also log each request's input and output ids and sampling parameters.")
   var logRequests = false
 
   func validate() throws {
     guard port >= 0 && port <= 65535 else { throw ValidationError("--port \(port) is outside [0, 65535]") }
     guard maxRunningRequests >= 1 else { throw ValidationError("--max-running-requests must be at least 1") }
+    guard weightsWatchInterval > 0 && weightsWatchInterval <= 3600 else { throw ValidationError("--weights-watch-interval must be in (0, 3600] seconds") }
+    if let w = weightsWatch, fileKind(w) != .directory { throw ValidationError("--weights-watch \(w) is not a folder") }
+    guard cacheBudget >= 0 else { throw ValidationError("--cache-budget must be >= 0") }
     if let apiKey, apiKey.isEmpty { throw ValidationError("--api-key is empty") }
   }
 
@@ -58,9 +76,9 @@ struct Serve: AsyncParsableCommand {
       s.withUTF8 { b in _ = write(2, b.baseAddress, b.count) }
     }
     log("loaded \(model) in \(fmt(now() - t0, 2)) s (\(m.pool.threads) threads)")
-    let scheduler = Scheduler(model: m, maxRunning: maxRunningRequests, logRequests: logRequests, log: log)
+    let scheduler = Scheduler(model: m, maxRunning: maxRunningRequests, cacheBudget: cacheBudget, logRequests: logRequests, log: log)
     scheduler.start()
-    let info = ServeInfo(modelPath: model, host: host, port: port, maxRunning: maxRunningRequests, threads: m.pool.threads,
+    let info = ServeInfo(modelPath: model, host: host, port: port, maxRunning: maxRunningRequests, cacheBudget: cacheBudget, threads: m.pool.threads,
                          contextLength: m.config.maxPositionEmbeddings, vocab: m.config.vocabSize, modelType: m.config.modelType)
     let router = ServeRoutes.build(scheduler: scheduler, info: info, apiKey: apiKey)
     var logger = Logger(label: "glm5-serve")
@@ -73,8 +91,13 @@ struct Serve: AsyncParsableCommand {
       logger: logger)
     // On SIGINT/SIGTERM the group shuts its services down in reverse order: first the
     // scheduler drains (requests in flight finish, new ones get 503), then the HTTP server.
+    var services: [ServiceGroupConfiguration.ServiceConfiguration] =
+      [.init(service: app), .init(service: SchedulerService(scheduler: scheduler, log: log))]
+    if let dir = weightsWatch {  // last: the first to stop
+      services.append(.init(service: WeightsWatcher(dir: dir, interval: weightsWatchInterval, scheduler: scheduler, log: log)))
+    }
     let group = ServiceGroup(configuration: .init(
-      services: [.init(service: app), .init(service: SchedulerService(scheduler: scheduler, log: log))],
+      services: services,
       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     do {
       try await group.run()

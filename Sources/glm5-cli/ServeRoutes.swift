@@ -1,6 +1,7 @@
 // glm5 serve: the HTTP routes, as SGLang names them (sglang/srt/entrypoints/http_server.py), on
 // Hummingbird 2. Every error is JSON ({"error": {"message", "code", "param"}}) with its status;
-// the middleware turns whatever a route throws (HTTPError, ServeError, anything) into one.
+// the middleware turns whatever a route throws (HTTPError, ServeError, anything) into one. The
+// request context is ServeContext (ServeDisconnect.swift), which keeps the connection.
 
 import GLM5Core
 import GLM5Engine
@@ -57,6 +58,7 @@ struct ServeInfo: Sendable {
   var host: String
   var port: Int
   var maxRunning: Int
+  var cacheBudget: Int
   var threads: Int
   var contextLength: Int
   var vocab: Int
@@ -76,8 +78,8 @@ enum ServeRoutes {
     return try Schema.parseBody(Array(buf.readableBytesView))
   }
 
-  static func build(scheduler: Scheduler, info: ServeInfo, apiKey: String?) -> Router<BasicRequestContext> {
-    let router = Router()
+  static func build(scheduler: Scheduler, info: ServeInfo, apiKey: String?) -> Router<ServeContext> {
+    let router = Router(context: ServeContext.self)
     router.add(middleware: ServeMiddleware(apiKey: apiKey, log: scheduler.log))
     let model = scheduler.model
     let limits = ModelLimits(vocab: info.vocab, contextLength: info.contextLength)
@@ -98,7 +100,7 @@ enum ServeRoutes {
       }
       throw ServeError(503, "health_generate got no answer")
     }
-    let modelInfo: @Sendable (Request, BasicRequestContext) async throws -> Response = { _, _ in
+    let modelInfo: @Sendable (Request, ServeContext) async throws -> Response = { _, _ in
       var w = JSONWriter()
       w.object {
         $0.field("model_path", info.modelPath)
@@ -115,7 +117,7 @@ enum ServeRoutes {
     }
     router.get("/model_info", use: modelInfo)
     router.get("/get_model_info", use: modelInfo)
-    let serverInfo: @Sendable (Request, BasicRequestContext) async throws -> Response = { _, _ in
+    let serverInfo: @Sendable (Request, ServeContext) async throws -> Response = { _, _ in
       var w = JSONWriter()
       w.object {
         $0.field("model_path", info.modelPath)
@@ -142,6 +144,9 @@ enum ServeRoutes {
         $0.field("num_running_reqs", scheduler.runningCount.load(ordering: .relaxed))
         $0.field("num_queue_reqs", scheduler.queuedCount.load(ordering: .relaxed))
         $0.field("paused", scheduler.isPaused.load(ordering: .relaxed))
+        $0.field("cache_budget", info.cacheBudget)
+        $0.field("cached_sessions", scheduler.cachedSessions.load(ordering: .relaxed))
+        $0.field("cached_bytes", scheduler.cachedBytes.load(ordering: .relaxed))
         $0.field("version", "glm5-0.2.0")
         $0.key("internal_states")
         $0.array { $0.object { $0.field("last_gen_throughput", 0.0) } }
@@ -150,6 +155,12 @@ enum ServeRoutes {
     }
     router.get("/server_info", use: serverInfo)
     router.get("/get_server_info", use: serverInfo)
+    router.get("/metrics") { _, _ in
+      let text = scheduler.metrics.render(running: scheduler.runningCount.load(ordering: .relaxed),
+                                          queued: scheduler.queuedCount.load(ordering: .relaxed))
+      return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                      body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
     router.get("/get_weight_version") { _, _ in
       var w = JSONWriter()
       w.object { $0.field("weight_version", model.weightVersion) }
@@ -180,9 +191,13 @@ enum ServeRoutes {
       }
       return jsonResponse(w.text, status: r.success ? .ok : .badRequest)
     }
-    router.post("/flush_cache") { _, _ in
-      // Nothing is cached between requests yet (no prefix reuse).
-      Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "Cache flushed.\n")))
+    router.post("/flush_cache") { _, _ -> Response in
+      // Empties the prefix cache (running requests keep their own sessions).
+      let n = await withCheckedContinuation { (c: CheckedContinuation<Int, Never>) in
+        scheduler.post(.flushCache(reply: { c.resume(returning: $0) }))
+      }
+      scheduler.log("flushed the prefix cache (\(n) sessions)")
+      return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "Cache flushed.\n")))
     }
     router.post("/abort_request") { request, _ -> Response in
       var request = request
@@ -216,7 +231,7 @@ enum ServeRoutes {
       return jsonResponse("{\"message\":\"Generation continued successfully.\",\"status\":\"ok\"}")
     }
 
-    router.post("/generate") { request, _ -> Response in
+    router.post("/generate") { request, context -> Response in
       var request = request
       let started = now()
       let req = try Schema.parseGenerate(try await body(&request), limits: limits, newRid: newRid)
@@ -251,18 +266,25 @@ enum ServeRoutes {
       var outs = [JobOutput?](repeating: nil, count: rids.count)
       var left = rids.count
       var failure: ServeError? = nil
-      await withTaskCancellationHandler {
-        for await e in events {
-          switch e.event {
-          case .progress: continue
-          case .done(let o): outs[e.index] = o
-          case .failed(let err): failure = failure ?? err
+      // A client that goes away (ServeDisconnect.swift) or a cancelled handler aborts the jobs.
+      let abort: @Sendable () -> Void = { for rid in rids { scheduler.post(.abort(rid: rid, all: false)) } }
+      try await DisconnectWatch.watching(context.channel, onGone: {
+        scheduler.log("request \(rids.joined(separator: ",")): the client went away")
+        abort()
+      }) {
+        await withTaskCancellationHandler {
+          for await e in events {
+            switch e.event {
+            case .progress: continue
+            case .done(let o): outs[e.index] = o
+            case .failed(let err): failure = failure ?? err
+            }
+            left -= 1
+            if left == 0 { break }
           }
-          left -= 1
-          if left == 0 { break }
+        } onCancel: {
+          abort()
         }
-      } onCancel: {
-        for rid in rids { scheduler.post(.abort(rid: rid, all: false)) }
       }
       if let failure { throw failure }
       var w = JSONWriter()

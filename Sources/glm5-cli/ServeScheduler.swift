@@ -8,6 +8,14 @@
 // function of (seed, position, logits) and its kernels are row-invariant, so each job gets bitwise
 // what one Session.sample call on it alone would give, whatever else runs beside it.
 //
+// Prefix reuse (ServePrefixCache.swift): an admitted job starts from a fork of the kept, running
+// or just-admitted session sharing the longest prefix with its prompt, truncated to it, and
+// prefills only the rest; meta_info.cached_tokens says how many tokens it did not prefill.
+//
+// A request pinned to a weight version (weight_version {exact_version | min_required_version})
+// is checked when admitted and refused with 400 naming weight_version when the live version does
+// not satisfy it.
+//
 // Weight updates wait until no job is running (every answer comes from one weight version, as
 // SGLang's update lock does), unless generation is paused, and hold new jobs back meanwhile.
 
@@ -35,6 +43,25 @@ final class Job: @unchecked Sendable {
   var session: Session? = nil
   var out: JobOutput
   var stops: Set<Int32> = []
+  /// Prompt tokens whose caches came from another session (kept, running or admitted with it).
+  var cached = 0
+  /// When its last token was drawn (metrics: time per output token).
+  var lastToken = 0.0
+  /// The scheduler's weight generation when the job was admitted.
+  var generation = 0
+  /// Whether its session must record routes and selections.
+  var records: Bool { spec.returnRoutedExperts || spec.returnDSATopk }
+  /// Whether input_top_logprobs are asked (top_logprobs_num with return_logprob).
+  var inputTop: Bool { spec.returnLogprob && spec.params.topLogprobs > 0 }
+  /// At most this many prompt tokens may come from another session: at least one token is
+  /// prefilled (its logits start the decode, as SGLang keeps one), and the logprobs asked for
+  /// come from this job's own append.
+  var reuseLimit: Int {
+    var n = spec.inputIds.count - 1
+    if spec.returnLogprob { n = min(n, spec.logprobStart) }
+    if inputTop { n = min(n, max(spec.logprobStart, 1) - 1) }  // the logits row before logprobStart
+    return max(0, n)
+  }
 
   init(spec: GenerateJobSpec, streaming: Bool, started: Double, sink: @escaping @Sendable (JobEvent) -> Void) {
     self.spec = spec
@@ -62,6 +89,8 @@ enum Command: Sendable {
   case update(WeightUpdateKind, abortAll: Bool, reply: @Sendable (UpdateReply) -> Void)
   case pause(abort: Bool, reply: @Sendable () -> Void)
   case resume(reply: @Sendable () -> Void)
+  /// Empty the prefix cache; the reply gets how many sessions it held.
+  case flushCache(reply: @Sendable (Int) -> Void)
   /// Stop taking jobs (new ones get 503); answer when every running and queued job has
   /// finished (paused ones are aborted: nothing would run them).
   case drain(reply: @Sendable () -> Void)
@@ -80,6 +109,10 @@ final class Scheduler: @unchecked Sendable {
   let runningCount = Atomic<Int>(0)
   let queuedCount = Atomic<Int>(0)
   let isPaused = Atomic<Bool>(false)
+  /// The prefix cache's sessions and bytes (server_info).
+  let cachedSessions = Atomic<Int>(0)
+  let cachedBytes = Atomic<Int>(0)
+  let metrics = ServeMetrics()
 
   // Scheduler-thread state.
   private var queue: [Job] = []
@@ -89,9 +122,14 @@ final class Scheduler: @unchecked Sendable {
   private var shuttingDown = false
   private var drained: (@Sendable () -> Void)? = nil
   private var draining = false
+  private var cache: PrefixCache
+  /// Counts weight updates: a job admitted under an earlier generation (generation paused while
+  /// an update applied) does not enter the cache, its prefix having run on other weights.
+  private var generation = 0
 
-  init(model: Model, maxRunning: Int, logRequests: Bool, log: @escaping @Sendable (String) -> Void) {
+  init(model: Model, maxRunning: Int, cacheBudget: Int, logRequests: Bool, log: @escaping @Sendable (String) -> Void) {
     self.model = model
+    cache = PrefixCache(budget: cacheBudget)
     self.maxRunning = max(1, maxRunning)
     self.logRequests = logRequests
     self.log = log
@@ -188,11 +226,25 @@ final class Scheduler: @unchecked Sendable {
       paused = false
       isPaused.store(false, ordering: .relaxed)
       reply()
+    case .flushCache(let reply):
+      let n = cache.entries.count
+      cache.flush()
+      publishCacheStats()
+      reply(n)
     case .shutdown: shuttingDown = true
     }
   }
 
+  private func publishCacheStats() {
+    cachedSessions.store(cache.entries.count, ordering: .relaxed)
+    cachedBytes.store(cache.bytes, ordering: .relaxed)
+  }
+
   private func applyUpdates() {
+    // The kept caches were computed with the weights being replaced.
+    cache.flush()
+    publishCacheStats()
+    generation += 1
     for (kind, reply) in updates {
       let t0 = now()
       do {
@@ -212,54 +264,179 @@ final class Scheduler: @unchecked Sendable {
     updates = []
   }
 
-  /// Create the admitted jobs' sessions and append their prompts, in one batched call.
+  /// Give the admitted jobs their sessions and append their prompts. A job starts from the kept
+  /// or running session sharing the longest prefix with its prompt (forked, truncated to it), or
+  /// from a job admitted before it in this round when that one shares more (a GRPO group sent at
+  /// once: the first member prefills the prompt, the others fork it): those "followers" append
+  /// in a second batched call, after their leaders.
   private func prefill(_ jobs: [Job]) {
-    var ok: [Job] = []
+    var leaders: [Job] = []
+    var followers: [(job: Job, leader: Job, common: Int)] = []
     for j in jobs {
+      if let why = j.spec.pin.refusal(live: model.weightVersion) {
+        refuse(j, ServeError(400, why, param: "weight_version"))
+        continue
+      }
+      var stops = Set(j.spec.params.stopTokenIds)
+      if !j.spec.params.ignoreEOS { stops.formUnion(model.eosTokenIds) }
+      j.stops = stops
+      j.generation = generation
+      let limit = j.reuseLimit
+      // A kept session, or a running job's (its state between steps is whole), or a leader.
+      var hit = cache.lookup(j.spec.inputIds, limit: limit, records: j.records).map { (session: $0.entry.session, common: $0.common) }
+      for r in running where r.records == j.records && r.generation == generation {  // not one that began on older weights
+        guard let rs = r.session else { continue }
+        let c = min(PrefixCache.common(rs.tokens, j.spec.inputIds), limit)
+        if c > (hit?.common ?? 0) { hit = (rs, c) }
+      }
+      var best: (Job, Int)? = nil
+      for l in leaders where l.records == j.records {
+        let c = min(PrefixCache.common(l.spec.inputIds, j.spec.inputIds), limit)
+        if c > (best?.1 ?? 0) { best = (l, c) }
+      }
+      if let best, best.1 > (hit?.common ?? 0) {
+        followers.append((j, best.0, best.1))
+        continue
+      }
       do {
-        let s = try Session(model: model, maxTokens: j.spec.inputIds.count + j.spec.params.maxNewTokens,
-                            recordBytes: j.spec.returnRoutedExperts ? 0 : nil)
-        j.session = s
-        var stops = Set(j.spec.params.stopTokenIds)
-        if !j.spec.params.ignoreEOS { stops.formUnion(model.eosTokenIds) }
-        j.stops = stops
-        ok.append(j)
+        if let hit {
+          let s = try hit.session.fork()
+          try s.truncate(hit.common)
+          j.session = s
+          j.cached = hit.common
+        } else {
+          j.session = try Session(model: model, maxTokens: 0, recordBytes: j.records ? 0 : nil)
+        }
+        leaders.append(j)
       } catch {
         fail(j, error)
       }
     }
-    guard !ok.isEmpty else { return }
-    func request(_ j: Job) -> AppendRequest {
-      AppendRequest(session: j.session!, tokens: j.spec.inputIds, keep: .none, logprobs: j.spec.returnLogprob,
-                    temperature: j.spec.returnLogprob ? j.spec.params.temperature : nil)
-    }
-    var results: [AppendResult?]
-    do {
-      results = try model.appendBatch(ok.map(request))
-    } catch {
-      // Find the job at fault: each alone.
-      results = []
-      for j in ok {
-        do { results.append(try model.appendBatch([request(j)])[0]) } catch {
-          fail(j, error)
-          results.append(nil)
-        }
+    let led = appendPrompts(leaders)
+    var second: [Job] = []
+    for (j, leader, c) in followers {
+      guard led.contains(where: { $0 === leader }), let ls = leader.session else {
+        // The leader failed: start afresh.
+        do { j.session = try Session(model: model, maxTokens: 0, recordBytes: j.records ? 0 : nil) } catch { fail(j, error); continue }
+        second.append(j)
+        continue
+      }
+      do {
+        let s = try ls.fork()
+        try s.truncate(c)
+        j.session = s
+        j.cached = c
+        second.append(j)
+      } catch {
+        fail(j, error)
       }
     }
-    for (j, r) in zip(ok, results) {
-      guard let r else { continue }
-      if j.spec.returnLogprob {
-        let a = j.spec.logprobStart
-        j.out.inputLogprobs = Array(r.scaledLogprobs[a...])
-        j.out.inputIds = Array(j.spec.inputIds[a...])
-      }
-      j.out.weightVersion = r.weightVersion
+    let followed = appendPrompts(second)
+    for j in led + followed {
       if j.spec.params.maxNewTokens == 0 {
         finish(j, .length(0))
       } else {
         running.append(j)
       }
     }
+  }
+
+  /// Rows of logits kept per append while computing input_top_logprobs (the kept logits are
+  /// rows × vocab floats: chunks bound them whatever the prompt's length).
+  static let topRowsPerAppend = 64
+
+  /// A job's prompt past its cached prefix, split where input_top_logprobs need kept logits: the
+  /// head is appended in the batched call, the tail (from the row before logprob_start_len on)
+  /// in chunks that keep their logits. Split-invariance makes the split change no bit.
+  private func promptParts(_ j: Job) -> (head: [Int32], tail: [Int32]) {
+    let toks = Array(j.spec.inputIds[j.cached...])
+    guard j.inputTop else { return (toks, []) }
+    let h = max(j.spec.logprobStart, 1) - 1 - j.cached  // >= 0: reuseLimit stops before that row
+    return (Array(toks[..<h]), Array(toks[h...]))
+  }
+
+  /// Append each job's prompt past its cached prefix (the heads in one batched call); returns
+  /// the jobs that succeeded (the others got their error).
+  private func appendPrompts(_ jobs: [Job]) -> [Job] {
+    guard !jobs.isEmpty else { return [] }
+    let parts = jobs.map(promptParts)
+    func request(_ i: Int) -> AppendRequest {
+      let j = jobs[i]
+      return AppendRequest(session: j.session!, tokens: parts[i].head, keep: .none, logprobs: j.spec.returnLogprob,
+                           temperature: j.spec.returnLogprob ? j.spec.params.temperature : nil)
+    }
+    let withHead = jobs.indices.filter { !parts[$0].head.isEmpty }
+    var heads = [AppendResult?](repeating: nil, count: jobs.count)
+    var failed = Set<Int>()
+    do {
+      for (i, r) in zip(withHead, try model.appendBatch(withHead.map(request))) { heads[i] = r }
+    } catch {
+      // Find the job at fault: each alone.
+      for i in withHead {
+        do { heads[i] = try model.appendBatch([request(i)])[0] } catch {
+          fail(jobs[i], error)
+          failed.insert(i)
+        }
+      }
+    }
+    var ok: [Job] = []
+    for (i, j) in jobs.enumerated() where !failed.contains(i) {
+      var scaled = heads[i]?.scaledLogprobs ?? []  // [k] = the logprob of prompt token cached + k
+      var version = heads[i]?.weightVersion ?? model.weightVersion
+      if j.inputTop {
+        do {
+          let t = try appendKeepingTop(j, parts[i].tail)
+          scaled += t.scaled
+          version = t.version
+          let N = j.spec.params.topLogprobs
+          // Position 0 has no logits before it: null, as SGLang.
+          let none = j.spec.logprobStart == 0 ? N : 0
+          j.out.inputTopIds = [Int32](repeating: -1, count: none) + t.ids
+          j.out.inputTopLogprobs = [Float](repeating: -.infinity, count: none) + t.logprobs
+          j.out.inputTop = true
+        } catch {
+          fail(j, error)
+          continue
+        }
+      }
+      let a = j.spec.logprobStart, c = j.cached
+      if j.spec.returnLogprob {
+        j.out.inputLogprobs = Array(scaled[(a - c)...])
+        j.out.inputIds = Array(j.spec.inputIds[a...])
+      }
+      j.out.cachedTokens = c
+      j.out.weightVersion = version
+      ok.append(j)
+    }
+    return ok
+  }
+
+  /// Append `tail` (the prompt from the row before max(logprob_start_len, 1) on) in chunks that
+  /// keep their logits, ranking the top-N of each next position as the sampler does.
+  private func appendKeepingTop(_ j: Job, _ tail: [Int32]) throws(GLM5Error)
+    -> (scaled: [Float], ids: [Int32], logprobs: [Float], version: String) {
+    let s = j.session!, N = j.spec.params.topLogprobs, V = model.config.vocabSize, tau = j.spec.params.temperature
+    var scaled: [Float] = [], ids: [Int32] = [], lps: [Float] = [], version = model.weightVersion
+    var k = 0
+    while k < tail.count {
+      let chunk = Array(tail[k..<min(k + Scheduler.topRowsPerAppend, tail.count)])
+      let r = try model.appendBatch([AppendRequest(session: s, tokens: chunk, keep: .all, logprobs: true, temperature: tau)])[0]
+      scaled += r.scaledLogprobs
+      version = r.weightVersion
+      // Kept row i holds the logits after chunk[i], which rank the position after it.
+      let t = s.keptLogits.withUnsafeBufferPointer {
+        ServeExtras.topLogprobs($0.baseAddress!, rows: chunk.count, vocab: V, n: N, temperature: tau)
+      }
+      ids += t.ids
+      lps += t.logprobs
+      k += chunk.count
+    }
+    // The last row ranks the first generated token, not a prompt position (tail is never empty:
+    // it holds at least the last prompt token).
+    guard ids.count >= N else { throw .internal("input_top_logprobs: no prompt row was appended") }
+    ids.removeLast(N)
+    lps.removeLast(N)
+    return (scaled, ids, lps, version)
   }
 
   /// One token for every running job.
@@ -281,8 +458,15 @@ final class Scheduler: @unchecked Sendable {
       return
     }
     var left: [Job] = []
+    let drawn = now()
     for (j, r) in zip(running, results) {
       guard let t = r.tokens.first else { fail(j, GLM5Error.internal("the engine returned no token")); continue }
+      if j.out.tokens.isEmpty {
+        metrics.timeToFirstToken.record(drawn - j.started)
+      } else {
+        metrics.timePerOutputToken.record(drawn - j.lastToken)
+      }
+      j.lastToken = drawn
       j.out.tokens.append(t)
       j.out.raw.append(r.logprobs[0])
       j.out.scaled.append(r.scaledLogprobs[0])
@@ -313,43 +497,38 @@ final class Scheduler: @unchecked Sendable {
   private func finish(_ j: Job, _ f: Finish) {
     j.out.finish = f
     j.out.latency = now() - j.started
-    if j.spec.returnRoutedExperts, let rec = j.session?.record {
-      j.out.routedExperts = routedExperts(rec, tokens: j.session!.count)
+    if let s = j.session {
+      if j.spec.returnRoutedExperts, let rec = s.record { j.out.routedExperts = ServeExtras.routedExperts(rec, tokens: s.count) }
+      if j.spec.returnDSATopk, let rec = s.record { j.out.dsaTopk = ServeExtras.dsaTopk(rec, tokens: s.count) }
+      // Its caches may serve a later request (prefix reuse); an aborted job's are as valid.
+      if j.generation == generation {
+        cache.insert(s, records: j.records)
+        publishCacheStats()  // before the answer: a client reading server_info next sees it
+      }
     }
     j.session = nil
-    let why: String
+    let why: String, kind: String
     switch f {
-    case .length: why = "length"
-    case .stop(let id): why = "stop(\(id))"
-    case .abort(let m): why = "abort(\(m))"
+    case .length: why = "length"; kind = "length"
+    case .stop(let id): why = "stop(\(id))"; kind = "stop"
+    case .abort(let m): why = "abort(\(m))"; kind = "abort"
     }
-    log("request \(j.spec.rid): \(j.out.promptTokens) tokens in, \(j.out.tokens.count) out, \(fmt(j.out.latency * 1000, 1)) ms, \(why), weights \(j.out.weightVersion)"
+    metrics.answered(finish: kind, prompt: j.out.promptTokens, generated: j.out.tokens.count, cached: j.cached, latency: j.out.latency)
+    log("request \(j.spec.rid): \(j.out.promptTokens) tokens in (\(j.cached) cached), \(j.out.tokens.count) out, \(fmt(j.out.latency * 1000, 1)) ms, \(why), weights \(j.out.weightVersion)"
         + (logRequests ? ", input_ids \(j.spec.inputIds), output_ids \(j.out.tokens), \(j.spec.params)" : ""))
     j.sink(.done(j.out))
   }
 
   private func fail(_ j: Job, _ e: any Error) {
-    j.session = nil
-    log("request \(j.spec.rid): failed: \(e)")
     var status = 500
     if let g = e as? GLM5Error, g.status == .invalidArgument || g.status == .contextFull { status = 400 }
-    j.sink(.failed(ServeError(status, "\(e)")))
+    refuse(j, ServeError(status, "\(e)"))
   }
 
-  /// The routed experts of every token but the last (the last was never run through the model
-  /// in SGLang), int32 [tokens - 1, layers, experts_per_tok], -1 rows for dense layers.
-  private func routedExperts(_ rec: RoutingRecord, tokens: Int) -> [Int32] {
-    let n = max(0, min(tokens - 1, rec.count))
-    let L = rec.layers, k = rec.perToken
-    var out = [Int32](repeating: -1, count: n * L * k)
-    let ids = rec.routes(first: 0, count: n).ids
-    for t in 0..<n {
-      for l in 0..<L {
-        let m = rec.moeIndex[l]
-        guard m >= 0 else { continue }
-        for e in 0..<k { out[(t * L + l) * k + e] = ids[(t * rec.moeLayers + m) * k + e] }
-      }
-    }
-    return out
+  private func refuse(_ j: Job, _ e: ServeError) {
+    j.session = nil
+    log("request \(j.spec.rid): failed: \(e.status) \(e.message)")
+    metrics.answered(finish: "error", prompt: j.out.promptTokens, generated: j.out.tokens.count, cached: j.cached, latency: now() - j.started)
+    j.sink(.failed(e))
   }
 }

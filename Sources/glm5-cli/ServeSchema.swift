@@ -131,6 +131,32 @@ struct GenerateJobSpec: Sendable {
   /// First prompt position whose logprob is reported (SGLang's logprob_start_len; -1 = the last).
   var logprobStart: Int
   var returnRoutedExperts: Bool
+  /// dsa_topk (glm5's extra; SGLang's return_indexer_topk is read as the same request).
+  var returnDSATopk = false
+  /// The weights the request must run on (weight_version {exact_version, min_required_version}).
+  var pin = VersionPin()
+}
+
+/// A request's weight-version constraint, checked when the scheduler admits it (a weight update
+/// never happens while a job runs, so the whole answer comes from the version checked).
+struct VersionPin: Sendable {
+  var exact: String? = nil
+  /// Integer versions only (slime numbers its versions): live >= min.
+  var minimum: Int? = nil
+
+  /// Why `live` does not satisfy the pin (nil when it does).
+  func refusal(live: String) -> String? {
+    if let exact, exact != live {
+      return "weight_version: the request needs exact_version \(exact), the live version is \(live)"
+    }
+    if let minimum {
+      guard let v = Int(live) else {
+        return "weight_version: min_required_version \(minimum) needs an integer live version, the live version is \(live)"
+      }
+      if v < minimum { return "weight_version: the request needs min_required_version \(minimum), the live version is \(live)" }
+    }
+    return nil
+  }
 }
 
 /// Model facts the parser checks against.
@@ -248,8 +274,24 @@ enum Schema {
     } else {
       rids = (0..<n).map { _ in newRid() }
     }
-    if let w = o["weight_version"], !w.isNull, w.object == nil, w.string == nil {
-      throw .bad("weight_version", "expected an object or a string, got \(w.kind)")
+    var pin = VersionPin()
+    if let w = o["weight_version"], !w.isNull {
+      // An object pins ({exact_version}, {min_required_version}); a bare string is accepted and
+      // ignored, as before.
+      if let wo = w.object {
+        if let v = wo["exact_version"], !v.isNull {
+          if let s = v.string { pin.exact = s } else if let i = v.int { pin.exact = String(i) } else {
+            throw .bad("weight_version.exact_version", "expected a string or an integer, got \(v.kind)")
+          }
+        }
+        if let v = wo["min_required_version"], !v.isNull {
+          if let i = v.int { pin.minimum = i } else if let s = v.string, let i = Int(s) { pin.minimum = i } else {
+            throw .bad("weight_version.min_required_version", "expected an integer, got \(v.kind)")
+          }
+        }
+      } else if w.string == nil {
+        throw .bad("weight_version", "expected an object or a string, got \(w.kind)")
+      }
     }
     var jobs: [GenerateJobSpec] = []
     for i in 0..<n {
@@ -278,6 +320,8 @@ enum Schema {
         throw .bad("top_logprobs_num", "\(top) must be in [0, \(SamplingParams.maxTopLogprobs)]")
       }
       let routed = try bool(try member(o, "return_routed_experts", i, n), "return_routed_experts", "") ?? false
+      let dsa = try bool(try member(o, "return_dsa_topk", i, n), "return_dsa_topk", "") ?? false
+      let indexer = try bool(try member(o, "return_indexer_topk", i, n), "return_indexer_topk", "") ?? false
       // The router's extra fields: accepted (and checked for type when they matter), ignored.
       for k in ["log_metrics", "return_hidden_states", "background", "no_logs", "return_bytes", "return_entropy", "return_text_in_logprobs"] {
         _ = try bool(o, k, "")
@@ -285,7 +329,8 @@ enum Schema {
       var p = params
       p.topLogprobs = rl ? top : 0
       jobs.append(GenerateJobSpec(rid: rids[i], inputIds: prompts[i], params: p, returnLogprob: rl,
-                                  logprobStart: start == -1 ? prompts[i].count - 1 : start, returnRoutedExperts: routed))
+                                  logprobStart: start == -1 ? prompts[i].count - 1 : start, returnRoutedExperts: routed,
+                                  returnDSATopk: dsa || indexer, pin: pin))
     }
     return GenerateRequest(jobs: jobs, batch: batch, stream: stream)
   }
@@ -341,104 +386,3 @@ enum Schema {
   }
 }
 
-// MARK: - Responses
-
-/// What a job has produced so far (a snapshot the scheduler hands to the HTTP side).
-struct JobOutput: Sendable {
-  var rid: String
-  var promptTokens: Int
-  var tokens: [Int32] = []
-  var raw: [Float] = []
-  var scaled: [Float] = []
-  var processed: [Float] = []
-  var topN = 0
-  var topIds: [Int32] = []
-  var topLogprobs: [Float] = []
-  /// Scaled logprobs of the prompt tokens from logprobStart on (NaN for position 0).
-  var inputLogprobs: [Float] = []
-  var inputIds: [Int32] = []
-  var finish: Finish? = nil
-  var weightVersion = ""
-  var latency = 0.0
-  /// int32 [tokens - 1, layers, experts_per_tok], -1 rows for dense layers.
-  var routedExperts: [Int32]? = nil
-  var returnLogprob = false
-
-  /// SGLang's answer object {text, output_ids, meta_info}.
-  func write(_ w: inout JSONWriter, index: Int?) {
-    w.object { w in
-      w.field("text", "")
-      w.key("output_ids")
-      w.array { w in for t in tokens { w.value(Int(t)) } }
-      w.key("meta_info")
-      w.object { w in
-        w.field("id", rid)
-        w.key("finish_reason")
-        if let finish { finish.write(&w) } else { w.null() }
-        w.field("prompt_tokens", promptTokens)
-        w.field("completion_tokens", tokens.count)
-        w.field("cached_tokens", 0)
-        w.field("weight_version", weightVersion)
-        w.field("e2e_latency", latency)
-        if returnLogprob {
-          func triples(_ lps: [Float], _ ids: [Int32], _ w: inout JSONWriter) {
-            w.array { w in
-              for (lp, id) in zip(lps, ids) {
-                w.array { w in
-                  if lp.isNaN { w.null() } else { w.value(lp) }
-                  w.value(Int(id))
-                  w.null()
-                }
-              }
-            }
-          }
-          w.key("input_token_logprobs"); triples(inputLogprobs, inputIds, &w)
-          w.key("output_token_logprobs"); triples(scaled, tokens, &w)
-          w.key("output_token_logprobs_raw"); triples(raw, tokens, &w)
-          w.key("output_token_logprobs_processed"); triples(processed, tokens, &w)
-          if topN > 0 {
-            w.key("output_top_logprobs")
-            w.array { w in
-              for t in tokens.indices {
-                triples(Array(topLogprobs[(t * topN)..<((t + 1) * topN)]), Array(topIds[(t * topN)..<((t + 1) * topN)]), &w)
-              }
-            }
-          }
-        }
-        if let routedExperts {
-          w.field("routed_experts", base64(routedExperts))
-        }
-      }
-      if let index { w.field("index", index) }
-    }
-  }
-}
-
-/// Standard base64 of little-endian int32s.
-func base64(_ v: [Int32]) -> String {
-  var bytes: [UInt8] = []
-  bytes.reserveCapacity(v.count * 4)
-  for x in v {
-    let u = UInt32(bitPattern: x.littleEndian)
-    bytes.append(UInt8(u & 0xff)); bytes.append(UInt8((u >> 8) & 0xff))
-    bytes.append(UInt8((u >> 16) & 0xff)); bytes.append(UInt8(u >> 24))
-  }
-  let table = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-  var out: [UInt8] = []
-  out.reserveCapacity((bytes.count + 2) / 3 * 4)
-  var i = 0
-  while i + 2 < bytes.count {
-    let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
-    out += [table[Int(n >> 18)], table[Int((n >> 12) & 63)], table[Int((n >> 6) & 63)], table[Int(n & 63)]]
-    i += 3
-  }
-  let rest = bytes.count - i
-  if rest == 1 {
-    let n = UInt32(bytes[i]) << 16
-    out += [table[Int(n >> 18)], table[Int((n >> 12) & 63)], UInt8(ascii: "="), UInt8(ascii: "=")]
-  } else if rest == 2 {
-    let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8
-    out += [table[Int(n >> 18)], table[Int((n >> 12) & 63)], table[Int((n >> 6) & 63)], UInt8(ascii: "=")]
-  }
-  return String(decoding: out, as: UTF8.self)
-}

@@ -59,13 +59,19 @@ class Client:
         except ValueError:
             return raw.decode(errors="replace")
 
-    def generate(self, input_ids: Union[Sequence[int], Sequence[Sequence[int]]], sampling_params: Optional[Dict[str, Any]] = None,
+    def generate(self, input_ids: Union[Sequence[int], Sequence[Sequence[int]]],
+                 sampling_params: Union[None, Dict[str, Any], Sequence[Dict[str, Any]]] = None,
                  return_logprob: bool = True, **extra: Any) -> Union[dict, List[dict]]:
-        """POST /generate; extra keys (rid, top_logprobs_num, logprob_start_len,
-        return_routed_experts, ...) are passed through."""
+        """POST /generate; for a batch (a list of prompts), sampling_params may be one dict for all
+        or a list with one per prompt. Extra keys (rid, top_logprobs_num, logprob_start_len,
+        return_routed_experts, weight_version, ...) are passed through."""
+        if isinstance(sampling_params, (list, tuple)):
+            sp: Any = [dict(p) for p in sampling_params]
+        else:
+            sp = dict(sampling_params or {})
         body = {"input_ids": [list(map(int, p)) for p in input_ids] if len(input_ids) and hasattr(input_ids[0], "__len__")
                 else list(map(int, input_ids)),
-                "sampling_params": dict(sampling_params or {}), "return_logprob": return_logprob, **extra}
+                "sampling_params": sp, "return_logprob": return_logprob, **extra}
         return self.request("POST", "/generate", body)
 
     def generate_stream(self, input_ids: Sequence[int], sampling_params: Optional[Dict[str, Any]] = None,
@@ -106,6 +112,14 @@ class Client:
 
     def abort(self, rid: Optional[str] = None) -> None:
         self.request("POST", "/abort_request", {"rid": rid} if rid else {"abort_all": True})
+
+    def flush_cache(self) -> None:
+        """Empty the server's prefix cache (the sessions kept for reuse)."""
+        self.request("POST", "/flush_cache")
+
+    def metrics(self) -> str:
+        """GET /metrics: the Prometheus text exposition."""
+        return self.request("GET", "/metrics")
 
     def server_info(self) -> dict:
         return self.request("GET", "/server_info")
