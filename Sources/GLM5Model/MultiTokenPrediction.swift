@@ -112,16 +112,8 @@ extension Transformer {
     let b = StepBuffers(plan, w, &cv)
     var forward: [ForwardSegment] = []
     forward.reserveCapacity(segments.count)
-    var r = 0
-    for (si, s) in segments.enumerated() {
-      forward.append(ForwardSegment(cache: s.cache, tokens: s.tokens, start: s.start, record: s.record))
-      for i in 0..<s.tokens.count {
-        b.rowSegment[r] = Int32(si)
-        b.rowPosition[r] = s.start + i
-        rope.table(position: s.start + i, cos: b.ropeCos + r * w.ropePairs, sin: b.ropeSin + r * w.ropePairs)
-        r += 1
-      }
-    }
+    for s in segments { forward.append(ForwardSegment(cache: s.cache, tokens: s.tokens, start: s.start, record: s.record)) }
+    placeRows(forward, b)
     let ctx = ForwardContext(config: c, pool: pool, segments: forward, buf: b, recording: segments.contains { $0.record != nil },
                              replaying: false, profile: profile)
 
@@ -129,7 +121,7 @@ extension Transformer {
     let eps = Float(c.rmsNormEps)
     let table = m.embedTokens ?? weights.embedTokens
     let embed = WeightMatrix(dtype: table.dtype, data: table.data!, rows: c.vocabSize, cols: h)
-    r = 0
+    var r = 0
     for s in segments {
       for id in s.tokens { embed.copyRow(Int(id), to: b.d + r * h); r += 1 }
     }

@@ -143,15 +143,7 @@ public final class Transformer: @unchecked Sendable {
     }
     var cv = Carver(arena: arena)
     let b = StepBuffers(plan, w, &cv)
-    var r = 0
-    for (si, s) in segments.enumerated() {
-      for i in 0..<s.tokens.count {
-        b.rowSegment[r] = Int32(si)
-        b.rowPosition[r] = s.start + i
-        rope.table(position: s.start + i, cos: b.ropeCos + r * w.ropePairs, sin: b.ropeSin + r * w.ropePairs)
-        r += 1
-      }
-    }
+    placeRows(segments, b)
     let ctx = ForwardContext(config: c, pool: pool, segments: segments, buf: b,
                              recording: segments.contains { $0.record != nil }, replaying: segments.contains { $0.replay != nil },
                              profile: profile)
@@ -159,7 +151,7 @@ public final class Transformer: @unchecked Sendable {
     // MARK: - Embedding
     let x = b.x
     let embed = WeightMatrix(dtype: weights.embedTokens.dtype, data: weights.embedTokens.data!, rows: c.vocabSize, cols: h)
-    r = 0
+    var r = 0
     for s in segments {
       for id in s.tokens { embed.copyRow(Int(id), to: x + r * h); r += 1 }
     }
@@ -178,6 +170,20 @@ public final class Transformer: @unchecked Sendable {
     for s in segments {
       s.cache.count = s.start + s.tokens.count
       s.record?.count = s.start + s.tokens.count
+    }
+  }
+
+  /// Row r of a step is (segment, position): fill the step's row tables and each row's RoPE.
+  func placeRows(_ segments: [ForwardSegment], _ b: StepBuffers) {
+    let pairs = widths.ropePairs
+    var r = 0
+    for (si, s) in segments.enumerated() {
+      for i in 0..<s.tokens.count {
+        b.rowSegment[r] = Int32(si)
+        b.rowPosition[r] = s.start + i
+        rope.table(position: s.start + i, cos: b.ropeCos + r * pairs, sin: b.ropeSin + r * pairs)
+        r += 1
+      }
     }
   }
 

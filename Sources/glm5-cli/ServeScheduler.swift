@@ -305,7 +305,7 @@ final class Scheduler: @unchecked Sendable {
           j.session = s
           j.cached = hit.common
         } else {
-          j.session = try Session(model: model, maxTokens: 0, recordBytes: j.records ? 0 : nil)
+          j.session = try Session(model: model, maxTokens: 0, recordBytes: j.records ? 0 : nil, mtp: false)
         }
         leaders.append(j)
       } catch {
@@ -317,7 +317,7 @@ final class Scheduler: @unchecked Sendable {
     for (j, leader, c) in followers {
       guard led.contains(where: { $0 === leader }), let ls = leader.session else {
         // The leader failed: start afresh.
-        do { j.session = try Session(model: model, maxTokens: 0, recordBytes: j.records ? 0 : nil) } catch { fail(j, error); continue }
+        do { j.session = try Session(model: model, maxTokens: 0, recordBytes: j.records ? 0 : nil, mtp: false) } catch { fail(j, error); continue }
         second.append(j)
         continue
       }

@@ -75,6 +75,7 @@ pub(crate) fn new_sampling_params() -> sys::glm5_sampling_params {
         n_stop_token_ids: 0,
         ignore_eos: 0,
         n_top_logprobs: 0,
+        speculative: 0,
     }
 }
 

@@ -185,6 +185,9 @@ pub struct glm5_sampling_params {
     pub n_stop_token_ids: usize,
     pub ignore_eos: i32,
     pub n_top_logprobs: u32,
+    // --- appended in 0.4 ---
+    /// Tokens the MTP layer drafts per step (0 = off).
+    pub speculative: u32,
 }
 
 /// `enum glm5_finish_reason` (stored as an `int32_t` in `glm5_sample_output`).
@@ -265,7 +268,8 @@ const _: () = {
 // are skipped and repr(C) alone decides.
 #[cfg(target_pointer_width = "64")]
 const _: () = {
-    assert!(size_of::<glm5_sampling_params>() == 56);
+    assert!(size_of::<glm5_sampling_params>() == 64);
+    assert!(offset_of!(glm5_sampling_params, speculative) == 56);
     assert!(align_of::<glm5_sampling_params>() == 8);
     assert!(offset_of!(glm5_sampling_params, temperature) == 4);
     assert!(offset_of!(glm5_sampling_params, top_k) == 8);

@@ -1474,6 +1474,7 @@ fn raw_calls_guard_what_the_safe_api_cannot_express() {
         n_stop_token_ids: 0,
         ignore_eos: 1,
         n_top_logprobs: 0,
+        speculative: 0,
     };
     let mut tokens = [0i32; 8];
     for size in [0u32, 4, 52] {
