@@ -84,6 +84,8 @@ test-c: build
 	$(BIN)/test_stack $(MODEL) 128
 	$(CC) $(CFLAGS) -pthread -Iinclude Tests/c/test_threads.c -L$(BIN) -lglm5 -Wl,-rpath,$(abspath $(BIN)) -o $(BIN)/test_threads
 	$(BIN)/test_threads $(MODEL)
+	$(CC) $(CFLAGS) -Iinclude Tests/c/test_oom.c -L$(BIN) -lglm5 -Wl,-rpath,$(abspath $(BIN)) -o $(BIN)/test_oom
+	$(BIN)/test_oom $(MODEL)
 	$(CC) $(CFLAGS) -Iinclude Tests/c/test_fenv.c -L$(BIN) -lglm5 -Wl,-rpath,$(abspath $(BIN)) -lm -o $(BIN)/test_fenv
 	$(BIN)/test_fenv Tests/Fixtures/tiny-int4-g32 Tests/Fixtures/tiny-int4-g64-asym Tests/Fixtures/tiny-fp8-block Tests/Fixtures/tiny-dsa
 	$(CC) $(CFLAGS) -pthread -Iinclude Tests/c/test_tokenizer.c -L$(BIN) -lglm5 -Wl,-rpath,$(abspath $(BIN)) -o $(BIN)/test_tokenizer

@@ -26,7 +26,11 @@ public final class MappedFile: @unchecked Sendable {
       return
     }
     let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
-    if p == MAP_FAILED || p == nil { throw .io("cannot map \(path) (\(size) bytes): \(errnoText())") }
+    if p == MAP_FAILED || p == nil {
+      // ENOMEM: no address space left (an rlimit, a full 32-bit space): out of memory, not I/O.
+      let e = errno
+      throw GLM5Error(e == ENOMEM ? .outOfMemory : .io, "cannot map \(path) (\(size) bytes): \(errnoText())")
+    }
     bytes = UnsafeRawBufferPointer(start: p, count: size)
   }
 
