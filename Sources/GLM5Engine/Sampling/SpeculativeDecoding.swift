@@ -240,13 +240,14 @@ extension Model {
         let lo = s.cache.mtpCount, hi = s.count - (pending[i] == nil ? 1 : 0)
         guard mtpOn[i], hi > lo else { i0 += 1; continue }
         if draft.rows + (hi - lo) > draft.capacity { break }
-        var rows: [UnsafePointer<Float>] = []
-        for p in lo..<hi {
-          guard let r = s.hiddenRow(p) else { throw .internal("sampleBatch: the hidden row of position \(p) is not kept") }
-          rows.append(UnsafePointer(r))
+        // The kept hidden rows are contiguous: the first and last being kept is enough.
+        guard let rows = s.hiddenRow(lo), s.hiddenRow(hi - 1) != nil else {
+          throw .internal("sampleBatch: the hidden rows of positions \(lo)..<\(hi) are not kept")
         }
+        let h = config.hiddenSize
         let first = try draft.add(cache: s.cache, start: lo, count: hi - lo,
-                                  token: { lo + 1 + $0 < s.count ? s.tokens[lo + 1 + $0] : pending[i] ?? 0 }, hidden: { rows[$0] })
+                                  token: { lo + 1 + $0 < s.count ? s.tokens[lo + 1 + $0] : pending[i] ?? 0 },
+                                  hidden: { UnsafePointer(rows + $0 * h) })
         lastRow[i] = first + hi - lo - 1
         members.append((i, hi))
         i0 += 1
