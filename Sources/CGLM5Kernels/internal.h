@@ -47,32 +47,41 @@ void glm5k_int4_rows8_odd16_avx512(const glm5k_int4 *w, int64_t r, const float *
 /// 2-8 tokens with AVX-512 (int4_fewtokens_avx512.c): rows r[0..3] × token rows x[0..3] (repeats allowed), out[token · 4 + row].
 void glm5k_int4_rows4_tokens4_avx512(const glm5k_int4 *w, const int64_t r[4], const float *const x[4], float out[16]);
 
-/// Keys per block of the indexer kernels' fold.
-#define GLM5K_INDEX_KEYS 8
+/// The widest indexer head the blocked kernels take (their transposed key block is on the stack);
+/// wider heads run the same sequence one key at a time.
+#define GLM5K_INDEX_MAX_DIM 256
 
-/// The indexer's fold over the heads for a block of GLM5K_INDEX_KEYS keys, side by side and
-/// without branches: score[u] = Σ_h in order fma(w[h], v, ·) over the heads whose v = d[u][h] ·
-/// scale is > 0 (`s = v > 0 ? fma(w, v, s) : s` gives the bits of the branch, also for NaN v and a
-/// non-finite w when v ≤ 0). d [GLM5K_INDEX_KEYS, ld] (rows past nk are zeroed here); scores[0..nk).
-static inline void glm5k_index_fold(float *d, int64_t ld, int64_t heads, const float *w, float scale, int nk, float *scores) {
-  for (int u = nk; u < GLM5K_INDEX_KEYS; u++)
-    for (int64_t h = 0; h < heads; h++) d[u * ld + h] = 0;  // lanes past the last key: computed, dropped
-  float s[GLM5K_INDEX_KEYS];
-  for (int u = 0; u < GLM5K_INDEX_KEYS; u++) s[u] = 0;
-  for (int64_t h = 0; h < heads; h++) {
-    const float wh = w[h];
-    for (int u = 0; u < GLM5K_INDEX_KEYS; u++) {
-      const float v = d[u * ld + h] * scale;
-      const float f = __builtin_fmaf(wh, v, s[u]);
-      s[u] = v > 0 ? f : s[u];
-    }
+/// Transposes the 8 × 8 block v[row][col] in registers: v[c][r] afterwards.
+static inline void glm5k_transpose8(__m256 v[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]);
   }
-  for (int u = 0; u < nk; u++) scores[u] = s[u];
+  for (int i = 0; i < 2; i++) {
+    u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; i++) {
+    v[i] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x20);
+    v[4 + i] = _mm256_permute2f128_ps(u[i], u[4 + i], 0x31);
+  }
 }
 
-/// glm5k_index_scores with AVX-512 (indexer_avx512.c), dim a multiple of 32: the same bits.
+/// glm5k_index_scores with AVX-512 (indexer_avx512.c), 0 < heads, dim ≤ GLM5K_INDEX_MAX_DIM: the same bits.
 void glm5k_index_scores_avx512(const float *q, const float *w, int64_t heads, int64_t dim, const float *keys, int64_t j0,
                                int64_t j1, float scale, float *scores);
+
+/// Heads whose score chains the multi-query kernels keep across column chunks (one transpose of a
+/// block of rows serves them all; GLM-5 has 64 heads, DeepSeek-V3.2 128).
+#define GLM5K_MQ_HEAD_GROUP 128
+
+/// glm5k_mq_scores with AVX-512 (multiquery_avx512.c): the same bits.
+void glm5k_mq_scores_avx512(float *s, int64_t lds, const float *qn, int64_t ldqn, const float *qr, int64_t ldqr, int64_t H,
+                            const float *latent, int64_t R, const float *rope, int64_t Dr, const int32_t *keys, int64_t n,
+                            float scale);
 
 /// glm5k_int4_axpy_rows with AVX-512 (int4_transposed_avx512.c; group a multiple of 16): the same bits.
 void glm5k_int4_axpy_rows_avx512(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *x, float *y);

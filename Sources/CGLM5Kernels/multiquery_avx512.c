@@ -1,131 +1,90 @@
 // Multi-query attention over the latent cache (GLM5Kernels/CPU/MultiQuery.swift has the
-// sequences and the AVX2 kernels), AVX-512F, selected at run time; the same bits.
-//   scores: a 512-bit vector holds the 8-lane chains of two heads side by side (the queries
-//           paired once per call into a per-thread heap buffer, each key row broadcast to both
-//           halves);
-//           tiles of 2 keys × 16 heads, each key vector loaded once for 16 heads.
+// sequences; multiquery.c the AVX2 scores), AVX-512F, selected at run time; the same bits.
+//   scores: one lane per key, as multiquery.c, with 16 keys per block: a block's selected rows
+//           are transposed 64 columns at a time into kt[64][16] (two 8 × 8 register transposes
+//           per 8 columns), then up to 16 heads run their chains in 16 registers, each fma taking
+//           its query value by an embedded broadcast. The next block's rows are prefetched.
 //   sum:    o[h, c] = fma(p[h, i], row_i[c], o[h, c]) in key order, 16 columns per vector; tiles
-//           of 4 heads × 64 columns, each row vector loaded once for 4 heads.
-// Both run key blocks of 32 outermost, so a block's rows come from memory once per call, and
-// both prefetch the rows they read next.
+//           of 4 heads × 64 columns, each row vector loaded once for 4 heads, key blocks of 32
+//           outermost, so a block's rows come from memory once per call.
 
 #include <immintrin.h>
-#include <pthread.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
 #define GLM5K_AVX512 __attribute__((target("avx512f")))
+#define GLM5K_AVX512VL __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
 
-enum { KEY_BLOCK = 32, MAX_HEADS = 16, MAX_WIDTH = 1024 };
+enum { KEY_BLOCK = 32 };
 
-// The paired queries' buffer, [MAX_HEADS / 2][2 * MAX_WIDTH] floats (64 KiB), one per thread that
-// runs the kernel: allocated at its first call and freed when the thread ends. Not a static
-// __thread array: static TLS is reserved in every thread of the host process, and 64 KiB of it
-// made pthread_create fail for a host's small-stack threads.
-static pthread_key_t qp_key;
-static pthread_once_t qp_once = PTHREAD_ONCE_INIT;
-static int qp_key_ok = 0;
-static void qp_make_key(void) { qp_key_ok = pthread_key_create(&qp_key, free) == 0; }
-
-static float *qp_buffer(void) {
-  pthread_once(&qp_once, qp_make_key);
-  if (!qp_key_ok) return NULL;
-  float *p = pthread_getspecific(qp_key);
-  if (p) return p;
-  p = aligned_alloc(64, sizeof(float) * (MAX_HEADS / 2) * 2 * MAX_WIDTH);
-  if (p && pthread_setspecific(qp_key, p) != 0) {
-    free(p);
-    p = NULL;
-  }
-  return p;
-}
-
-GLM5K_AVX512 static inline __m512 both_halves(const float *p) {
-  return _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(p))));
-}
-
-GLM5K_AVX512 static inline float lo8(__m512 v) { return glm5k_reduce8(_mm512_castps512_ps256(v)); }
-GLM5K_AVX512 static inline float hi8(__m512 v) {
-  return glm5k_reduce8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-}
-
-
-GLM5K_AVX512 int32_t glm5k_mq_scores_avx512(float *s, int64_t lds, const float *qn, int64_t ldqn, const float *qr, int64_t ldqr,
-                                            int64_t H, const float *latent, int64_t R, const float *rope, int64_t Dr,
-                                            const int32_t *keys, int64_t n, float scale) {
-  if (H <= 0 || n <= 0) return 1;
-  if (H > MAX_HEADS || R + Dr > MAX_WIDTH) return 0;
-  const int64_t r8 = R & ~7, d8 = Dr & ~7, W = r8 + d8;
-  const int64_t pairs = (H + 1) / 2;
-  // Paired queries: pair p, step c (8 columns of [q̃ | q_rope]) = [head 2p | head 2p + 1].
-  // Without the buffer (out of memory), 0: the caller runs the portable kernel (the same bits).
-  float (*qp)[2 * MAX_WIDTH] = (float (*)[2 * MAX_WIDTH])qp_buffer();
-  if (!qp) return 0;
-  for (int64_t p = 0; p < pairs; p++) {
-    const int64_t ha = 2 * p, hb = 2 * p + 1 < H ? 2 * p + 1 : H - 1;
-    for (int64_t c = 0; c < r8; c += 8) {
-      memcpy(&qp[p][2 * c], qn + ha * ldqn + c, 32);
-      memcpy(&qp[p][2 * c + 8], qn + hb * ldqn + c, 32);
-    }
-    for (int64_t c = 0; c < d8; c += 8) {
-      memcpy(&qp[p][2 * (r8 + c)], qr + ha * ldqr + c, 32);
-      memcpy(&qp[p][2 * (r8 + c) + 8], qr + hb * ldqr + c, 32);
+/// kt[t][0..16) = rows[0..16)[c0 + t] for t < cw (cw ≤ 64).
+GLM5K_AVX512VL static void transpose_rows16(const float *const r[16], int64_t c0, int64_t cw, float *kt) {
+  int64_t t = 0;
+  for (; t + 8 <= cw; t += 8) {
+    for (int half = 0; half < 2; half++) {
+      __m256 v[8];
+      for (int u = 0; u < 8; u++) v[u] = _mm256_loadu_ps(r[8 * half + u] + c0 + t);
+      glm5k_transpose8(v);
+      for (int u = 0; u < 8; u++) _mm256_store_ps(kt + (t + u) * 16 + 8 * half, v[u]);
     }
   }
-  for (int64_t b0 = 0; b0 < n; b0 += KEY_BLOCK) {
-    const int64_t b1 = b0 + KEY_BLOCK < n ? b0 + KEY_BLOCK : n;
-    for (int64_t i = b0; i < b1; i += 2) {
-      const int64_t i1 = i + 1 < b1 ? i + 1 : b1 - 1;
-      const float *c0 = latent + (int64_t)keys[i] * R, *c1 = latent + (int64_t)keys[i1] * R;
-      const float *k0 = rope + (int64_t)keys[i] * Dr, *k1 = rope + (int64_t)keys[i1] * Dr;
-      for (int64_t p0 = 0; p0 < pairs; p0 += 8) {
-        const int64_t np = pairs - p0 < 8 ? pairs - p0 : 8;
-        __m512 a[8], e[8];
-        for (int u = 0; u < 8; u++) a[u] = e[u] = _mm512_setzero_ps();
-        for (int64_t c = 0; c < W; c += 8) {
-          if (p0 == 0 && (c & 15) == 0) {
-            // The next pair's rows, one line of each per 16 columns (the hardware prefetchers
-            // alone left the scores at ~65% of their L3-resident speed on a cache in DRAM).
-            const int64_t ia = i + 2 < n ? i + 2 : n - 1, ib = i + 3 < n ? i + 3 : n - 1;
-            const float *na = c < r8 ? latent + (int64_t)keys[ia] * R + c : rope + (int64_t)keys[ia] * Dr + (c - r8);
-            const float *nb = c < r8 ? latent + (int64_t)keys[ib] * R + c : rope + (int64_t)keys[ib] * Dr + (c - r8);
-            _mm_prefetch((const char *)na, _MM_HINT_T0);
-            _mm_prefetch((const char *)nb, _MM_HINT_T0);
-          }
-          const __m512 v0 = c < r8 ? both_halves(c0 + c) : both_halves(k0 + (c - r8));
-          const __m512 v1 = c < r8 ? both_halves(c1 + c) : both_halves(k1 + (c - r8));
-          for (int u = 0; u < 8; u++) {
-            if (u < np) {
-              const __m512 q = _mm512_load_ps(&qp[p0 + u][2 * c]);
-              a[u] = _mm512_fmadd_ps(q, v0, a[u]);
-              e[u] = _mm512_fmadd_ps(q, v1, e[u]);
+  for (; t < cw; t++)
+    for (int u = 0; u < 16; u++) kt[t * 16 + u] = r[u][c0 + t];
+}
+
+GLM5K_AVX512VL void glm5k_mq_scores_avx512(float *s, int64_t lds, const float *qn, int64_t ldqn, const float *qr, int64_t ldqr,
+                                           int64_t H, const float *latent, int64_t R, const float *rope, int64_t Dr,
+                                           const int32_t *keys, int64_t n, float scale) {
+  if (H <= 0 || n <= 0) return;
+  enum { L = 16, CW = 64, G = GLM5K_MQ_HEAD_GROUP };
+  float kt[CW * L] __attribute__((aligned(64)));
+  float acc[G * L] __attribute__((aligned(64)));  // the group's chains across column chunks
+  const __m512 vscale = _mm512_set1_ps(scale);
+  for (int64_t g0 = 0; g0 < H; g0 += G) {
+    const int64_t gn = H - g0 < G ? H - g0 : G;
+    for (int64_t i0 = 0; i0 < n; i0 += L) {
+      const int nk = n - i0 < L ? (int)(n - i0) : L;
+      const float *rl[L], *rr[L], *nl[L], *nr[L];
+      for (int u = 0; u < L; u++) {
+        const int64_t j = keys[i0 + (u < nk ? u : nk - 1)];
+        rl[u] = latent + j * R;
+        rr[u] = rope + j * Dr;
+        // The next block's rows (this block's last when there is none).
+        const int64_t jn = i0 + L + u < n ? keys[i0 + L + u] : j;
+        nl[u] = latent + jn * R;
+        nr[u] = rope + jn * Dr;
+      }
+      memset(acc, 0, sizeof(float) * (size_t)(((gn + 15) & ~15) * L));
+      for (int part = 0; part < 2; part++) {
+        const int64_t W = part == 0 ? R : Dr, ldq = part == 0 ? ldqn : ldqr;
+        const float *qbase = (part == 0 ? qn : qr) + g0 * ldq;
+        for (int64_t c0 = 0; c0 < W; c0 += CW) {
+          const int64_t cw = W - c0 < CW ? W - c0 : CW;
+          transpose_rows16(part == 0 ? rl : rr, c0, cw, kt);
+          if (i0 + L < n)
+            for (int u = 0; u < L; u++)
+              for (int64_t t = 0; t < cw; t += 16) _mm_prefetch((const char *)((part == 0 ? nl[u] : nr[u]) + c0 + t), _MM_HINT_T0);
+          // Tiles of 16 heads (the last tile's heads past gn repeat its last: computed, dropped).
+          for (int64_t u0 = 0; u0 < gn; u0 += 16) {
+            const float *q[16];
+            for (int u = 0; u < 16; u++) q[u] = qbase + (u0 + u < gn ? u0 + u : gn - 1) * ldq + c0;
+            __m512 a[16];
+            for (int u = 0; u < 16; u++) a[u] = _mm512_load_ps(acc + (u0 + u) * L);
+            for (int64_t t = 0; t < cw; t++) {
+              const __m512 k = _mm512_load_ps(kt + t * L);
+              for (int u = 0; u < 16; u++) a[u] = _mm512_fmadd_ps(_mm512_set1_ps(q[u][t]), k, a[u]);
             }
-          }
-        }
-        for (int u = 0; u < np; u++) {
-          for (int half = 0; half < 2; half++) {
-            const int64_t h = 2 * (p0 + u) + half;
-            if (h >= H) break;
-            const float *q = qn + h * ldqn, *qrp = qr + h * ldqr;
-            for (int key = 0; key < 2; key++) {
-              if (key == 1 && i + 1 >= b1) break;
-              const __m512 acc = key == 0 ? a[u] : e[u];
-              const float *cj = key == 0 ? c0 : c1, *kj = key == 0 ? k0 : k1;
-              float v = half == 0 ? lo8(acc) : hi8(acc);
-              for (int64_t t = r8; t < R; t++) v = __builtin_fmaf(q[t], cj[t], v);
-              for (int64_t t = d8; t < Dr; t++) v = __builtin_fmaf(qrp[t], kj[t], v);
-              s[h * lds + i + key] = v * scale;
-            }
+            for (int u = 0; u < 16; u++) _mm512_store_ps(acc + (u0 + u) * L, a[u]);
           }
         }
       }
+      const __mmask16 m = (__mmask16)((1u << nk) - 1);
+      for (int64_t u = 0; u < gn; u++)
+        _mm512_mask_storeu_ps(s + (g0 + u) * lds + i0, m, _mm512_mul_ps(_mm512_load_ps(acc + u * L), vscale));
     }
   }
-  return 1;
 }
-
 
 GLM5K_AVX512 void glm5k_mq_sum_avx512(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t H, const float *latent,
                                       int64_t R, int64_t ldl, const int32_t *keys, int64_t n) {

@@ -3,6 +3,7 @@
 // many tokens share the call, how they are split, or how many threads run it.
 // Seeds are fixed; every failure message names its seed and shape.
 
+import CGLM5Kernels
 import GLM5Core
 @testable import GLM5Kernels
 import Testing
@@ -494,7 +495,7 @@ extension KernelTests {
 
   func multiQueryCases() {
     var rng = KernelRNG(seed: 0x3A)
-    for (H, R, Dr, n, rows) in [(32, 512, 64, 37, 80), (16, 512, 64, 70, 90), (5, 40, 16, 1, 3), (4, 19, 6, 9, 12), (7, 64, 8, 200, 256)] {
+    for (H, R, Dr, n, rows) in [(32, 512, 64, 37, 80), (16, 512, 64, 70, 90), (5, 40, 16, 1, 3), (4, 19, 6, 9, 12), (7, 64, 8, 200, 256), (64, 512, 64, 17, 40), (130, 24, 8, 5, 9), (20, 70, 10, 33, 50)] {
       let qn = TestFloats(rows: H, cols: R, rng: &rng), qr = TestFloats(rows: H, cols: Dr, rng: &rng)
       let lat = TestFloats(rows: rows, cols: R, rng: &rng), kr = TestFloats(rows: rows, cols: Dr, rng: &rng)
       var keys = (0..<n).map { _ in Int32(rng.next() % UInt64(rows)) }
@@ -514,6 +515,18 @@ extension KernelTests {
           // One fp32 FMA chain of R + Dr terms: |error| ≤ (R + Dr) · u · Σ|terms|, far below this.
           #expect(abs(got[i] - want[i]) <= 1e-5 * (1 + abs(want[i])), "H \(H) R \(R) n \(n): score \(i) \(got[i]) vs \(want[i])")
         }
+        // Bitwise the sequence: one fma chain over the latent columns, then the rope columns.
+        var chain = 0
+        for h in 0..<H {
+          for i in 0..<n {
+            let j = Int(kb[i])
+            var v: Float = 0
+            for c in 0..<R { v = v.addingProduct(a[h * R + c], l[j * R + c]) }
+            for c in 0..<Dr { v = v.addingProduct(b[h * Dr + c], k[j * Dr + c]) }
+            if (v * scale).bitPattern != got[h * n + i].bitPattern { chain += 1 }
+          }
+        }
+        #expect(chain == 0, "H \(H) R \(R) Dr \(Dr) n \(n): \(chain) scores are not the fma chain's bits")
         // The weighted sum, against the reference and against the per-head axpy loop (bitwise).
         var p = (0..<(H * n)).map { _ in rng.uniform() }
         var o = [Float](repeating: .nan, count: H * R), oRef = o, oAxpy = [Float](repeating: 0, count: H * R)
@@ -623,6 +636,50 @@ extension KernelTests {
           Kernels.sortAscending(&ids, m, scratch: &sc)
           #expect(ids == Array(heap[0..<m]).sorted(), "sortAscending n \(n) k \(k)")
         }
+      }
+    }
+  }
+}
+
+extension KernelTests {
+  @Test("The C expf (glm5k_exp), softmax and swiglu give the plain float loops' bits with libm's expf: edge inputs, every exponent, random values")
+  func vectorExpIsLibm() {
+    var rng = KernelRNG(seed: 0xE7)
+    // expf: the edges of its ranges, subnormal results, every exponent, and random bit patterns.
+    var x: [Float] = [0, -0.0, 1, -1, .infinity, -.infinity, .nan, 88.72283, 88.72284, 88.7229, -87.33654, -103.972, -103.97208,
+                      -103.9721, -104, 1e-30, -1e-30, .leastNonzeroMagnitude, .greatestFiniteMagnitude, -.greatestFiniteMagnitude]
+    for e in -150...128 { for m: Float in [1, 1.2345, 1.99999] { x.append(m * Float(sign: .plus, exponent: e, significand: 1)); x.append(-x.last!) } }
+    for _ in 0..<200_000 { x.append(Float(bitPattern: UInt32(truncatingIfNeeded: rng.next()))) }
+    for _ in 0..<200_000 { x.append(rng.uniform() * 120 - 100) }
+    var y = [Float](repeating: 0, count: x.count)
+    glm5k_exp(x, &y, Int64(x.count))
+    var bad = 0
+    for i in 0..<x.count where y[i].bitPattern != _exp(x[i]).bitPattern && !(y[i].isNaN && _exp(x[i]).isNaN) {
+      if bad < 3 { Issue.record("expf(\(x[i])) = \(_exp(x[i])), the C kernel gave \(y[i])") }
+      bad += 1
+    }
+    #expect(bad == 0, "\(bad) of \(x.count) expf values differ from libm's")
+    // softmax and swiglu: the plain loops' bits (lengths past and below the 8-lane blocks).
+    for n in [1, 3, 8, 13, 64, 100, 2049] {
+      for scale: Float in [1, 30, 200] {
+        var a = (0..<n).map { _ in rng.uniform() * scale }
+        if n > 3 { a[1] = -.infinity; a[n - 1] = -.infinity }
+        var want = a
+        var m = -Float.infinity
+        for v in want { m = v >= m ? v : m }
+        var s: Float = 0
+        for i in 0..<n { let e = _exp(want[i] - m); want[i] = e; s += e }
+        let inv = 1 / s
+        for i in 0..<n { want[i] *= inv }
+        Kernels.softmax(&a, n)
+        #expect(a.map(\.bitPattern) == want.map(\.bitPattern), "softmax n \(n) scale \(scale)")
+        var g = (0..<n).map { _ in (rng.uniform() - 0.5) * scale }
+        if n > 6 { g[0] = 100; g[1] = -100; g[2] = -0.0; g[3] = 88.8; g[4] = -88.8; g[5] = -110 }
+        let u = (0..<n).map { _ in rng.uniform() * 3 }
+        var gw = g
+        for i in 0..<n { let z = gw[i]; gw[i] = (z / (1 + _exp(-z))) * u[i] }
+        Kernels.swiglu(&g, u, n)
+        #expect(g.map(\.bitPattern) == gw.map(\.bitPattern), "swiglu n \(n) scale \(scale)")
       }
     }
   }

@@ -90,12 +90,12 @@ void glm5k_int4_prefill_avx512(const glm5k_int4 *w, int64_t r0, int64_t r1, cons
                                float *y, int64_t ldy, float *scratch);
 int64_t glm5k_int4_prefill_scratch(const glm5k_int4 *w, int64_t tokens);
 
-/// Multi-query attention kernels with AVX-512F (multiquery_avx512.c): the sequences and shapes of
-/// Kernels.multiQueryScores / multiQuerySum (GLM5Kernels/CPU/MultiQuery.swift). Scores return 0
-/// without writing when H > 16 or R + Dr > 1024 (the caller then runs the AVX2 kernel).
-int32_t glm5k_mq_scores_avx512(float *s, int64_t lds, const float *qn, int64_t ldqn, const float *qr, int64_t ldqr, int64_t H,
-                               const float *latent, int64_t R, const float *rope, int64_t Dr, const int32_t *keys, int64_t n,
-                               float scale);
+/// Multi-query attention scores (multiquery.c; AVX-512 in multiquery_avx512.c, chosen inside):
+/// the sequence and shapes of Kernels.multiQueryScores (GLM5Kernels/CPU/MultiQuery.swift).
+void glm5k_mq_scores(float *s, int64_t lds, const float *qn, int64_t ldqn, const float *qr, int64_t ldqr, int64_t H,
+                     const float *latent, int64_t R, const float *rope, int64_t Dr, const int32_t *keys, int64_t n, float scale);
+/// Multi-query weighted sum with AVX-512F (multiquery_avx512.c; check glm5k_isa() first): the
+/// sequence and shapes of Kernels.multiQuerySum.
 void glm5k_mq_sum_avx512(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t H, const float *latent, int64_t R,
                          int64_t ldl, const int32_t *keys, int64_t n);
 
@@ -104,10 +104,17 @@ void glm5k_mq_sum_avx512(float *o, int64_t ldo, const float *p, int64_t ldp, int
 double glm5k_fma_probe(int64_t iters, float *sink);
 
 /// DSA indexer scores of keys [j0, j1) for one query (indexer.c): scores[j] = Σ_h in order
-/// fma(w[h], d, ·) over the heads whose d = Kernels.dot(q[h · dim], keys[j · dim], dim) · scale
-/// is > 0, the dot in Kernels.dot's exact sequence.   q [heads, dim], w [heads], keys [·, dim]
+/// fma(w[h], v, ·) over the heads whose v = d · scale is > 0, where d is q[h · dim] · keys[j · dim]
+/// as one fma chain in column order (Reference.indexScores).   q [heads, dim], w [heads], keys [·, dim]
 void glm5k_index_scores(const float *q, const float *w, int64_t heads, int64_t dim, const float *keys, int64_t j0,
                         int64_t j1, float scale, float *scores);
+
+/// y[i] = expf(x[i]) bitwise libm's (glibc's) expf, 8 at a time (exp.c). x and y may be equal.
+void glm5k_exp(const float *x, float *y, int64_t n);
+/// Kernels.softmax: m = max, x = expf(x − m), s = their float sum in index order, x · (1/s).
+void glm5k_softmax(float *x, int64_t n);
+/// Kernels.swiglu: g[i] = (g[i] / (1 + expf(−g[i]))) · u[i].
+void glm5k_swiglu(float *g, const float *u, int64_t n);
 
 #ifdef __cplusplus
 }

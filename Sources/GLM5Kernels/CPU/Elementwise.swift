@@ -2,6 +2,7 @@
 // matrix products; each is written once, in the obvious fixed order, and shared by the
 // reference and fast paths (the reference twins in Reference/ use Double accumulation).
 
+import CGLM5Kernels
 import GLM5Core
 
 extension Kernels {
@@ -46,22 +47,17 @@ extension Kernels {
     }
   }
 
-  /// silu(g) ⊙ u into g.   [n]
+  /// silu(g) ⊙ u into g: g[i] = (g[i] / (1 + expf(−g[i]))) · u[i].   [n]
+  /// In C, 8 lanes at a time (CGLM5Kernels/exp.c), with libm's expf bit for bit.
   public static func swiglu(_ g: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>, _ n: Int) {
-    for i in 0..<n {
-      let z = g[i]
-      g[i] = (z / (1 + _exp(-z))) * u[i]
-    }
+    glm5k_swiglu(g, u, Int64(n))
   }
 
-  /// Softmax in place over x[0..<n] (max-subtracted, fp32).
+  /// Softmax in place over x[0..<n] (max-subtracted, fp32): m = max, e = expf(x − m), s = Σ e in
+  /// index order (one float chain), x = e · (1/s). In C (CGLM5Kernels/exp.c), the exps 8 lanes at
+  /// a time with libm's expf bit for bit.
   public static func softmax(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
-    var m = -Float.infinity
-    for i in 0..<n { m = max(m, x[i]) }
-    var s: Float = 0
-    for i in 0..<n { let e = _exp(x[i] - m); x[i] = e; s += e }
-    let inv = 1 / s
-    for i in 0..<n { x[i] *= inv }
+    glm5k_softmax(x, Int64(n))
   }
 
   /// log Σ exp(x / temperature) over [n], in Double: m = max_i Double(x_i) / t, then

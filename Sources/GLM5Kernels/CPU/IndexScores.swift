@@ -1,6 +1,7 @@
 // DSA lightning-indexer scores of one query against a run of cached keys (C kernel,
 // CGLM5Kernels/indexer.c; plain form Reference.indexScores, which it matches bit for bit):
-//   scores[j] = Σ_h in order: d = dot(q_h, k_j) · scale; if d > 0: s = fma(w_h, d, s)
+//   scores[j] = Σ_h in order: d = (q_h · k_j, one fma chain in column order) · scale;
+//               if d > 0: s = fma(w_h, d, s)
 //   q [heads, dim], w [heads] (the head weights, already · heads^-0.5), keys [·, dim]
 
 import CGLM5Kernels

@@ -149,7 +149,8 @@ public enum Reference {
 }
 
 extension Reference {
-  /// Kernels.indexScores written plainly: per key, per head in order, Kernels.dot, scale, ReLU, fma.
+  /// Kernels.indexScores written plainly: per key, per head in order, the dot as one fma chain in
+  /// column order, scale, ReLU, fma.
   public static func indexScores(query q: UnsafePointer<Float>, headWeights w: UnsafePointer<Float>, heads: Int, dim: Int,
                                  keys: UnsafePointer<Float>, from j0: Int, to j1: Int, scale: Float,
                                  scores: UnsafeMutablePointer<Float>) {
@@ -157,7 +158,9 @@ extension Reference {
       let kj = keys + j * dim
       var s: Float = 0
       for h in 0..<heads {
-        let d = Kernels.dot(q + h * dim, kj, dim) * scale
+        var dot: Float = 0
+        for t in 0..<dim { dot = dot.addingProduct(q[h * dim + t], kj[t]) }
+        let d = dot * scale
         if d > 0 { s = s.addingProduct(w[h], d) }
       }
       scores[j] = s

@@ -19,8 +19,8 @@ struct MLA {
   /// Heads per work item of the absorbed attention (16: a GLM-5 decode row makes 2 items for 2
   /// threads, and each item reads its selected rows once for 16 heads).
   static let headsPerItem = 16
-  /// Selected keys per scoring item of the few-rows path (a block's rows, 128 × (Rkv + Dr) floats
-  /// = 288 KiB for GLM-5, stay in L2 while each block of headsPerItem heads reads them).
+  /// Selected keys per scoring item of the few-rows path (every head of the row scores them; the
+  /// kernel reads each block of 16 rows once, transposed, for all heads).
   static let scoreKeysPerItem = 128
   /// Latent columns per item of the few-rows sum (GLM-5's 512 make 4 items per row).
   static let sumColumnsPerItem = 128
@@ -189,15 +189,10 @@ struct MLA {
         let nk = Int(b.selectedCount[t])
         if i0 >= nk { return }
         let cache = ctx.segment(t).cache.layers[l]
-        let p = b.probs + t * nh * S
-        var h0 = 0
-        while h0 < nh {
-          let hn = min(hpi, nh - h0)
-          Kernels.multiQueryScores(p + h0 * S + i0, lds: S, qn: qt + (t * nh + h0) * rkv, ldqn: rkv, qr: q + (t * nh + h0) * dqk + dn,
-                                   ldqr: dqk, heads: hn, latent: cache.latent.pointer, rank: rkv, rope: cache.kRope.pointer, ropeDims: dr,
-                                   keys: UnsafePointer(b.selected + t * S + i0), count: min(keyBlock, nk - i0), scale: scale)
-          h0 += hpi
-        }
+        // Every head at once: the kernel transposes a block of rows once for all of them.
+        Kernels.multiQueryScores(b.probs + t * nh * S + i0, lds: S, qn: qt + t * nh * rkv, ldqn: rkv, qr: q + t * nh * dqk + dn,
+                                 ldqr: dqk, heads: nh, latent: cache.latent.pointer, rank: rkv, rope: cache.kRope.pointer, ropeDims: dr,
+                                 keys: UnsafePointer(b.selected + t * S + i0), count: min(keyBlock, nk - i0), scale: scale)
       }
       pool.parallelFor(R * nh) { item in
         let t = item / nh, h = item % nh
