@@ -5,7 +5,7 @@
 
 import GLM5Core
 @_spi(Bench) import GLM5Engine
-import GLM5Model
+@_spi(Bench) import GLM5Model
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -92,6 +92,8 @@ enum BatchBench {
     let times: [Double]
     /// Weight bytes one step reads.
     let bytes: Double
+    /// Wall time of the profiled repetition (0 without one).
+    var profiledSeconds = 0.0
     var best: Double { times[0] }
     var median: Double { times[times.count / 2] }
     var rate: Double { Double(tokens) / best }
@@ -109,7 +111,10 @@ enum BatchBench {
   /// `b` sessions prefilled with `prompt` random tokens in one batched append, then `steps`
   /// tokens sampled together, `reps` times on forks of the prefilled sessions (the same work
   /// each time), after one untimed run when `warmUp`.
-  static func batched(_ m: Model, sessions b: Int, steps: Int, prompt: Int, reps: Int, warmUp: Bool) throws(GLM5Error) -> BatchFigure {
+  /// With `profile`, one more untimed repetition runs with the phase profile on; its wall time
+  /// is returned in `profiledSeconds`.
+  static func batched(_ m: Model, sessions b: Int, steps: Int, prompt: Int, reps: Int, warmUp: Bool,
+                      profile: PhaseProfile? = nil) throws(GLM5Error) -> BatchFigure {
     let c = m.config
     var rng: UInt64 = 11
     var sessions: [Session] = []
@@ -139,12 +144,22 @@ enum BatchBench {
       tokens = r.reduce(0) { $0 + $1.tokens.count }
     }
     times.sort()
+    var profiled = 0.0
+    if let profile {
+      var forks: [Session] = []
+      for s in sessions { let f = try s.fork(); try f.reserveForBench(f.count + steps + 1); forks.append(f) }
+      m.transformer.profile = profile
+      t0 = now()
+      _ = try m.sampleBatch(forks, params)
+      profiled = now() - t0
+      m.transformer.profile = nil
+    }
     // Bytes one step reads: everything but the routed experts once, plus the experts the batch
     // touches (expected unique experts of B uniform top-k draws: E·(1 − (1 − k/E)^B)).
     let (dense, expert) = linearBytes(m)
     let e = Double(c.nRoutedExperts), k = Double(c.numExpertsPerTok)
     return BatchFigure(sessions: b, steps: steps, tokens: tokens, times: times,
-                       bytes: dense + expert * (1 - pow(1 - k / e, Double(b))))
+                       bytes: dense + expert * (1 - pow(1 - k / e, Double(b))), profiledSeconds: profiled)
   }
 
   /// Decode ms/token of one session at each context depth (prefilled with random tokens).

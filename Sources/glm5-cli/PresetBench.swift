@@ -152,8 +152,11 @@ enum PresetBench {
       // MARK: - Batched decode, 16 sessions against 1
       var batchJSON: [JSON] = []
       var single = 0.0, singleMedian = 0.0
+      var batchProfile: (PhaseProfile, Double)? = nil
       for b in batchSizes {
-        let f = try BatchBench.batched(m, sessions: b, steps: steps, prompt: 8, reps: reps, warmUp: true)
+        let prof = b == batchSizes.last ? PhaseProfile() : nil
+        let f = try BatchBench.batched(m, sessions: b, steps: steps, prompt: 8, reps: reps, warmUp: true, profile: prof)
+        if let prof { batchProfile = (prof, f.profiledSeconds) }
         let t = Times(f.times)
         let rate = Double(f.tokens) / t.min, medianRate = Double(f.tokens) / t.median
         if b == batchSizes[0] { single = rate; singleMedian = medianRate }
@@ -171,21 +174,9 @@ enum PresetBench {
       var profJSON: [JSON] = []
       let contexts = [("depth \(from)..\(from + steps) (real prefill)", "depth_512", base, decT as Times?)]
         + synthetic.map { ("depth \($0.0) (synthetic cache)", "depth_\($0.0)", $0.1, nil as Times?) }
-      for (label, key, s, ref) in contexts {
-        let prof = PhaseProfile()
-        var wall = 0.0
-        for _ in 0..<reps {
-          let f = try s.fork()
-          try f.reserveForBench(f.count + params.maxNewTokens + 1)
-          m.transformer.profile = prof
-          let t0 = now()
-          _ = try f.sample(params)
-          wall += now() - t0
-          m.transformer.profile = nil
-        }
-        let stepsRun = Double(reps * steps)
+      func report(_ label: String, _ key: String, _ prof: PhaseProfile, wall: Double, steps stepsRun: Double, ref: Times?) {
         let stepMs = wall / stepsRun * 1e3
-        say("profile of one decode step, \(label), average of \(reps * steps) steps: \(fmt(stepMs, 2)) ms/step measured"
+        say("profile of one decode step, \(label), average of \(Int(stepsRun)) steps: \(fmt(stepMs, 2)) ms/step measured"
             + (ref.map { " (unprofiled median \(fmt($0.median * 1e3, 2)) ms)" } ?? ""))
         var sum = 0.0
         var phases: [String: JSON] = [:]
@@ -199,10 +190,28 @@ enum PresetBench {
         say("  \(pad("everything else (embedding, norms, residuals, sampling)", 56)) \(pad(fmt(other, 3), 8, left: true)) ms  \(pad(fmt(other / stepMs * 100, 1), 5, left: true))%")
         say("  sum of the phases \(fmt(sum, 2)) ms = \(fmt(sum / stepMs * 100, 1))% of the measured \(fmt(stepMs, 2)) ms step")
         phases["everything_else"] = .object(["ms": .number(other), "percent": .number(other / stepMs * 100)])
-        var pj: [String: JSON] = ["context": .string(key), "label": .string(label), "steps": num(reps * steps),
+        var pj: [String: JSON] = ["context": .string(key), "label": .string(label), "steps": num(Int(stepsRun)),
                                   "measured_ms_per_step": .number(stepMs), "sum_of_phases_ms": .number(sum), "phases": .object(phases)]
         if let ref { pj["unprofiled_ms_per_token_median"] = .number(ref.median * 1e3) }
         profJSON.append(.object(pj))
+      }
+      for (label, key, s, ref) in contexts {
+        let prof = PhaseProfile()
+        var wall = 0.0
+        for _ in 0..<reps {
+          let f = try s.fork()
+          try f.reserveForBench(f.count + params.maxNewTokens + 1)
+          m.transformer.profile = prof
+          let t0 = now()
+          _ = try f.sample(params)
+          wall += now() - t0
+          m.transformer.profile = nil
+        }
+        report(label, key, prof, wall: wall, steps: Double(reps * steps), ref: ref)
+      }
+      if let (prof, wall) = batchProfile {
+        report("\(batchSizes.last!) sessions batched, context 8..\(8 + steps) (one step decodes \(batchSizes.last!) tokens)",
+               "batch_\(batchSizes.last!)", prof, wall: wall, steps: Double(steps), ref: nil)
       }
       out["profile"] = .array(profJSON)
       say("peak resident memory of this process: \(fmt(Double(ProcessMemory.peakResidentBytes) / 1e6, 0)) MB")

@@ -65,11 +65,14 @@ public enum KernelBench {
       }
       return
     }
+    // GLM5_KERNEL_BENCH_TOKENS=1,2,16,64 measures other token counts (batched decode: 2-16).
+    let tokenCounts = getenv("GLM5_KERNEL_BENCH_TOKENS").map { String(cString: $0).split(separator: ",").compactMap { Int($0) } }
+      .flatMap { $0.isEmpty ? nil : $0 } ?? [1, 64]
     for (n, k) in [(2048, 6144), (6144, 2048)] {
       var base: [Int: Double] = [:]
-      for T in [1, 64] { base[T] = quantLinearCase(.bf16, n: n, k: k, T: T, pools: pools, baseline: nil, print: print) }
+      for T in tokenCounts { base[T] = quantLinearCase(.bf16, n: n, k: k, T: T, pools: pools, baseline: nil, print: print) }
       for f in [QuantFormat.int4(group: 32), .int4(group: 128), .fp8(block: 128)] {
-        for T in [1, 64] { _ = quantLinearCase(f, n: n, k: k, T: T, pools: pools, baseline: base[T], print: print) }
+        for T in tokenCounts { _ = quantLinearCase(f, n: n, k: k, T: T, pools: pools, baseline: base[T], print: print) }
       }
     }
   }
