@@ -12,7 +12,7 @@ import GLM5Model
 
 @c @implementation
 public func glm5_session_get_record_info(_ session: OpaquePointer?, _ info: UnsafeMutablePointer<glm5_record_info>?) -> glm5_status {
-  withSession("glm5_session_get_record_info", session) { (s) throws(GLM5Error) in
+  withSession("glm5_session_get_record_info", session, allocates: false) { (s) throws(GLM5Error) in
     guard let info else { throw .invalidArgument("info is NULL") }
     try checkStructSize("glm5_session_get_record_info", "glm5_record_info", info.pointee.struct_size,
                         minimum: MemoryLayout<glm5_record_info>.size)

@@ -13,8 +13,9 @@ final class SessionBox: Sendable {
 }
 
 /// Run body with exclusive use of the session behind `handle`.
-func withSession(_ function: String, _ handle: OpaquePointer?, _ body: (Session) throws(GLM5Error) -> Void) -> glm5_status {
-  guarded(function) { () throws(GLM5Error) in
+func withSession(_ function: String, _ handle: OpaquePointer?, allocates: Bool = true,
+                 _ body: (Session) throws(GLM5Error) -> Void) -> glm5_status {
+  guarded(function, allocates: allocates) { () throws(GLM5Error) in
     let box = try object(handle, SessionBox.self, kind: "session", param: "session")
     guard box.inUse.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
       throw GLM5Error(.busy, "the session is in use by another call")
@@ -149,7 +150,7 @@ public func glm5_session_generate(_ session: OpaquePointer?, _ nNew: Int, _ toke
 
 @c @implementation
 public func glm5_session_n_tokens(_ session: OpaquePointer?, _ out: UnsafeMutablePointer<Int>?) -> glm5_status {
-  withSession("glm5_session_n_tokens", session) { (s) throws(GLM5Error) in
+  withSession("glm5_session_n_tokens", session, allocates: false) { (s) throws(GLM5Error) in
     guard let out else { throw .invalidArgument("out is NULL") }
     out.pointee = s.count
   }
@@ -157,7 +158,7 @@ public func glm5_session_n_tokens(_ session: OpaquePointer?, _ out: UnsafeMutabl
 
 @c @implementation
 public func glm5_session_max_tokens(_ session: OpaquePointer?, _ out: UnsafeMutablePointer<Int>?) -> glm5_status {
-  withSession("glm5_session_max_tokens", session) { (s) throws(GLM5Error) in
+  withSession("glm5_session_max_tokens", session, allocates: false) { (s) throws(GLM5Error) in
     guard let out else { throw .invalidArgument("out is NULL") }
     out.pointee = s.maxTokens
   }

@@ -19,7 +19,9 @@ public func glm5_session_save(_ session: OpaquePointer?, _ outData: UnsafeMutabl
   withSession("glm5_session_save", session) { (s) throws(GLM5Error) in
     guard let outData, let outSize else { throw .invalidArgument("out_data or out_size is NULL") }
     let b = try s.save()
-    guard let p = malloc(max(b.count, 1)) else { throw .outOfMemory("cannot allocate \(b.count) bytes for the saved session") }
+    guard let p = malloc(max(b.count, 1)) else {
+      throw .outOfMemory("cannot allocate \(b.count) bytes for the saved session")
+    }
     p.copyMemory(from: b.pointer, byteCount: b.count)
     outData.pointee = p
     outSize.pointee = b.count

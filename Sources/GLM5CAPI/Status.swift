@@ -33,6 +33,16 @@ func setLastError(_ message: String) {
   _ = pthread_setspecific(lastErrorKey, buf)
 }
 
+/// setLastError for a static message, with malloc only (no Swift allocation).
+func setLastError(static message: StaticString) {
+  let n = message.utf8CodeUnitCount
+  guard let buf = malloc(n + 1)?.assumingMemoryBound(to: UInt8.self) else { return }
+  buf.update(from: message.utf8Start, count: n)
+  buf[n] = 0
+  if let old = pthread_getspecific(lastErrorKey) { free(old) }
+  _ = pthread_setspecific(lastErrorKey, buf)
+}
+
 func lastErrorPointer() -> UnsafePointer<CChar> {
   if let p = pthread_getspecific(lastErrorKey) { return UnsafePointer(p.assumingMemoryBound(to: CChar.self)) }
   return cString(emptyMessage)
@@ -41,7 +51,15 @@ func lastErrorPointer() -> UnsafePointer<CChar> {
 func cStatus(_ s: Status) -> glm5_status { glm5_status(rawValue: UInt32(s.rawValue)) }
 
 /// Run `body`; on error record its message and return its status.
-func guarded(_ function: String, _ body: () throws(GLM5Error) -> Void) -> glm5_status {
+/// `allocates: false` for calls that only read a few fields (token counts, record info): they
+/// run without the headroom check, so that a host can inspect its sessions at the limit.
+func guarded(_ function: String, allocates: Bool = true, _ body: () throws(GLM5Error) -> Void) -> glm5_status {
+  // A call starts only with room for its small allocations (GLM5Core/MemoryHeadroom.swift); the
+  // message is static, copied without a Swift allocation.
+  guard !allocates || MemoryHeadroom.available() else {
+    setLastError(static: "out of memory: less than 8 MiB could be allocated when the call started; nothing was changed")
+    return cStatus(.outOfMemory)
+  }
   do {
     try FloatEnvironment.standard(body)
     return GLM5_OK

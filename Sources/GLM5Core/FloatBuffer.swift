@@ -17,6 +17,10 @@ public final class HeapBuffer<Element: BitwiseCopyable>: @unchecked Sendable {
     guard !o, count >= 0, let p = calloc(1, bytes) else {
       throw .outOfMemory("cannot allocate \(count) \(Element.self) values for \(what())")
     }
+    guard MemoryHeadroom.available() else {
+      free(p)
+      throw .outOfMemory("\(count) \(Element.self) values for \(what()) leave less than \(MemoryHeadroom.bytes >> 20) MiB free")
+    }
     pointer = p.bindMemory(to: Element.self, capacity: n)
     self.count = count
   }
@@ -27,6 +31,11 @@ public final class HeapBuffer<Element: BitwiseCopyable>: @unchecked Sendable {
     let (bytes, o) = newCount.multipliedReportingOverflow(by: MemoryLayout<Element>.stride)
     guard !o, let p = realloc(pointer, bytes) else {
       throw .outOfMemory("cannot grow \(what()) to \(newCount) \(Element.self) values")
+    }
+    guard MemoryHeadroom.available() else {
+      // Back to the old size (a shrinking realloc keeps the contents): nothing changed.
+      pointer = (realloc(p, max(count, 1) * MemoryLayout<Element>.stride) ?? p).bindMemory(to: Element.self, capacity: max(count, 1))
+      throw .outOfMemory("growing \(what()) to \(newCount) \(Element.self) values would leave less than \(MemoryHeadroom.bytes >> 20) MiB free")
     }
     let fp = p.bindMemory(to: Element.self, capacity: newCount)
     memset(UnsafeMutableRawPointer(fp + count), 0, (newCount - count) * MemoryLayout<Element>.stride)

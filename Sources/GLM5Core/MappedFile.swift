@@ -31,6 +31,10 @@ public final class MappedFile: @unchecked Sendable {
       let e = errno
       throw GLM5Error(e == ENOMEM ? .outOfMemory : .io, "cannot map \(path) (\(size) bytes): \(errnoText())")
     }
+    guard MemoryHeadroom.available() else {
+      munmap(p, size)
+      throw .outOfMemory("mapping \(path) (\(size) bytes) leaves less than \(MemoryHeadroom.bytes >> 20) MiB of address space")
+    }
     bytes = UnsafeRawBufferPointer(start: p, count: size)
   }
 

@@ -20,6 +20,10 @@ public final class ScratchArena: @unchecked Sendable {
     guard bytes < Int.max / 2, posix_memalign(&p, 64, bytes) == 0, let p else {
       throw .outOfMemory("cannot allocate \(bytes) bytes of \(what())")
     }
+    guard MemoryHeadroom.available() else {
+      free(p)
+      throw .outOfMemory("\(bytes) bytes of \(what()) leave less than \(MemoryHeadroom.bytes >> 20) MiB free")
+    }
     free(base)
     base = p
     capacity = bytes

@@ -1,7 +1,8 @@
 /*
  * test_oom.c — out of memory is a status, never a crash (issue 13). In child processes with a
  * shrinking address-space limit (RLIMIT_AS, soft limit only), loading, a long prefill and a big
- * batched prefill either succeed or return GLM5_ERR_OUT_OF_MEMORY with a message; a failed call
+ * batched prefill, a long recorded prefill and recorded sampling either succeed or return
+ * GLM5_ERR_OUT_OF_MEMORY with a message; a failed call
  * leaves its sessions as they were; and once the limit is lifted again the same process goes on
  * using the library. The limits are scanned, not fixed, so the test does not depend on how much
  * the runtime and OpenBLAS map on this machine.
@@ -50,6 +51,39 @@ static int child(const char *dir, long mib) {
         size_t n = 1;
         CHECK(glm5_session_n_tokens(s, &n) == GLM5_OK && n == (st == GLM5_OK ? PREFILL : 0));
     }
+    /* A long recording: a recorded prefill, then recorded sampling; a refused call leaves the
+       session and its record as they were. */
+    glm5_session *rs = NULL;
+    glm5_session_params rp;
+    glm5_session_params_init(&rp);
+    rp.record = 1;
+    rp.record_max_bytes = UINT64_MAX / 4; /* the largest accepted: only memory bounds it */
+    glm5_status rst = glm5_session_new(m, &rp, &rs);
+    CHECK(ok_or_oom(rst));
+    if (rst == GLM5_OK) {
+        CHECK(ok_or_oom(rst = glm5_session_append(rs, ids, PREFILL, GLM5_LOGITS_LAST, NULL)));
+        glm5_record_info ri;
+        glm5_record_info_init(&ri);
+        CHECK(glm5_session_get_record_info(rs, &ri) == GLM5_OK);
+        CHECK(ri.recording == 1 && ri.n_tokens == (rst == GLM5_OK ? PREFILL : 0));
+        if (rst == GLM5_OK) {
+            glm5_sampling_params sp;
+            glm5_sampling_params_init(&sp);
+            sp.max_new_tokens = 64;
+            sp.ignore_eos = 1;
+            int32_t toks_out[64];
+            float lp[64];
+            glm5_sample_output out;
+            glm5_sample_output_init(&out);
+            out.tokens = toks_out;
+            out.logprobs = lp;
+            out.capacity = 64;
+            CHECK(ok_or_oom(rst = glm5_session_sample(rs, &sp, &out)));
+            size_t n = 0;
+            CHECK(glm5_session_n_tokens(rs, &n) == GLM5_OK && n == PREFILL + (rst == GLM5_OK ? out.n_tokens : 0));
+            CHECK(glm5_session_get_record_info(rs, &ri) == GLM5_OK && ri.n_tokens == n);
+        }
+    }
     int nb = 0;
     const int32_t *toks[BATCH];
     size_t lens[BATCH];
@@ -58,7 +92,7 @@ static int child(const char *dir, long mib) {
         lens[nb] = PREFILL / 4;
         nb++;
     }
-    st = glm5_append_batch(bs, (size_t)nb, toks, lens, GLM5_LOGITS_NONE, NULL);
+    st = nb > 0 ? glm5_append_batch(bs, (size_t)nb, toks, lens, GLM5_LOGITS_NONE, NULL) : GLM5_ERR_OUT_OF_MEMORY;
     CHECK(ok_or_oom(st));
     for (int i = 0; i < nb; i++) {
         size_t n = 1;
@@ -66,7 +100,12 @@ static int child(const char *dir, long mib) {
     }
     /* Lift the limit: the same sessions and model work. */
     set_limit(RLIM_INFINITY);
-    if (st != GLM5_OK) CHECK(glm5_append_batch(bs, (size_t)nb, toks, lens, GLM5_LOGITS_NONE, NULL) == GLM5_OK);
+    if (st != GLM5_OK && nb > 0) CHECK(glm5_append_batch(bs, (size_t)nb, toks, lens, GLM5_LOGITS_NONE, NULL) == GLM5_OK);
+    if (rs) {
+        int32_t one = 5;
+        CHECK(glm5_session_append(rs, &one, 1, GLM5_LOGITS_NONE, NULL) == GLM5_OK);
+        glm5_session_free(rs);
+    }
     if (s) {
         int32_t one = 5;
         CHECK(glm5_session_append(s, &one, 1, GLM5_LOGITS_NONE, NULL) == GLM5_OK);
