@@ -124,7 +124,7 @@ test-python: build
 test-load: build
 	GLM5_LOAD_TEST=1 GLM5_LIBRARY=$(abspath $(LIB)) PYTHONPATH=bindings/python $(PYTHON) -m pytest -q -s bindings/python/tests/test_server_load.py
 
-# Sanitizer and checker runs (issue 13; not part of check; README "Sanitizers and valgrind").
+# Sanitizer and checker runs (issue 13; not part of check; README "Tests", tools/sanitize/README.md).
 # Each sanitizer build has its own --build-path, so the normal build is not disturbed.
 #
 #   make sanitize        the four below, in this order
@@ -172,7 +172,7 @@ sanitize-tsan: deps
 	$(SWIFT) test --sanitize=thread --build-path .build/tsan --skip-build
 
 # The C tests of test-c with the same arguments, except: test_stack's thread has 256 KiB instead
-# of 128 (ASan's redzones at least double the frames of a model load), and test_oom does not run
+# of 128 (ASan's redzones take a model load past 128 KiB of stack; 160 is enough), and test_oom does not run
 # (RLIMIT_AS also limits ASan's shadow reservations, so under ASan it measures nothing).
 sanitize-c: deps
 	$(SWIFT) build $(SAN_SWIFT) --build-path .build/asan-lib --product glm5
