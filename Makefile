@@ -3,6 +3,7 @@
 #   make demo    install what is missing, build, run the main job on the bundled model
 #   make check   install what is missing, build, run every test (Swift, C, Python, Rust)
 #   make test-load   the bounded load test of `glm5 serve` (not part of check)
+#   make sanitize    the tests under ASan, UBSan, TSan and valgrind (not part of check; below)
 #
 #   make install [PREFIX=/usr/local] [DESTDIR=]   libglm5.so.1 (+ libglm5.so), glm5.h, glm5.pc, glm5
 #   make uninstall [PREFIX=...] [DESTDIR=]        removes exactly those files
@@ -44,7 +45,8 @@ SONAME       := libglm5.so.$(ABI)
 pc_path       = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
 run_ldconfig  = $(if $(and $(LDCONFIG),$(if $(DESTDIR),,1)),@if [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null; then echo $(LDCONFIG); $(LDCONFIG); fi)
 
-.PHONY: deps build demo bench check test-swift test-c test-python test-rust test-install test-load install uninstall clean
+.PHONY: deps build demo bench check test-swift test-c test-python test-rust test-install test-load install uninstall clean \
+        sanitize sanitize-asan sanitize-tsan sanitize-c valgrind
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -121,6 +123,92 @@ test-python: build
 # The bounded load test of `glm5 serve` (32 concurrent clients on loopback; not part of check).
 test-load: build
 	GLM5_LOAD_TEST=1 GLM5_LIBRARY=$(abspath $(LIB)) PYTHONPATH=bindings/python $(PYTHON) -m pytest -q -s bindings/python/tests/test_server_load.py
+
+# Sanitizer and checker runs (issue 13; not part of check; README "Tests", tools/sanitize/README.md).
+# Each sanitizer build has its own --build-path, so the normal build is not disturbed.
+#
+#   make sanitize        the four below, in this order
+#   make sanitize-asan   swift test under AddressSanitizer (+ LeakSanitizer), the C kernels also
+#                        under UBSan: .build/asan
+#   make sanitize-tsan   swift test under ThreadSanitizer: .build/tsan
+#   make sanitize-c      the C tests and examples built with ASan + UBSan, against libglm5.so built
+#                        so (.build/asan-lib); test_oom is left out (below)
+#   make valgrind        memcheck on test_capi and examples/c/generate against `make build`'s
+#                        libglm5.so: no errors, no definite leaks
+#
+# swiftc has no -sanitize=undefined on Linux, so UBSan reaches the C targets only (-Xcc). The
+# Swift builds name the test product (or the library) so that the CLI's server dependencies are
+# not built a second and third time. The C programs are compiled by the Swift toolchain's clang,
+# whose ASan runtime (linked into the program, exported to the library) matches the library's
+# instrumentation. tools/sanitize/README.md says why each suppression is there.
+SAN_CC       ?= $(dir $(realpath $(shell command -v $(SWIFT))))clang
+SAN_SWIFT    := --sanitize=address -Xcc -fsanitize=undefined
+SAN_ENV      := ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+                LSAN_OPTIONS=suppressions=$(CURDIR)/tools/sanitize/lsan.supp
+SAN_BIN      := .build/asan-lib/debug
+SAN_CFLAGS   := -std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fuse-ld=lld \
+                -Wall -Wextra -Werror -pedantic -Iinclude
+# $(call san_c,SOURCE): SOURCE linked with the sanitizer build of libglm5.so, into $(SAN_BIN).
+san_c         = $(SAN_CC) $(SAN_CFLAGS) -pthread $(1) -L$(SAN_BIN) -lglm5 -Wl,-rpath,$(abspath $(SAN_BIN)) -lm \
+                -o $(SAN_BIN)/$(basename $(notdir $(1)))
+# valgrind 3.19 does not decode AVX-512: the kernels (GLM5_ISA) and OpenBLAS are held to AVX2. Nor
+# can it read libglm5.so's DWARF 5 ("unhandled dwarf2 abbrev form code 0x25", then it gives up), so
+# it runs a copy without the debug sections: the same code, and the symbol table still names every
+# function in a report. No suppressions are needed (tools/sanitize/README.md).
+VALGRIND     ?= valgrind
+VG_BIN       := $(BIN)/valgrind
+VALGRIND_RUN := GLM5_ISA=avx2 OPENBLAS_CORETYPE=Haswell $(VALGRIND) --error-exitcode=1 --leak-check=full \
+                --show-leak-kinds=definite --errors-for-leak-kinds=definite
+
+sanitize: sanitize-asan sanitize-tsan sanitize-c valgrind
+	@echo "sanitizers and valgrind: no errors"
+
+sanitize-asan: deps
+	$(SWIFT) build $(SAN_SWIFT) --build-path .build/asan --product glm5PackageTests
+	$(SAN_ENV) $(SWIFT) test $(SAN_SWIFT) --build-path .build/asan --skip-build
+
+sanitize-tsan: deps
+	$(SWIFT) build --sanitize=thread --build-path .build/tsan --product glm5PackageTests
+	$(SWIFT) test --sanitize=thread --build-path .build/tsan --skip-build
+
+# The C tests of test-c with the same arguments, except: test_stack's thread has 256 KiB instead
+# of 128 (ASan's redzones take a model load past 128 KiB of stack; 160 is enough), and test_oom does not run
+# (RLIMIT_AS also limits ASan's shadow reservations, so under ASan it measures nothing).
+sanitize-c: deps
+	$(SWIFT) build $(SAN_SWIFT) --build-path .build/asan-lib --product glm5
+	ln -sf libglm5.so $(SAN_BIN)/$(SONAME)
+	$(call san_c,Tests/c/test_capi.c)
+	cd Tests/c && $(SAN_ENV) ../../$(SAN_BIN)/test_capi ../Fixtures
+	$(call san_c,Tests/c/test_sampling.c)
+	$(SAN_ENV) $(SAN_BIN)/test_sampling Tests/Fixtures
+	$(call san_c,Tests/c/test_rl.c)
+	$(SAN_ENV) $(SAN_BIN)/test_rl Tests/Fixtures
+	$(call san_c,Tests/c/test_mtp.c)
+	$(SAN_ENV) $(SAN_BIN)/test_mtp $(MODEL)
+	$(call san_c,Tests/c/test_stack.c)
+	$(SAN_ENV) $(SAN_BIN)/test_stack $(MODEL) 256
+	$(call san_c,Tests/c/test_threads.c)
+	$(SAN_ENV) $(SAN_BIN)/test_threads $(MODEL)
+	$(call san_c,Tests/c/test_fenv.c)
+	$(SAN_ENV) $(SAN_BIN)/test_fenv Tests/Fixtures/tiny-int4-g32 Tests/Fixtures/tiny-int4-g64-asym Tests/Fixtures/tiny-fp8-block Tests/Fixtures/tiny-dsa
+	$(call san_c,Tests/c/test_tokenizer.c)
+	$(SAN_ENV) $(SAN_BIN)/test_tokenizer $(CURDIR)
+	$(SAN_CC) $(SAN_CFLAGS) Tests/c/test_dlopen.c -ldl -lm -o $(SAN_BIN)/test_dlopen
+	$(SAN_ENV) $(SAN_BIN)/test_dlopen $(abspath $(SAN_BIN))/libglm5.so $(FIXTURE)
+	$(call san_c,examples/c/model_info.c)
+	$(SAN_ENV) $(SAN_BIN)/model_info $(FIXTURE)
+	$(call san_c,examples/c/generate.c)
+	$(SAN_ENV) $(SAN_BIN)/generate $(FIXTURE) 8 11 42 7
+
+valgrind: build
+	@command -v $(VALGRIND) >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq valgrind; }
+	mkdir -p $(VG_BIN)
+	objcopy --strip-debug $(LIB) $(VG_BIN)/$(SONAME)
+	ln -sf $(SONAME) $(VG_BIN)/libglm5.so
+	$(CC) $(CFLAGS) -g -pthread -Iinclude Tests/c/test_capi.c -L$(VG_BIN) -lglm5 -Wl,-rpath,$(abspath $(VG_BIN)) -o $(VG_BIN)/test_capi
+	cd Tests/c && $(VALGRIND_RUN) ../../$(VG_BIN)/test_capi ../Fixtures
+	$(CC) $(CFLAGS) -g -Iinclude examples/c/generate.c -L$(VG_BIN) -lglm5 -Wl,-rpath,$(abspath $(VG_BIN)) -o $(VG_BIN)/generate
+	$(VALGRIND_RUN) $(VG_BIN)/generate $(FIXTURE) 8 11 42 7
 
 test-rust: build
 	cd bindings/rust && GLM5_LIB_DIR=$(abspath $(BIN)) cargo test --offline -q

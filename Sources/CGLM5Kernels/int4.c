@@ -39,13 +39,6 @@ static inline float scale_at(const glm5k_int4 *w, int64_t i) {
   }
 }
 
-/// 8 + zp of (row, group): the zero-point nibble itself (zp = nibble − 8).
-static inline int32_t zero_at(const glm5k_int4 *w, int64_t row, int64_t g, int64_t groups) {
-  uint32_t word;
-  memcpy(&word, w->zeros + (row / 8) * groups + g, 4);
-  return (int32_t)((word >> (4 * (row % 8))) & 0xF);
-}
-
 void glm5k_int4_scales_range(const glm5k_int4 *w, int64_t r, int64_t g0, int64_t n, float *out, int32_t *zp) {
   const int64_t groups = w->cols / w->group;
   const int64_t row = w->row_offset + r;
@@ -64,7 +57,7 @@ void glm5k_int4_scales_range(const glm5k_int4 *w, int64_t r, int64_t g0, int64_t
   for (; i < n; i++) out[i] = scale_at(w, base + i);
   if (zp) {
     if (w->zeros) {
-      for (i = 0; i < n; i++) zp[i] = zero_at(w, row, g0 + i, groups);
+      for (i = 0; i < n; i++) zp[i] = glm5k_int4_zero(w, row, g0 + i, groups);
     } else {
       for (i = 0; i < n; i++) zp[i] = 8;
     }
@@ -82,7 +75,7 @@ void glm5k_int4_prefetch_scales(const glm5k_int4 *w, int64_t r, int64_t n) {
   for (int64_t o = 0; o < n * groups * size; o += 64) _mm_prefetch(s + o, _MM_HINT_T0);
   if (w->zeros) {
     const int64_t row = w->row_offset + r;
-    const char *z = (const char *)(w->zeros + (row / 8) * groups);
+    const char *z = (const char *)w->zeros + 4 * ((row / 8) * groups);
     const int64_t words = ((row + n - 1) / 8 - row / 8 + 1) * groups;
     for (int64_t o = 0; o < words * 4; o += 64) _mm_prefetch(z + o, _MM_HINT_T0);
   }
@@ -310,7 +303,7 @@ void glm5k_int4_lanes(const glm5k_int4 *w, int64_t r, int64_t g0, int64_t g1, fl
   const __m256i mask = _mm256_set1_epi32(0xF);
   const int64_t row = w->row_offset + r;
   for (int64_t g = g0; g < g1; g++) {
-    const __m256i z = _mm256_set1_epi32(w->zeros ? zero_at(w, row, g, groups) : 8);
+    const __m256i z = _mm256_set1_epi32(w->zeros ? glm5k_int4_zero(w, row, g, groups) : 8);
     for (int64_t c = g * G; c < (g + 1) * G; c += 16) {
       __m256 lo, hi;
       GLM5K_Q(p + c / 2, z, lo, hi);
@@ -328,7 +321,7 @@ void glm5k_int4_dequantize_row(const glm5k_int4 *w, int64_t r, float *out) {
   const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
   const __m256i mask = _mm256_set1_epi32(0xF);
   for (int64_t g = 0; g < groups; g++) {
-    const __m256i z = _mm256_set1_epi32(w->zeros ? zero_at(w, row, g, groups) : 8);
+    const __m256i z = _mm256_set1_epi32(w->zeros ? glm5k_int4_zero(w, row, g, groups) : 8);
     const float s = scale_at(w, row * groups + g);
     const __m256 sv = _mm256_set1_ps(s);
     for (int64_t c = g * G; c < (g + 1) * G; c += 8) {
@@ -353,7 +346,7 @@ void glm5k_int4_axpy_rows(const glm5k_int4 *w, int64_t r0, int64_t r1, const flo
     const int64_t row = w->row_offset + r;
     const __m256 a = _mm256_set1_ps(x[r - r0]);
     for (int64_t g = 0; g < groups; g++) {
-      const __m256i z = _mm256_set1_epi32(w->zeros ? zero_at(w, row, g, groups) : 8);
+      const __m256i z = _mm256_set1_epi32(w->zeros ? glm5k_int4_zero(w, row, g, groups) : 8);
       const __m256 sv = _mm256_set1_ps(scale_at(w, row * groups + g));
       for (int64_t c = g * G; c < (g + 1) * G; c += 8) {
         uint32_t word;

@@ -47,10 +47,8 @@ GLM5K_AVX512 static void decode_pair(const glm5k_int4 *w, int64_t ra, int64_t rb
   for (int64_t g = g0; g < g1; g++) {
     int32_t za = 8, zb = 8;
     if (w->zeros) {
-      const uint32_t *zw = w->zeros;
-      const int64_t rowa = w->row_offset + ra, rowb = w->row_offset + rb;
-      za = (int32_t)((zw[(rowa / 8) * groups + g] >> (4 * (rowa % 8))) & 0xF);
-      zb = (int32_t)((zw[(rowb / 8) * groups + g] >> (4 * (rowb % 8))) & 0xF);
+      za = glm5k_int4_zero(w, w->row_offset + ra, g, groups);
+      zb = glm5k_int4_zero(w, w->row_offset + rb, g, groups);
     }
     const __m512i z = _mm512_mask_mov_epi32(_mm512_set1_epi32(za), 0xFF00, _mm512_set1_epi32(zb));
     for (int64_t c = g * G; c < (g + 1) * G; c += 16) {

@@ -4,6 +4,7 @@
 
 #include <immintrin.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "glm5_kernels.h"
 
@@ -24,6 +25,14 @@
 
 /// Scales of groups [g0, g0 + n) of slice row r into out, and 8 + zp into zp (if not NULL).
 void glm5k_int4_scales_range(const glm5k_int4 *w, int64_t r, int64_t g0, int64_t n, float *out, int32_t *zp);
+
+/// 8 + zp of (total row `row`, group g): the zero-point nibble itself (zp = nibble − 8). The table
+/// may sit at any address (glm5k_int4.zeros), so its words are read with memcpy from bytes.
+static inline int32_t glm5k_int4_zero(const glm5k_int4 *w, int64_t row, int64_t g, int64_t groups) {
+  uint32_t word;
+  memcpy(&word, (const char *)w->zeros + 4 * ((row / 8) * groups + g), 4);
+  return (int32_t)((word >> (4 * (row % 8))) & 0xF);
+}
 
 /// reduce8 as the Swift kernels define it: ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)).
 static inline float glm5k_reduce8(__m256 v) {

@@ -186,18 +186,23 @@ final class RandomQuantWeight {
       let v: Float = i < rows * groups ? Float(sign: .plus, exponent: rng.below(7) - 9, significand: 1 + (rng.uniform() + 1) / 2) : .nan
       storeWeight(v, scaleDType, scales, i)
     }
-    var zp: UnsafeMutableRawPointer? = nil
+    var zp: UnsafeMutableRawPointer? = nil, zpBuffer: UnsafeMutableRawPointer? = nil
     if !symmetric {
       let n = ((rows + 7) / 8) * groups
-      let z = UnsafeMutableRawPointer.allocate(byteCount: 4 * max(n, 1), alignment: 64)
+      // The table starts 2 bytes past a 4-byte boundary, as a zero-point tensor after a BF16
+      // tensor of odd length does in a safetensors file (offsets are not aligned): the kernels
+      // must read it at any address (`make sanitize-asan` runs them under UBSan's alignment check).
+      let b = UnsafeMutableRawPointer.allocate(byteCount: 4 * max(n, 1) + 2, alignment: 64)
+      let z = b + 2
       for i in 0..<n { z.storeBytes(of: UInt32(truncatingIfNeeded: rng.next()), toByteOffset: 4 * i, as: UInt32.self) }
       zp = z
+      zpBuffer = b
     }
     weight = .int4(packed: packed, rows: rows, cols: cols, scales: scales, scaleDType: scaleDType,
                    zeroPoints: zp.map { UnsafeRawPointer($0) }, group: group, totalRows: rows, rowOffset: 0)
     plain = .int4(PlainInt4(packed: packed, rows: rows, cols: cols, scales: scales, scaleDType: scaleDType,
                             zeroPoints: zp.map { UnsafeRawPointer($0) }, group: group))
-    buffers = [packed, scales] + (zp.map { [$0] } ?? [])
+    buffers = [packed, scales] + (zpBuffer.map { [$0] } ?? [])
   }
 
   deinit { for b in buffers { b.deallocate() } }

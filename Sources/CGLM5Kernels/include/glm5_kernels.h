@@ -42,7 +42,8 @@ int32_t glm5k_set_isa(int32_t isa);
 typedef struct {
   const uint8_t *packed;   // row r (of the slice) at packed + r * (cols / 2)
   const void *scales;      // [total rows, groups] of scale_dtype
-  const uint32_t *zeros;   // [ceil(total rows / 8), groups], 8 rows' nibbles per word; or NULL (zp = 0)
+  const void *zeros;       // [ceil(total rows / 8), groups] u32, 8 rows' nibbles per word, any alignment
+                           // (safetensors offsets are not aligned); or NULL (zp = 0)
   int64_t row_offset;      // the slice's first row in the scale and zero-point tables
   int64_t cols, group;     // cols a multiple of group, group a multiple of 16
   int32_t scale_dtype;     // GLM5K_SCALE_*

@@ -71,7 +71,7 @@ public enum LinearWeight: @unchecked Sendable {
       }
     case .int4(let p, _, let c, let s, let sd, let z, let g, _, let off):
       if g % 8 == 0 && c % g == 0 && c > 0 {
-        var w = glm5k_int4(packed: p.assumingMemoryBound(to: UInt8.self), scales: s, zeros: z?.assumingMemoryBound(to: UInt32.self),
+        var w = glm5k_int4(packed: p.assumingMemoryBound(to: UInt8.self), scales: s, zeros: z,
                            row_offset: Int64(off), cols: Int64(c), group: Int64(g), scale_dtype: QuantKernels.scaleCode(sd))
         glm5k_int4_dequantize_row(&w, Int64(r), out)
         return

@@ -88,7 +88,7 @@ extension Kernels {
     }
     if case .int4(let p, _, _, let s, let sd, let z, let g, _, let off) = w, g % 8 == 0, cols % g == 0 {
       // INT4: the rows decoded in registers straight into the fma (the same W values and order).
-      var v = glm5k_int4(packed: p.assumingMemoryBound(to: UInt8.self), scales: s, zeros: z?.assumingMemoryBound(to: UInt32.self),
+      var v = glm5k_int4(packed: p.assumingMemoryBound(to: UInt8.self), scales: s, zeros: z,
                          row_offset: Int64(off), cols: Int64(cols), group: Int64(g), scale_dtype: QuantKernels.scaleCode(sd))
       y.update(repeating: 0, count: cols)
       glm5k_int4_axpy_rows(&v, 0, Int64(rows), x, y)

@@ -56,7 +56,7 @@ extension QuantKernels {
         fp8Scales = nil; blockRows = 1
         int4Scales = s; scaleDType = sd; zeroPoints = z; rowOffset = off
         hasTails = false
-        int4 = glm5k_int4(packed: p.assumingMemoryBound(to: UInt8.self), scales: s, zeros: z?.assumingMemoryBound(to: UInt32.self),
+        int4 = glm5k_int4(packed: p.assumingMemoryBound(to: UInt8.self), scales: s, zeros: z,
                           row_offset: Int64(off), cols: Int64(k), group: Int64(g), scale_dtype: QuantKernels.scaleCode(sd))
       case .float:
         return nil
