@@ -130,7 +130,7 @@ test-load: build
 FUZZ_SECONDS ?= 120
 fuzz-build: deps
 	$(SWIFT) build --build-path .build/fuzz --product glm5-fuzz \
-	  -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -DGLM5_LIBFUZZER
+	  -Xswiftc -sanitize=fuzzer,address -Xswiftc -DGLM5_LIBFUZZER
 
 fuzz: fuzz-build
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(if $(FUZZ_TARGETS),FUZZ_TARGETS="$(FUZZ_TARGETS)") bash tools/fuzz/run.sh

@@ -12,7 +12,7 @@ import GLM5Engine
 
 let fuzzModel: Model = {
   let path = fuzzFixtures + "/tiny-dsa"
-  do { return try Model(path: path, threads: 1) } catch { fatalError("glm5 fuzz: cannot load \(path): \(error.message) (set GLM5_FUZZ_FIXTURES)") }
+  do throws(GLM5Error) { return try Model(path: path, threads: 1) } catch { fatalError("glm5 fuzz: cannot load \(path): \(error.message) (set GLM5_FUZZ_FIXTURES)") }
 }()
 
 func appendLE<T: FixedWidthInteger>(_ v: T, to out: inout [UInt8]) {
@@ -72,7 +72,7 @@ public func fuzzSessionSeeds() throws(GLM5Error) -> [(target: String, name: Stri
     let flags = file[12]
     let vn = file.withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 24, as: UInt32.self))) }
     let z = 28 + vn + 16
-    let payload = try file.withUnsafeBytes { (b) throws(GLM5Error) -> ByteBuffer in
+    let payload = try withBytes(file) { (b) throws(GLM5Error) -> ByteBuffer in
       try Zstd.decompress(UnsafeRawBufferPointer(rebasing: b[z..<(b.count - 8)]), limit: 1 << 30, what: "seed")
     }
     out.append(("session-payload", name, [flags] + Array(UnsafeRawBufferPointer(payload.bytes))))

@@ -11,7 +11,7 @@ let fuzzTokenizerText = Array("Hello, world! [gMASK]<sop><|user|>\nx = 12345;  \
 @Sendable func fuzzTokenizer(_ bytes: UnsafeRawBufferPointer) {
   swallow { () throws(GLM5Error) in
     let t = try Tokenizer(json: Array(bytes), config: nil)
-    let ids = try fuzzTokenizerText.withUnsafeBytes { (b) throws(GLM5Error) -> [Int32] in try t.encode(b) }
+    let ids = try withBytes(fuzzTokenizerText) { (b) throws(GLM5Error) -> [Int32] in try t.encode(b) }
     _ = try t.decodeBytes(ids)
     _ = try t.decodeBytes(ids, skipSpecialTokens: true)
   }
