@@ -12,7 +12,7 @@ private func corpusFolder(_ target: String, _ filePath: String = #filePath) -> U
     .appendingPathComponent("fuzz").appendingPathComponent(target)
 }
 
-@Suite("Fuzz corpora")
+@Suite("Fuzz corpora", .serialized)
 struct FuzzCorpusTests {
   @Test("every committed input of every target runs without a crash", arguments: fuzzTargets.map(\.name))
   func replay(target: String) throws {
