@@ -21,22 +21,17 @@ public enum Zstd {
     return try out.prefix(n, what: what)
   }
 
-  /// Output allocated up front for a frame: what its header states, up to this many bytes per
-  /// compressed byte (and at least 1 MiB). A larger claim is decompressed into a buffer that grows
-  /// with the output, so that a few bytes claiming a terabyte allocate only what they really hold.
-  static let trustedRatio = 64
-
   /// Decompress one frame whose header states its size, refusing one that would exceed `limit`
-  /// bytes. Malformed input is a badFormat error naming `what`.
+  /// bytes, or that states more than its blocks can hold (so that a few bytes claiming a terabyte
+  /// allocate nothing). Malformed input is a badFormat error naming `what`.
   public static func decompress(_ src: UnsafeRawBufferPointer, limit: Int, what: String) throws(GLM5Error) -> ByteBuffer {
     guard let base = src.baseAddress, src.count > 0 else { throw .badFormat("\(what): empty zstd data") }
     let size = ZSTD_getFrameContentSize(base, src.count)
     if size == ZSTD_CONTENTSIZE_ERROR { throw .badFormat("\(what): not a zstd frame") }
     if size == ZSTD_CONTENTSIZE_UNKNOWN { throw .badFormat("\(what): the zstd frame does not state its size") }
     guard size <= UInt64(limit) else { throw .badFormat("\(what): the zstd frame claims \(size) bytes, more than the \(limit) allowed") }
-    let (bound, o) = src.count.multipliedReportingOverflow(by: trustedRatio)
-    if Int(size) > max(o ? Int.max : bound, 1 << 20) {
-      return try decompressGrowing(src, size: Int(size), initial: max(bound, 1 << 20), what: what)
+    if let most = contentBound(src), size > UInt64(most) {
+      throw .badFormat("\(what): the zstd frame claims \(size) bytes, but its blocks hold at most \(most)")
     }
     let out = try ByteBuffer(count: Int(size), what: what)
     let n = ZSTD_decompress(out.pointer, Int(size), base, src.count)
@@ -45,32 +40,29 @@ public enum Zstd {
     return out
   }
 
-  /// Streaming decompression of a frame stating `size` bytes into a buffer that starts at
-  /// `initial` bytes and doubles (up to `size`) only as output arrives.
-  static func decompressGrowing(_ src: UnsafeRawBufferPointer, size: Int, initial: Int, what: String) throws(GLM5Error) -> ByteBuffer {
-    guard let dctx = ZSTD_createDCtx() else { throw .outOfMemory("\(what): cannot create a zstd context") }
-    defer { ZSTD_freeDCtx(dctx) }
-    let out = try ByteBuffer(count: min(initial, size), what: what)
-    var input = ZSTD_inBuffer(src: src.baseAddress, size: src.count, pos: 0)
-    var produced = 0
-    while true {
-      var output = ZSTD_outBuffer(dst: out.pointer + produced, size: out.count - produced, pos: 0)
-      let before = input.pos
-      let r = ZSTD_decompressStream(dctx, &output, &input)
-      guard ZSTD_isError(r) == 0 else { throw .badFormat("\(what): corrupt zstd data (\(String(cString: ZSTD_getErrorName(r))))") }
-      produced += output.pos
-      if r == 0 { break }  // the frame is complete
-      if output.pos == output.size && out.count < size {
-        try out.grow(to: min(size, 2 * out.count), what: what)
-      } else if input.pos == before && output.pos == 0 {
-        // No progress: at `size` bytes with more to come, or stuck.
-        throw .badFormat("\(what): the zstd frame holds more than the \(size) bytes its header says")
-      } else if input.pos == input.size && output.pos < output.size {
-        throw .badFormat("\(what): corrupt zstd data (the frame ends after \(produced) of \(size) bytes)")
+  /// The most bytes the first frame of `src` can decompress to, from its block headers (RFC 8878
+  /// §3.1.1: a raw or RLE block holds its Block_Size, a compressed one at most 128 KiB); nil when
+  /// the frame is not laid out as a zstd frame (ZSTD_decompress then names the problem).
+  static func contentBound(_ src: UnsafeRawBufferPointer) -> Int? {
+    guard isFrame(src), src.count >= 5 else { return nil }
+    let fhd = src[4]
+    let single = fhd & 0x20 != 0
+    let fcsBytes = [single ? 1 : 0, 2, 4, 8][Int(fhd >> 6)]
+    var at = 5 + (single ? 0 : 1) + [0, 1, 2, 4][Int(fhd & 3)] + fcsBytes
+    var most = 0
+    while at + 3 <= src.count {
+      let h = Int(src[at]) | Int(src[at + 1]) << 8 | Int(src[at + 2]) << 16
+      at += 3
+      let blockSize = h >> 3
+      switch (h >> 1) & 3 {
+      case 0: most += blockSize; at += blockSize  // raw
+      case 1: most += blockSize; at += 1  // RLE: one byte, repeated
+      case 2: most += 1 << 17; at += blockSize  // compressed
+      default: return nil  // reserved
       }
+      if h & 1 != 0 { return most }  // the last block
     }
-    guard produced == size else { throw .badFormat("\(what): the zstd frame holds \(produced) bytes, its header says \(size)") }
-    return out
+    return nil  // truncated
   }
 }
 
