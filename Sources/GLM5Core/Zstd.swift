@@ -30,8 +30,9 @@ public enum Zstd {
     if size == ZSTD_CONTENTSIZE_ERROR { throw .badFormat("\(what): not a zstd frame") }
     if size == ZSTD_CONTENTSIZE_UNKNOWN { throw .badFormat("\(what): the zstd frame does not state its size") }
     guard size <= UInt64(limit) else { throw .badFormat("\(what): the zstd frame claims \(size) bytes, more than the \(limit) allowed") }
-    if let most = contentBound(src), size > UInt64(most) {
-      throw .badFormat("\(what): the zstd frame claims \(size) bytes, but its blocks hold at most \(most)")
+    if isFrame(src) {
+      guard let most = contentBound(src) else { throw .badFormat("\(what): corrupt zstd data (truncated or reserved blocks)") }
+      guard size <= UInt64(most) else { throw .badFormat("\(what): the zstd frame claims \(size) bytes, but its blocks hold at most \(most)") }
     }
     let out = try ByteBuffer(count: Int(size), what: what)
     let n = ZSTD_decompress(out.pointer, Int(size), base, src.count)
@@ -40,9 +41,9 @@ public enum Zstd {
     return out
   }
 
-  /// The most bytes the first frame of `src` can decompress to, from its block headers (RFC 8878
-  /// §3.1.1: a raw or RLE block holds its Block_Size, a compressed one at most 128 KiB); nil when
-  /// the frame is not laid out as a zstd frame (ZSTD_decompress then names the problem).
+  /// The most bytes the first frame of `src` (a zstd frame) can decompress to, from its block
+  /// headers (RFC 8878 §3.1.1: a raw or RLE block holds its Block_Size, a compressed one at most
+  /// 128 KiB); nil when its blocks run past the end or one is of the reserved type.
   static func contentBound(_ src: UnsafeRawBufferPointer) -> Int? {
     guard isFrame(src), src.count >= 5 else { return nil }
     let fhd = src[4]

@@ -32,7 +32,8 @@ for t in $TARGETS; do
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   cov=$(grep -o 'cov: [0-9]* ft: [0-9]*' "$log" | tail -1)
   rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -1)
-  line="$t: ${runs:-?} executions in ${SECONDS_EACH}s, ${cov:-no coverage line}, peak RSS ${rss:-?} MB"
+  secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)
+  line="$t: ${runs:-?} executions in ${secs:-?} s, ${cov:-no coverage line}, peak RSS ${rss:-?} MB"
   if [ $rc -ne 0 ]; then
     line="$line: FAILED (exit $rc; see $log)"
     failed="$failed $t"
