@@ -22,10 +22,12 @@ public struct FuzzTarget: Sendable {
 /// All targets, in the order `make fuzz` runs them.
 public let fuzzTargets: [FuzzTarget] = [
   FuzzTarget(name: "safetensors", input: "a whole safetensors file (header length, JSON header, data)", run: fuzzSafeTensors),
+  FuzzTarget(name: "safetensors-index", input: "model.safetensors.index.json", run: fuzzSafeTensorsIndex),
   FuzzTarget(name: "config", input: "config.json", run: fuzzConfig),
   FuzzTarget(name: "quantization", input: "the quantization_config object of config.json (put into tiny-dsa's config)", run: fuzzQuantization),
   FuzzTarget(name: "generation-config", input: "generation_config.json", run: fuzzGenerationConfig),
   FuzzTarget(name: "tokenizer", input: "tokenizer.json (then a fixed text is encoded and decoded)", run: fuzzTokenizer),
+  FuzzTarget(name: "tokenizer-config", input: "tokenizer_config.json (with a small fixed tokenizer.json)", run: fuzzTokenizerConfig),
   FuzzTarget(name: "session", input: "a saved session without its 8-byte checksum trailer (the target appends the right one)", run: fuzzSession),
   FuzzTarget(name: "session-payload", input: "a flags byte, then a saved session's uncompressed payload (the target writes a valid header around it)", run: fuzzSessionPayload),
   FuzzTarget(name: "delta", input: "one flush file of a slime weight delta (safetensors, or a zstd frame of one)", run: fuzzDelta),

@@ -13,3 +13,11 @@ import GLM5Model
     }
   }
 }
+
+// model.safetensors.index.json: TensorStore.parseIndex, as TensorStore(folder:) reads it.
+@Sendable func fuzzSafeTensorsIndex(_ bytes: UnsafeRawBufferPointer) {
+  swallow { () throws(GLM5Error) in
+    let map = try TensorStore.parseIndex(Array(bytes), path: "model.safetensors.index.json")
+    for f in map.values { precondition(!f.isEmpty && !f.contains("/")) }
+  }
+}

@@ -16,3 +16,18 @@ let fuzzTokenizerText = Array("Hello, world! [gMASK]<sop><|user|>\nx = 12345;  \
     _ = try t.decodeBytes(ids, skipSpecialTokens: true)
   }
 }
+
+/// A small valid tokenizer.json, for the tokenizer-config target: its tokens are what
+/// tokenizer_config.json's eos/bos/pad/unk may name.
+let fuzzSmallTokenizer = Array("""
+  {"added_tokens": [{"id": 3, "content": "<|endoftext|>", "special": true}, {"id": 4, "content": "<|user|>", "special": true}],
+   "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": [["a", "b"]]}}
+  """.utf8)
+
+/// tokenizer_config.json, read with fuzzSmallTokenizer as Tokenizer.load reads the pair.
+@Sendable func fuzzTokenizerConfig(_ bytes: UnsafeRawBufferPointer) {
+  swallow { () throws(GLM5Error) in
+    let t = try Tokenizer(json: fuzzSmallTokenizer, config: Array(bytes))
+    for id in [t.eosId, t.bosId, t.padId, t.unkId] { if let id { precondition(t.tokenString(id) != nil) } }
+  }
+}

@@ -60,6 +60,13 @@ meta = hdr.pop("__metadata__", None)
 put("safetensors", "tiny-dsa-names", safetensors(
     [(k, v["dtype"], [1] * len(v["shape"]), bytes(SIZES[v["dtype"]])) for k, v in sorted(hdr.items())][:40], meta))
 
+# -- safetensors-index: the sharded fixture's, and a small one
+clear("safetensors-index")
+idx = json.load(open(os.path.join(FIX, "tiny-dsa-bf16-sharded", "model.safetensors.index.json")))
+idx["weight_map"] = dict(sorted(idx["weight_map"].items())[:30])
+put("safetensors-index", "tiny-dsa-bf16-sharded", json.dumps(idx, indent=1))
+put("safetensors-index", "small", '{"metadata": {"total_size": 16}, "weight_map": {"a": "model-1.safetensors", "b": "model-2.safetensors"}}')
+
 # -- config, quantization, generation-config
 for t in ["config", "quantization", "generation-config"]:
     clear(t)
@@ -129,6 +136,14 @@ t3 = {"version": "1.0", "added_tokens": [{"id": 0, "content": "<unk>", "single_w
                 "vocab": {w: i for i, w in enumerate(words)}, "merges": [["a", "b"]]}}
 put("tokenizer", "byte-fallback", json.dumps(t3, ensure_ascii=False))
 
+# -- tokenizer-config: the fixtures', and the forms of a token the reader accepts.
+clear("tokenizer-config")
+for p in [os.path.join(ROOT, "models", "glm5-tiny", "tokenizer_config.json"),
+          os.path.join(FIX, "tokenizers", "glm5-like-32k", "tokenizer_config.json")]:
+    put("tokenizer-config", os.path.basename(os.path.dirname(p)), open(p, "rb").read())
+put("tokenizer-config", "forms", json.dumps({"eos_token": {"content": "<|endoftext|>", "lstrip": False},
+    "bos_token": "ab", "pad_token": None, "unk_token": "a"}))
+
 # -- delta: the small fixture file, and hand-made files of each encoding.
 clear("delta")
 for p in sorted(glob.glob(os.path.join(FIX, "deltas", "*", "weight_v*", "*.safetensors"))):
@@ -191,6 +206,9 @@ dictionary("quantization", json_tokens + ['"%s"' % k for k in ["quant_method", "
     "config_groups", "weights", "num_bits", "type", "int", "input_activations", "actorder", "static", "strategy", "group", "channel",
     "symmetric", "group_size", "ignore"]])
 dictionary("generation-config", json_tokens + ['"eos_token_id"'])
+dictionary("safetensors-index", json_tokens + ['"weight_map"', '"metadata"', '"total_size"', '".safetensors"', '"/"'])
+dictionary("tokenizer-config", json_tokens + ['"%s"' % k for k in ["eos_token", "bos_token", "pad_token", "unk_token", "content",
+    "<|endoftext|>", "<|user|>", "a", "b", "ab"]])
 dictionary("tokenizer", json_tokens + ['"%s"' % k for k in ["added_tokens", "normalizer", "pre_tokenizer", "post_processor", "decoder",
     "model", "type", "vocab", "merges", "Sequence", "pretokenizers", "normalizers", "decoders", "Split", "pattern", "Regex", "String",
     "behavior", "Isolated", "Removed", "MergedWithPrevious", "MergedWithNext", "Contiguous", "invert", "ByteLevel", "Digits", "NFC",
