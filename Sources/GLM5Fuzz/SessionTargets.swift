@@ -5,7 +5,7 @@
 //   session          the file without its trailer; the target appends the right checksum
 //   session-payload  a flags byte (low two bits), then the uncompressed payload; the target writes
 //                    the header (tiny-dsa's fingerprint, the live weight version), the frame, the sum
-// A restored session must then work: one more token is appended and sampled.
+// A restored session must then work: one more token is appended (a forward pass over its caches).
 
 import GLM5Core
 import GLM5Engine
@@ -24,7 +24,6 @@ func restoreAndUse(_ file: [UInt8]) {
   swallow { () throws(GLM5Error) in
     let s = try withBytes(file) { (b) throws(GLM5Error) -> Session in try fuzzModel.restore(b, allowOtherVersion: true) }
     try s.append([1], logits: .last)
-    _ = try s.sample(SamplingParams(temperature: 1, seed: 1, maxNewTokens: 1, ignoreEOS: true))
   }
 }
 
