@@ -4,6 +4,7 @@
 #   make check   install what is missing, build, run every test (Swift, C, Python, Rust)
 #   make test-load   the bounded load test of `glm5 serve` (not part of check)
 #   make sanitize    the tests under ASan, UBSan, TSan and valgrind (not part of check; below)
+#   make fuzz [FUZZ_SECONDS=120] [FUZZ_TARGETS=...]   libFuzzer + ASan on every parser of outside data (not part of check)
 #
 #   make install [PREFIX=/usr/local] [DESTDIR=]   libglm5.so.1 (+ libglm5.so), glm5.h, glm5.pc, glm5
 #   make uninstall [PREFIX=...] [DESTDIR=]        removes exactly those files
@@ -46,7 +47,7 @@ pc_path       = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
 run_ldconfig  = $(if $(and $(LDCONFIG),$(if $(DESTDIR),,1)),@if [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null; then echo $(LDCONFIG); $(LDCONFIG); fi)
 
 .PHONY: deps build demo bench check test-swift test-c test-python test-rust test-install test-load install uninstall clean \
-        sanitize sanitize-asan sanitize-tsan sanitize-c valgrind
+        sanitize sanitize-asan sanitize-tsan sanitize-c valgrind fuzz fuzz-build
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -209,6 +210,17 @@ valgrind: build
 	cd Tests/c && $(VALGRIND_RUN) ../../$(VG_BIN)/test_capi ../Fixtures
 	$(CC) $(CFLAGS) -g -Iinclude examples/c/generate.c -L$(VG_BIN) -lglm5 -Wl,-rpath,$(abspath $(VG_BIN)) -o $(VG_BIN)/generate
 	$(VALGRIND_RUN) $(VG_BIN)/generate $(FIXTURE) 8 11 42 7
+# Coverage-guided fuzzing (Sources/GLM5Fuzz, Tests/fuzz/<target>/): the libFuzzer driver built with
+# ASan into its own build path, then each target for FUZZ_SECONDS (tools/fuzz/run.sh: -timeout=1,
+# -rss_limit_mb, leak detection; prints executions and coverage per target). Not part of check:
+# `swift test` replays the committed corpora (FuzzCorpusTests).
+FUZZ_SECONDS ?= 120
+fuzz-build: deps
+	$(SWIFT) build --build-path .build/fuzz --product glm5-fuzz \
+	  -Xswiftc -sanitize=fuzzer,address -Xswiftc -DGLM5_LIBFUZZER
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(if $(FUZZ_TARGETS),FUZZ_TARGETS="$(FUZZ_TARGETS)") bash tools/fuzz/run.sh
 
 test-rust: build
 	cd bindings/rust && GLM5_LIB_DIR=$(abspath $(BIN)) cargo test --offline -q

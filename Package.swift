@@ -57,6 +57,14 @@ let package = Package(
     // HF tokenizer.json (byte-level BPE, regex pre-tokenizers, added tokens); no model knowledge.
     .target(name: "GLM5Tokenizer", dependencies: ["GLM5Core"], swiftSettings: cpuFlags + fastInDebug),
     .target(name: "GLM5Engine", dependencies: ["GLM5Model", "GLM5Tokenizer"], swiftSettings: cpuFlags + fastInDebug),
+    // The request schema of `glm5 serve` (parsing and JSON writing), a library so that GLM5Fuzz reaches it.
+    .target(name: "GLM5Serve", dependencies: ["GLM5Core", "GLM5Engine"], swiftSettings: cpuFlags + fastInDebug),
+    // The fuzz targets: every parser of outside data, as a table of functions over bytes. The
+    // libFuzzer driver glm5-fuzz runs them (`make fuzz`); FuzzCorpusTests replays the corpora.
+    .target(name: "GLM5Fuzz", dependencies: ["GLM5Core", "GLM5Model", "GLM5Tokenizer", "GLM5Engine", "GLM5Serve"],
+            swiftSettings: cpuFlags + fastInDebug),
+    // LLVMFuzzerTestOneInput over GLM5Fuzz; only useful when built by `make fuzz` (-sanitize=fuzzer).
+    .executableTarget(name: "glm5-fuzz", dependencies: ["GLM5Fuzz"], swiftSettings: cpuFlags),
     .target(
       name: "GLM5CAPI",
       dependencies: ["CGLM5", "GLM5Engine", "GLM5Tokenizer"],
@@ -78,6 +86,7 @@ let package = Package(
       dependencies: [
         "GLM5Engine",
         "GLM5Tokenizer",
+        "GLM5Serve",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Hummingbird", package: "hummingbird"),
         .product(name: "Logging", package: "swift-log"),
@@ -88,7 +97,7 @@ let package = Package(
     ),
     .testTarget(
       name: "GLM5Tests",
-      dependencies: ["GLM5Engine", "GLM5Tokenizer"],
+      dependencies: ["GLM5Engine", "GLM5Tokenizer", "GLM5Fuzz"],
       swiftSettings: cpuFlags + fastInDebug
     ),
   ]

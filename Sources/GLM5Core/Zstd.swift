@@ -22,18 +22,48 @@ public enum Zstd {
   }
 
   /// Decompress one frame whose header states its size, refusing one that would exceed `limit`
-  /// bytes. Malformed input is a badFormat error naming `what`.
+  /// bytes, or that states more than its blocks can hold (so that a few bytes claiming a terabyte
+  /// allocate nothing). Malformed input is a badFormat error naming `what`.
   public static func decompress(_ src: UnsafeRawBufferPointer, limit: Int, what: String) throws(GLM5Error) -> ByteBuffer {
     guard let base = src.baseAddress, src.count > 0 else { throw .badFormat("\(what): empty zstd data") }
     let size = ZSTD_getFrameContentSize(base, src.count)
     if size == ZSTD_CONTENTSIZE_ERROR { throw .badFormat("\(what): not a zstd frame") }
     if size == ZSTD_CONTENTSIZE_UNKNOWN { throw .badFormat("\(what): the zstd frame does not state its size") }
     guard size <= UInt64(limit) else { throw .badFormat("\(what): the zstd frame claims \(size) bytes, more than the \(limit) allowed") }
+    if isFrame(src) {
+      guard let most = contentBound(src) else { throw .badFormat("\(what): corrupt zstd data (truncated or reserved blocks)") }
+      guard size <= UInt64(most) else { throw .badFormat("\(what): the zstd frame claims \(size) bytes, but its blocks hold at most \(most)") }
+    }
     let out = try ByteBuffer(count: Int(size), what: what)
     let n = ZSTD_decompress(out.pointer, Int(size), base, src.count)
     guard ZSTD_isError(n) == 0 else { throw .badFormat("\(what): corrupt zstd data (\(String(cString: ZSTD_getErrorName(n))))") }
     guard n == Int(size) else { throw .badFormat("\(what): the zstd frame holds \(n) bytes, its header says \(size)") }
     return out
+  }
+
+  /// The most bytes the first frame of `src` (a zstd frame) can decompress to, from its block
+  /// headers (RFC 8878 §3.1.1: a raw or RLE block holds its Block_Size, a compressed one at most
+  /// 128 KiB); nil when its blocks run past the end or one is of the reserved type.
+  static func contentBound(_ src: UnsafeRawBufferPointer) -> Int? {
+    guard isFrame(src), src.count >= 5 else { return nil }
+    let fhd = src[4]
+    let single = fhd & 0x20 != 0
+    let fcsBytes = [single ? 1 : 0, 2, 4, 8][Int(fhd >> 6)]
+    var at = 5 + (single ? 0 : 1) + [0, 1, 2, 4][Int(fhd & 3)] + fcsBytes
+    var most = 0
+    while at + 3 <= src.count {
+      let h = Int(src[at]) | Int(src[at + 1]) << 8 | Int(src[at + 2]) << 16
+      at += 3
+      let blockSize = h >> 3
+      switch (h >> 1) & 3 {
+      case 0: most += blockSize; at += blockSize  // raw
+      case 1: most += blockSize; at += 1  // RLE: one byte, repeated
+      case 2: most += 1 << 17; at += blockSize  // compressed
+      default: return nil  // reserved
+      }
+      if h & 1 != 0 { return most }  // the last block
+    }
+    return nil  // truncated
   }
 }
 

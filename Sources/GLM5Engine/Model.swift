@@ -69,23 +69,25 @@ public final class Model: @unchecked Sendable {
     pool = ThreadPool(threads: threads == 0 ? ThreadPool.availableCPUs : threads)
     var eos = checkpoint.config.eosTokenIds
     let gen = joinPath(checkpoint.path, "generation_config.json")
-    if fileKind(gen) == .file {
-      let bytes = try readTextFile(gen)
-      let json: JSON
-      do { json = try withBytes(bytes) { (b) throws(GLM5Error) -> JSON in try JSON.parse(b) } } catch {
-        throw .badFormat("\(gen): \(error.message)")
-      }
-      if let v = json["eos_token_id"], !v.isNull {
-        if let i = v.int { eos = [i] } else if let a = v.array, a.allSatisfy({ $0.int != nil }) { eos = a.map { $0.int! } } else {
-          throw .badFormat("\(gen): eos_token_id is \(v.kind), expected an integer or a list of integers")
-        }
-      }
-    }
+    if fileKind(gen) == .file, let ids = try Model.generationEOS(try readTextFile(gen), path: gen) { eos = ids }
     let vocab = checkpoint.config.vocabSize
     for id in eos where id < 0 || id >= vocab {
       throw .badFormat("\(checkpoint.path): eos_token_id \(id) is outside the vocabulary [0, \(vocab))")
     }
     eosTokenIds = eos.map { Int32($0) }
+  }
+
+  /// generation_config.json's eos_token_id (an integer or a list of integers), nil when the file
+  /// has none; `path` names the file in messages.
+  public static func generationEOS(_ bytes: [UInt8], path: String) throws(GLM5Error) -> [Int]? {
+    let json: JSON
+    do { json = try withBytes(bytes) { (b) throws(GLM5Error) -> JSON in try JSON.parse(b) } } catch {
+      throw .badFormat("\(path): \(error.message)")
+    }
+    guard let v = json["eos_token_id"], !v.isNull else { return nil }
+    if let i = v.int { return [i] }
+    if let a = v.array, a.allSatisfy({ $0.int != nil }) { return a.map { $0.int! } }
+    throw .badFormat("\(path): eos_token_id is \(v.kind), expected an integer or a list of integers")
   }
 
   /// Bytes of step scratch the model holds between calls (reused by the next call).

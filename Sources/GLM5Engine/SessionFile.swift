@@ -24,14 +24,15 @@
 import GLM5Core
 import GLM5Model
 
-enum SessionFile {
-  static let magic: [UInt8] = Array("GLM5SES".utf8) + [0]
-  static let formatVersion: UInt32 = 1
+/// The format's constants and checksum (public for Sources/GLM5Fuzz, which writes valid headers).
+public enum SessionFile {
+  public static let magic: [UInt8] = Array("GLM5SES".utf8) + [0]
+  public static let formatVersion: UInt32 = 1
   /// Bytes of the fixed header before the version string, and after it.
   static let headFixed = 8 + 4 + 4 + 8 + 4
   static let headTail = 16
 
-  static func checksum(_ p: UnsafeRawBufferPointer) -> UInt64 {
+  public static func checksum(_ p: UnsafeRawBufferPointer) -> UInt64 {
     var h: UInt64 = 0xcbf2_9ce4_8422_2325
     let words = p.count / 8
     for i in 0..<words { h = (h ^ p.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)) &* 0x0000_0100_0000_01b3 }

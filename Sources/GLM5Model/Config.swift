@@ -122,6 +122,11 @@ public struct ModelConfig: Sendable {
     vocabSize = try r.int("vocab_size")
     hiddenSize = try r.int("hidden_size")
     numHiddenLayers = try r.int("num_hidden_layers")
+    // The per-layer schedules below are sized by it, before validate() bounds every size: a
+    // hostile count must not allocate first (validate's limit, checked early).
+    guard numHiddenLayers <= 1 << 24 else {
+      throw .badFormat("\(source): num_hidden_layers is \(numHiddenLayers), larger than this library accepts (\(1 << 24))")
+    }
     maxPositionEmbeddings = try r.int("max_position_embeddings", default: fd.maxPositionEmbeddings)
     rmsNormEps = try r.double("rms_norm_eps", default: fd.rmsNormEps)
     tieWordEmbeddings = try r.bool("tie_word_embeddings", default: tieWordEmbeddings)

@@ -349,9 +349,12 @@ struct MergeTable: Sendable {
 }
 
 /// Words already encoded → their ids: an open-addressing table over flat arenas (FNV-1a of the
-/// word's bytes), so a hit costs one hash and one compare, no allocation.
+/// word's bytes), so a hit costs one hash and one compare, no allocation. The slot table starts
+/// small and grows (×4, to 2^18 slots, load at most 1/2) with the entries, so that a tokenizer
+/// costs no megabyte before it encodes (the fuzz targets build thousands per second).
 struct WordCache {
-  private var slots = [Int32](repeating: -1, count: 1 << 18)  // entry index, -1 empty
+  private static let maxSlots = 1 << 18
+  private var slots = [Int32](repeating: -1, count: 1 << 10)  // entry index, -1 empty
   private var hashes: [UInt64] = []
   private var keyStart: [Int32] = [0]  // [entries + 1] offsets into keyBytes
   private var idStart: [Int32] = [0]  // [entries + 1] offsets into ids
@@ -388,15 +391,31 @@ struct WordCache {
   }
 
   mutating func insert(_ w: UnsafeBufferPointer<UInt8>, _ h: UInt64, _ value: [Int32], maxEntries: Int) {
-    guard hashes.count < min(maxEntries, slots.count / 2) else { return }
-    let (slot, e) = find(w, h)
+    guard hashes.count < min(maxEntries, WordCache.maxSlots / 2) else { return }
+    var (slot, e) = find(w, h)
     guard e < 0 else { return }
+    if 2 * (hashes.count + 1) > slots.count && slots.count < WordCache.maxSlots {
+      grow()
+      slot = find(w, h).slot
+    }
     slots[slot] = Int32(hashes.count)
     hashes.append(h)
     keyBytes.append(contentsOf: w)
     keyStart.append(Int32(keyBytes.count))
     ids.append(contentsOf: value)
     idStart.append(Int32(ids.count))
+  }
+
+  /// Four times the slots, every entry placed again by its stored hash.
+  private mutating func grow() {
+    var s = [Int32](repeating: -1, count: min(4 * slots.count, WordCache.maxSlots))
+    let mask = s.count - 1
+    for e in 0..<hashes.count {
+      var i = Int(truncatingIfNeeded: hashes[e] >> 7) & mask
+      while s[i] >= 0 { i = (i + 1) & mask }
+      s[i] = Int32(e)
+    }
+    slots = s
   }
 }
 

@@ -15,6 +15,7 @@
 import ArgumentParser
 import GLM5Core
 import GLM5Engine
+import GLM5Serve
 import GLM5Tokenizer
 
 struct Generate: ParsableCommand {

@@ -2,7 +2,8 @@
 // weight updates, management routes), computing through GLM5Engine. Split by concept:
 //   Serve.swift           the command: options, loading, the application's lifecycle
 //   ServeRoutes.swift     the HTTP routes and the error/auth middleware
-//   ServeSchema.swift     the request and response schema (GenerateReqInput, meta_info), JSON
+//   ../GLM5Serve/ServeSchema.swift  the request and response schema (GenerateReqInput, meta_info), JSON
+//                         (a library module, so that Sources/GLM5Fuzz can fuzz the body parser)
 //   ServeResponse.swift   the response schema (SGLang's answer object, glm5's extras)
 //   ServeExtras.swift     routed_experts, dsa_topk, input_top_logprobs from what the engine keeps
 //   ServeScheduler.swift  the scheduler thread: continuous batching over the batched engine

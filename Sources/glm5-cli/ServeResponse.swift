@@ -4,6 +4,7 @@
 
 import GLM5Core
 import GLM5Engine
+import GLM5Serve
 
 /// What a job has produced so far (a snapshot the scheduler hands to the HTTP side).
 struct JobOutput: Sendable {

@@ -5,6 +5,7 @@
 
 import GLM5Core
 import GLM5Engine
+import GLM5Serve
 import Hummingbird
 import Synchronization
 

@@ -22,6 +22,7 @@
 import Dispatch
 import GLM5Core
 import GLM5Engine
+import GLM5Serve
 import GLM5Model
 import Synchronization
 

@@ -169,23 +169,8 @@ public final class TensorStore: @unchecked Sendable {
     var files: [SafeTensorsFile] = []
     var expected: [String: String] = [:]  // tensor -> shard file, from the index
     if fileKind(index) == .file {
-      let bytes = try readTextFile(index)
-      let json: JSON
-      do { json = try withBytes(bytes) { (b) throws(GLM5Error) -> JSON in try JSON.parse(b) } } catch {
-        throw .badFormat("\(index): \(error.message)")
-      }
-      guard let map = json["weight_map"]?.object else {
-        throw .badFormat("\(index): missing \"weight_map\" object")
-      }
-      var shardNames: [String] = []
-      for (tensor, file) in map {
-        guard let f = file.string, !f.isEmpty, !f.contains("/") else {
-          throw .badFormat("\(index): weight_map entry for \(tensor) is not a file name in the folder")
-        }
-        expected[tensor] = f
-        if !shardNames.contains(f) { shardNames.append(f) }
-      }
-      for f in shardNames.sorted() {
+      expected = try TensorStore.parseIndex(try readTextFile(index), path: index)
+      for f in Set(expected.values).sorted() {
         let p = joinPath(folder, f)
         guard fileKind(p) == .file else {
           throw .badFormat("\(index) names shard \(f), which does not exist in \(folder)")
@@ -216,5 +201,25 @@ public final class TensorStore: @unchecked Sendable {
         throw .badFormat("\(index) places tensor \(tensor) in \(file), but it is in \(t.file)")
       }
     }
+  }
+
+  /// model.safetensors.index.json's weight_map: tensor name -> shard file name (a plain name in
+  /// the folder); `path` names the file in messages.
+  public static func parseIndex(_ bytes: [UInt8], path: String) throws(GLM5Error) -> [String: String] {
+    let json: JSON
+    do { json = try withBytes(bytes) { (b) throws(GLM5Error) -> JSON in try JSON.parse(b) } } catch {
+      throw .badFormat("\(path): \(error.message)")
+    }
+    guard let map = json["weight_map"]?.object else {
+      throw .badFormat("\(path): missing \"weight_map\" object")
+    }
+    var expected: [String: String] = [:]
+    for (tensor, file) in map {
+      guard let f = file.string, !f.isEmpty, !f.contains("/") else {
+        throw .badFormat("\(path): weight_map entry for \(tensor) is not a file name in the folder")
+      }
+      expected[tensor] = f
+    }
+    return expected
   }
 }

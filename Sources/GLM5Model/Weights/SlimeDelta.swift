@@ -40,15 +40,15 @@ public final class SlimeDelta: @unchecked Sendable {
   public let encoding: String
   public let prevVersion: String?
   public let currentVersion: String?
-  public private(set) var params: [Param] = []
-  /// Keeps the mapped or decompressed file bytes alive.
-  private var keep: [AnyObject] = []
+  public let params: [Param]
+  /// Keeps the mapped, copied or decompressed file bytes alive.
+  private let keep: [AnyObject]
 
   /// Largest file a deltas_zstd frame may expand to.
   static let maxFileBytes = 1 << 40
 
-  public init(folder: String) throws(GLM5Error) {
-    self.folder = folder
+  /// Read the delta folder: every flush file, in name order, after checking for DONE.
+  public convenience init(folder: String) throws(GLM5Error) {
     guard fileKind(folder) == .directory else { throw .io("\(folder): no such delta folder") }
     let names = try listDirectory(folder)
     guard names.contains("DONE") else {
@@ -56,12 +56,48 @@ public final class SlimeDelta: @unchecked Sendable {
     }
     let files = names.filter { $0.hasSuffix(".safetensors") }
     guard !files.isEmpty else { throw .badFormat("\(folder) holds no .safetensors flush file") }
-    var enc: String? = nil, prev: String?? = nil, cur: String?? = nil
+    var r = FlushReader()
     for f in files {
       let path = joinPath(folder, f)
       let map = try MappedFile(path: path)
-      var bytes = map.bytes
-      keep.append(map)
+      try r.add(map.bytes, owner: map, path: path)
+    }
+    self.init(folder: folder, reader: r)
+  }
+
+  /// A delta from flush files held in memory (copied), in the given order: what the folder
+  /// reader does after listing the folder (tests and Sources/GLM5Fuzz).
+  public convenience init(files: [(path: String, bytes: [UInt8])], folder: String = "<memory>") throws(GLM5Error) {
+    var r = FlushReader()
+    for f in files {
+      let copy = try ByteBuffer(count: f.bytes.count, what: f.path)
+      f.bytes.withUnsafeBufferPointer { if let p = $0.baseAddress { copy.pointer.update(from: p, count: $0.count) } }
+      try r.add(UnsafeRawBufferPointer(start: copy.pointer, count: f.bytes.count), owner: copy, path: f.path)
+    }
+    self.init(folder: folder, reader: r)
+  }
+
+  private init(folder: String, reader r: FlushReader) {
+    self.folder = folder
+    encoding = r.enc ?? "indices"
+    prevVersion = r.prev ?? nil
+    currentVersion = r.cur ?? nil
+    params = r.params
+    keep = r.keep
+  }
+
+  /// What the flush files read so far say, and the memory their params point into.
+  private struct FlushReader {
+    var enc: String? = nil
+    var prev: String?? = nil
+    var cur: String?? = nil
+    var params: [Param] = []
+    var keep: [AnyObject] = []
+
+    /// One flush file: a safetensors file or one zstd frame of it; `owner` keeps `raw` alive.
+    mutating func add(_ raw: UnsafeRawBufferPointer, owner: AnyObject, path: String) throws(GLM5Error) {
+      var bytes = raw
+      keep.append(owner)
       if Zstd.isFrame(bytes) {
         let b = try Zstd.decompress(bytes, limit: SlimeDelta.maxFileBytes, what: path)
         keep.append(b)
@@ -73,7 +109,7 @@ public final class SlimeDelta: @unchecked Sendable {
       guard ["indices", "deltas", "deltas_zstd"].contains(e) else { throw .unsupported("\(path): encoding \"\(e)\" is not supported (indices, deltas, deltas_zstd)") }
       if let enc, enc != e { throw bad("encoding \"\(e)\", but an earlier file of the delta uses \"\(enc)\"") }
       enc = e
-      if e == "deltas_zstd" && !Zstd.isFrame(map.bytes) { throw bad("encoding deltas_zstd, but the file is not zstd-compressed") }
+      if e == "deltas_zstd" && !Zstd.isFrame(raw) { throw bad("encoding deltas_zstd, but the file is not zstd-compressed") }
       if prev == nil { prev = meta["prev_version"] } else if prev! != meta["prev_version"] { throw bad("prev_version differs from an earlier file's") }
       if cur == nil { cur = meta["current_version"] } else if cur! != meta["current_version"] { throw bad("current_version differs from an earlier file's") }
       guard let pos = tensors.first(where: { $0.name == "__positions__" }), let val = tensors.first(where: { $0.name == "__values__" }) else {
@@ -95,9 +131,6 @@ public final class SlimeDelta: @unchecked Sendable {
         params.append(try SlimeDelta.param(p, index: i, encoding: e, positions: pos, values: val, path: path))
       }
     }
-    encoding = enc ?? "indices"
-    prevVersion = prev ?? nil
-    currentVersion = cur ?? nil
   }
 
   /// slime's checksum of a file's two tensors, as decimal text (it can be 65 bits wide).

@@ -8,19 +8,19 @@ import GLM5Core
 import GLM5Engine
 
 /// A client error: HTTP status and a message naming the field.
-struct ServeError: Error, Sendable {
-  var status: Int
-  var message: String
-  var param: String? = nil
-  init(_ status: Int, _ message: String, param: String? = nil) {
+public struct ServeError: Error, Sendable {
+  public var status: Int
+  public var message: String
+  public var param: String? = nil
+  public init(_ status: Int, _ message: String, param: String? = nil) {
     self.status = status
     self.message = message
     self.param = param
   }
-  static func bad(_ field: String, _ m: String) -> ServeError { ServeError(400, "\(field): \(m)", param: field) }
+  public static func bad(_ field: String, _ m: String) -> ServeError { ServeError(400, "\(field): \(m)", param: field) }
 
   /// SGLang's error body: {"error": {"message": ...}} (plus the status and the field).
-  var json: String {
+  public var json: String {
     var w = JSONWriter()
     w.object {
       $0.key("error")
@@ -37,17 +37,19 @@ struct ServeError: Error, Sendable {
 // MARK: - Writing
 
 /// A small streaming JSON writer (insertion-ordered keys, exact floats).
-struct JSONWriter {
-  var text = ""
+public struct JSONWriter {
+  public var text = ""
   /// Items written in each open container; `afterKey`: a value completes a key just written.
   private var counts = [0]
   private var afterKey = false
+
+  public init() {}
 
   private mutating func sep() {
     if counts[counts.count - 1] > 0 { text += "," }
     counts[counts.count - 1] += 1
   }
-  mutating func key(_ k: String) {
+  public mutating func key(_ k: String) {
     sep()
     text += JSON.string(k).serialized + ":"
     afterKey = true
@@ -55,22 +57,22 @@ struct JSONWriter {
   private mutating func beginValue() {
     if afterKey { afterKey = false } else { sep() }
   }
-  mutating func raw(_ s: String) { beginValue(); text += s }
-  mutating func value(_ s: String) { raw(JSON.string(s).serialized) }
-  mutating func value(_ i: Int) { raw(String(i)) }
-  mutating func value(_ b: Bool) { raw(b ? "true" : "false") }
-  mutating func null() { raw("null") }
+  public mutating func raw(_ s: String) { beginValue(); text += s }
+  public mutating func value(_ s: String) { raw(JSON.string(s).serialized) }
+  public mutating func value(_ i: Int) { raw(String(i)) }
+  public mutating func value(_ b: Bool) { raw(b ? "true" : "false") }
+  public mutating func null() { raw("null") }
   /// A float32, exactly (null when not finite: JSON has no NaN).
-  mutating func value(_ f: Float) {
+  public mutating func value(_ f: Float) {
     guard f.isFinite else { return null() }
     raw(JSONWriter.exact(f))
   }
-  mutating func value(_ d: Double) { d.isFinite ? raw("\(d)") : null() }
-  static func exact(_ f: Float) -> String {
+  public mutating func value(_ d: Double) { d.isFinite ? raw("\(d)") : null() }
+  public static func exact(_ f: Float) -> String {
     if f == 0 { return f.sign == .minus ? "-0.0" : "0.0" }
     return "\(Double(f))"
   }
-  mutating func object(_ body: (inout JSONWriter) -> Void) {
+  public mutating func object(_ body: (inout JSONWriter) -> Void) {
     beginValue()
     text += "{"
     counts.append(0)
@@ -78,7 +80,7 @@ struct JSONWriter {
     counts.removeLast()
     text += "}"
   }
-  mutating func array(_ body: (inout JSONWriter) -> Void) {
+  public mutating func array(_ body: (inout JSONWriter) -> Void) {
     beginValue()
     text += "["
     counts.append(0)
@@ -86,12 +88,12 @@ struct JSONWriter {
     counts.removeLast()
     text += "]"
   }
-  mutating func field(_ k: String, _ v: String) { key(k); value(v) }
-  mutating func field(_ k: String, _ v: Int) { key(k); value(v) }
-  mutating func field(_ k: String, _ v: Bool) { key(k); value(v) }
-  mutating func field(_ k: String, _ v: Double) { key(k); value(v) }
+  public mutating func field(_ k: String, _ v: String) { key(k); value(v) }
+  public mutating func field(_ k: String, _ v: Int) { key(k); value(v) }
+  public mutating func field(_ k: String, _ v: Bool) { key(k); value(v) }
+  public mutating func field(_ k: String, _ v: Double) { key(k); value(v) }
   /// Any parsed JSON value, as it came.
-  mutating func value(_ j: JSON) {
+  public mutating func value(_ j: JSON) {
     switch j {
     case .null: null()
     case .bool(let b): value(b)
@@ -106,12 +108,12 @@ struct JSONWriter {
 // MARK: - Requests
 
 /// How a job finished, as SGLang writes finish_reason.
-enum Finish: Sendable, Equatable {
+public enum Finish: Sendable, Equatable {
   case length(Int)
   case stop(Int32)
   case abort(String)
 
-  func write(_ w: inout JSONWriter) {
+  public func write(_ w: inout JSONWriter) {
     w.object {
       switch self {
       case .length(let n): $0.field("type", "length"); $0.field("length", n)
@@ -123,29 +125,46 @@ enum Finish: Sendable, Equatable {
 }
 
 /// One member of a /generate request, checked.
-struct GenerateJobSpec: Sendable {
-  var rid: String
-  var inputIds: [Int32]
-  var params: SamplingParams
-  var returnLogprob: Bool
+public struct GenerateJobSpec: Sendable {
+  public var rid: String
+  public var inputIds: [Int32]
+  public var params: SamplingParams
+  public var returnLogprob: Bool
   /// First prompt position whose logprob is reported (SGLang's logprob_start_len; -1 = the last).
-  var logprobStart: Int
-  var returnRoutedExperts: Bool
+  public var logprobStart: Int
+  public var returnRoutedExperts: Bool
   /// dsa_topk (glm5's extra; SGLang's return_indexer_topk is read as the same request).
-  var returnDSATopk = false
+  public var returnDSATopk = false
   /// The weights the request must run on (weight_version {exact_version, min_required_version}).
-  var pin = VersionPin()
+  public var pin = VersionPin()
+
+  public init(rid: String, inputIds: [Int32], params: SamplingParams, returnLogprob: Bool, logprobStart: Int,
+              returnRoutedExperts: Bool, returnDSATopk: Bool = false, pin: VersionPin = VersionPin()) {
+    self.rid = rid
+    self.inputIds = inputIds
+    self.params = params
+    self.returnLogprob = returnLogprob
+    self.logprobStart = logprobStart
+    self.returnRoutedExperts = returnRoutedExperts
+    self.returnDSATopk = returnDSATopk
+    self.pin = pin
+  }
 }
 
 /// A request's weight-version constraint, checked when the scheduler admits it (a weight update
 /// never happens while a job runs, so the whole answer comes from the version checked).
-struct VersionPin: Sendable {
-  var exact: String? = nil
+public struct VersionPin: Sendable {
+  public var exact: String? = nil
   /// Integer versions only (slime numbers its versions): live >= min.
-  var minimum: Int? = nil
+  public var minimum: Int? = nil
+
+  public init(exact: String? = nil, minimum: Int? = nil) {
+    self.exact = exact
+    self.minimum = minimum
+  }
 
   /// Why `live` does not satisfy the pin (nil when it does).
-  func refusal(live: String) -> String? {
+  public func refusal(live: String) -> String? {
     if let exact, exact != live {
       return "weight_version: the request needs exact_version \(exact), the live version is \(live)"
     }
@@ -160,22 +179,27 @@ struct VersionPin: Sendable {
 }
 
 /// Model facts the parser checks against.
-struct ModelLimits: Sendable {
-  var vocab: Int
-  var contextLength: Int
+public struct ModelLimits: Sendable {
+  public var vocab: Int
+  public var contextLength: Int
+
+  public init(vocab: Int, contextLength: Int) {
+    self.vocab = vocab
+    self.contextLength = contextLength
+  }
 }
 
 /// A /generate body: members (one for a single request) and whether the answer is a list.
-struct GenerateRequest: Sendable {
-  var jobs: [GenerateJobSpec]
-  var batch: Bool
-  var stream: Bool
+public struct GenerateRequest: Sendable {
+  public var jobs: [GenerateJobSpec]
+  public var batch: Bool
+  public var stream: Bool
 }
 
-enum Schema {
-  static let defaultMaxNewTokens = 128
+public enum Schema {
+  public static let defaultMaxNewTokens = 128
 
-  static func parseBody(_ bytes: [UInt8]) throws(ServeError) -> JSON {
+  public static func parseBody(_ bytes: [UInt8]) throws(ServeError) -> JSON {
     guard !bytes.isEmpty else { throw ServeError(400, "the request body is empty: expected a JSON object") }
     do {
       return try withBytes(bytes) { (b) throws(GLM5Error) -> JSON in try JSON.parse(b) }
@@ -184,35 +208,35 @@ enum Schema {
     }
   }
 
-  static func object(_ j: JSON) throws(ServeError) -> [String: JSON] {
+  public static func object(_ j: JSON) throws(ServeError) -> [String: JSON] {
     guard let o = j.object else { throw ServeError(400, "the request body is \(j.kind), expected a JSON object") }
     return o
   }
 
   // Typed readers: nil when absent or null; a 400 naming the field on the wrong type.
-  static func bool(_ o: [String: JSON], _ k: String, _ path: String) throws(ServeError) -> Bool? {
+  public static func bool(_ o: [String: JSON], _ k: String, _ path: String) throws(ServeError) -> Bool? {
     guard let v = o[k], !v.isNull else { return nil }
     guard let b = v.bool else { throw .bad(path + k, "expected a boolean, got \(v.kind)") }
     return b
   }
-  static func int(_ o: [String: JSON], _ k: String, _ path: String) throws(ServeError) -> Int? {
+  public static func int(_ o: [String: JSON], _ k: String, _ path: String) throws(ServeError) -> Int? {
     guard let v = o[k], !v.isNull else { return nil }
     guard let i = v.int else {
       throw .bad(path + k, v.double != nil ? "expected an integer, got \(v.double!)" : "expected an integer, got \(v.kind)")
     }
     return i
   }
-  static func number(_ o: [String: JSON], _ k: String, _ path: String) throws(ServeError) -> Double? {
+  public static func number(_ o: [String: JSON], _ k: String, _ path: String) throws(ServeError) -> Double? {
     guard let v = o[k], !v.isNull else { return nil }
     guard let d = v.double, d.isFinite else { throw .bad(path + k, "expected a finite number, got \(v.kind)") }
     return d
   }
-  static func string(_ o: [String: JSON], _ k: String, _ path: String) throws(ServeError) -> String? {
+  public static func string(_ o: [String: JSON], _ k: String, _ path: String) throws(ServeError) -> String? {
     guard let v = o[k], !v.isNull else { return nil }
     guard let s = v.string else { throw .bad(path + k, "expected a string, got \(v.kind)") }
     return s
   }
-  static func ids(_ v: JSON, _ field: String, vocab: Int) throws(ServeError) -> [Int32] {
+  public static func ids(_ v: JSON, _ field: String, vocab: Int) throws(ServeError) -> [Int32] {
     guard let a = v.array else { throw .bad(field, "expected a list of token ids, got \(v.kind)") }
     var out: [Int32] = []
     out.reserveCapacity(a.count)
@@ -225,7 +249,7 @@ enum Schema {
   }
 
   /// A per-member value: a scalar for all members, or a list with one per member.
-  static func member(_ o: [String: JSON], _ k: String, _ i: Int, _ n: Int) throws(ServeError) -> [String: JSON] {
+  public static func member(_ o: [String: JSON], _ k: String, _ i: Int, _ n: Int) throws(ServeError) -> [String: JSON] {
     guard let v = o[k], !v.isNull else { return [:] }
     if let a = v.array {
       guard a.count == n else { throw .bad(k, "a list of \(a.count) values for a batch of \(n)") }
@@ -234,7 +258,7 @@ enum Schema {
     return [k: v]
   }
 
-  static func parseGenerate(_ body: JSON, limits: ModelLimits, newRid: () -> String) throws(ServeError) -> GenerateRequest {
+  public static func parseGenerate(_ body: JSON, limits: ModelLimits, newRid: () -> String) throws(ServeError) -> GenerateRequest {
     let o = try object(body)
     if let t = o["text"], !t.isNull {
       throw .bad("text", "glm5 serve has no tokenizer yet (the model folder carries none): send token ids in input_ids")
@@ -336,7 +360,7 @@ enum Schema {
   }
 
   /// SGLang's SamplingParams, checked (its other keys are accepted and ignored).
-  static func samplingParams(_ sp: [String: JSON], prompt: Int, limits: ModelLimits) throws(ServeError) -> SamplingParams {
+  public static func samplingParams(_ sp: [String: JSON], prompt: Int, limits: ModelLimits) throws(ServeError) -> SamplingParams {
     let path = "sampling_params."
     var p = SamplingParams()
     if let t = try number(sp, "temperature", path) {
