@@ -13,8 +13,8 @@ let sampleOutputV1 = MemoryLayout<glm5_sample_output>.offset(of: \glm5_sample_ou
 /// Where 0.2's weight_version starts, and the size that holds it; then 0.4's size.
 let sampleOutputV2 = MemoryLayout<glm5_sample_output>.offset(of: \glm5_sample_output.accepted)!
 let sampleOutputV4 = MemoryLayout<glm5_sample_output>.size
-/// Most sessions in one batched call.
-let maxBatch = 4096
+/// Most sessions in one batched call (include/glm5.h "Limits").
+let maxBatch = Int(GLM5_MAX_BATCH)
 
 /// glm5_sampling_params → SamplingParams (NULL = defaults), checked for NULL arrays.
 func samplingParams(_ p: UnsafePointer<glm5_sampling_params>?, context: String) throws(GLM5Error) -> SamplingParams {
@@ -38,9 +38,9 @@ func samplingParams(_ p: UnsafePointer<glm5_sampling_params>?, context: String) 
     }
     s.speculative = Int(v.speculative)
   }
-  let n = v.n_stop_token_ids
-  guard n <= SamplingParams.maxStopTokenIds else {
-    throw .invalidArgument("\(context)n_stop_token_ids is \(n), must be at most \(SamplingParams.maxStopTokenIds)")
+  let n = v.n_stop_token_ids  // size_t: (size_t)-1 arrives as -1
+  guard n >= 0 && n <= SamplingParams.maxStopTokenIds else {
+    throw .invalidArgument("\(context)n_stop_token_ids is \(UInt(bitPattern: n)), must be at most \(SamplingParams.maxStopTokenIds)")
   }
   if n > 0 {
     guard let ids = v.stop_token_ids else { throw .invalidArgument("\(context)stop_token_ids is NULL but n_stop_token_ids is \(n)") }

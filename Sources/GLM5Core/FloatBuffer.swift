@@ -51,3 +51,22 @@ public final class HeapBuffer<Element: BitwiseCopyable>: @unchecked Sendable {
 public typealias FloatBuffer = HeapBuffer<Float>
 public typealias Int32Buffer = HeapBuffer<Int32>
 public typealias ByteBuffer = HeapBuffer<UInt8>
+
+extension Array {
+  /// Room for at least `need` elements, growing geometrically as appends would (so that calls
+  /// reserving a little more each time stay linear), with exhaustion reported as out-of-memory
+  /// instead of a trap. Swift's array allocation cannot fail softly, so the same bytes (and room
+  /// for the array's header) are asked of malloc first and given back. Another thread could take
+  /// the memory in between; for what this guards against (a count a host made huge, an
+  /// address-space limit) the answer is the same.
+  public mutating func reserveFallibly(_ need: Int, what: @autoclosure () -> String) throws(GLM5Error) {
+    guard need > capacity else { return }
+    let n = Swift.max(need, 2 * capacity)
+    let (bytes, o) = n.multipliedReportingOverflow(by: MemoryLayout<Element>.stride)
+    guard !o, bytes < Int.max / 2, let p = malloc(bytes + 64) else {
+      throw .outOfMemory("cannot allocate \(n) \(Element.self) values for \(what())")
+    }
+    free(p)
+    reserveCapacity(n)
+  }
+}
