@@ -56,17 +56,20 @@ extension Array {
   /// Room for at least `need` elements, growing geometrically as appends would (so that calls
   /// reserving a little more each time stay linear), with exhaustion reported as out-of-memory
   /// instead of a trap. Swift's array allocation cannot fail softly, so the same bytes (and room
-  /// for the array's header) are asked of malloc first and given back. Another thread could take
-  /// the memory in between; for what this guards against (a count a host made huge, an
-  /// address-space limit) the answer is the same.
+  /// for the array's header) are mapped first, as malloc maps a large block, and given back: a
+  /// mapping the address-space limit or the overcommit check refuses is refused here. (Not
+  /// malloc + free: the optimizer removes that pair and assumes it succeeded.) Another thread
+  /// could take the memory in between; for what this guards against (a count a host made huge,
+  /// an address-space limit) the answer is the same.
   public mutating func reserveFallibly(_ need: Int, what: @autoclosure () -> String) throws(GLM5Error) {
     guard need > capacity else { return }
     let n = Swift.max(need, 2 * capacity)
     let (bytes, o) = n.multipliedReportingOverflow(by: MemoryLayout<Element>.stride)
-    guard !o, bytes < Int.max / 2, let p = malloc(bytes + 64) else {
-      throw .outOfMemory("cannot allocate \(n) \(Element.self) values for \(what())")
-    }
-    free(p)
+    func fail() -> GLM5Error { .outOfMemory("cannot allocate \(n) \(Element.self) values for \(what())") }
+    guard !o, bytes < Int.max / 2 else { throw fail() }
+    let p = mmap(nil, bytes + 64, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    guard let p, p != UnsafeMutableRawPointer(bitPattern: -1) else { throw fail() }
+    munmap(p, bytes + 64)
     reserveCapacity(n)
   }
 }
