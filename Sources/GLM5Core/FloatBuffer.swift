@@ -67,6 +67,9 @@ extension Array {
     let (bytes, o) = n.multipliedReportingOverflow(by: MemoryLayout<Element>.stride)
     func fail() -> GLM5Error { .outOfMemory("cannot allocate \(n) \(Element.self) values for \(what())") }
     guard !o, bytes < Int.max / 2 else { throw fail() }
+    // Small blocks come from malloc's heap, where a failure means every other allocation of the
+    // call would fail too; the probe (two system calls) is for the large ones.
+    if bytes < 1 << 16 { reserveCapacity(n); return }
     let p = mmap(nil, bytes + 64, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
     guard let p, p != UnsafeMutableRawPointer(bitPattern: -1) else { throw fail() }
     munmap(p, bytes + 64)

@@ -138,7 +138,7 @@ public final class Tokenizer: Sendable {
     let scalars = try Tokenizer.decodeUTF8(text)
     let raw = ScalarText(scalars)
     var out: [Int32] = []
-    out.reserveCapacity(text.count / 3 + 1)
+    try out.reserveFallibly(text.count / 3 + 1, what: "the ids of \(text.count) bytes of text")
     var pieces: [Piece] = []
     var word: [UInt8] = []
     var buffers: [ScalarText] = []
@@ -199,7 +199,7 @@ public final class Tokenizer: Sendable {
   /// Strict UTF-8 → scalars (no overlongs, surrogates or values above U+10FFFF).
   static func decodeUTF8(_ b: UnsafeRawBufferPointer) throws(GLM5Error) -> [UInt32] {
     var out: [UInt32] = []
-    out.reserveCapacity(b.count)
+    try out.reserveFallibly(b.count, what: "the scalars of \(b.count) bytes of text")  // the largest array of an encode
     let n = b.count
     var i = 0
     while i < n {
