@@ -136,7 +136,7 @@ public final class Tokenizer: Sendable {
   /// Throws invalidArgument for text that is not valid UTF-8 (naming the byte offset).
   public func encode(_ text: UnsafeRawBufferPointer, parseSpecial: Bool = true) throws(GLM5Error) -> [Int32] {
     let scalars = try Tokenizer.decodeUTF8(text)
-    let raw = ScalarText(scalars)
+    let raw = try ScalarText(fallible: scalars)
     var out: [Int32] = []
     try out.reserveFallibly(text.count / 3 + 1, what: "the ids of \(text.count) bytes of text")
     var pieces: [Piece] = []

@@ -1597,13 +1597,14 @@ static void test_hostile_sizes(const char *fixtures_root, const char *dir) {
     glm5_model_free(model);
 }
 
-/* Sampling out of memory (issue 13): a session of 2^24 tokens (the fixture's weights under a
+/* Out of memory in the middle of a call's reservations (issue 13). Sampling: a session of 2^24 tokens (the fixture's weights under a
  * config.json whose max_position_embeddings is 2^24, the largest a config may give) samples
  * 2^24 - 4 tokens with GLM5_MAX_TOP_LOGPROBS alternatives, under an address-space limit of what
  * the process maps plus 1 GiB. The call must return GLM5_ERR_OUT_OF_MEMORY with the session
  * unchanged, and the session must sample once the limit is lifted. Before, the 8 GiB of result
  * arrays were reserved with Swift's allocation (which traps when it fails) before the cache's
- * fallible reservation, and the process died. Runs in a fresh process (test_capi re-executed
+ * fallible reservation, and the process died. Tokenizing GLM5_MAX_TEXT_BYTES under the same
+ * limit: the decoded scalars (1 GiB) were a trapping allocation too; now OUT_OF_MEMORY. Runs in a fresh process (test_capi re-executed
  * with --sample-oom DIR): the limit must not reach the rest of the tests, and a process that
  * forked after using the library's threads must not use them again. */
 static void set_address_limit(rlim_t bytes) {
@@ -1613,7 +1614,12 @@ static void set_address_limit(rlim_t bytes) {
     CHECK(setrlimit(RLIMIT_AS, &rl) == 0);
 }
 
-static int sample_oom_child(const char *dir) {
+static int sample_oom_child(const char *dir, const char *tok_dir) {
+    glm5_tokenizer *tok = NULL;
+    CHECK(glm5_tokenizer_load(tok_dir, &tok) == GLM5_OK);
+    const size_t text_len = GLM5_MAX_TEXT_BYTES; /* NUL bytes: valid UTF-8, mapped, never touched */
+    char *text = calloc(text_len, 1);
+    CHECK(text != NULL);
     glm5_model *model = load_model(dir, 1);
     CHECK(model_info(model).max_position_embeddings == 1u << 24);
     glm5_session *s = new_session(model, 0);
@@ -1639,19 +1645,27 @@ static int sample_oom_child(const char *dir) {
     o.capacity = want;
     CHECK_FAIL(glm5_session_sample(s, &p, &o), GLM5_ERR_OUT_OF_MEMORY, "");
     CHECK(sess_n_tokens(s) == 4);
+    /* The largest text glm5_tokenize takes: its scalars alone (1 GiB) do not fit. */
+    size_t n_ids = 7;
+    CHECK_FAIL(glm5_tokenize(tok, text, text_len, 0, NULL, 0, &n_ids), GLM5_ERR_OUT_OF_MEMORY, "text");
+    CHECK(n_ids == 7);
 
     set_address_limit(RLIM_INFINITY);
     p.max_new_tokens = 2;
     o.capacity = 2;
     CHECK(glm5_session_sample(s, &p, &o) == GLM5_OK && o.n_tokens == 2 && sess_n_tokens(s) == 6);
+    CHECK(glm5_tokenize(tok, "ab", 2, 0, NULL, 0, &n_ids) == GLM5_ERR_BUFFER_TOO_SMALL && n_ids > 0); /* the count */
+    free(text);
+    glm5_tokenizer_free(tok);
     free(toks);
     glm5_session_free(s);
     glm5_model_free(model);
-    printf("test_capi: sampling 2^24 tokens under an address-space limit: out of memory, session unchanged\n");
+    printf("test_capi: sampling 2^24 tokens and tokenizing 2^28 bytes under an address-space limit: out of memory, "
+           "session unchanged\n");
     return 0;
 }
 
-static void test_sample_out_of_memory(const char *self, const char *dir) {
+static void test_sample_out_of_memory(const char *self, const char *dir, const char *fixtures_root) {
     char big[] = "/tmp/glm5_test_capi_big_XXXXXX";
     CHECK(mkdtemp(big) != NULL);
     char path[4096], target[4096];
@@ -1686,7 +1700,9 @@ static void test_sample_out_of_memory(const char *self, const char *dir) {
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
-        execl("/proc/self/exe", self, "--sample-oom", big, (char *)NULL);
+        char tok_dir[4096];
+        snprintf(tok_dir, sizeof tok_dir, "%s/tokenizers/glm5-like-32k", fixtures_root);
+        execl("/proc/self/exe", self, "--sample-oom", big, tok_dir, (char *)NULL);
         _exit(127);
     }
     int wst = 0;
@@ -1737,7 +1753,7 @@ static size_t list_fixtures(const char *root, char ***out) {
 }
 
 int main(int argc, char **argv) {
-    if (argc > 2 && strcmp(argv[1], "--sample-oom") == 0) return sample_oom_child(argv[2]);
+    if (argc > 3 && strcmp(argv[1], "--sample-oom") == 0) return sample_oom_child(argv[2], argv[3]);
     const char *fixtures_root = argc > 1 ? argv[1] : "../Fixtures";
 
     /* Nothing has failed on this thread yet. */
@@ -1796,7 +1812,7 @@ int main(int argc, char **argv) {
     test_thread_count_invariance(session_fixture);
     test_session_header_details(session_fixture);
     test_hostile_sizes(fixtures_root, session_fixture);
-    test_sample_out_of_memory(argv[0], session_fixture);
+    test_sample_out_of_memory(argv[0], session_fixture, fixtures_root);
     printf("test_capi: sessions against golden.safetensors:\n");
     for (size_t i = 0; i < n_fixtures; i++) check_goldens(fixtures[i]);
 
