@@ -139,13 +139,13 @@ const char *glm5_last_error(void);
  * repeat each bound where it applies.
  *
  *   any size_t count, capacity or offset   at most 2^40 (so (size_t)-1 is refused):
- *                                          GLM5_ERR_INVALID_ARGUMENT
+ *   argument                               GLM5_ERR_INVALID_ARGUMENT
  *   glm5_model_params.n_threads            0 ..= 1024                            INVALID_ARGUMENT
  *   config.json sizes (vocab_size, max_position_embeddings, layers, heads, ranks, experts, ...)
  *                                          1 ..= 2^24 each, per-token widths ..= 2^30: loading
  *                                          fails with GLM5_ERR_BAD_FORMAT above them
  *   glm5_session_params.max_tokens         0 ..= max_position_embeddings         INVALID_ARGUMENT
- *   glm5_session_params.record_max_bytes   0 (1 GiB) ..= 2^62                    INVALID_ARGUMENT;
+ *   glm5_session_params.record_max_bytes   0 (1 GiB) ..= 2^62 - 1                INVALID_ARGUMENT;
  *                                          a record that would pass it: GLM5_ERR_RECORD_FULL
  *   tokens per append (n_tokens, each n_tokens[i] of a batch), n_new, max_new_tokens
  *                                          at most max_tokens - the tokens held:
@@ -168,7 +168,7 @@ const char *glm5_last_error(void);
  *
  * Memory grows with use, not with a bound: a session of max_position_embeddings tokens costs
  * nothing until its tokens are appended. When memory runs out, the call returns
- * GLM5_ERR_OUT_OF_MEMORY and leaves its handles as they were.
+ * GLM5_ERR_OUT_OF_MEMORY; its block says what it leaves (as a rule, every handle as it was).
  * ============================================================================================= */
 
 /* Most sessions in one glm5_sample_batch or glm5_append_batch call. */
