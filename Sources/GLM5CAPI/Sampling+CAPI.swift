@@ -52,13 +52,15 @@ func samplingParams(_ p: UnsafePointer<glm5_sampling_params>?, context: String) 
 /// Check an output struct against the parameters it will receive.
 func checkOutput(_ o: UnsafeMutablePointer<glm5_sample_output>?, _ p: SamplingParams, context: String) throws(GLM5Error) -> UnsafeMutablePointer<glm5_sample_output> {
   guard let o else { throw .invalidArgument("\(context)out is NULL") }
-  let v = o.pointee
-  guard Int(v.struct_size) >= sampleOutputV1 else {
-    throw .invalidArgument("\(context)glm5_sample_output.struct_size is \(v.struct_size), smaller than the \(sampleOutputV1) bytes of its first version; initialise it with glm5_sample_output_init")
+  // Field by field, not the whole struct: an older host's struct ends before the newer fields.
+  let size = o.pointee.struct_size
+  guard Int(size) >= sampleOutputV1 else {
+    throw .invalidArgument("\(context)glm5_sample_output.struct_size is \(size), smaller than the \(sampleOutputV1) bytes of its first version; initialise it with glm5_sample_output_init")
   }
-  guard v.tokens != nil else { throw .invalidArgument("\(context)out->tokens is NULL") }
-  guard v.capacity >= p.maxNewTokens else {
-    throw .invalidArgument("\(context)out->capacity is \(v.capacity), smaller than max_new_tokens = \(p.maxNewTokens)")
+  guard o.pointee.tokens != nil else { throw .invalidArgument("\(context)out->tokens is NULL") }
+  let capacity = o.pointee.capacity
+  guard capacity >= p.maxNewTokens else {
+    throw .invalidArgument("\(context)out->capacity is \(capacity), smaller than max_new_tokens = \(p.maxNewTokens)")
   }
   return o
 }
