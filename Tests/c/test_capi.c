@@ -51,6 +51,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1575,6 +1577,31 @@ static void test_hostile_sizes(const char *fixtures_root, const char *dir) {
     CHECK_FAIL(glm5_append_batch(one, (size_t)GLM5_MAX_BATCH + 1, chunks, lens, GLM5_LOGITS_NONE, NULL),
                GLM5_ERR_INVALID_ARGUMENT, "n is");
     CHECK(sess_n_tokens(s) == 3);
+
+    /* A first-version glm5_sample_output (a 0.1 host: no weight_version, accepted, n_steps) that
+     * ends where an unreadable page starts: only its own bytes are read and written. */
+    {
+        const long page = sysconf(_SC_PAGESIZE);
+        unsigned char *mem = mmap(NULL, 2 * (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        CHECK(mem != MAP_FAILED && mprotect(mem + page, (size_t)page, PROT_NONE) == 0);
+        const size_t v1 = offsetof(glm5_sample_output, weight_version);
+        glm5_sample_output *old = (glm5_sample_output *)(void *)(mem + page - v1);
+        memset(old, 0, v1);
+        old->struct_size = (uint32_t)v1;
+        old->stop_token_id = -1;
+        old->tokens = out_ids;
+        old->capacity = 4;
+        glm5_sampling_params q;
+        glm5_sampling_params_init(&q);
+        q.max_new_tokens = 2;
+        q.ignore_eos = 1;
+        CHECK(glm5_session_sample(s, &q, old) == GLM5_OK && old->n_tokens == 2 && sess_n_tokens(s) == 5);
+        glm5_sample_output *olds[1] = {old};
+        const glm5_sampling_params *qs[1] = {&q};
+        CHECK(glm5_sample_batch(one, 1, qs, olds) == GLM5_OK && old->n_tokens == 2 && sess_n_tokens(s) == 7);
+        CHECK(munmap(mem, 2 * (size_t)page) == 0);
+        CHECK(glm5_session_truncate(s, 3) == GLM5_OK);
+    }
 
     /* Counts and capacities above 2^40, (size_t)-1 among them, are refused as arguments. */
     float f[4];
