@@ -132,6 +132,55 @@ const char *glm5_status_string(glm5_status status);
 const char *glm5_last_error(void);
 
 /* =============================================================================================
+ * Limits
+ *
+ * Every size a host passes in has an upper bound, checked before anything is read or allocated;
+ * a value above it returns the status given here and changes nothing. The per-function blocks
+ * repeat each bound where it applies.
+ *
+ *   any size_t count, capacity or offset   at most 2^40 (so (size_t)-1 is refused):
+ *   argument                               GLM5_ERR_INVALID_ARGUMENT
+ *   glm5_model_params.n_threads            0 ..= 1024                            INVALID_ARGUMENT
+ *   config.json sizes (vocab_size, max_position_embeddings, layers, heads, ranks, experts, ...)
+ *                                          1 ..= 2^24 each, per-token widths ..= 2^30: loading
+ *                                          fails with GLM5_ERR_BAD_FORMAT above them
+ *   glm5_session_params.max_tokens         0 ..= max_position_embeddings         INVALID_ARGUMENT
+ *   glm5_session_params.record_max_bytes   0 (1 GiB) ..= 2^62 - 1                INVALID_ARGUMENT;
+ *                                          a record that would pass it: GLM5_ERR_RECORD_FULL
+ *   tokens per append (n_tokens, each n_tokens[i] of a batch), n_new, max_new_tokens
+ *                                          at most max_tokens - the tokens held:
+ *                                          GLM5_ERR_CONTEXT_FULL
+ *   tokens scored (glm5_model_score*, glm5_model_mtp_draft_logits)
+ *                                          1 ..= max_position_embeddings         CONTEXT_FULL
+ *   glm5_sample_output.capacity            >= max_new_tokens                     INVALID_ARGUMENT
+ *   sessions per batched call (n)          1 ..= GLM5_MAX_BATCH                  INVALID_ARGUMENT
+ *   n_stop_token_ids                       0 ..= GLM5_MAX_STOP_TOKEN_IDS         INVALID_ARGUMENT
+ *   n_top_logprobs                         0 ..= GLM5_MAX_TOP_LOGPROBS           INVALID_ARGUMENT
+ *   speculative                            0 ..= GLM5_MAX_SPECULATIVE            INVALID_ARGUMENT
+ *   text_len (glm5_tokenize, glm5_tokenizer_token_id)
+ *                                          0 ..= GLM5_MAX_TEXT_BYTES             INVALID_ARGUMENT
+ *   n_ids (glm5_detokenize, glm5_detokenizer_push)
+ *                                          0 ..= GLM5_MAX_DETOKENIZE_IDS         INVALID_ARGUMENT
+ *   glm5_weight_update_add                 n_dims 0 ..= 8, each shape[i] 0 ..= 2^40, n_bytes
+ *                                          = the shape's bytes (a product that overflows is
+ *                                          INVALID_ARGUMENT)
+ *   weight versions                        1 ..= 127 bytes (GLM5_WEIGHT_VERSION_SIZE with the NUL)
+ *
+ * Memory grows with use, not with a bound: a session of max_position_embeddings tokens costs
+ * nothing until its tokens are appended. When memory runs out, the call returns
+ * GLM5_ERR_OUT_OF_MEMORY; its block says what it leaves (as a rule, every handle as it was).
+ * ============================================================================================= */
+
+/* Most sessions in one glm5_sample_batch or glm5_append_batch call. */
+#define GLM5_MAX_BATCH 4096
+/* Most ids in glm5_sampling_params.stop_token_ids. */
+#define GLM5_MAX_STOP_TOKEN_IDS 4096
+/* Most bytes of text one glm5_tokenize (or glm5_tokenizer_token_id) call takes: 2^28 (256 MiB). */
+#define GLM5_MAX_TEXT_BYTES 268435456
+/* Most ids one glm5_detokenize or glm5_detokenizer_push call takes: 2^28. */
+#define GLM5_MAX_DETOKENIZE_IDS 268435456
+
+/* =============================================================================================
  * Weight data types
  * ============================================================================================= */
 
@@ -659,7 +708,7 @@ typedef struct glm5_sampling_params {
     uint32_t max_new_tokens;       /* 128 (SGLang's default); the tokens must fit in the session */
     uint64_t seed;                 /* 0; the draw at each position is a function of (seed, pos) */
     const int32_t *stop_token_ids; /* NULL, or n_stop_token_ids ids in [0, vocab_size) */
-    size_t n_stop_token_ids;       /* 0 ..= 4096 */
+    size_t n_stop_token_ids;       /* 0 ..= GLM5_MAX_STOP_TOKEN_IDS (4096) */
     int32_t ignore_eos;            /* 0; non-zero: the model's end-of-sequence ids do not stop */
     uint32_t n_top_logprobs;       /* 0 ..= GLM5_MAX_TOP_LOGPROBS alternatives per token */
     /* --- appended in 0.4 --- */
@@ -742,7 +791,7 @@ glm5_status glm5_session_sample(glm5_session *session, const glm5_sampling_param
  * count. A session leaves the batch when it stops; the call returns when all have.
  *
  *   sessions  IN  n distinct live sessions of the same model.
- *   n         IN  1 ..= 4096.
+ *   n         IN  1 ..= GLM5_MAX_BATCH (4096).
  *   params    IN  NULL (defaults for all), or n pointers, each NULL (defaults) or a params struct.
  *   outs      IN  n pointers to output structs (see glm5_sample_output).
  *
@@ -763,7 +812,7 @@ glm5_status glm5_sample_batch(glm5_session *const *sessions, size_t n,
  * may differ in length). Every session ends exactly as glm5_session_append of its chunk alone
  * would leave it, bitwise.
  *
- *   sessions   IN  n distinct live sessions of the same model; 1 ..= 4096.
+ *   sessions   IN  n distinct live sessions of the same model; 1 ..= GLM5_MAX_BATCH (4096).
  *   tokens     IN  n pointers to the chunks.
  *   n_tokens   IN  n chunk lengths, each >= 1.
  *   keep       IN  which logits each session keeps (glm5_logits).
@@ -1072,7 +1121,8 @@ glm5_status glm5_tokenizer_get_info(const glm5_tokenizer *tokenizer, glm5_tokeni
 /* Encode UTF-8 text into token ids. No special tokens are added around the text.
  *
  *   text      IN  text_len bytes of UTF-8 (may hold NUL bytes; need not be NUL-terminated);
- *                 may be NULL when text_len is 0. At most 256 MiB (2^28 bytes) per call.
+ *                 may be NULL when text_len is 0. At most GLM5_MAX_TEXT_BYTES (2^28 bytes, 256
+ *                 MiB) per call.
  *   flags     IN  0 or GLM5_TOKENIZE_PARSE_SPECIAL.
  *   ids       OUT capacity ids; may be NULL when capacity is 0.
  *   n_ids     OUT NULL, or the number of ids of the text, written also when the buffer is too
@@ -1090,15 +1140,16 @@ glm5_status glm5_tokenize(const glm5_tokenizer *tokenizer, const char *text, siz
  * decoder, invalid UTF-8 replaced by U+FFFD (maximal subparts). Decoding the ids of a text gives
  * the text back for a byte-level tokenizer.
  *
- *   ids       IN  n_ids ids (NULL when n_ids is 0).
+ *   ids       IN  n_ids ids (NULL when n_ids is 0); n_ids at most GLM5_MAX_DETOKENIZE_IDS.
  *   flags     IN  0 or GLM5_DETOKENIZE_SKIP_SPECIAL.
  *   text      OUT capacity bytes: the text and a terminating NUL; may be NULL when capacity is 0.
  *   n_bytes   OUT NULL, or the text's length in bytes without the NUL, written also when the
  *                 buffer is too small (capacity must be at least *n_bytes + 1).
  *
  * Returns GLM5_OK; GLM5_ERR_BUFFER_TOO_SMALL (nothing copied); GLM5_ERR_INVALID_ARGUMENT (NULL or
- * dead tokenizer, NULL ids with n_ids > 0, NULL text with capacity > 0, an id that names no token
- * (the message gives its index), unknown flag bits); GLM5_ERR_OUT_OF_MEMORY. */
+ * dead tokenizer, NULL ids with n_ids > 0, n_ids above GLM5_MAX_DETOKENIZE_IDS, NULL text with
+ * capacity > 0, an id that names no token (the message gives its index), unknown flag bits);
+ * GLM5_ERR_OUT_OF_MEMORY. */
 glm5_status glm5_detokenize(const glm5_tokenizer *tokenizer, const int32_t *ids, size_t n_ids, uint32_t flags,
                             char *text, size_t capacity, size_t *n_bytes);
 
@@ -1121,8 +1172,9 @@ glm5_status glm5_tokenizer_token_text(const glm5_tokenizer *tokenizer, int32_t i
                                       size_t *n_bytes, int32_t *is_special);
 
 /* The id of a token string (added tokens first, then the vocabulary), or -1 in *id when there
- * is none. text is text_len bytes. Returns GLM5_OK or GLM5_ERR_INVALID_ARGUMENT (NULL argument,
- * dead tokenizer). */
+ * is none. text is text_len bytes, at most GLM5_MAX_TEXT_BYTES. Returns GLM5_OK or
+ * GLM5_ERR_INVALID_ARGUMENT (NULL argument, dead tokenizer, text_len above GLM5_MAX_TEXT_BYTES,
+ * text that is not valid UTF-8). */
 glm5_status glm5_tokenizer_token_id(const glm5_tokenizer *tokenizer, const char *text, size_t text_len, int32_t *id);
 
 /* A streaming detokenizer: push ids as they are generated, get the text they complete. A UTF-8
@@ -1143,8 +1195,9 @@ glm5_status glm5_detokenizer_new(const glm5_tokenizer *tokenizer, uint32_t flags
  * not consumed and the stream is unchanged, so the call can be repeated. A chunk is at most
  * 3 x (3 + the ids' piece bytes) bytes long (held-back bytes, invalid bytes as U+FFFD).
  * Returns GLM5_OK, GLM5_ERR_BUFFER_TOO_SMALL, GLM5_ERR_INVALID_ARGUMENT (NULL or dead
- * detokenizer, NULL ids with n_ids > 0, NULL text with capacity > 0, an id that names no token:
- * the message gives its index), GLM5_ERR_BUSY (another thread is using the detokenizer). */
+ * detokenizer, NULL ids with n_ids > 0, n_ids above GLM5_MAX_DETOKENIZE_IDS, NULL text with
+ * capacity > 0, an id that names no token: the message gives its index), GLM5_ERR_BUSY (another
+ * thread is using the detokenizer). */
 glm5_status glm5_detokenizer_push(glm5_detokenizer *detokenizer, const int32_t *ids, size_t n_ids,
                                   char *text, size_t capacity, size_t *n_bytes);
 

@@ -11,6 +11,7 @@ public func glm5_model_mtp_draft_logits(_ model: OpaquePointer?, _ tokens: Unsaf
     let m = try object(model, Model.self, kind: "model", param: "model")
     let ids = try scoredTokens(m, tokens, nTokens)
     guard let out else { throw .invalidArgument("out is NULL") }
+    try checkCount(capacity, "capacity")
     let (need, overflow) = Model.mtpDraftRows(ids.count).multipliedReportingOverflow(by: m.config.vocabSize)
     guard !overflow, capacity >= need else {
       throw GLM5Error(.bufferTooSmall, "capacity is \(capacity) floats, \(ids.count) tokens of draft logits need \(need)")

@@ -13,8 +13,8 @@ let sampleOutputV1 = MemoryLayout<glm5_sample_output>.offset(of: \glm5_sample_ou
 /// Where 0.2's weight_version starts, and the size that holds it; then 0.4's size.
 let sampleOutputV2 = MemoryLayout<glm5_sample_output>.offset(of: \glm5_sample_output.accepted)!
 let sampleOutputV4 = MemoryLayout<glm5_sample_output>.size
-/// Most sessions in one batched call.
-let maxBatch = 4096
+/// Most sessions in one batched call (include/glm5.h "Limits").
+let maxBatch = Int(GLM5_MAX_BATCH)
 
 /// glm5_sampling_params → SamplingParams (NULL = defaults), checked for NULL arrays.
 func samplingParams(_ p: UnsafePointer<glm5_sampling_params>?, context: String) throws(GLM5Error) -> SamplingParams {
@@ -38,9 +38,9 @@ func samplingParams(_ p: UnsafePointer<glm5_sampling_params>?, context: String) 
     }
     s.speculative = Int(v.speculative)
   }
-  let n = v.n_stop_token_ids
-  guard n <= SamplingParams.maxStopTokenIds else {
-    throw .invalidArgument("\(context)n_stop_token_ids is \(n), must be at most \(SamplingParams.maxStopTokenIds)")
+  let n = v.n_stop_token_ids  // size_t: (size_t)-1 arrives as -1
+  guard n >= 0 && n <= SamplingParams.maxStopTokenIds else {
+    throw .invalidArgument("\(context)n_stop_token_ids is \(UInt(bitPattern: n)), must be at most \(SamplingParams.maxStopTokenIds)")
   }
   if n > 0 {
     guard let ids = v.stop_token_ids else { throw .invalidArgument("\(context)stop_token_ids is NULL but n_stop_token_ids is \(n)") }
@@ -52,13 +52,15 @@ func samplingParams(_ p: UnsafePointer<glm5_sampling_params>?, context: String) 
 /// Check an output struct against the parameters it will receive.
 func checkOutput(_ o: UnsafeMutablePointer<glm5_sample_output>?, _ p: SamplingParams, context: String) throws(GLM5Error) -> UnsafeMutablePointer<glm5_sample_output> {
   guard let o else { throw .invalidArgument("\(context)out is NULL") }
-  let v = o.pointee
-  guard Int(v.struct_size) >= sampleOutputV1 else {
-    throw .invalidArgument("\(context)glm5_sample_output.struct_size is \(v.struct_size), smaller than the \(sampleOutputV1) bytes of its first version; initialise it with glm5_sample_output_init")
+  // Field by field, not the whole struct: an older host's struct ends before the newer fields.
+  let size = o.pointee.struct_size
+  guard Int(size) >= sampleOutputV1 else {
+    throw .invalidArgument("\(context)glm5_sample_output.struct_size is \(size), smaller than the \(sampleOutputV1) bytes of its first version; initialise it with glm5_sample_output_init")
   }
-  guard v.tokens != nil else { throw .invalidArgument("\(context)out->tokens is NULL") }
-  guard v.capacity >= p.maxNewTokens else {
-    throw .invalidArgument("\(context)out->capacity is \(v.capacity), smaller than max_new_tokens = \(p.maxNewTokens)")
+  guard o.pointee.tokens != nil else { throw .invalidArgument("\(context)out->tokens is NULL") }
+  let capacity = o.pointee.capacity
+  guard capacity >= p.maxNewTokens else {
+    throw .invalidArgument("\(context)out->capacity is \(capacity), smaller than max_new_tokens = \(p.maxNewTokens)")
   }
   return o
 }

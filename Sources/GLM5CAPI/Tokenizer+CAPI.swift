@@ -22,7 +22,9 @@ final class DetokenizerBox: Sendable {
 }
 
 /// The most bytes one glm5_tokenize call takes (the work arrays need ~10 bytes per input byte).
-private let maxTextBytes = 1 << 28
+private let maxTextBytes = Int(GLM5_MAX_TEXT_BYTES)
+/// The most ids one glm5_detokenize / glm5_detokenizer_push call takes.
+private let maxDetokenizeIds = Int(GLM5_MAX_DETOKENIZE_IDS)
 
 private func tokenizerObject(_ p: OpaquePointer?) throws(GLM5Error) -> Tokenizer {
   try object(p, TokenizerBox.self, kind: "tokenizer", param: "tokenizer").tokenizer
@@ -53,6 +55,10 @@ private func copyText(_ bytes: [UInt8], _ out: UnsafeMutablePointer<CChar>?, _ c
 
 private func idArray(_ p: UnsafePointer<Int32>?, _ n: Int, _ param: String) throws(GLM5Error) -> [Int32] {
   try checkCount(n, "n_ids")
+  // Before the copy: an absurd n would be an allocation that traps.
+  guard n <= maxDetokenizeIds else {
+    throw .invalidArgument("n_ids is \(n), more than the \(maxDetokenizeIds) one call decodes; split the ids")
+  }
   if n == 0 { return [] }
   guard let p else { throw .invalidArgument("\(param) is NULL but n_ids is \(n)") }
   return Array(UnsafeBufferPointer(start: p, count: n))
@@ -178,6 +184,10 @@ public func glm5_tokenizer_token_id(_ tokenizer: OpaquePointer?, _ text: UnsafeP
     try checkCount(textLen, "text_len")
     guard text != nil || textLen == 0 else { throw .invalidArgument("text is NULL but text_len is \(textLen)") }
     guard let id else { throw .invalidArgument("id is NULL") }
+    // Before the copy: an absurd text_len would be an allocation that traps.
+    guard textLen <= maxTextBytes else {
+      throw .invalidArgument("text_len is \(textLen) bytes, more than the \(maxTextBytes) one call takes")
+    }
     let bytes = textLen == 0 ? [] : Array(UnsafeRawBufferPointer(start: text, count: textLen))
     guard let s = String(validating: bytes, as: UTF8.self) else { throw .invalidArgument("text is not valid UTF-8") }
     id.pointee = t.id(of: s) ?? -1

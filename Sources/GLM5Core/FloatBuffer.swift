@@ -60,3 +60,28 @@ public final class HeapBuffer<Element: BitwiseCopyable>: @unchecked Sendable {
 public typealias FloatBuffer = HeapBuffer<Float>
 public typealias Int32Buffer = HeapBuffer<Int32>
 public typealias ByteBuffer = HeapBuffer<UInt8>
+
+extension Array {
+  /// Room for at least `need` elements, growing geometrically as appends would (so that calls
+  /// reserving a little more each time stay linear), with exhaustion reported as out-of-memory
+  /// instead of a trap. Swift's array allocation cannot fail softly, so the same bytes (and room
+  /// for the array's header) are mapped first, as malloc maps a large block, and given back: a
+  /// mapping the address-space limit or the overcommit check refuses is refused here. (Not
+  /// malloc + free: the optimizer removes that pair and assumes it succeeded.) Another thread
+  /// could take the memory in between; for what this guards against (a count a host made huge,
+  /// an address-space limit) the answer is the same.
+  public mutating func reserveFallibly(_ need: Int, what: @autoclosure () -> String) throws(GLM5Error) {
+    guard need > capacity else { return }
+    let n = Swift.max(need, 2 * capacity)
+    let (bytes, o) = n.multipliedReportingOverflow(by: MemoryLayout<Element>.stride)
+    func fail() -> GLM5Error { .outOfMemory("cannot allocate \(n) \(Element.self) values for \(what())") }
+    guard !o, bytes < Int.max / 2 else { throw fail() }
+    // Small blocks come from malloc's heap, where a failure means every other allocation of the
+    // call would fail too; the probe (two system calls) is for the large ones.
+    if bytes < 1 << 16 { reserveCapacity(n); return }
+    let p = mmap(nil, bytes + 64, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    guard let p, p != UnsafeMutableRawPointer(bitPattern: -1) else { throw fail() }
+    munmap(p, bytes + 64)
+    reserveCapacity(n)
+  }
+}

@@ -97,12 +97,13 @@ extension Model {
     var kept: [FloatBuffer?] = []
     var newHidden: [FloatBuffer] = []
     for (i, r) in reqs.enumerated() {
-      if r.logprobs || r.temperature != nil { results[i].logprobs = [Float](repeating: .nan, count: r.tokens.count) }
-      if r.temperature != nil { results[i].scaledLogprobs = [Float](repeating: .nan, count: r.tokens.count) }
+      if r.logprobs || r.temperature != nil { results[i].logprobs = try nanArray(r.tokens.count) }
+      if r.temperature != nil { results[i].scaledLogprobs = try nanArray(r.tokens.count) }
       let keepRows = r.keep == .none ? 0 : (r.keep == .all ? r.tokens.count : 1)
       kept.append(keepRows > 0 ? try FloatBuffer(count: keepRows * V, what: "kept logits") : nil)
       newHidden.append(try FloatBuffer(count: min(r.tokens.count, Session.keptHiddenRows) * h, what: "hidden rows"))
       try r.session.reserve(r.session.count + r.tokens.count)
+      try r.session.tokens.reserveFallibly(r.session.count + r.tokens.count, what: "session tokens")  // the commit appends
     }
     let totalRows = reqs.reduce(0) { $0 + $1.tokens.count }
     let maxKeys = reqs.reduce(1) { max($0, $1.session.count + $1.tokens.count) }
@@ -224,6 +225,14 @@ extension Model {
     try draft.run(transformer, arena: arena, pool: pool)
     for (c, hi) in done { c.mtpCount = hi }
   }
+}
+
+/// n NaNs, allocated fallibly (logprobs not yet computed).
+func nanArray(_ n: Int) throws(GLM5Error) -> [Float] {
+  var a: [Float] = []
+  try a.reserveFallibly(n, what: "logprobs")
+  a.append(contentsOf: repeatElement(.nan, count: n))
+  return a
 }
 
 /// Rows of logits computed `rows` at a time from hidden rows that stay valid until `flush`.

@@ -185,7 +185,7 @@ extension Model {
     let s = try Session(model: self, maxTokens: maxTokens)
     let ids = try p.take(4 * T, "tokens")
     var tokens: [Int32] = []
-    tokens.reserveCapacity(T)
+    try tokens.reserveFallibly(T, what: "restored tokens")
     for i in 0..<T {
       let id = Int32(littleEndian: ids.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self))
       guard id >= 0 && Int(id) < c.vocabSize else { throw .badFormat("saved session: token \(i) is \(id), outside [0, \(c.vocabSize))") }

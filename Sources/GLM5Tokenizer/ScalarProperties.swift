@@ -8,6 +8,8 @@
 // are its own: scalars assigned in Unicode 13 to 16 classify the same in both (test_tokenizer_hf.py,
 // RECENT_UNICODE); a future Unicode version could differ until both catch up.
 
+import GLM5Core
+
 /// General categories in a fixed order; `\p{..}` names map onto bit masks of these.
 enum GeneralCategory: UInt8, CaseIterable {
   case Lu, Ll, Lt, Lm, Lo, Mn, Mc, Me, Nd, Nl, No, Pc, Pd, Ps, Pe, Pi, Pf, Po
@@ -143,13 +145,25 @@ struct ScalarText {
 
   init(_ scalars: [UInt32]) {
     self.scalars = scalars
-    var props = [UInt8](repeating: 0, count: scalars.count)
+    props = [UInt8](repeating: 0, count: scalars.count)
+    ScalarText.classify(scalars, &props)
+  }
+
+  /// The same with the properties allocated fallibly (the whole text of an encode, up to 2^28).
+  init(fallible scalars: [UInt32]) throws(GLM5Error) {
+    self.scalars = scalars
+    props = []
+    try props.reserveFallibly(scalars.count, what: "the properties of \(scalars.count) scalars")
+    props.append(contentsOf: repeatElement(0, count: scalars.count))
+    ScalarText.classify(scalars, &props)
+  }
+
+  private static func classify(_ scalars: [UInt32], _ props: inout [UInt8]) {
     scalars.withUnsafeBufferPointer { s in
       props.withUnsafeMutableBufferPointer { p in
         for i in 0..<s.count { p[i] = ScalarProperties.classify(s[i]) }
       }
     }
-    self.props = props
   }
 
   var count: Int { scalars.count }

@@ -136,9 +136,9 @@ public final class Tokenizer: Sendable {
   /// Throws invalidArgument for text that is not valid UTF-8 (naming the byte offset).
   public func encode(_ text: UnsafeRawBufferPointer, parseSpecial: Bool = true) throws(GLM5Error) -> [Int32] {
     let scalars = try Tokenizer.decodeUTF8(text)
-    let raw = ScalarText(scalars)
+    let raw = try ScalarText(fallible: scalars)
     var out: [Int32] = []
-    out.reserveCapacity(text.count / 3 + 1)
+    try out.reserveFallibly(text.count / 3 + 1, what: "the ids of \(text.count) bytes of text")
     var pieces: [Piece] = []
     var word: [UInt8] = []
     var buffers: [ScalarText] = []
@@ -199,7 +199,7 @@ public final class Tokenizer: Sendable {
   /// Strict UTF-8 → scalars (no overlongs, surrogates or values above U+10FFFF).
   static func decodeUTF8(_ b: UnsafeRawBufferPointer) throws(GLM5Error) -> [UInt32] {
     var out: [UInt32] = []
-    out.reserveCapacity(b.count)
+    try out.reserveFallibly(b.count, what: "the scalars of \(b.count) bytes of text")  // the largest array of an encode
     let n = b.count
     var i = 0
     while i < n {

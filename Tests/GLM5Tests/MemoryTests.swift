@@ -11,6 +11,20 @@ import Glibc
 
 @Suite("Memory", .serialized)
 struct MemoryTests {
+  @Test("Array.reserveFallibly: an impossible count is out of memory, not a trap, and growth is geometric")
+  func reserveFallibly() throws {
+    var a: [Int32] = [1, 2, 3]
+    for huge in [Int.max / 2, 1 << 50] {  // bytes that overflow; 4 PiB that malloc refuses
+      #expect(throws: GLM5Error.self) { try a.reserveFallibly(huge, what: "test") }
+    }
+    #expect(a == [1, 2, 3])
+    try a.reserveFallibly(100, what: "test")
+    #expect(a.capacity >= 100 && a == [1, 2, 3])
+    let c = a.capacity
+    try a.reserveFallibly(c + 1, what: "test")  // a little more each time stays linear
+    #expect(a.capacity >= 2 * c && a == [1, 2, 3])
+  }
+
   @Test("an INT4 model of more than 200 MB stays within 1.15x its file size plus caches",
         .disabled(if: Sanitizer.address || Sanitizer.thread, "a sanitizer's allocator and shadow memory are anonymous memory"))
   func int4Residency() throws {

@@ -33,7 +33,11 @@
  *     golden tokens (exact) and logprobs (1e-4); appends in any split, LAST vs ALL, truncate and
  *     re-append, generating one by one: all bitwise equal;
  *   - details of the header's wording: generate of 0 tokens on an empty session, NULL out with a
- *     capacity, kept logits cleared by truncate and generate, outputs untouched on failure.
+ *     capacity, kept logits cleared by truncate and generate, outputs untouched on failure;
+ *   - hostile sizes (include/glm5.h "Limits"): huge n_ids, text_len, n_stop_token_ids, batch n,
+ *     capacities and record bounds with short buffers are refused before anything is read or
+ *     allocated; sampling 2^24 tokens under an address-space limit (in a re-executed child) is
+ *     GLM5_ERR_OUT_OF_MEMORY with the session unchanged.
  */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE
@@ -47,7 +51,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -1497,6 +1505,245 @@ static void test_session_header_details(const char *dir) {
     glm5_model_free(model);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Hostile sizes (issue 13; include/glm5.h "Limits"). Each call passes a short buffer with a huge
+ * count, as a host with a corrupted length would: the count must be refused with a status before
+ * anything is read or allocated. Before these bounds, each of these calls made the library copy
+ * the count into a Swift array (an allocation of up to a TiB, which traps when it fails, or a
+ * read far past the buffer) and the host process died.
+ * ------------------------------------------------------------------------------------------- */
+
+static void test_hostile_sizes(const char *fixtures_root, const char *dir) {
+    char tok_dir[4096];
+    snprintf(tok_dir, sizeof tok_dir, "%s/tokenizers/glm5-like-32k", fixtures_root);
+    glm5_tokenizer *t = NULL;
+    CHECK(glm5_tokenizer_load(tok_dir, &t) == GLM5_OK && t != NULL);
+    int32_t ids[4] = {65, 66, 67, 68};
+    char text[64];
+    size_t n = 77;
+
+    /* glm5_detokenize / glm5_detokenizer_push: n_ids above GLM5_MAX_DETOKENIZE_IDS. */
+    CHECK_FAIL(glm5_detokenize(t, ids, (size_t)1 << 38, 0, text, sizeof text, &n), GLM5_ERR_INVALID_ARGUMENT, "n_ids");
+    CHECK_FAIL(glm5_detokenize(t, ids, (size_t)GLM5_MAX_DETOKENIZE_IDS + 1, 0, text, sizeof text, &n),
+               GLM5_ERR_INVALID_ARGUMENT, "n_ids");
+    CHECK_FAIL(glm5_detokenize(t, ids, SIZE_MAX, 0, text, sizeof text, &n), GLM5_ERR_INVALID_ARGUMENT, "n_ids");
+    CHECK(n == 77);
+    CHECK(glm5_detokenize(t, ids, 4, 0, text, sizeof text, &n) == GLM5_OK);
+    glm5_detokenizer *d = NULL;
+    CHECK(glm5_detokenizer_new(t, 0, &d) == GLM5_OK);
+    n = 77;
+    CHECK_FAIL(glm5_detokenizer_push(d, ids, (size_t)1 << 38, text, sizeof text, &n), GLM5_ERR_INVALID_ARGUMENT, "n_ids");
+    CHECK_FAIL(glm5_detokenizer_push(d, ids, (size_t)GLM5_MAX_DETOKENIZE_IDS + 1, text, sizeof text, &n),
+               GLM5_ERR_INVALID_ARGUMENT, "n_ids");
+    CHECK(n == 77);
+    CHECK(glm5_detokenizer_push(d, ids, 4, text, sizeof text, &n) == GLM5_OK); /* the stream goes on */
+    glm5_detokenizer_free(d);
+
+    /* glm5_tokenizer_token_id: text_len above GLM5_MAX_TEXT_BYTES (as glm5_tokenize). */
+    int32_t id = 5;
+    CHECK_FAIL(glm5_tokenizer_token_id(t, "a", (size_t)1 << 38, &id), GLM5_ERR_INVALID_ARGUMENT, "text_len");
+    CHECK_FAIL(glm5_tokenizer_token_id(t, "a", (size_t)GLM5_MAX_TEXT_BYTES + 1, &id), GLM5_ERR_INVALID_ARGUMENT,
+               "text_len");
+    CHECK(id == 5);
+    CHECK_FAIL(glm5_tokenize(t, "a", (size_t)GLM5_MAX_TEXT_BYTES + 1, 0, NULL, 0, &n), GLM5_ERR_INVALID_ARGUMENT,
+               "text_len");
+    glm5_tokenizer_free(t);
+
+    /* Sampling parameters and batches. */
+    glm5_model *model = load_model(dir, 2);
+    glm5_session *s = new_session(model, 0);
+    int32_t prompt[3] = {3, 1, 4};
+    CHECK(glm5_session_append(s, prompt, 3, GLM5_LOGITS_NONE, NULL) == GLM5_OK);
+    glm5_sampling_params p;
+    glm5_sampling_params_init(&p);
+    p.max_new_tokens = 2;
+    p.stop_token_ids = prompt;
+    p.n_stop_token_ids = SIZE_MAX; /* was read as "no stop ids" */
+    int32_t out_ids[4] = {-9, -9, -9, -9};
+    glm5_sample_output o;
+    glm5_sample_output_init(&o);
+    o.tokens = out_ids;
+    o.capacity = 4;
+    CHECK_FAIL(glm5_session_sample(s, &p, &o), GLM5_ERR_INVALID_ARGUMENT, "n_stop_token_ids");
+    p.n_stop_token_ids = (size_t)GLM5_MAX_STOP_TOKEN_IDS + 1;
+    CHECK_FAIL(glm5_session_sample(s, &p, &o), GLM5_ERR_INVALID_ARGUMENT, "n_stop_token_ids");
+    CHECK(sess_n_tokens(s) == 3 && out_ids[0] == -9);
+    glm5_session *one[1] = {s};
+    glm5_sample_output *outs[1] = {&o};
+    CHECK_FAIL(glm5_sample_batch(one, (size_t)GLM5_MAX_BATCH + 1, NULL, outs), GLM5_ERR_INVALID_ARGUMENT, "n is");
+    CHECK_FAIL(glm5_sample_batch(one, SIZE_MAX, NULL, outs), GLM5_ERR_INVALID_ARGUMENT, "n is");
+    const int32_t *chunks[1] = {prompt};
+    size_t lens[1] = {1};
+    CHECK_FAIL(glm5_append_batch(one, (size_t)GLM5_MAX_BATCH + 1, chunks, lens, GLM5_LOGITS_NONE, NULL),
+               GLM5_ERR_INVALID_ARGUMENT, "n is");
+    CHECK(sess_n_tokens(s) == 3);
+
+    /* A first-version glm5_sample_output (a 0.1 host: no weight_version, accepted, n_steps) that
+     * ends where an unreadable page starts: only its own bytes are read and written. */
+    {
+        const long page = sysconf(_SC_PAGESIZE);
+        unsigned char *mem = mmap(NULL, 2 * (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        CHECK(mem != MAP_FAILED && mprotect(mem + page, (size_t)page, PROT_NONE) == 0);
+        const size_t v1 = offsetof(glm5_sample_output, weight_version);
+        glm5_sample_output *old = (glm5_sample_output *)(void *)(mem + page - v1);
+        memset(old, 0, v1);
+        old->struct_size = (uint32_t)v1;
+        old->stop_token_id = -1;
+        old->tokens = out_ids;
+        old->capacity = 4;
+        glm5_sampling_params q;
+        glm5_sampling_params_init(&q);
+        q.max_new_tokens = 2;
+        q.ignore_eos = 1;
+        CHECK(glm5_session_sample(s, &q, old) == GLM5_OK && old->n_tokens == 2 && sess_n_tokens(s) == 5);
+        glm5_sample_output *olds[1] = {old};
+        const glm5_sampling_params *qs[1] = {&q};
+        CHECK(glm5_sample_batch(one, 1, qs, olds) == GLM5_OK && old->n_tokens == 2 && sess_n_tokens(s) == 7);
+        CHECK(munmap(mem, 2 * (size_t)page) == 0);
+        CHECK(glm5_session_truncate(s, 3) == GLM5_OK);
+    }
+
+    /* Counts and capacities above 2^40, (size_t)-1 among them, are refused as arguments. */
+    float f[4];
+    CHECK_FAIL(glm5_model_mtp_draft_logits(model, prompt, 3, f, SIZE_MAX), GLM5_ERR_INVALID_ARGUMENT, "capacity");
+    CHECK_FAIL(glm5_session_get_tokens(s, out_ids, SIZE_MAX, &n), GLM5_ERR_INVALID_ARGUMENT, "capacity");
+    CHECK_FAIL(glm5_session_generate(s, (size_t)1 << 41, out_ids, NULL), GLM5_ERR_INVALID_ARGUMENT, "n_new");
+    CHECK(sess_n_tokens(s) == 3);
+
+    /* glm5_session_params.record_max_bytes past 2^62 (a record bound that would overflow). */
+    glm5_session_params sp;
+    glm5_session_params_init(&sp);
+    sp.record = 1;
+    sp.record_max_bytes = UINT64_MAX;
+    glm5_session *r = SESSION_SENTINEL;
+    CHECK_FAIL(glm5_session_new(model, &sp, &r), GLM5_ERR_INVALID_ARGUMENT, "record_max_bytes");
+    sp.record_max_bytes = (uint64_t)1 << 63;
+    CHECK_FAIL(glm5_session_new(model, &sp, &r), GLM5_ERR_INVALID_ARGUMENT, "record_max_bytes");
+    CHECK(r == SESSION_SENTINEL);
+    glm5_session_free(s);
+    glm5_model_free(model);
+}
+
+/* Out of memory in the middle of a call's reservations (issue 13). Sampling: a session of 2^24 tokens (the fixture's weights under a
+ * config.json whose max_position_embeddings is 2^24, the largest a config may give) samples
+ * 2^24 - 4 tokens with GLM5_MAX_TOP_LOGPROBS alternatives, under an address-space limit of what
+ * the process maps plus 1 GiB. The call must return GLM5_ERR_OUT_OF_MEMORY with the session
+ * unchanged, and the session must sample once the limit is lifted. Before, the 8 GiB of result
+ * arrays were reserved with Swift's allocation (which traps when it fails) before the cache's
+ * fallible reservation, and the process died. Tokenizing GLM5_MAX_TEXT_BYTES under the same
+ * limit: the decoded scalars (1 GiB) were a trapping allocation too; now OUT_OF_MEMORY. Runs in a fresh process (test_capi re-executed
+ * with --sample-oom DIR): the limit must not reach the rest of the tests, and a process that
+ * forked after using the library's threads must not use them again. */
+static void set_address_limit(rlim_t bytes) {
+    struct rlimit rl;
+    CHECK(getrlimit(RLIMIT_AS, &rl) == 0);
+    rl.rlim_cur = bytes;
+    CHECK(setrlimit(RLIMIT_AS, &rl) == 0);
+}
+
+static int sample_oom_child(const char *dir, const char *tok_dir) {
+    glm5_tokenizer *tok = NULL;
+    CHECK(glm5_tokenizer_load(tok_dir, &tok) == GLM5_OK);
+    const size_t text_len = GLM5_MAX_TEXT_BYTES; /* NUL bytes: valid UTF-8, mapped, never touched */
+    char *text = calloc(text_len, 1);
+    CHECK(text != NULL);
+    glm5_model *model = load_model(dir, 1);
+    CHECK(model_info(model).max_position_embeddings == 1u << 24);
+    glm5_session *s = new_session(model, 0);
+    int32_t prompt[4] = {3, 1, 4, 1};
+    CHECK(glm5_session_append(s, prompt, 4, GLM5_LOGITS_NONE, NULL) == GLM5_OK);
+    const size_t want = ((size_t)1 << 24) - 4;
+    int32_t *toks = malloc(want * sizeof(int32_t)); /* the host's array: mapped, never touched */
+    CHECK(toks != NULL);
+    long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    CHECK(f != NULL && fscanf(f, "%ld", &pages) == 1);
+    fclose(f);
+    set_address_limit((rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)1 << 30));
+
+    glm5_sampling_params p;
+    glm5_sampling_params_init(&p);
+    p.max_new_tokens = (uint32_t)want;
+    p.n_top_logprobs = GLM5_MAX_TOP_LOGPROBS;
+    p.ignore_eos = 1;
+    glm5_sample_output o;
+    glm5_sample_output_init(&o);
+    o.tokens = toks;
+    o.capacity = want;
+    CHECK_FAIL(glm5_session_sample(s, &p, &o), GLM5_ERR_OUT_OF_MEMORY, "");
+    CHECK(sess_n_tokens(s) == 4);
+    /* The largest text glm5_tokenize takes: its scalars alone (1 GiB) do not fit. */
+    size_t n_ids = 7;
+    CHECK_FAIL(glm5_tokenize(tok, text, text_len, 0, NULL, 0, &n_ids), GLM5_ERR_OUT_OF_MEMORY, "text");
+    CHECK(n_ids == 7);
+
+    set_address_limit(RLIM_INFINITY);
+    p.max_new_tokens = 2;
+    o.capacity = 2;
+    CHECK(glm5_session_sample(s, &p, &o) == GLM5_OK && o.n_tokens == 2 && sess_n_tokens(s) == 6);
+    CHECK(glm5_tokenize(tok, "ab", 2, 0, NULL, 0, &n_ids) == GLM5_ERR_BUFFER_TOO_SMALL && n_ids > 0); /* the count */
+    free(text);
+    glm5_tokenizer_free(tok);
+    free(toks);
+    glm5_session_free(s);
+    glm5_model_free(model);
+    printf("test_capi: sampling 2^24 tokens and tokenizing 2^28 bytes under an address-space limit: out of memory, "
+           "session unchanged\n");
+    return 0;
+}
+
+static void test_sample_out_of_memory(const char *self, const char *dir, const char *fixtures_root) {
+    char big[] = "/tmp/glm5_test_capi_big_XXXXXX";
+    CHECK(mkdtemp(big) != NULL);
+    char path[4096], target[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    char *cfg = read_text(path);
+    CHECK(cfg != NULL);
+    const char *key = "\"max_position_embeddings\":";
+    char *at = strstr(cfg, key);
+    CHECK(at != NULL);
+    at += strlen(key);
+    char *end = at;
+    while (*end == ' ') end++;
+    while (*end >= '0' && *end <= '9') end++;
+    size_t size = strlen(cfg) + 32;
+    char *big_cfg = malloc(size);
+    CHECK(big_cfg != NULL);
+    snprintf(big_cfg, size, "%.*s 16777216%s", (int)(at - cfg), cfg, end);
+    write_text(big, "config.json", big_cfg);
+    const char *links[] = {"model.safetensors", "generation_config.json"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(target, sizeof target, "%s/%s", dir, links[i]);
+        if (target[0] != '/') {
+            char cwd[2048];
+            CHECK(getcwd(cwd, sizeof cwd) != NULL);
+            snprintf(target, sizeof target, "%s/%s/%s", cwd, dir, links[i]);
+        }
+        snprintf(path, sizeof path, "%s/%s", big, links[i]);
+        if (file_exists(target)) CHECK(symlink(target, path) == 0);
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        char tok_dir[4096];
+        snprintf(tok_dir, sizeof tok_dir, "%s/tokenizers/glm5-like-32k", fixtures_root);
+        execl("/proc/self/exe", self, "--sample-oom", big, tok_dir, (char *)NULL);
+        _exit(127);
+    }
+    int wst = 0;
+    CHECK(waitpid(pid, &wst, 0) == pid);
+    if (WIFSIGNALED(wst)) fprintf(stderr, "test_capi: sampling under an address-space limit crashed (signal %d)\n", WTERMSIG(wst));
+    CHECK(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+    remove_file(big, "config.json");
+    remove_file(big, "model.safetensors");
+    remove_file(big, "generation_config.json");
+    CHECK(rmdir(big) == 0);
+    free(big_cfg);
+    free(cfg);
+}
+
 static int compare_names(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -1533,6 +1780,7 @@ static size_t list_fixtures(const char *root, char ***out) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 3 && strcmp(argv[1], "--sample-oom") == 0) return sample_oom_child(argv[2], argv[3]);
     const char *fixtures_root = argc > 1 ? argv[1] : "../Fixtures";
 
     /* Nothing has failed on this thread yet. */
@@ -1590,6 +1838,8 @@ int main(int argc, char **argv) {
     test_session_threads(session_fixture);
     test_thread_count_invariance(session_fixture);
     test_session_header_details(session_fixture);
+    test_hostile_sizes(fixtures_root, session_fixture);
+    test_sample_out_of_memory(argv[0], session_fixture, fixtures_root);
     printf("test_capi: sessions against golden.safetensors:\n");
     for (size_t i = 0; i < n_fixtures; i++) check_goldens(fixtures[i]);
 

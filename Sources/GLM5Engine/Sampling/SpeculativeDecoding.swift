@@ -40,15 +40,20 @@ extension Model {
     for i in results.indices { results[i].weightVersion = snapshot.version }
     var stopSets: [Set<Int32>] = []
     for (i, (s, p)) in zip(sessions, params).enumerated() {
-      results[i].tokens.reserveCapacity(p.maxNewTokens)
-      results[i].logprobs.reserveCapacity(p.maxNewTokens)
-      results[i].scaledLogprobs.reserveCapacity(p.maxNewTokens)
-      results[i].processedLogprobs.reserveCapacity(p.maxNewTokens)
-      results[i].topN = p.topLogprobs
-      results[i].topIds.reserveCapacity(p.maxNewTokens * p.topLogprobs)
-      results[i].topLogprobs.reserveCapacity(p.maxNewTokens * p.topLogprobs)
-      if p.speculative > 0 { results[i].accepted.reserveCapacity(p.maxNewTokens) }
+      // The cache first (the largest), then the arrays the steps append to, each reserved
+      // fallibly: running out is a status here, never a trap between tokens. (Capacity only: no
+      // session changes.)
       try s.reserve(s.count + p.maxNewTokens)
+      try s.tokens.reserveFallibly(s.count + p.maxNewTokens + p.speculative + 1, what: "session tokens")
+      let m = p.maxNewTokens, what = "the sampled tokens"
+      try results[i].tokens.reserveFallibly(m, what: what)
+      try results[i].logprobs.reserveFallibly(m, what: what)
+      try results[i].scaledLogprobs.reserveFallibly(m, what: what)
+      try results[i].processedLogprobs.reserveFallibly(m, what: what)
+      results[i].topN = p.topLogprobs
+      try results[i].topIds.reserveFallibly(m * p.topLogprobs, what: what)
+      try results[i].topLogprobs.reserveFallibly(m * p.topLogprobs, what: what)
+      if p.speculative > 0 { try results[i].accepted.reserveFallibly(m, what: what) }
       var stops = Set(p.stopTokenIds)
       if !p.ignoreEOS { stops.formUnion(eosTokenIds) }
       stopSets.append(stops)
