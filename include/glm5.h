@@ -169,6 +169,11 @@ const char *glm5_last_error(void);
  * Memory grows with use, not with a bound: a session of max_position_embeddings tokens costs
  * nothing until its tokens are appended. When memory runs out, the call returns
  * GLM5_ERR_OUT_OF_MEMORY; its block says what it leaves (as a rule, every handle as it was).
+ * The library keeps 8 MiB of headroom for its own small allocations: a call that allocates
+ * returns GLM5_ERR_OUT_OF_MEMORY, before it changes anything, when fewer than 8 MiB of address
+ * space could be mapped as it starts, and a large allocation that would leave less is refused
+ * the same way (glm5_session_n_tokens, glm5_session_max_tokens and
+ * glm5_session_get_record_info do not check, so a host can inspect its sessions at the limit).
  * ============================================================================================= */
 
 /* Most sessions in one glm5_sample_batch or glm5_append_batch call. */
