@@ -12,21 +12,6 @@
 
 #include "internal.h"
 
-/// kt[t][0..8) = rows[0..8)[t] for t < dim (rows past nk repeat the last row).
-static void transpose_keys8(const float *keys, int64_t dim, int nk, float *kt) {
-  const float *r[8];
-  for (int u = 0; u < 8; u++) r[u] = keys + (u < nk ? u : nk - 1) * dim;
-  int64_t t = 0;
-  for (; t + 8 <= dim; t += 8) {
-    __m256 v[8];
-    for (int u = 0; u < 8; u++) v[u] = _mm256_loadu_ps(r[u] + t);
-    glm5k_transpose8(v);
-    for (int u = 0; u < 8; u++) _mm256_storeu_ps(kt + (t + u) * 8, v[u]);
-  }
-  for (; t < dim; t++)
-    for (int u = 0; u < 8; u++) kt[t * 8 + u] = r[u][t];
-}
-
 void glm5k_index_scores(const float *q, const float *w, int64_t heads, int64_t dim, const float *keys, int64_t j0,
                         int64_t j1, float scale, float *scores) {
   if (heads <= 0 || j1 <= j0) {
@@ -55,7 +40,9 @@ void glm5k_index_scores(const float *q, const float *w, int64_t heads, int64_t d
   const __m256 vscale = _mm256_set1_ps(scale), zero = _mm256_setzero_ps();
   for (int64_t b0 = j0; b0 < j1; b0 += 8) {
     const int nk = j1 - b0 < 8 ? (int)(j1 - b0) : 8;
-    transpose_keys8(keys + b0 * dim, dim, nk, kt);
+    const float *r[8];
+    for (int u = 0; u < 8; u++) r[u] = keys + (b0 + (u < nk ? u : nk - 1)) * dim;  // past nk: the last, dropped
+    glm5k_transpose_rows(r, 8, 0, dim, kt);
     __m256 s = zero;
     for (int64_t h0 = 0; h0 < heads; h0 += 8) {
       const int nh = heads - h0 < 8 ? (int)(heads - h0) : 8;

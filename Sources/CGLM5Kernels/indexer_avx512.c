@@ -10,30 +10,15 @@
 
 #define GLM5K_AVX512VL __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
 
-/// kt[t][0..16) = rows[0..16)[t] for t < dim (rows past nk repeat the last row).
-GLM5K_AVX512VL static void transpose_keys16(const float *keys, int64_t dim, int nk, float *kt) {
-  const float *r[16];
-  for (int u = 0; u < 16; u++) r[u] = keys + (u < nk ? u : nk - 1) * dim;
-  int64_t t = 0;
-  for (; t + 8 <= dim; t += 8) {
-    for (int half = 0; half < 2; half++) {
-      __m256 v[8];
-      for (int u = 0; u < 8; u++) v[u] = _mm256_loadu_ps(r[8 * half + u] + t);
-      glm5k_transpose8(v);
-      for (int u = 0; u < 8; u++) _mm256_store_ps(kt + (t + u) * 16 + 8 * half, v[u]);
-    }
-  }
-  for (; t < dim; t++)
-    for (int u = 0; u < 16; u++) kt[t * 16 + u] = r[u][t];
-}
-
 GLM5K_AVX512VL void glm5k_index_scores_avx512(const float *q, const float *w, int64_t heads, int64_t dim, const float *keys,
                                               int64_t j0, int64_t j1, float scale, float *scores) {
   float kt[GLM5K_INDEX_MAX_DIM * 16] __attribute__((aligned(64)));
   const __m512 vscale = _mm512_set1_ps(scale), zero = _mm512_setzero_ps();
   for (int64_t b0 = j0; b0 < j1; b0 += 16) {
     const int nk = j1 - b0 < 16 ? (int)(j1 - b0) : 16;
-    transpose_keys16(keys + b0 * dim, dim, nk, kt);
+    const float *r[16];
+    for (int u = 0; u < 16; u++) r[u] = keys + (b0 + (u < nk ? u : nk - 1)) * dim;  // past nk: the last, dropped
+    glm5k_transpose_rows(r, 16, 0, dim, kt);
     if (b0 + 16 < j1) {
       // The next block's rows (the hardware prefetchers alone left the scoring of a key cache in
       // DRAM at a fifth of its in-cache speed).

@@ -87,6 +87,22 @@ void glm5k_index_scores_avx512(const float *q, const float *w, int64_t heads, in
 /// block of rows serves them all; GLM-5 has 64 heads, DeepSeek-V3.2 128).
 #define GLM5K_MQ_HEAD_GROUP 128
 
+/// kt[t][0..L) = r[0..L)[c0 + t] for t < cw, L = 8 or 16 lanes (one per row; 8 × 8 register
+/// transposes): the key blocks of the multi-query and indexer scores kernels.
+static inline void glm5k_transpose_rows(const float *const *r, int L, int64_t c0, int64_t cw, float *kt) {
+  int64_t t = 0;
+  for (; t + 8 <= cw; t += 8) {
+    for (int part = 0; part < L; part += 8) {
+      __m256 v[8];
+      for (int u = 0; u < 8; u++) v[u] = _mm256_loadu_ps(r[part + u] + c0 + t);
+      glm5k_transpose8(v);
+      for (int u = 0; u < 8; u++) _mm256_storeu_ps(kt + (t + u) * L + part, v[u]);
+    }
+  }
+  for (; t < cw; t++)
+    for (int u = 0; u < L; u++) kt[t * L + u] = r[u][c0 + t];
+}
+
 /// glm5k_mq_scores with AVX-512 (multiquery_avx512.c): the same bits.
 void glm5k_mq_scores_avx512(float *s, int64_t lds, const float *qn, int64_t ldqn, const float *qr, int64_t ldqr, int64_t H,
                             const float *latent, int64_t R, const float *rope, int64_t Dr, const int32_t *keys, int64_t n,

@@ -3,27 +3,14 @@
 //             columns, in column order: v = fma(q̃_h[c], c_{j_i}[c], v), then fma(q^rope_h[t], k^rope_{j_i}[t], v)
 // One SIMD lane per key: a block of 8 selected rows is transposed, 64 columns at a time, into
 // kt[64][8] (8 × 8 register transposes), and then every head runs the block's 8 chains side by
-// side: one key-vector load and one broadcast per fma, no horizontal sums. The chains of up to 16
-// heads live in acc[16][8] across the column chunks. multiquery_avx512.c runs 16 keys per block,
-// the same bits.
+// side: one key-vector load and one broadcast per fma, no horizontal sums. The chains of up to
+// GLM5K_MQ_HEAD_GROUP heads live in acc[·][8] across the column chunks, so one transpose of a
+// block serves them all. multiquery_avx512.c runs 16 keys per block, the same bits.
 
 #include <immintrin.h>
 #include <string.h>
 
 #include "internal.h"
-
-/// kt[t][0..8) = rows[0..8)[c0 + t] for t < cw (cw ≤ 64).
-static void transpose_rows8(const float *const r[8], int64_t c0, int64_t cw, float *kt) {
-  int64_t t = 0;
-  for (; t + 8 <= cw; t += 8) {
-    __m256 v[8];
-    for (int u = 0; u < 8; u++) v[u] = _mm256_loadu_ps(r[u] + c0 + t);
-    glm5k_transpose8(v);
-    for (int u = 0; u < 8; u++) _mm256_store_ps(kt + (t + u) * 8, v[u]);
-  }
-  for (; t < cw; t++)
-    for (int u = 0; u < 8; u++) kt[t * 8 + u] = r[u][c0 + t];
-}
 
 void glm5k_mq_scores(float *s, int64_t lds, const float *qn, int64_t ldqn, const float *qr, int64_t ldqr, int64_t H,
                      const float *latent, int64_t R, const float *rope, int64_t Dr, const int32_t *keys, int64_t n, float scale) {
@@ -51,7 +38,7 @@ void glm5k_mq_scores(float *s, int64_t lds, const float *qn, int64_t ldqn, const
         const float *qbase = (part == 0 ? qn : qr) + g0 * ldq;
         for (int64_t c0 = 0; c0 < W; c0 += CW) {
           const int64_t cw = W - c0 < CW ? W - c0 : CW;
-          transpose_rows8(part == 0 ? rl : rr, c0, cw, kt);
+          glm5k_transpose_rows(part == 0 ? rl : rr, L, c0, cw, kt);
           // Tiles of 8 heads (the last tile's heads past gn repeat its last: computed, dropped).
           for (int64_t u0 = 0; u0 < gn; u0 += 8) {
             const float *q[8];

@@ -18,21 +18,6 @@
 
 enum { KEY_BLOCK = 32 };
 
-/// kt[t][0..16) = rows[0..16)[c0 + t] for t < cw (cw ≤ 64).
-GLM5K_AVX512VL static void transpose_rows16(const float *const r[16], int64_t c0, int64_t cw, float *kt) {
-  int64_t t = 0;
-  for (; t + 8 <= cw; t += 8) {
-    for (int half = 0; half < 2; half++) {
-      __m256 v[8];
-      for (int u = 0; u < 8; u++) v[u] = _mm256_loadu_ps(r[8 * half + u] + c0 + t);
-      glm5k_transpose8(v);
-      for (int u = 0; u < 8; u++) _mm256_store_ps(kt + (t + u) * 16 + 8 * half, v[u]);
-    }
-  }
-  for (; t < cw; t++)
-    for (int u = 0; u < 16; u++) kt[t * 16 + u] = r[u][c0 + t];
-}
-
 GLM5K_AVX512VL void glm5k_mq_scores_avx512(float *s, int64_t lds, const float *qn, int64_t ldqn, const float *qr, int64_t ldqr,
                                            int64_t H, const float *latent, int64_t R, const float *rope, int64_t Dr,
                                            const int32_t *keys, int64_t n, float scale) {
@@ -61,7 +46,7 @@ GLM5K_AVX512VL void glm5k_mq_scores_avx512(float *s, int64_t lds, const float *q
         const float *qbase = (part == 0 ? qn : qr) + g0 * ldq;
         for (int64_t c0 = 0; c0 < W; c0 += CW) {
           const int64_t cw = W - c0 < CW ? W - c0 : CW;
-          transpose_rows16(part == 0 ? rl : rr, c0, cw, kt);
+          glm5k_transpose_rows(part == 0 ? rl : rr, L, c0, cw, kt);
           if (i0 + L < n)
             for (int u = 0; u < L; u++)
               for (int64_t t = 0; t < cw; t += 16) _mm_prefetch((const char *)((part == 0 ? nl[u] : nr[u]) + c0 + t), _MM_HINT_T0);
