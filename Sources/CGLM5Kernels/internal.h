@@ -104,9 +104,8 @@ static inline void glm5k_transpose_rows(const float *const *r, int L, int64_t c0
 }
 
 /// glm5k_mq_scores with AVX-512 (multiquery_avx512.c): the same bits.
-void glm5k_mq_scores_avx512(float *s, int64_t lds, const float *qn, int64_t ldqn, const float *qr, int64_t ldqr, int64_t H,
-                            const float *latent, int64_t R, const float *rope, int64_t Dr, const int32_t *keys, int64_t n,
-                            float scale);
+void glm5k_mq_scores_avx512(float *s, int64_t lds, const float *qt, int64_t ldq, int64_t H, const float *latent, int64_t R,
+                            const float *rope, int64_t Dr, const int32_t *keys, int64_t n, float scale);
 
 /// glm5k_int4_axpy_rows with AVX-512 (int4_transposed_avx512.c; group a multiple of 16): the same bits.
 void glm5k_int4_axpy_rows_avx512(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *x, float *y);

@@ -2,8 +2,9 @@
 // sequences; multiquery.c the AVX2 scores), AVX-512F, selected at run time; the same bits.
 //   scores: one lane per key, as multiquery.c, with 16 keys per block: a block's selected rows
 //           are transposed 64 columns at a time into kt[64][16] (two 8 × 8 register transposes
-//           per 8 columns), then up to 16 heads run their chains in 16 registers, each fma taking
-//           its query value by an embedded broadcast. The next block's rows are prefetched.
+//           per 8 columns), then tiles of 16 heads run their chains in 16 registers, each fma
+//           taking its query value from the packed queries (one pointer) by an embedded
+//           broadcast. The next block's rows are prefetched.
 //   sum:    o[h, c] = fma(p[h, i], row_i[c], o[h, c]) in key order, 16 columns per vector; tiles
 //           of 4 heads × 64 columns, each row vector loaded once for 4 heads, key blocks of 32
 //           outermost, so a block's rows come from memory once per call.
@@ -18,9 +19,26 @@
 
 enum { KEY_BLOCK = 32 };
 
-GLM5K_AVX512VL void glm5k_mq_scores_avx512(float *s, int64_t lds, const float *qn, int64_t ldqn, const float *qr, int64_t ldqr,
-                                           int64_t H, const float *latent, int64_t R, const float *rope, int64_t Dr,
-                                           const int32_t *keys, int64_t n, float scale) {
+/// NH heads' chains for 16 keys over cw columns: acc[u][·] += Σ_t q[t · ldq + u] · kt[t][·], each
+/// query value taken by the FMA's embedded broadcast.
+#define GLM5K_MQ_TILE_AVX512(NH)                                                                    \
+  GLM5K_AVX512VL static inline void tile##NH(const float *kt, int64_t cw, const float *q, int64_t ldq, float *acc) { \
+    __m512 a[NH];                                                                                   \
+    for (int u = 0; u < NH; u++) a[u] = _mm512_load_ps(acc + u * 16);                               \
+    for (int64_t t = 0; t < cw; t++, q += ldq) {                                                    \
+      const __m512 k = _mm512_load_ps(kt + t * 16);                                                 \
+      for (int u = 0; u < NH; u++) a[u] = _mm512_fmadd_ps(_mm512_set1_ps(q[u]), k, a[u]);           \
+    }                                                                                               \
+    for (int u = 0; u < NH; u++) _mm512_store_ps(acc + u * 16, a[u]);                               \
+  }
+GLM5K_MQ_TILE_AVX512(16)
+GLM5K_MQ_TILE_AVX512(8)
+GLM5K_MQ_TILE_AVX512(4)
+GLM5K_MQ_TILE_AVX512(2)
+GLM5K_MQ_TILE_AVX512(1)
+
+GLM5K_AVX512VL void glm5k_mq_scores_avx512(float *s, int64_t lds, const float *qt, int64_t ldq, int64_t H, const float *latent,
+                                           int64_t R, const float *rope, int64_t Dr, const int32_t *keys, int64_t n, float scale) {
   if (H <= 0 || n <= 0) return;
   enum { L = 16, CW = 64, G = GLM5K_MQ_HEAD_GROUP };
   float kt[CW * L] __attribute__((aligned(64)));
@@ -40,28 +58,22 @@ GLM5K_AVX512VL void glm5k_mq_scores_avx512(float *s, int64_t lds, const float *q
         nl[u] = latent + jn * R;
         nr[u] = rope + jn * Dr;
       }
-      memset(acc, 0, sizeof(float) * (size_t)(((gn + 15) & ~15) * L));
+      memset(acc, 0, sizeof(float) * (size_t)(gn * L));
       for (int part = 0; part < 2; part++) {
-        const int64_t W = part == 0 ? R : Dr, ldq = part == 0 ? ldqn : ldqr;
-        const float *qbase = (part == 0 ? qn : qr) + g0 * ldq;
+        const int64_t W = part == 0 ? R : Dr;
         for (int64_t c0 = 0; c0 < W; c0 += CW) {
           const int64_t cw = W - c0 < CW ? W - c0 : CW;
           glm5k_transpose_rows(part == 0 ? rl : rr, L, c0, cw, kt);
           if (i0 + L < n)
             for (int u = 0; u < L; u++)
               for (int64_t t = 0; t < cw; t += 16) _mm_prefetch((const char *)((part == 0 ? nl[u] : nr[u]) + c0 + t), _MM_HINT_T0);
-          // Tiles of 16 heads (the last tile's heads past gn repeat its last: computed, dropped).
-          for (int64_t u0 = 0; u0 < gn; u0 += 16) {
-            const float *q[16];
-            for (int u = 0; u < 16; u++) q[u] = qbase + (u0 + u < gn ? u0 + u : gn - 1) * ldq + c0;
-            __m512 a[16];
-            for (int u = 0; u < 16; u++) a[u] = _mm512_load_ps(acc + (u0 + u) * L);
-            for (int64_t t = 0; t < cw; t++) {
-              const __m512 k = _mm512_load_ps(kt + t * L);
-              for (int u = 0; u < 16; u++) a[u] = _mm512_fmadd_ps(_mm512_set1_ps(q[u][t]), k, a[u]);
-            }
-            for (int u = 0; u < 16; u++) _mm512_store_ps(acc + (u0 + u) * L, a[u]);
-          }
+          const float *q = qt + (part == 0 ? c0 : R + c0) * ldq + g0;
+          int64_t u0 = 0;
+          for (; u0 + 16 <= gn; u0 += 16) tile16(kt, cw, q + u0, ldq, acc + u0 * L);
+          for (; u0 + 8 <= gn; u0 += 8) tile8(kt, cw, q + u0, ldq, acc + u0 * L);
+          for (; u0 + 4 <= gn; u0 += 4) tile4(kt, cw, q + u0, ldq, acc + u0 * L);
+          for (; u0 + 2 <= gn; u0 += 2) tile2(kt, cw, q + u0, ldq, acc + u0 * L);
+          for (; u0 < gn; u0++) tile1(kt, cw, q + u0, ldq, acc + u0 * L);
         }
       }
       const __mmask16 m = (__mmask16)((1u << nk) - 1);

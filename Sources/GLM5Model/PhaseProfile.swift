@@ -17,8 +17,14 @@ import Glibc
     case indexer
     /// Top-k selection of the scored keys (and the sort of the selection).
     case topK
-    /// Absorbed attention: W_UK products, multi-query scores / softmax / sum, W_UV.
-    case sparseAttention
+    /// Absorbed attention over the selected keys, in five parts: q̃ = q_nope · W_UK (the
+    /// transposed kv_b product), the multi-query scores, their softmax, the weighted sum of the
+    /// selected latents, and the heads' values through W_UV.
+    case attentionWUK
+    case attentionScores
+    case attentionSoftmax
+    case attentionSum
+    case attentionWUV
     case oProj
     /// Router logits, routing, packing rows per expert.
     case router
@@ -33,7 +39,11 @@ import Glibc
       case .attentionProjections: "attention projections (q_a, q_b, kv_a, norms, rope)"
       case .indexer: "indexer (projections + scoring)"
       case .topK: "top-k selection"
-      case .sparseAttention: "sparse attention (W_UK, scores/softmax/sum, W_UV)"
+      case .attentionWUK: "sparse attention: q̃ = q_nope · W_UK"
+      case .attentionScores: "sparse attention: multi-query scores"
+      case .attentionSoftmax: "sparse attention: softmax"
+      case .attentionSum: "sparse attention: weighted sum of latents"
+      case .attentionWUV: "sparse attention: values through W_UV"
       case .oProj: "o_proj"
       case .router: "router"
       case .experts: "experts (routed + shared)"
@@ -46,7 +56,11 @@ import Glibc
       case .attentionProjections: "attention_projections"
       case .indexer: "indexer"
       case .topK: "top_k"
-      case .sparseAttention: "sparse_attention"
+      case .attentionWUK: "sparse_attention_w_uk"
+      case .attentionScores: "sparse_attention_scores"
+      case .attentionSoftmax: "sparse_attention_softmax"
+      case .attentionSum: "sparse_attention_sum"
+      case .attentionWUV: "sparse_attention_w_uv"
       case .oProj: "o_proj"
       case .router: "router"
       case .experts: "experts"

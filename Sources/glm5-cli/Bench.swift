@@ -60,6 +60,9 @@ struct Bench: ParsableCommand {
   @Option(help: ArgumentHelp("A fixed set of figures instead: glm5-bench (the --batch model against read bandwidth, sgemm and FMA probes of this machine: decode, decode at depths 0/2048/8192, prefill of 512 tokens, 16 sessions against 1, a per-phase profile of a decode step; uses --threads, --reps, --decode, --depths, --scratch, --json).", valueName: "name"))
   var preset: String? = nil
 
+  @Option(help: ArgumentHelp("With --preset: only these parts, comma-separated, of prefill (512 tokens, then decode at depth ≤ 512), depths, batch (the probes and the profiles of what ran always run).", valueName: "parts"))
+  var only: String = ""
+
   @Option(name: .customLong("json"), help: ArgumentHelp("With --preset: also write every figure to this file as JSON.", valueName: "file"))
   var jsonFile: String? = nil
 
@@ -84,7 +87,13 @@ struct Bench: ParsableCommand {
   func validate() throws {
     if let preset, preset != "glm5-bench" { throw ValidationError("unknown preset '\(preset)' (known: glm5-bench)") }
     if jsonFile != nil && preset == nil { throw ValidationError("--json needs --preset") }
+    if !only.isEmpty && preset == nil { throw ValidationError("--only needs --preset") }
+    if let bad = onlyParts.first(where: { !PresetBench.parts.contains($0) }) {
+      throw ValidationError("unknown --only part '\(bad)' (known: \(PresetBench.parts.sorted().joined(separator: ", ")))")
+    }
   }
+
+  var onlyParts: Set<String> { Set(only.split(separator: ",").map(String.init)) }
 
   func run() throws {
     if let folder = writeBF16 {
@@ -119,7 +128,7 @@ struct Bench: ParsableCommand {
     if preset != nil {
       try runOrExit { () throws(GLM5Error) in
         try PresetBench.run(threads: threads, folder: scratch, reps: reps, steps: decode,
-                            depths: depths.split(separator: ",").compactMap { Int($0) }, jsonPath: jsonFile)
+                            depths: depths.split(separator: ",").compactMap { Int($0) }, only: onlyParts, jsonPath: jsonFile)
       }
       return
     }

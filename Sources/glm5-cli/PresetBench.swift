@@ -33,10 +33,14 @@ enum PresetBench {
   /// Synthetic-cache depths that also get a phase profile (when measured).
   static let profileDepths: Set<Int> = [2048, 8192]
   static let batchSizes = [1, 16]
+  /// What `--only` can name (an empty set runs every part).
+  static let parts: Set<String> = ["prefill", "depths", "batch"]
 
   /// `depths`: the decode depths on a synthetic cache (empty: depthList).
-  static func run(threads: Int, folder: String?, reps: Int, steps: Int, depths: [Int] = [], jsonPath: String?) throws(GLM5Error) {
+  static func run(threads: Int, folder: String?, reps: Int, steps: Int, depths: [Int] = [], only: Set<String> = [],
+                  jsonPath: String?) throws(GLM5Error) {
     let reps = max(1, reps), steps = max(1, steps)
+    func runs(_ part: String) -> Bool { only.isEmpty || only.contains(part) }
     let depthList = depths.isEmpty ? depthList : depths
     try BatchBench.withBenchModel(threads: threads, folder: folder) { (m) throws(GLM5Error) in
       let c = m.config
@@ -90,48 +94,53 @@ enum PresetBench {
 
       // MARK: - Prefill of 512 tokens
       let n = prefillTokens
-      var rng: UInt64 = 5
-      let ids: [Int32] = (0..<n).map { _ in
-        rng = rng &* 6364136223846793005 &+ 1442695040888963407
-        return Int32((rng >> 33) % UInt64(c.vocabSize))
-      }
-      var prefilled: Session? = nil
-      let preT = try repeated(reps) { () throws(GLM5Error) in
-        let s = try Session(model: m, maxTokens: n + steps + 1, mtp: false)
-        let t0 = now()
-        try s.append(ids, logits: .last)
-        let t = now() - t0
-        prefilled = s
-        return t
-      }
-      let preRate = Double(n) / preT.min
-      say("prefill \(n) tokens: best \(fmt(preRate, 1)) tokens/s (\(fmt(preT.min, 2)) s), median \(fmt(Double(n) / preT.median, 1)) tokens/s; "
-          + "\(fmt(flopsPerToken * preRate / 1e9, 1)) GFLOP/s of active weights = \(fmt(flopsPerToken * preRate / sgemm * 100, 1))% of sgemm, \(fmt(flopsPerToken * preRate / fma * 100, 1))% of FMA")
-      var pj = rates(preT, work: Double(n), unit: "tokens_per_s", extra: ["tokens": num(n)])
-      pj = merge(pj, ["gflops_best": .number(flopsPerToken * preRate / 1e9), "percent_of_sgemm": .number(flopsPerToken * preRate / sgemm * 100),
-                      "percent_of_fma": .number(flopsPerToken * preRate / fma * 100)])
-      out["prefill"] = pj
-
-      // MARK: - Decode, one session at depth ≤ 512
       let params = SamplingParams(temperature: 1, topP: 0.95, seed: 3, maxNewTokens: steps, ignoreEOS: true)
-      let from = max(1, n - steps)
-      let base = try prefilled!.fork()
-      try base.truncate(from)
-      let decT = try decodeTimes(base, params, reps: reps)
-      let decRate = 1 / decT.min
-      let decGBs = bytesPerToken * decRate
-      say("decode 1 session, context \(from)..\(from + steps) (after a real prefill): best \(fmt(decRate, 2)) tokens/s (\(fmt(decT.min * 1e3, 1)) ms/token), "
-          + "median \(fmt(1 / decT.median, 2)) tokens/s; weights \(fmt(decGBs / 1e9, 2)) GB/s = \(fmt(decGBs / bw * 100, 1))% of read bandwidth")
-      var dj = rates(decT, work: 1, unit: "tokens_per_s", extra: ["context_from": num(from), "context_to": num(from + steps)])
-      dj = merge(dj, ["ms_per_token_min": .number(decT.min * 1e3), "ms_per_token_median": .number(decT.median * 1e3),
-                      "weight_bytes_per_s_best": .number(decGBs), "percent_of_read_bandwidth": .number(decGBs / bw * 100)])
-      out["decode"] = dj
+      var base: Session? = nil, decT1: Times? = nil, from = 0
+      if runs("prefill") {
+        var rng: UInt64 = 5
+        let ids: [Int32] = (0..<n).map { _ in
+          rng = rng &* 6364136223846793005 &+ 1442695040888963407
+          return Int32((rng >> 33) % UInt64(c.vocabSize))
+        }
+        var prefilled: Session? = nil
+        let preT = try repeated(reps) { () throws(GLM5Error) in
+          let s = try Session(model: m, maxTokens: n + steps + 1, mtp: false)
+          let t0 = now()
+          try s.append(ids, logits: .last)
+          let t = now() - t0
+          prefilled = s
+          return t
+        }
+        let preRate = Double(n) / preT.min
+        say("prefill \(n) tokens: best \(fmt(preRate, 1)) tokens/s (\(fmt(preT.min, 2)) s), median \(fmt(Double(n) / preT.median, 1)) tokens/s; "
+            + "\(fmt(flopsPerToken * preRate / 1e9, 1)) GFLOP/s of active weights = \(fmt(flopsPerToken * preRate / sgemm * 100, 1))% of sgemm, \(fmt(flopsPerToken * preRate / fma * 100, 1))% of FMA")
+        var pj = rates(preT, work: Double(n), unit: "tokens_per_s", extra: ["tokens": num(n)])
+        pj = merge(pj, ["gflops_best": .number(flopsPerToken * preRate / 1e9), "percent_of_sgemm": .number(flopsPerToken * preRate / sgemm * 100),
+                        "percent_of_fma": .number(flopsPerToken * preRate / fma * 100)])
+        out["prefill"] = pj
+
+        // MARK: - Decode, one session at depth ≤ 512
+        from = max(1, n - steps)
+        let base1 = try prefilled!.fork()
+        try base1.truncate(from)
+        base = base1
+        let decT = try decodeTimes(base1, params, reps: reps)
+        decT1 = decT
+        let decRate = 1 / decT.min
+        let decGBs = bytesPerToken * decRate
+        say("decode 1 session, context \(from)..\(from + steps) (after a real prefill): best \(fmt(decRate, 2)) tokens/s (\(fmt(decT.min * 1e3, 1)) ms/token), "
+            + "median \(fmt(1 / decT.median, 2)) tokens/s; weights \(fmt(decGBs / 1e9, 2)) GB/s = \(fmt(decGBs / bw * 100, 1))% of read bandwidth")
+        var dj = rates(decT, work: 1, unit: "tokens_per_s", extra: ["context_from": num(from), "context_to": num(from + steps)])
+        dj = merge(dj, ["ms_per_token_min": .number(decT.min * 1e3), "ms_per_token_median": .number(decT.median * 1e3),
+                        "weight_bytes_per_s_best": .number(decGBs), "percent_of_read_bandwidth": .number(decGBs / bw * 100)])
+        out["decode"] = dj
+      }
 
       // MARK: - Decode at depths 0, 2048, 8192 (synthetic cache)
       var depthJSON: [JSON] = []
       var depth0 = 0.0, depth0Median = 0.0
       var synthetic: [(Int, Session)] = []
-      for d in depthList {
+      for d in runs("depths") ? depthList : [] {
         let positions = max(d, 1)
         let s = try Session(model: m, maxTokens: positions + steps + 1, mtp: false)
         try s.setSyntheticContext(positions: positions, seed: UInt64(d) + 17)
@@ -153,7 +162,7 @@ enum PresetBench {
       var batchJSON: [JSON] = []
       var single = 0.0, singleMedian = 0.0
       var batchProfile: (PhaseProfile, Double)? = nil
-      for b in batchSizes {
+      for b in runs("batch") ? batchSizes : [] {
         let prof = b == batchSizes.last ? PhaseProfile() : nil
         let f = try BatchBench.batched(m, sessions: b, steps: steps, prompt: 8, reps: reps, warmUp: true, profile: prof)
         if let prof { batchProfile = (prof, f.profiledSeconds) }
@@ -172,7 +181,8 @@ enum PresetBench {
 
       // MARK: - Phase profile of a decode step
       var profJSON: [JSON] = []
-      let contexts = [("depth \(from)..\(from + steps) (real prefill)", "depth_512", base, decT as Times?)]
+      let real = base.map { [("depth \(from)..\(from + steps) (real prefill)", "depth_512", $0, decT1)] } ?? []
+      let contexts = real
         + synthetic.map { ("depth \($0.0) (synthetic cache)", "depth_\($0.0)", $0.1, nil as Times?) }
       func report(_ label: String, _ key: String, _ prof: PhaseProfile, wall: Double, steps stepsRun: Double, ref: Times?) {
         let stepMs = wall / stepsRun * 1e3

@@ -483,7 +483,9 @@ extension KernelTests {
       for isa in [InstructionSet.avx2, .avx512] {
         InstructionSet.force(isa)
         var sc = [Float](repeating: .nan, count: H * n), o = [Float](repeating: .nan, count: H * R)
-        Kernels.multiQueryScores(&sc, lds: n, qn: qn, ldqn: R, qr: qr, ldqr: Dr, heads: H, latent: l, rank: R, rope: k, ropeDims: Dr,
+        var qt = [Float](repeating: .nan, count: (R + Dr) * H)
+        Kernels.packMultiQuery(&qt, ldq: H, qn: qn, ldqn: R, qr: qr, ldqr: Dr, heads: H, rank: R, ropeDims: Dr)
+        Kernels.multiQueryScores(&sc, lds: n, q: qt, ldq: H, heads: H, latent: l, rank: R, rope: k, ropeDims: Dr,
                                  keys: keys, count: n, scale: 0.05)
         Kernels.multiQuerySum(&o, ldo: R, p, ldp: n, heads: H, latent: l, rank: R, ldl: R, keys: keys, count: n)
         out.append((sc + o).map(\.bitPattern))
@@ -507,7 +509,11 @@ extension KernelTests {
         var l = [Float](), k = [Float](), a = [Float](), b = [Float]()
         for r in 0..<rows { for c in 0..<R { l.append(lat[r, c]) }; for c in 0..<Dr { k.append(kr[r, c]) } }
         for h in 0..<H { for c in 0..<R { a.append(qn[h, c]) }; for c in 0..<Dr { b.append(qr[h, c]) } }
-        Kernels.multiQueryScores(&got, lds: n, qn: a, ldqn: R, qr: b, ldqr: Dr, heads: H, latent: l, rank: R, rope: k, ropeDims: Dr,
+        // The packed queries with a wider stride than H (a block of heads of a packed row).
+        let ldq = H + 3
+        var qt = [Float](repeating: .nan, count: (R + Dr) * ldq)
+        Kernels.packMultiQuery(&qt, ldq: ldq, qn: a, ldqn: R, qr: b, ldqr: Dr, heads: H, rank: R, ropeDims: Dr)
+        Kernels.multiQueryScores(&got, lds: n, q: qt, ldq: ldq, heads: H, latent: l, rank: R, rope: k, ropeDims: Dr,
                                  keys: kb.baseAddress!, count: n, scale: scale)
         Reference.multiQueryScores(&want, lds: n, qn: a, ldqn: R, qr: b, ldqr: Dr, heads: H, latent: l, rank: R, rope: k, ropeDims: Dr,
                                    keys: kb.baseAddress!, count: n, scale: scale)

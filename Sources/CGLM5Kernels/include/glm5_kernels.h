@@ -92,11 +92,19 @@ void glm5k_int4_prefill_avx512(const glm5k_int4 *w, int64_t r0, int64_t r1, cons
 int64_t glm5k_int4_prefill_scratch(const glm5k_int4 *w, int64_t tokens);
 
 /// Multi-query attention scores (multiquery.c; AVX-512 in multiquery_avx512.c, chosen inside):
-/// the sequence and shapes of Kernels.multiQueryScores (GLM5Kernels/CPU/MultiQuery.swift).
-void glm5k_mq_scores(float *s, int64_t lds, const float *qn, int64_t ldqn, const float *qr, int64_t ldqr, int64_t H,
-                     const float *latent, int64_t R, const float *rope, int64_t Dr, const int32_t *keys, int64_t n, float scale);
-/// Multi-query weighted sum with AVX-512F (multiquery_avx512.c; check glm5k_isa() first): the
-/// sequence and shapes of Kernels.multiQuerySum.
+/// the sequence and shapes of Kernels.multiQueryScores (GLM5Kernels/CPU/MultiQuery.swift), with
+/// the queries packed column-major by glm5k_mq_pack: qt[c · ldq + h] (ldq ≥ H), c < R the latent
+/// part q̃, c ≥ R the rope part.
+void glm5k_mq_scores(float *s, int64_t lds, const float *qt, int64_t ldq, int64_t H, const float *latent, int64_t R,
+                     const float *rope, int64_t Dr, const int32_t *keys, int64_t n, float scale);
+/// qt[c · ldq + h] = qn[h · ldqn + c] (c < R), qr[h · ldqr + c − R] (R ≤ c < R + Dr), h < H.
+void glm5k_mq_pack(float *qt, int64_t ldq, const float *qn, int64_t ldqn, const float *qr, int64_t ldqr, int64_t H, int64_t R,
+                   int64_t Dr);
+/// Multi-query weighted sum (multiquery.c, AVX2 tiles of 4 heads × 16 columns; AVX-512 in
+/// multiquery_avx512.c, chosen inside): the sequence and shapes of Kernels.multiQuerySum.
+void glm5k_mq_sum(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t H, const float *latent, int64_t R, int64_t ldl,
+                  const int32_t *keys, int64_t n);
+/// The AVX-512F weighted sum (check glm5k_isa() first).
 void glm5k_mq_sum_avx512(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t H, const float *latent, int64_t R,
                          int64_t ldl, const int32_t *keys, int64_t n);
 

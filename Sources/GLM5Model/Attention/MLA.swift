@@ -170,6 +170,7 @@ struct MLA {
       let wUK = kvB.rows(hh * (dn + dv), dn)  // [Dn, Rkv]
       Kernels.linearTransposed(qt + hh * rkv, ldy: nh * rkv, q + hh * dqk, ldx: nh * dqk, tokens: R, wUK)
     }
+    ctx.profile?.lap(.attentionWUK, &t0)
     // Multi-query over the latent (Kernels.multiQueryScores / multiQuerySum): every head reads
     // the same selected rows. Few rows (decode, small batches): three sections, so that each
     // selected row is read from memory once for the scores and once for the sum, whatever the
@@ -184,20 +185,28 @@ struct MLA {
       // probs [R, nh, S] (StepBuffers sizes it for R * hb ≤ 64 blocks of hpi heads).
       let keyBlock = MLA.scoreKeysPerItem, colBlock = MLA.sumColumnsPerItem
       let kb = (S + keyBlock - 1) / keyBlock
+      // Each row's queries packed column-major [Rkv + Dr, Nh] once, read by all its key blocks.
+      let qp = b.qPacked, qw = rkv + dr
+      pool.parallelFor(R) { t in
+        Kernels.packMultiQuery(qp + t * qw * nh, ldq: nh, qn: qt + t * nh * rkv, ldqn: rkv, qr: q + t * nh * dqk + dn, ldqr: dqk,
+                               heads: nh, rank: rkv, ropeDims: dr)
+      }
       pool.parallelFor(R * kb) { item in
         let t = item / kb, i0 = (item % kb) * keyBlock
         let nk = Int(b.selectedCount[t])
         if i0 >= nk { return }
         let cache = ctx.segment(t).cache.layers[l]
         // Every head at once: the kernel transposes a block of rows once for all of them.
-        Kernels.multiQueryScores(b.probs + t * nh * S + i0, lds: S, qn: qt + t * nh * rkv, ldqn: rkv, qr: q + t * nh * dqk + dn,
-                                 ldqr: dqk, heads: nh, latent: cache.latent.pointer, rank: rkv, rope: cache.kRope.pointer, ropeDims: dr,
+        Kernels.multiQueryScores(b.probs + t * nh * S + i0, lds: S, q: qp + t * qw * nh, ldq: nh,
+                                 heads: nh, latent: cache.latent.pointer, rank: rkv, rope: cache.kRope.pointer, ropeDims: dr,
                                  keys: UnsafePointer(b.selected + t * S + i0), count: min(keyBlock, nk - i0), scale: scale)
       }
+      ctx.profile?.lap(.attentionScores, &t0)
       pool.parallelFor(R * nh) { item in
         let t = item / nh, h = item % nh
         Kernels.softmax(b.probs + (t * nh + h) * S, Int(b.selectedCount[t]))
       }
+      ctx.profile?.lap(.attentionSoftmax, &t0)
       let cb = (rkv + colBlock - 1) / colBlock
       pool.parallelFor(R * cb) { item in
         let t = item / cb, c0 = (item % cb) * colBlock
@@ -206,6 +215,7 @@ struct MLA {
                               latent: cache.latent.pointer + c0, rank: min(colBlock, rkv - c0), ldl: rkv,
                               keys: UnsafePointer(b.selected + t * S), count: Int(b.selectedCount[t]))
       }
+      ctx.profile?.lap(.attentionSum, &t0)
     } else {
       let items = R * hb
       let chunks = min(items, 64)
@@ -217,7 +227,10 @@ struct MLA {
           let keys = UnsafePointer(b.selected + t * S)
           let nk = Int(b.selectedCount[t])
           let p = b.probs + worker * hpi * S  // [hpi, S] of this worker
-          Kernels.multiQueryScores(p, lds: S, qn: qt + (t * nh + h0) * rkv, ldqn: rkv, qr: q + (t * nh + h0) * dqk + dn, ldqr: dqk,
+          let qw = rkv + dr, qp = b.qPacked + worker * hpi * qw  // [Rkv + Dr, hn] of this worker
+          Kernels.packMultiQuery(qp, ldq: hn, qn: qt + (t * nh + h0) * rkv, ldqn: rkv, qr: q + (t * nh + h0) * dqk + dn, ldqr: dqk,
+                                 heads: hn, rank: rkv, ropeDims: dr)
+          Kernels.multiQueryScores(p, lds: S, q: qp, ldq: hn,
                                    heads: hn, latent: cache.latent.pointer, rank: rkv, rope: cache.kRope.pointer, ropeDims: dr,
                                    keys: keys, count: nk, scale: scale)
           for u in 0..<hn { Kernels.softmax(p + u * S, nk) }
@@ -226,12 +239,14 @@ struct MLA {
           item += chunks
         }
       }
+      // Many rows: scores, softmax and sum run in one section, charged to the sum.
+      ctx.profile?.lap(.attentionSum, &t0)
     }
     pool.parallelFor(nh) { hh in
       let wUV = kvB.rows(hh * (dn + dv) + dn, dv)  // [Dv, Rkv]
       Kernels.linear(o + hh * dv, ldy: nh * dv, oLat + hh * rkv, ldx: nh * rkv, tokens: R, wUV, pool: ThreadPool.serial)
     }
-    ctx.profile?.lap(.sparseAttention, &t0)
+    ctx.profile?.lap(.attentionWUV, &t0)
     Kernels.linear(out, ldy: h, o, ldx: nh * dv, tokens: R, weights.o.kernel, pool: pool)
     ctx.profile?.lap(.oProj, &t0)
   }
