@@ -251,16 +251,22 @@ void glm5k_int4_linear(const glm5k_int4 *w, int64_t r0, int64_t r1, const float 
   }
   const int64_t cols = w->cols;
   if (glm5k_isa() == GLM5K_ISA_AVX512) {
-    // 4 rows × 4 tokens per tile (rows and tokens past the last repeat it; dropped).
+    // 4 rows × up to 4 tokens per tile (rows past the last repeat it; dropped).
     for (int64_t r = r0; r < r1; r += 4) {
       int64_t rr[4];
       for (int j = 0; j < 4; j++) rr[j] = r + j < r1 ? r + j : r1 - 1;
       for (int64_t t0 = 0; t0 < tokens; t0 += 4) {
+        const int64_t nt = tokens - t0 < 4 ? tokens - t0 : 4;
         const float *x[4];
-        for (int u = 0; u < 4; u++) x[u] = xp + (t0 + u < tokens ? t0 + u : tokens - 1) * cols;
+        for (int u = 0; u < 4; u++) x[u] = xp + (t0 + (u < nt ? u : nt - 1)) * cols;
         float out[16];
-        glm5k_int4_rows4_tokens4_avx512(w, rr, x, out);
-        for (int u = 0; u < 4 && t0 + u < tokens; u++)
+        switch (nt) {
+        case 4: glm5k_int4_rows4_tokens4_avx512(w, rr, x, out); break;
+        case 3: glm5k_int4_rows4_tokens3_avx512(w, rr, x, out); break;
+        case 2: glm5k_int4_rows4_tokens2_avx512(w, rr, x, out); break;
+        default: glm5k_int4_rows4_tokens1_avx512(w, rr, x, out); break;
+        }
+        for (int u = 0; u < nt; u++)
           for (int j = 0; j < 4 && r + j < r1; j++) y[(t0 + u) * ldy + r + j] = out[4 * u + j];
       }
     }

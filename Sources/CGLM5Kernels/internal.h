@@ -54,7 +54,11 @@ void glm5k_int4_rows8_avx512(const glm5k_int4 *w, int64_t r, const float *xp, in
 void glm5k_int4_rows8_odd16_avx512(const glm5k_int4 *w, int64_t r, const float *xp, int64_t next, float out[8]);
 
 /// 2-8 tokens with AVX-512 (int4_fewtokens_avx512.c): rows r[0..3] × token rows x[0..3] (repeats allowed), out[token · 4 + row].
+/// The same for 3, 2 or 1 token rows (the last block of a call's tokens).
 void glm5k_int4_rows4_tokens4_avx512(const glm5k_int4 *w, const int64_t r[4], const float *const x[4], float out[16]);
+void glm5k_int4_rows4_tokens3_avx512(const glm5k_int4 *w, const int64_t r[4], const float *const x[3], float out[12]);
+void glm5k_int4_rows4_tokens2_avx512(const glm5k_int4 *w, const int64_t r[4], const float *const x[2], float out[8]);
+void glm5k_int4_rows4_tokens1_avx512(const glm5k_int4 *w, const int64_t r[4], const float *const x[1], float out[4]);
 
 /// The widest indexer head the blocked kernels take (their transposed key block is on the stack);
 /// wider heads run the same sequence one key at a time.

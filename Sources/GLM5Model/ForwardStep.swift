@@ -116,7 +116,7 @@ struct StepBuffers {
   let oLatent: UnsafeMutablePointer<Float>      // [R, Nh, Rkv]
   let oHeads: UnsafeMutablePointer<Float>       // [R, Nh, Dv]
   let probs: UnsafeMutablePointer<Float>        // [64, mlaHeadsPerItem, S] one block of heads per worker
-  let qPacked: UnsafeMutablePointer<Float>      // [R, Rkv+Dr, Nh] (few rows) or [64, Rkv+Dr, mlaHeadsPerItem] (one per worker)
+  let qPacked: UnsafeMutablePointer<Float>      // [R, Rkv+Dr, Nh] (few rows) or [64, Rkv+Dr, ≤ mlaHeadsPerItem] (one per worker)
   let maxSelected: Int                          // S
   // DSA selections (kept across layers for "shared" indexer layers)
   let selected: UnsafeMutablePointer<Int32>     // [R, S] ascending key positions
@@ -166,7 +166,8 @@ struct StepBuffers {
     oLatent = cv.floats(R * w.nh * w.rkv)
     oHeads = cv.floats(R * w.nh * w.dv)
     probs = cv.floats(min(64, R * ((w.nh + MLA.headsPerItem - 1) / MLA.headsPerItem)) * MLA.headsPerItem * S)
-    qPacked = cv.floats(min(R * w.nh, 64 * MLA.headsPerItem) * (w.rkv + w.dr))
+    // Few rows (R · hb ≤ 64 blocks of heads): R · Nh ≤ that many blocks' heads; many: 64 workers' blocks.
+    qPacked = cv.floats(min(64, R * ((w.nh + MLA.headsPerItem - 1) / MLA.headsPerItem)) * MLA.headsPerItem * (w.rkv + w.dr))
     selected = cv.ints(R * S)
     selectedCount = cv.ints(R)
     iq = cv.floats(R * w.ih * w.id)
