@@ -344,6 +344,11 @@ void glm5k_int4_axpy_rows(const glm5k_int4 *w, int64_t r0, int64_t r1, const flo
     glm5k_int4_axpy_rows_avx512(w, r0, r1, x, y);
     return;
   }
+  if (w->group % 16 == 0) {
+    glm5k_int4_axpy_rows_avx2(w, r0, r1, x, y);
+    return;
+  }
+  // Groups of 8: one row at a time, y in L1.
   const int64_t G = w->group, groups = w->cols / G;
   const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
   const __m256i mask = _mm256_set1_epi32(0xF);

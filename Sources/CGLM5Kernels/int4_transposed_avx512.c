@@ -64,7 +64,9 @@ GLM5K_AVX512VL void glm5k_int4_axpy_rows_avx512(const glm5k_int4 *w, int64_t r0,
       for (int64_t c0 = cbeg; c0 < cend; c0 += 128) {
         const int units = (int)((cend - c0 < 128 ? cend - c0 : 128) / 32);
         __m512 ae[4], ao[4];
+        int64_t gi[4];  // each unit's group in the chunk (no division per row)
         for (int u = 0; u < 4; u++) {
+          gi[u] = (c0 + 32 * u) / G - gc;
           if (u < units) {
             const __m512 v0 = _mm512_loadu_ps(y + c0 + 32 * u), v1 = _mm512_loadu_ps(y + c0 + 32 * u + 16);
             ae[u] = _mm512_permutex2var_ps(v0, even, v1);
@@ -86,7 +88,7 @@ GLM5K_AVX512VL void glm5k_int4_axpy_rows_avx512(const glm5k_int4 *w, int64_t r0,
           const __m512 a = _mm512_set1_ps(x[r - r0]);
           for (int u = 0; u < 4; u++) {
             if (u >= units) break;
-            const int64_t g = (c0 + 32 * u) / G - gc;
+            const int64_t g = gi[u];
             const __m512 sv = _mm512_set1_ps(sc[i][g]);
             const __m512 zv = _mm512_set1_ps(8388608.0f + (w->zeros ? (float)zz[i][g] : 8.0f));
             const __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + 16 * u)));

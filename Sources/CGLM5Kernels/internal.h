@@ -113,6 +113,8 @@ void glm5k_mq_scores_avx512(float *s, int64_t lds, const float *qt, int64_t ldq,
 
 /// glm5k_int4_axpy_rows with AVX-512 (int4_transposed_avx512.c; group a multiple of 16): the same bits.
 void glm5k_int4_axpy_rows_avx512(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *x, float *y);
+/// glm5k_int4_axpy_rows with AVX2 in blocks of 64 columns (int4_transposed_avx2.c; group a multiple of 16): the same bits.
+void glm5k_int4_axpy_rows_avx2(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *x, float *y);
 
 /// Scales the odd half of every 16 columns of xp [cols] by 1/16 in place and returns 1 if that is
 /// exact for every value (v · 1/16 · 16 == v: no subnormal result, no NaN); else leaves xp as it

@@ -439,6 +439,35 @@ extension QuantKernelTests {
   }
 }
 
+extension QuantKernelTests {
+  @Test("Kernels.linearTransposed on INT4 gives the bits of its sequence (y = 0; y[c] = fma(x[r], round(q · s), y[c]) per row in order), every ISA, on row slices")
+  func linearTransposedInt4Sequence() {
+    defer { InstructionSet.force(nil) }
+    var rng = KernelRNG(seed: 0xE4)
+    for isa in [InstructionSet.avx2, .avx512] {
+      let used = InstructionSet.force(isa)
+      for w in randomQuantWeights(seed: 0xE5) {
+        guard case .int4(let plain) = w.plain else { continue }
+        for (start, count) in sliceStarts(w.weight.rows) {
+          let s = w.weight.rows(start, count)
+          let k = s.cols
+          let x = TestFloats(rows: 1, cols: count, fill: .nan, rng: &rng)
+          let y = TestFloats(rows: 1, cols: k)
+          Kernels.linearTransposed(y.pointer, ldy: y.ld, x.pointer, ldx: x.ld, tokens: 1, s)
+          var diff = 0
+          for c in 0..<k {
+            var want: Float = 0
+            for i in 0..<count { want = want.addingProduct(x[0, i], plain.element(start + i, c)) }
+            if want.bitPattern != y[0, c].bitPattern { diff += 1 }
+          }
+          #expect(diff == 0, "\(w.describe) rows(\(start), \(count)) \(used): \(diff) of \(k) outputs are not the sequence's bits")
+          #expect(y.damaged == 0, "\(w.describe): gap/guard values overwritten")
+        }
+      }
+    }
+  }
+}
+
 /// Checks a kernel result against the plain Double product: no NaN, each element within
 /// (K + 4·blocks + 8) · 2^-24 · Σ|x|·magnitude of its terms, gaps and guards untouched.
 @discardableResult
