@@ -66,7 +66,7 @@ void glm5k_int4_permute(const float *x, int64_t ldx, int64_t tokens, int64_t col
 
 /// y[t · ldy + r] for rows [r0, r1) of w and tokens [0, tokens), 1 ≤ tokens, xp permuted
 /// ([tokens, cols]). One token: glm5k_int4_decode (form 0); more: AVX-512 tiles of 4 rows × 4
-/// tokens, AVX2 per row tiles of 4 and 2 tokens.
+/// tokens (1-3 for the last block), AVX2 per row tiles of 4 and 2 tokens.
 void glm5k_int4_linear(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *xp, int64_t tokens,
                        float *y, int64_t ldy);
 
@@ -78,7 +78,9 @@ void glm5k_int4_lanes(const glm5k_int4 *w, int64_t r, int64_t g0, int64_t g1, fl
 void glm5k_int4_dequantize_row(const glm5k_int4 *w, int64_t r, float *out);
 
 /// y[c] = fma(x[r − r0], W[r, c], y[c]) for r = r0 ..< r1 in order, every c (W[r, c] = round(q · s) as
-/// glm5k_int4_dequantize_row gives it): the one-token transposed product y = xᵀ W, group a multiple of 8.
+/// glm5k_int4_dequantize_row gives it): the one-token transposed product y = xᵀ W, group a multiple of 8
+/// (blocks of columns held in registers across the rows when it is a multiple of 16: 64 columns
+/// with AVX2, int4_transposed_avx2.c; 128 with AVX-512).
 void glm5k_int4_axpy_rows(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *x, float *y);
 
 /// Row r's group scales as float into out [groups] and, if zp is not NULL, its 8 + zp per group.

@@ -1,7 +1,8 @@
 // INT4 Linear for a few tokens at once (2 ≤ T ≤ fewTokensMax): the shape batched decode gives the
 // dense layers and the experts (a step of B sessions puts ~B·k/E rows on each expert). Each
 // weight row is decoded once per 4 tokens (AVX2: 2 for the last one or two; AVX-512: tiles of
-// 4 rows × 4 tokens, a pair of rows per vector), straight from the packed bytes into registers,
+// 4 rows × 4 tokens, a pair of rows per vector, and a 1-3 token tile for the last block), straight
+// from the packed bytes into registers,
 // and multiplied into 4 token chains (glm5k_int4_linear), against one
 // decode pass per token (the weights streamed again each time) or the prefill path's
 // decode-to-scratch and 6-token tiles (a third of them wasted at T = 4).
