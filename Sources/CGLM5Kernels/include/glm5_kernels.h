@@ -92,6 +92,11 @@ void glm5k_int4_row_scales(const glm5k_int4 *w, int64_t r, float *out, int32_t *
 void glm5k_int4_prefill_avx512(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *xp, int64_t tokens,
                                float *y, int64_t ldy, float *scratch);
 int64_t glm5k_int4_prefill_scratch(const glm5k_int4 *w, int64_t tokens);
+/// The same with AVX2 + FMA (int4_prefill_avx2.c: 2-row × 6-token tiles), any CPU the package runs
+/// on; scratch of at least glm5k_int4_prefill_scratch_avx2(w, tokens) floats.
+void glm5k_int4_prefill_avx2(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *xp, int64_t tokens, float *y,
+                             int64_t ldy, float *scratch);
+int64_t glm5k_int4_prefill_scratch_avx2(const glm5k_int4 *w, int64_t tokens);
 
 /// Multi-query attention scores (multiquery.c; AVX-512 in multiquery_avx512.c, chosen inside):
 /// the sequence and shapes of Kernels.multiQueryScores (GLM5Kernels/CPU/MultiQuery.swift), with

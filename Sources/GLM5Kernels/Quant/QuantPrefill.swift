@@ -14,8 +14,8 @@ extension Kernels {
   static func quantPrefill(_ plan: QuantKernels.Plan, _ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>,
                            ldx: Int, tokens T: Int, pool: ThreadPool) {
     let int4 = plan.kind == .int4
-    if int4 && ldx == plan.cols && InstructionSet.current == .avx512 {
-      int4PrefillAVX512(plan, y, ldy: ldy, x, tokens: T, pool: pool)
+    if int4 && ldx == plan.cols {
+      int4PrefillC(plan, y, ldy: ldy, x, tokens: T, avx512: InstructionSet.current == .avx512, pool: pool)
       return
     }
     let n = plan.rows, blocks = plan.blocks, bc = plan.blockCols
@@ -75,22 +75,26 @@ extension Kernels {
     }
   }
 
-  /// INT4 with AVX-512F: the C kernel's 2-pair × 6-token tiles over 16-row work items (the same
-  /// bits as the tiles below).
-  static func int4PrefillAVX512(_ plan: QuantKernels.Plan, _ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>,
-                                tokens T: Int, pool: ThreadPool) {
+  /// INT4 in C: AVX-512F 2-pair × 6-token tiles or AVX2 2-row × 6-token tiles over 16-row work
+  /// items (int4_prefill_avx512.c, int4_prefill_avx2.c; the same bits as the tiles below).
+  static func int4PrefillC(_ plan: QuantKernels.Plan, _ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>,
+                           tokens T: Int, avx512: Bool, pool: ThreadPool) {
     let n = plan.rows, rowsPer = 16
     let chunks = (n + rowsPer - 1) / rowsPer
     let workers = min(pool.threads, chunks)
     withUnsafePointer(to: plan.int4) { w in
-      let scratchCount = Int(glm5k_int4_prefill_scratch(w, Int64(T)))
+      let scratchCount = Int(avx512 ? glm5k_int4_prefill_scratch(w, Int64(T)) : glm5k_int4_prefill_scratch_avx2(w, Int64(T)))
       pool.parallelFor(workers) { wk in
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
         defer { scratch.deallocate() }
         var ci = wk
         while ci < chunks {
           let r0 = ci * rowsPer, r1 = min(n, r0 + rowsPer)
-          glm5k_int4_prefill_avx512(w, Int64(r0), Int64(r1), x, Int64(T), y, Int64(ldy), scratch)
+          if avx512 {
+            glm5k_int4_prefill_avx512(w, Int64(r0), Int64(r1), x, Int64(T), y, Int64(ldy), scratch)
+          } else {
+            glm5k_int4_prefill_avx2(w, Int64(r0), Int64(r1), x, Int64(T), y, Int64(ldy), scratch)
+          }
           ci += workers
         }
       }
