@@ -56,12 +56,7 @@ void glm5k_int4_axpy_rows_avx2(const glm5k_int4 *w, int64_t r0, int64_t r1, cons
         for (int64_t i = 0; i < rn; i++) {
           const int64_t r = rc + i;
           const uint8_t *p = w->packed + r * rb + c0 / 2;
-          if (c0 == cbeg && r + 4 < r1) {
-            // The first block's pass brings in a row 4 ahead (the later blocks read it from L1/L2).
-            const char *ahead = (const char *)(w->packed + (r + 4) * rb + cbeg / 2);
-            const int64_t span = (cend - cbeg) / 2 < 256 ? (cend - cbeg) / 2 : 256;
-            for (int64_t o = 0; o < span; o += 64) _mm_prefetch(ahead + o, _MM_HINT_T0);
-          }
+          if (c0 == cbeg && r + 4 < r1) glm5k_int4_prefetch_row_span(w, r + 4, cbeg, cend);  // a row 4 ahead
           const __m256 a = _mm256_set1_ps(x[r - r0]);
           for (int u = 0; u < 4; u++) {
             if (u >= steps) break;

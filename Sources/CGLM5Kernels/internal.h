@@ -41,6 +41,15 @@ static inline float glm5k_reduce8(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
 }
 
+/// The transposed products' prefetch: the packed bytes of columns [c0, c1) of slice row r, at most
+/// 256 bytes (the first column block's pass brings a row in a few rows ahead; the later blocks
+/// read it from L1/L2).
+static inline void glm5k_int4_prefetch_row_span(const glm5k_int4 *w, int64_t r, int64_t c0, int64_t c1) {
+  const char *ahead = (const char *)(w->packed + r * (w->cols / 2) + c0 / 2);
+  const int64_t span = (c1 - c0) / 2 < 256 ? (c1 - c0) / 2 : 256;
+  for (int64_t o = 0; o < span; o += 64) _mm_prefetch(ahead + o, _MM_HINT_T0);
+}
+
 /// Prefetches the scales (and zero points) of slice rows [r, r + n).
 void glm5k_int4_prefetch_scales(const glm5k_int4 *w, int64_t r, int64_t n);
 
