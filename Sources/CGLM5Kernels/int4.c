@@ -140,67 +140,44 @@ static void rows4(const glm5k_int4 *w, const int64_t r[4], const float *xp, int6
   out[0] = reduce8(t0); out[1] = reduce8(t1); out[2] = reduce8(t2); out[3] = reduce8(t3);
 }
 
-/// One row against 4 token rows x[0..3] (repeats allowed): the 4 results into out.
-static void tokens4(const glm5k_int4 *w, int64_t r, const float *const x[4], float out[4]) {
+/// One row against NT ≤ 4 token rows x[0..NT) (NT a constant at each call below, so the token
+/// loops unroll): the NT results into out.
+static inline __attribute__((always_inline)) void tokens_n(const glm5k_int4 *w, int64_t r, const float *const *x, float *out,
+                                                           const int NT) {
   const int64_t G = w->group, groups = w->cols / G;
   const uint8_t *p = w->packed + r * (w->cols / 2);
   const __m256i mask = _mm256_set1_epi32(0xF);
   float sc[GLM5K_CHUNK];
   int32_t zz[GLM5K_CHUNK];
-  const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
-  __m256 t0 = _mm256_setzero_ps(), t1 = t0, t2 = t0, t3 = t0;
+  __m256 t[4];
+  for (int u = 0; u < NT; u++) t[u] = _mm256_setzero_ps();
   for (int64_t gc = 0; gc < groups; gc += GLM5K_CHUNK) {
     const int64_t gn = groups - gc < GLM5K_CHUNK ? groups - gc : GLM5K_CHUNK;
     glm5k_int4_scales_range(w, r, gc, gn, sc, zz);
     for (int64_t g = 0; g < gn; g++) {
       const __m256i z = _mm256_set1_epi32(zz[g]);
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      __m256 a[4];
+      for (int u = 0; u < NT; u++) a[u] = _mm256_setzero_ps();
       const int64_t c0 = (gc + g) * G;
       for (int64_t c = c0; c < c0 + G; c += 16) {
         __m256 lo, hi;
         GLM5K_PREFETCH_ROW(p, c / 2);
         GLM5K_Q(p + c / 2, z, lo, hi);
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + c), lo, a0); a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + c + 8), hi, a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + c), lo, a1); a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + c + 8), hi, a1);
-        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x2 + c), lo, a2); a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x2 + c + 8), hi, a2);
-        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x3 + c), lo, a3); a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x3 + c + 8), hi, a3);
+        for (int u = 0; u < NT; u++) {
+          a[u] = _mm256_fmadd_ps(_mm256_loadu_ps(x[u] + c), lo, a[u]);
+          a[u] = _mm256_fmadd_ps(_mm256_loadu_ps(x[u] + c + 8), hi, a[u]);
+        }
       }
-      const __m256 s = _mm256_set1_ps(sc[g]);
-      t0 = _mm256_fmadd_ps(a0, s, t0); t1 = _mm256_fmadd_ps(a1, s, t1);
-      t2 = _mm256_fmadd_ps(a2, s, t2); t3 = _mm256_fmadd_ps(a3, s, t3);
+      const __m256 sv = _mm256_set1_ps(sc[g]);
+      for (int u = 0; u < NT; u++) t[u] = _mm256_fmadd_ps(a[u], sv, t[u]);
     }
   }
-  out[0] = reduce8(t0); out[1] = reduce8(t1); out[2] = reduce8(t2); out[3] = reduce8(t3);
+  for (int u = 0; u < NT; u++) out[u] = reduce8(t[u]);
 }
-
-/// One row against 2 token rows.
-static void tokens2(const glm5k_int4 *w, int64_t r, const float *x0, const float *x1, float out[2]) {
-  const int64_t G = w->group, groups = w->cols / G;
-  const uint8_t *p = w->packed + r * (w->cols / 2);
-  const __m256i mask = _mm256_set1_epi32(0xF);
-  float sc[GLM5K_CHUNK];
-  int32_t zz[GLM5K_CHUNK];
-  __m256 t0 = _mm256_setzero_ps(), t1 = t0;
-  for (int64_t gc = 0; gc < groups; gc += GLM5K_CHUNK) {
-    const int64_t gn = groups - gc < GLM5K_CHUNK ? groups - gc : GLM5K_CHUNK;
-    glm5k_int4_scales_range(w, r, gc, gn, sc, zz);
-    for (int64_t g = 0; g < gn; g++) {
-      const __m256i z = _mm256_set1_epi32(zz[g]);
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-      const int64_t c0 = (gc + g) * G;
-      for (int64_t c = c0; c < c0 + G; c += 16) {
-        __m256 lo, hi;
-        GLM5K_PREFETCH_ROW(p, c / 2);
-        GLM5K_Q(p + c / 2, z, lo, hi);
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + c), lo, a0); a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + c + 8), hi, a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + c), lo, a1); a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + c + 8), hi, a1);
-      }
-      const __m256 s = _mm256_set1_ps(sc[g]);
-      t0 = _mm256_fmadd_ps(a0, s, t0); t1 = _mm256_fmadd_ps(a1, s, t1);
-    }
-  }
-  out[0] = reduce8(t0); out[1] = reduce8(t1);
-}
+static void tokens4(const glm5k_int4 *w, int64_t r, const float *const *x, float *out) { tokens_n(w, r, x, out, 4); }
+static void tokens3(const glm5k_int4 *w, int64_t r, const float *const *x, float *out) { tokens_n(w, r, x, out, 3); }
+static void tokens2(const glm5k_int4 *w, int64_t r, const float *const *x, float *out) { tokens_n(w, r, x, out, 2); }
+static void tokens1(const glm5k_int4 *w, int64_t r, const float *const *x, float *out) { tokens_n(w, r, x, out, 1); }
 
 int32_t glm5k_int4_decode_prepare(const glm5k_int4 *w, float *xp) {
   if (glm5k_isa() != GLM5K_ISA_AVX512 || w->group % 32 != 0) return 0;
@@ -272,18 +249,20 @@ void glm5k_int4_linear(const glm5k_int4 *w, int64_t r0, int64_t r1, const float 
     }
     return;
   }
+  // Per row, blocks of 4 tokens; the last block takes the tile of its size.
   for (int64_t r = r0; r < r1; r++) {
     for (int64_t t0 = 0; t0 < tokens; t0 += 4) {
-      // Tokens past the last repeat it; their results are dropped.
+      const int64_t nt = tokens - t0 < 4 ? tokens - t0 : 4;
       const float *x[4];
-      for (int u = 0; u < 4; u++) x[u] = xp + (t0 + u < tokens ? t0 + u : tokens - 1) * cols;
+      for (int u = 0; u < 4; u++) x[u] = xp + (t0 + (u < nt ? u : nt - 1)) * cols;
       float out[4];
-      if (tokens - t0 <= 2) {
-        tokens2(w, r, x[0], x[1], out);
-      } else {
-        tokens4(w, r, x, out);
+      switch (nt) {
+      case 4: tokens4(w, r, x, out); break;
+      case 3: tokens3(w, r, x, out); break;
+      case 2: tokens2(w, r, x, out); break;
+      default: tokens1(w, r, x, out); break;
       }
-      for (int u = 0; u < 4 && t0 + u < tokens; u++) y[(t0 + u) * ldy + r] = out[u];
+      for (int u = 0; u < nt; u++) y[(t0 + u) * ldy + r] = out[u];
     }
   }
 }
