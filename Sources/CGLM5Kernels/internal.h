@@ -116,6 +116,28 @@ static inline void glm5k_transpose_rows(const float *const *r, int L, int64_t c0
     for (int u = 0; u < L; u++) kt[t * L + u] = r[u][c0 + t];
 }
 
+/// The rows of the multi-query scores' key block [i0, i0 + L) of keys [0, n) (keys past n repeat
+/// the block's last: computed, dropped) into rl/rr (latent, rope), and the next block's rows into
+/// nl/nr (this block's last when there is none), for prefetching. Returns the block's real keys.
+static inline int glm5k_mq_block_rows(const int32_t *keys, int64_t i0, int64_t n, int L, const float *latent, int64_t R,
+                                      const float *rope, int64_t Dr, const float **rl, const float **rr, const float **nl,
+                                      const float **nr) {
+  const int nk = n - i0 < L ? (int)(n - i0) : L;
+  for (int u = 0; u < L; u++) {
+    const int64_t j = keys[i0 + (u < nk ? u : nk - 1)];
+    const int64_t jn = i0 + L + u < n ? keys[i0 + L + u] : j;
+    rl[u] = latent + j * R;
+    rr[u] = rope + j * Dr;
+    nl[u] = latent + jn * R;
+    nr[u] = rope + jn * Dr;
+  }
+  return nk;
+}
+
+/// glm5k_mq_sum with AVX-512F (multiquery_avx512.c; check glm5k_isa() first): the same bits.
+void glm5k_mq_sum_avx512(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t H, const float *latent, int64_t R,
+                         int64_t ldl, const int32_t *keys, int64_t n);
+
 /// glm5k_mq_scores with AVX-512 (multiquery_avx512.c): the same bits.
 void glm5k_mq_scores_avx512(float *s, int64_t lds, const float *qt, int64_t ldq, int64_t H, const float *latent, int64_t R,
                             const float *rope, int64_t Dr, const int32_t *keys, int64_t n, float scale);

@@ -62,24 +62,17 @@ void glm5k_mq_scores(float *s, int64_t lds, const float *qt, int64_t ldq, int64_
   for (int64_t g0 = 0; g0 < H; g0 += G) {
     const int64_t gn = H - g0 < G ? H - g0 : G;
     for (int64_t i0 = 0; i0 < n; i0 += L) {
-      // Keys past n repeat the block's last: their chains are computed and dropped.
-      const int nk = n - i0 < L ? (int)(n - i0) : L;
-      const float *rl[L], *rr[L], *nl[L];
-      for (int u = 0; u < L; u++) {
-        const int64_t j = keys[i0 + (u < nk ? u : nk - 1)];
-        rl[u] = latent + j * R;
-        rr[u] = rope + j * Dr;
-        nl[u] = latent + (i0 + L + u < n ? keys[i0 + L + u] : j) * R;  // the next block's rows
-      }
+      const float *rl[L], *rr[L], *nl[L], *nr[L];
+      const int nk = glm5k_mq_block_rows(keys, i0, n, L, latent, R, rope, Dr, rl, rr, nl, nr);
       memset(acc, 0, sizeof(float) * (size_t)(gn * L));
       for (int part = 0; part < 2; part++) {
         const int64_t W = part == 0 ? R : Dr;
         for (int64_t c0 = 0; c0 < W; c0 += CW) {
           const int64_t cw = W - c0 < CW ? W - c0 : CW;
           glm5k_transpose_rows(part == 0 ? rl : rr, L, c0, cw, kt);
-          if (part == 0 && i0 + L < n)
+          if (i0 + L < n)
             for (int u = 0; u < L; u++)
-              for (int64_t t = 0; t < cw; t += 16) _mm_prefetch((const char *)(nl[u] + c0 + t), _MM_HINT_T0);
+              for (int64_t t = 0; t < cw; t += 16) _mm_prefetch((const char *)((part == 0 ? nl[u] : nr[u]) + c0 + t), _MM_HINT_T0);
           const float *q = qt + (part == 0 ? c0 : R + c0) * ldq + g0;
           int64_t u0 = 0;
           for (; u0 + 6 <= gn; u0 += 6) tile6(kt, cw, q + u0, ldq, acc + u0 * L);

@@ -47,17 +47,8 @@ GLM5K_AVX512VL void glm5k_mq_scores_avx512(float *s, int64_t lds, const float *q
   for (int64_t g0 = 0; g0 < H; g0 += G) {
     const int64_t gn = H - g0 < G ? H - g0 : G;
     for (int64_t i0 = 0; i0 < n; i0 += L) {
-      const int nk = n - i0 < L ? (int)(n - i0) : L;
       const float *rl[L], *rr[L], *nl[L], *nr[L];
-      for (int u = 0; u < L; u++) {
-        const int64_t j = keys[i0 + (u < nk ? u : nk - 1)];
-        rl[u] = latent + j * R;
-        rr[u] = rope + j * Dr;
-        // The next block's rows (this block's last when there is none).
-        const int64_t jn = i0 + L + u < n ? keys[i0 + L + u] : j;
-        nl[u] = latent + jn * R;
-        nr[u] = rope + jn * Dr;
-      }
+      const int nk = glm5k_mq_block_rows(keys, i0, n, L, latent, R, rope, Dr, rl, rr, nl, nr);
       memset(acc, 0, sizeof(float) * (size_t)(gn * L));
       for (int part = 0; part < 2; part++) {
         const int64_t W = part == 0 ? R : Dr;

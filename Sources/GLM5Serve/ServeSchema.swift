@@ -72,21 +72,15 @@ public struct JSONWriter {
     if f == 0 { return f.sign == .minus ? "-0.0" : "0.0" }
     return "\(Double(f))"
   }
-  public mutating func object(_ body: (inout JSONWriter) -> Void) {
+  public mutating func object(_ body: (inout JSONWriter) -> Void) { container("{", "}", body) }
+  public mutating func array(_ body: (inout JSONWriter) -> Void) { container("[", "]", body) }
+  private mutating func container(_ open: String, _ close: String, _ body: (inout JSONWriter) -> Void) {
     beginValue()
-    text += "{"
+    text += open
     counts.append(0)
     body(&self)
     counts.removeLast()
-    text += "}"
-  }
-  public mutating func array(_ body: (inout JSONWriter) -> Void) {
-    beginValue()
-    text += "["
-    counts.append(0)
-    body(&self)
-    counts.removeLast()
-    text += "]"
+    text += close
   }
   public mutating func field(_ k: String, _ v: String) { key(k); value(v) }
   public mutating func field(_ k: String, _ v: Int) { key(k); value(v) }

@@ -111,9 +111,6 @@ void glm5k_mq_pack(float *qt, int64_t ldq, const float *qn, int64_t ldqn, const 
 /// multiquery_avx512.c, chosen inside): the sequence and shapes of Kernels.multiQuerySum.
 void glm5k_mq_sum(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t H, const float *latent, int64_t R, int64_t ldl,
                   const int32_t *keys, int64_t n);
-/// The AVX-512F weighted sum (check glm5k_isa() first).
-void glm5k_mq_sum_avx512(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t H, const float *latent, int64_t R,
-                         int64_t ldl, const int32_t *keys, int64_t n);
 
 /// Runs `iters` rounds of 12 independent FMA chains of the widest vectors in use (glm5k_isa());
 /// returns the floating-point operations done (the bench divides by the time). sink: the result.
