@@ -1,4 +1,4 @@
-// expf over arrays, 4 lanes at a time (AVX2 + FMA), bitwise glibc's expf: the same algorithm
+// expf over arrays, 4 lanes at a time (AVX2 + FMA; exp_avx512.c: 8), bitwise glibc's expf: the same algorithm
 // (Arm's optimized-routines expf, which glibc 2.28+ ships, in the FMA-contracted form of its
 // x86-64 FMA build) on every lane. Checked against libm's expf on all 2^32
 // float bit patterns on the development machine (tools/bench/expf_exhaustive.c); the
@@ -65,6 +65,10 @@ static inline __m256 exp8(__m256 x) {
 
 void glm5k_exp(const float *x, float *y, int64_t n) {
   make_tab();
+  if (glm5k_isa() == GLM5K_ISA_AVX512) {
+    glm5k_exp_avx512(x, y, n);
+    return;
+  }
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp8(_mm256_loadu_ps(x + i)));
   if (i < n) {
@@ -75,11 +79,9 @@ void glm5k_exp(const float *x, float *y, int64_t n) {
   }
 }
 
-void glm5k_softmax(float *x, int64_t n) {
-  if (n <= 0) return;
-  make_tab();
-  // m = the largest non-NaN x (-inf when there is none), as the scalar loop m = x ≥ m ? x : m
-  // (lanes may pick a different zero's sign: exp(x − m) is the same for either).
+/// x[0..n) = expf(x − m), m the largest non-NaN x (-inf when there is none), as the scalar loop
+/// m = x ≥ m ? x : m (lanes may pick a different zero's sign: exp(x − m) is the same for either).
+static void max_exp(float *x, int64_t n) {
   __m256 mv = _mm256_set1_ps(-INFINITY);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -91,21 +93,56 @@ void glm5k_softmax(float *x, int64_t n) {
   float m = -INFINITY;
   for (int u = 0; u < 8; u++) m = lanes[u] >= m ? lanes[u] : m;
   for (; i < n; i++) m = x[i] >= m ? x[i] : m;
-  // e = exp(x − m) in place, then their sum in index order (one float chain, as before).
   const __m256 mb = _mm256_set1_ps(m);
   for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), mb)));
-  for (; i < n; i++) {
+  if (i < n) {
     float a[8] = {0}, b[8];
-    a[0] = x[i] - m;
+    for (int64_t u = i; u < n; u++) a[u - i] = x[u] - m;
     _mm256_storeu_ps(b, exp8(_mm256_loadu_ps(a)));
-    x[i] = b[0];
+    memcpy(x + i, b, sizeof(float) * (size_t)(n - i));
   }
-  float s = 0;
-  for (i = 0; i < n; i++) s += x[i];
-  const float inv = 1 / s;
-  const __m256 iv = _mm256_set1_ps(inv);
-  for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), iv));
-  for (; i < n; i++) x[i] *= inv;
+}
+
+const uint64_t *glm5k_exp_table(void) {
+  make_tab();
+  return tab;
+}
+
+void glm5k_softmax(float *x, int64_t n) { glm5k_softmax_rows(x, n, 1, n); }
+
+void glm5k_softmax_rows(float *x, int64_t ld, int64_t rows, int64_t n) {
+  if (n <= 0 || rows <= 0) return;
+  make_tab();
+  const int avx512 = glm5k_isa() == GLM5K_ISA_AVX512;
+  for (int64_t r = 0; r < rows; r++) {
+    if (avx512)
+      glm5k_max_exp_avx512(x + r * ld, n);
+    else
+      max_exp(x + r * ld, n);
+  }
+  // Each row's sum is one float chain in index order; up to 8 rows' chains run side by side
+  // (independent adds instead of one add's latency per element).
+  enum { B = 8 };
+  for (int64_t r0 = 0; r0 < rows; r0 += B) {
+    const int64_t nr = rows - r0 < B ? rows - r0 : B;
+    float s[B] = {0};
+    const float *xr = x + r0 * ld;
+    if (nr == B) {
+      for (int64_t i = 0; i < n; i++)
+        for (int u = 0; u < B; u++) s[u] += xr[u * ld + i];
+    } else {
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t u = 0; u < nr; u++) s[u] += xr[u * ld + i];
+    }
+    for (int64_t u = 0; u < nr; u++) {
+      float *row = x + (r0 + u) * ld;
+      const float inv = 1 / s[u];
+      const __m256 iv = _mm256_set1_ps(inv);
+      int64_t i = 0;
+      for (; i + 8 <= n; i += 8) _mm256_storeu_ps(row + i, _mm256_mul_ps(_mm256_loadu_ps(row + i), iv));
+      for (; i < n; i++) row[i] *= inv;
+    }
+  }
 }
 
 void glm5k_swiglu(float *g, const float *u, int64_t n) {

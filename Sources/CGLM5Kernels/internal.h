@@ -152,4 +152,11 @@ void glm5k_int4_axpy_rows_avx2(const glm5k_int4 *w, int64_t r0, int64_t r1, cons
 /// is and returns 0.
 int32_t glm5k_int4_scale_odd16_avx512(float *xp, int64_t cols);
 
+/// exp.c's table of 2^(i/32) bits (minus i << 47), made on first use.
+const uint64_t *glm5k_exp_table(void);
+/// x[0..n) = expf(x − m), m = the largest non-NaN x, with AVX-512 (exp_avx512.c): exp.c's bits.
+void glm5k_max_exp_avx512(float *x, int64_t n);
+/// glm5k_exp with AVX-512 (exp_avx512.c): the same bits.
+void glm5k_exp_avx512(const float *x, float *y, int64_t n);
+
 #endif

@@ -648,8 +648,11 @@ extension KernelTests {
 }
 
 extension KernelTests {
-  @Test("The C expf (glm5k_exp), softmax and swiglu give the plain float loops' bits with libm's expf: edge inputs, every exponent, random values")
+  @Test("The C expf (glm5k_exp), softmax, softmaxRows and swiglu give the plain float loops' bits with libm's expf: edge inputs, every exponent, random values, every ISA")
   func vectorExpIsLibm() {
+    defer { InstructionSet.force(nil) }
+    for isa in [InstructionSet.avx2, .avx512] {
+    let used = InstructionSet.force(isa)
     var rng = KernelRNG(seed: 0xE7)
     // expf: the edges of its ranges, subnormal results, every exponent, and random bit patterns.
     var x: [Float] = [0, -0.0, 1, -1, .infinity, -.infinity, .nan, 88.72283, 88.72284, 88.7229, -87.33654, -103.972, -103.97208,
@@ -661,12 +664,12 @@ extension KernelTests {
     glm5k_exp(x, &y, Int64(x.count))
     var bad = 0
     for i in 0..<x.count where y[i].bitPattern != _exp(x[i]).bitPattern && !(y[i].isNaN && _exp(x[i]).isNaN) {
-      if bad < 3 { Issue.record("expf(\(x[i])) = \(_exp(x[i])), the C kernel gave \(y[i])") }
+      if bad < 3 { Issue.record("expf(\(x[i])) = \(_exp(x[i])), the C kernel (\(used)) gave \(y[i])") }
       bad += 1
     }
-    #expect(bad == 0, "\(bad) of \(x.count) expf values differ from libm's")
+    #expect(bad == 0, "\(bad) of \(x.count) expf values differ from libm's (\(used))")
     // softmax and swiglu: the plain loops' bits (lengths past and below the 8-lane blocks).
-    for n in [1, 3, 8, 13, 64, 100, 2049] {
+    for n in [1, 3, 8, 13, 16, 17, 31, 64, 100, 2049] {
       for scale: Float in [1, 30, 200] {
         var a = (0..<n).map { _ in rng.uniform() * scale }
         if n > 3 { a[1] = -.infinity; a[n - 1] = -.infinity }
@@ -677,8 +680,26 @@ extension KernelTests {
         for i in 0..<n { let e = _exp(want[i] - m); want[i] = e; s += e }
         let inv = 1 / s
         for i in 0..<n { want[i] *= inv }
+        // softmaxRows: rows of a strided block (one to eleven rows: whole and partial blocks of
+        // 8 side-by-side sums), each row its own values, NaN in the gaps between rows.
+        let rows = 1 + n % 11, ld = n + 3
+        var block = [Float](repeating: .nan, count: rows * ld)
+        var wantRows = [[Float]]()
+        for r in 0..<rows {
+          var row = (0..<n).map { _ in rng.uniform() * scale }
+          if n > 3 && r % 3 == 1 { row[n / 2] = -.infinity }
+          for i in 0..<n { block[r * ld + i] = row[i] }
+          Kernels.softmax(&row, n)
+          wantRows.append(row)
+        }
         Kernels.softmax(&a, n)
-        #expect(a.map(\.bitPattern) == want.map(\.bitPattern), "softmax n \(n) scale \(scale)")
+        #expect(a.map(\.bitPattern) == want.map(\.bitPattern), "softmax n \(n) scale \(scale) \(used)")
+        block.withUnsafeMutableBufferPointer { Kernels.softmaxRows($0.baseAddress!, ld: ld, rows: rows, n) }
+        for r in 0..<rows {
+          let got = block[(r * ld)..<(r * ld + n)].map(\.bitPattern), gap = block[(r * ld + n)..<(r * ld + ld)].filter { !$0.isNaN }
+          #expect(got == wantRows[r].map(\.bitPattern), "softmaxRows n \(n) row \(r) of \(rows) \(used)")
+          #expect(gap.isEmpty, "softmaxRows wrote past row \(r)'s \(n) values")
+        }
         var g = (0..<n).map { _ in (rng.uniform() - 0.5) * scale }
         if n > 6 { g[0] = 100; g[1] = -100; g[2] = -0.0; g[3] = 88.8; g[4] = -88.8; g[5] = -110 }
         let u = (0..<n).map { _ in rng.uniform() * 3 }
@@ -687,6 +708,7 @@ extension KernelTests {
         Kernels.swiglu(&g, u, n)
         #expect(g.map(\.bitPattern) == gw.map(\.bitPattern), "swiglu n \(n) scale \(scale)")
       }
+    }
     }
   }
 }

@@ -122,10 +122,13 @@ double glm5k_fma_probe(int64_t iters, float *sink);
 void glm5k_index_scores(const float *q, const float *w, int64_t heads, int64_t dim, const float *keys, int64_t j0,
                         int64_t j1, float scale, float *scores);
 
-/// y[i] = expf(x[i]) bitwise libm's (glibc's) expf, 8 at a time (exp.c). x and y may be equal.
+/// y[i] = expf(x[i]) bitwise libm's (glibc's) expf, 8 (AVX2, exp.c) or 16 (AVX-512, exp_avx512.c) at
+/// a time. x and y may be equal.
 void glm5k_exp(const float *x, float *y, int64_t n);
 /// Kernels.softmax: m = max, x = expf(x − m), s = their float sum in index order, x · (1/s).
 void glm5k_softmax(float *x, int64_t n);
+/// glm5k_softmax on each of `rows` rows x + r · ld (every row's bits as glm5k_softmax's).
+void glm5k_softmax_rows(float *x, int64_t ld, int64_t rows, int64_t n);
 /// Kernels.swiglu: g[i] = (g[i] / (1 + expf(−g[i]))) · u[i].
 void glm5k_swiglu(float *g, const float *u, int64_t n);
 

@@ -54,10 +54,16 @@ extension Kernels {
   }
 
   /// Softmax in place over x[0..<n] (max-subtracted, fp32): m = max, e = expf(x − m), s = Σ e in
-  /// index order (one float chain), x = e · (1/s). In C (CGLM5Kernels/exp.c), the exps 8 lanes at
-  /// a time with libm's expf bit for bit.
+  /// index order (one float chain), x = e · (1/s). In C (CGLM5Kernels/exp.c), the exps 8 lanes (AVX-512:
+  /// 16) at a time with libm's expf bit for bit.
   public static func softmax(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
     glm5k_softmax(x, Int64(n))
+  }
+
+  /// softmax on each of `rows` rows x + r · ld, every row's bits as softmax's; the rows' sum
+  /// chains run side by side (up to 8 at once) instead of one add latency per element.
+  public static func softmaxRows(_ x: UnsafeMutablePointer<Float>, ld: Int, rows: Int, _ n: Int) {
+    glm5k_softmax_rows(x, Int64(ld), Int64(rows), Int64(n))
   }
 
   /// log Σ exp(x / temperature) over [n], in Double: m = max_i Double(x_i) / t, then

@@ -24,6 +24,8 @@ struct MLA {
   static let scoreKeysPerItem = 128
   /// Latent columns per item of the few-rows sum (GLM-5's 512 make 4 items per row).
   static let sumColumnsPerItem = 128
+  /// Heads per work item of the decode softmax (the kernel runs 8 rows' sum chains side by side).
+  static let softmaxRowsPerItem = 8
 
   let weights: AttentionWeights
   let qANorm: [Float], kvANorm: [Float]
@@ -202,9 +204,11 @@ struct MLA {
                                  keys: UnsafePointer(b.selected + t * S + i0), count: min(keyBlock, nk - i0), scale: scale)
       }
       ctx.profile?.lap(.attentionScores, &t0)
-      pool.parallelFor(R * nh) { item in
-        let t = item / nh, h = item % nh
-        Kernels.softmax(b.probs + (t * nh + h) * S, Int(b.selectedCount[t]))
+      // Blocks of softmaxRowsPerItem heads: their sums' chains run side by side.
+      let sr = MLA.softmaxRowsPerItem, sb = (nh + sr - 1) / sr
+      pool.parallelFor(R * sb) { item in
+        let t = item / sb, h0 = (item % sb) * sr
+        Kernels.softmaxRows(b.probs + (t * nh + h0) * S, ld: S, rows: min(sr, nh - h0), Int(b.selectedCount[t]))
       }
       ctx.profile?.lap(.attentionSoftmax, &t0)
       let cb = (rkv + colBlock - 1) / colBlock
@@ -233,7 +237,7 @@ struct MLA {
           Kernels.multiQueryScores(p, lds: S, q: qp, ldq: hn,
                                    heads: hn, latent: cache.latent.pointer, rank: rkv, rope: cache.kRope.pointer, ropeDims: dr,
                                    keys: keys, count: nk, scale: scale)
-          for u in 0..<hn { Kernels.softmax(p + u * S, nk) }
+          Kernels.softmaxRows(p, ld: S, rows: hn, nk)
           Kernels.multiQuerySum(oLat + (t * nh + h0) * rkv, ldo: rkv, p, ldp: S, heads: hn, latent: cache.latent.pointer, rank: rkv, ldl: rkv,
                                 keys: keys, count: nk)
           item += chunks
