@@ -25,13 +25,15 @@ void glm5k_mq_pack(float *qt, int64_t ldq, const float *qn, int64_t ldqn, const 
 
 /// NH heads' chains for 16 keys over cw columns: acc[u][0..16) += Σ_t q[t · ldq + u] · kt[t][·].
 #define GLM5K_MQ_TILE_AVX2(NH)                                                                      \
-  static inline void tile##NH(const float *kt, int64_t cw, const float *q, int64_t ldq, float *acc) { \
+  static inline void tile##NH(const float *kt, int64_t cw, const float *q, int64_t ldq, float *acc,  \
+                              const char *const *pf, int64_t npf) {                                \
     __m256 a0[NH], a1[NH];                                                                          \
     for (int u = 0; u < NH; u++) {                                                                  \
       a0[u] = _mm256_load_ps(acc + u * 16);                                                         \
       a1[u] = _mm256_load_ps(acc + u * 16 + 8);                                                     \
     }                                                                                               \
     for (int64_t t = 0; t < cw; t++, q += ldq) {                                                    \
+      if (t < npf) _mm_prefetch(pf[t], _MM_HINT_T0);                                                \
       const __m256 k0 = _mm256_load_ps(kt + t * 16), k1 = _mm256_load_ps(kt + t * 16 + 8);          \
       for (int u = 0; u < NH; u++) {                                                                \
         const __m256 b = _mm256_broadcast_ss(q + u);                                                \
@@ -70,15 +72,20 @@ void glm5k_mq_scores(float *s, int64_t lds, const float *qt, int64_t ldq, int64_
         for (int64_t c0 = 0; c0 < W; c0 += CW) {
           const int64_t cw = W - c0 < CW ? W - c0 : CW;
           glm5k_transpose_rows(part == 0 ? rl : rr, L, c0, cw, kt);
+          // The next block's lines of these columns, prefetched one per column step of the
+          // first tile (a burst of them measured slower from DRAM: the misses queue up).
+          const char *pf[L * (CW / 16)];
+          int64_t npf = 0;
           if (i0 + L < n)
             for (int u = 0; u < L; u++)
-              for (int64_t t = 0; t < cw; t += 16) _mm_prefetch((const char *)((part == 0 ? nl[u] : nr[u]) + c0 + t), _MM_HINT_T0);
+              for (int64_t t = 0; t < cw; t += 16) pf[npf++] = (const char *)((part == 0 ? nl[u] : nr[u]) + c0 + t);
           const float *q = qt + (part == 0 ? c0 : R + c0) * ldq + g0;
           int64_t u0 = 0;
-          for (; u0 + 6 <= gn; u0 += 6) tile6(kt, cw, q + u0, ldq, acc + u0 * L);
-          for (; u0 + 4 <= gn; u0 += 4) tile4(kt, cw, q + u0, ldq, acc + u0 * L);
-          for (; u0 + 2 <= gn; u0 += 2) tile2(kt, cw, q + u0, ldq, acc + u0 * L);
-          for (; u0 < gn; u0++) tile1(kt, cw, q + u0, ldq, acc + u0 * L);
+          for (; u0 + 6 <= gn; u0 += 6, npf = 0) tile6(kt, cw, q + u0, ldq, acc + u0 * L, pf, npf);
+          for (; u0 + 4 <= gn; u0 += 4, npf = 0) tile4(kt, cw, q + u0, ldq, acc + u0 * L, pf, npf);
+          for (; u0 + 2 <= gn; u0 += 2, npf = 0) tile2(kt, cw, q + u0, ldq, acc + u0 * L, pf, npf);
+          for (; u0 < gn; u0++, npf = 0) tile1(kt, cw, q + u0, ldq, acc + u0 * L, pf, npf);
+          for (int64_t k = cw; k < npf; k++) _mm_prefetch(pf[k], _MM_HINT_T0);  // lines past the tile's column steps
         }
       }
       for (int64_t u = 0; u < gn; u++)

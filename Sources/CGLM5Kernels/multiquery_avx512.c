@@ -4,7 +4,8 @@
 //           are transposed 64 columns at a time into kt[64][16] (two 8 × 8 register transposes
 //           per 8 columns), then tiles of 16 heads run their chains in 16 registers, each fma
 //           taking its query value from the packed queries (one pointer) by an embedded
-//           broadcast. The next block's rows are prefetched.
+//           broadcast. The next block's rows are prefetched, one line per column step of a
+//           chunk's first tile.
 //   sum:    o[h, c] = fma(p[h, i], row_i[c], o[h, c]) in key order, 16 columns per vector; tiles
 //           of 4 heads × 64 columns, each row vector loaded once for 4 heads, key blocks of 32
 //           outermost, so a block's rows come from memory once per call.
@@ -22,10 +23,12 @@ enum { KEY_BLOCK = 32 };
 /// NH heads' chains for 16 keys over cw columns: acc[u][·] += Σ_t q[t · ldq + u] · kt[t][·], each
 /// query value taken by the FMA's embedded broadcast.
 #define GLM5K_MQ_TILE_AVX512(NH)                                                                    \
-  GLM5K_AVX512VL static inline void tile##NH(const float *kt, int64_t cw, const float *q, int64_t ldq, float *acc) { \
+  GLM5K_AVX512VL static inline void tile##NH(const float *kt, int64_t cw, const float *q, int64_t ldq, float *acc,    \
+                                             const char *const *pf, int64_t npf) {                 \
     __m512 a[NH];                                                                                   \
     for (int u = 0; u < NH; u++) a[u] = _mm512_load_ps(acc + u * 16);                               \
     for (int64_t t = 0; t < cw; t++, q += ldq) {                                                    \
+      if (t < npf) _mm_prefetch(pf[t], _MM_HINT_T0);                                                \
       const __m512 k = _mm512_load_ps(kt + t * 16);                                                 \
       for (int u = 0; u < NH; u++) a[u] = _mm512_fmadd_ps(_mm512_set1_ps(q[u]), k, a[u]);           \
     }                                                                                               \
@@ -55,16 +58,21 @@ GLM5K_AVX512VL void glm5k_mq_scores_avx512(float *s, int64_t lds, const float *q
         for (int64_t c0 = 0; c0 < W; c0 += CW) {
           const int64_t cw = W - c0 < CW ? W - c0 : CW;
           glm5k_transpose_rows(part == 0 ? rl : rr, L, c0, cw, kt);
+          // The next block's lines of these columns, prefetched one per column step of the
+          // first tile (a burst of them measured slower from DRAM: the misses queue up).
+          const char *pf[L * (CW / 16)];
+          int64_t npf = 0;
           if (i0 + L < n)
             for (int u = 0; u < L; u++)
-              for (int64_t t = 0; t < cw; t += 16) _mm_prefetch((const char *)((part == 0 ? nl[u] : nr[u]) + c0 + t), _MM_HINT_T0);
+              for (int64_t t = 0; t < cw; t += 16) pf[npf++] = (const char *)((part == 0 ? nl[u] : nr[u]) + c0 + t);
           const float *q = qt + (part == 0 ? c0 : R + c0) * ldq + g0;
           int64_t u0 = 0;
-          for (; u0 + 16 <= gn; u0 += 16) tile16(kt, cw, q + u0, ldq, acc + u0 * L);
-          for (; u0 + 8 <= gn; u0 += 8) tile8(kt, cw, q + u0, ldq, acc + u0 * L);
-          for (; u0 + 4 <= gn; u0 += 4) tile4(kt, cw, q + u0, ldq, acc + u0 * L);
-          for (; u0 + 2 <= gn; u0 += 2) tile2(kt, cw, q + u0, ldq, acc + u0 * L);
-          for (; u0 < gn; u0++) tile1(kt, cw, q + u0, ldq, acc + u0 * L);
+          for (; u0 + 16 <= gn; u0 += 16, npf = 0) tile16(kt, cw, q + u0, ldq, acc + u0 * L, pf, npf);
+          for (; u0 + 8 <= gn; u0 += 8, npf = 0) tile8(kt, cw, q + u0, ldq, acc + u0 * L, pf, npf);
+          for (; u0 + 4 <= gn; u0 += 4, npf = 0) tile4(kt, cw, q + u0, ldq, acc + u0 * L, pf, npf);
+          for (; u0 + 2 <= gn; u0 += 2, npf = 0) tile2(kt, cw, q + u0, ldq, acc + u0 * L, pf, npf);
+          for (; u0 < gn; u0++, npf = 0) tile1(kt, cw, q + u0, ldq, acc + u0 * L, pf, npf);
+          for (int64_t k = cw; k < npf; k++) _mm_prefetch(pf[k], _MM_HINT_T0);  // lines past the tile's column steps
         }
       }
       const __mmask16 m = (__mmask16)((1u << nk) - 1);
