@@ -48,7 +48,8 @@ public struct Carver {
 
   public static func measuring() -> Carver { Carver(base: nil, limit: .max) }
   public init(arena: ScratchArena) { self.init(base: arena.base, limit: arena.capacity) }
-  init(base: UnsafeMutableRawPointer?, limit: Int) { self.base = base; self.limit = limit }
+  /// Over `limit` bytes at `base` (a kernel call's KernelScratch region).
+  public init(base: UnsafeMutableRawPointer?, limit: Int) { self.base = base; self.limit = limit }
 
   /// n elements of T, 64-byte aligned. In measuring mode the pointer is a placeholder.
   public mutating func take<T>(_ n: Int, _: T.Type) -> UnsafeMutablePointer<T> {

@@ -3,6 +3,7 @@
 // of every format), the fused kernels against the plain reference on seeded random odd shapes,
 // row slices, and row invariance (token splits, thread counts) with guard values.
 
+import Foundation
 import GLM5Core
 import GLM5Engine
 import CGLM5Kernels
@@ -369,6 +370,18 @@ func sliceStarts(_ rows: Int) -> [(start: Int, count: Int)] {
           #expect(diff == 0, "\(what) threads \(threads) split \(split): \(diff) elements differ from tokens alone")
           #expect(y.damaged == 0, "\(what) threads \(threads) split \(split): gap/guard values overwritten")
         }
+        // Without kernel scratch (KernelScratch.take gives nil) and with room for x only: the
+        // scratch-free paths, the same bits.
+        for limit in [0, 4 * w.weight.cols * Kernels.quantTokenBlock] {
+          let y = TestFloats(rows: T, cols: n)
+          KernelScratch.withLimit(limit) {
+            Kernels.linear(y.pointer, ldy: y.ld, x.pointer, ldx: x.ld, tokens: T, w.weight, pool: pool)
+          }
+          var diff = 0
+          for t in 0..<T { for j in 0..<n where y[t, j].bitPattern != alone[t, j].bitPattern { diff += 1 } }
+          #expect(diff == 0, "\(what) threads \(threads) scratch limit \(limit): \(diff) elements differ from tokens alone")
+          #expect(y.damaged == 0, "\(what) threads \(threads) scratch limit \(limit): gap/guard values overwritten")
+        }
       }
     }
   }
@@ -425,15 +438,20 @@ extension QuantKernelTests {
     let used = InstructionSet.force(isa)
     for w in randomQuantWeights(seed: 0xE3) {
       let (n, k) = (w.weight.rows, w.weight.cols)
-      let T = 7
-      let x = TestFloats(rows: T, cols: n, fill: .nan, rng: &rng)
-      let all = TestFloats(rows: T, cols: k), alone = TestFloats(rows: T, cols: k)
-      Kernels.linearTransposed(all.pointer, ldy: all.ld, x.pointer, ldx: x.ld, tokens: T, w.weight)
-      for t in 0..<T { Kernels.linearTransposed(alone.row(t), ldy: alone.ld, x.row(t), ldx: x.ld, tokens: 1, w.weight) }
-      var diff = 0
-      for t in 0..<T { for j in 0..<k where all[t, j].bitPattern != alone[t, j].bitPattern { diff += 1 } }
-      #expect(diff == 0, "\(w.describe) \(used): \(diff) elements differ between \(T) tokens together and alone")
-      #expect(all.damaged == 0 && alone.damaged == 0, "\(w.describe): gap/guard values overwritten")
+      // 7 tokens (INT4: per token; FP8: the dequantized slice), 40 (the slice for both), and 40
+      // without kernel scratch (per token for both).
+      for (T, limit) in [(7, Int.max), (Kernels.transposedPerTokenMax + 8, Int.max), (Kernels.transposedPerTokenMax + 8, 0)] {
+        let x = TestFloats(rows: T, cols: n, fill: .nan, rng: &rng)
+        let all = TestFloats(rows: T, cols: k), alone = TestFloats(rows: T, cols: k)
+        KernelScratch.withLimit(limit) {
+          Kernels.linearTransposed(all.pointer, ldy: all.ld, x.pointer, ldx: x.ld, tokens: T, w.weight)
+        }
+        for t in 0..<T { Kernels.linearTransposed(alone.row(t), ldy: alone.ld, x.row(t), ldx: x.ld, tokens: 1, w.weight) }
+        var diff = 0
+        for t in 0..<T { for j in 0..<k where all[t, j].bitPattern != alone[t, j].bitPattern { diff += 1 } }
+        #expect(diff == 0, "\(w.describe) \(used): \(diff) elements differ between \(T) tokens together (scratch limit \(limit)) and alone")
+        #expect(all.damaged == 0 && alone.damaged == 0, "\(w.describe): gap/guard values overwritten")
+      }
     }
     }
   }
@@ -597,5 +615,38 @@ extension QuantKernelTests {
         #expect(kernelMax <= plainMax, "\(what): max error \(kernelMax) above the plain float32 dot's \(plainMax)")
       }
     }
+  }
+}
+
+extension QuantKernelTests {
+  @Test("KernelScratch: a thread's region is 64-byte aligned, kept for smaller takes, grown for larger ones, refused above the limit")
+  func kernelScratchRegions() throws {
+    // A thread of its own, so that the region starts empty and the figures are this test's.
+    nonisolated(unsafe) var results: [String] = []
+    let done = DispatchSemaphore(value: 0)
+    let t = Thread {
+      defer { done.signal() }
+      var out: [String] = []
+      if KernelScratch.threadBytes != 0 { out.append("a new thread holds \(KernelScratch.threadBytes) bytes") }
+      guard let a = KernelScratch.take(1000) else { out.append("take(1000) failed"); results = out; return }
+      if Int(bitPattern: a) % 64 != 0 { out.append("region not 64-byte aligned") }
+      let held = KernelScratch.threadBytes
+      if held < 1000 { out.append("holds \(held) bytes after take(1000)") }
+      if KernelScratch.take(held) != a { out.append("a take within the region moved it") }
+      if KernelScratch.take(0) != a { out.append("take(0) moved the region") }
+      guard let b = KernelScratch.take(held + 1) else { out.append("growing failed"); results = out; return }
+      if Int(bitPattern: b) % 64 != 0 { out.append("grown region not 64-byte aligned") }
+      if KernelScratch.threadBytes < held + 1 { out.append("grown region holds \(KernelScratch.threadBytes) bytes") }
+      b.storeBytes(of: 7, toByteOffset: held, as: UInt8.self)  // the last byte asked for is writable
+      KernelScratch.withLimit(16) {
+        if KernelScratch.take(17) != nil { out.append("take above the limit succeeded") }
+      }
+      if KernelScratch.take(-1) != nil || KernelScratch.take(Int.max / 2) != nil { out.append("a negative or huge take succeeded") }
+      if KernelScratch.take(1) != b { out.append("the region changed after refused takes") }
+      results = out
+    }
+    t.start()
+    done.wait()
+    #expect(results.isEmpty, "\(results)")
   }
 }

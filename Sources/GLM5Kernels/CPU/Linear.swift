@@ -414,14 +414,12 @@ public enum Kernels {
     let stride = w.rowStride * L.size
     let base = w.data
     var t = 0
-    // Tiles of 4 tokens while at least 2 remain (a short tile repeats its last real token and
-    // writes the copies to scratch), then a last single token on its own.
-    let scratch = T % 4 >= 2 ? UnsafeMutablePointer<Float>.allocate(capacity: k8) : nil
-    defer { scratch?.deallocate() }
+    // Tiles of 4 tokens while at least 2 remain (a short tile repeats its last real token, and
+    // the copies store the same bits to that token's row again), then a last single token.
     while T - t >= 2 {
       let real = min(4, T - t)
       @inline(__always) func xp(_ u: Int) -> UnsafePointer<Float> { x + (t + min(u, real - 1)) * ldx }
-      @inline(__always) func yp(_ u: Int) -> UnsafeMutablePointer<Float> { u < real ? y + (t + u) * ldy : scratch! }
+      @inline(__always) func yp(_ u: Int) -> UnsafeMutablePointer<Float> { y + (t + min(u, real - 1)) * ldy }
       let x0 = xp(0), x1 = xp(1), x2 = xp(2), x3 = xp(3)
       let y0 = yp(0), y1 = yp(1), y2 = yp(2), y3 = yp(3)
       var c = 0

@@ -65,35 +65,40 @@ extension Kernels {
 
   /// y[t, k] = Σ_n x[t, n] · W[n, k] for a weight in any format: each y[t, k] starts at 0 and
   /// takes y = fma(x[t, n], W[n, k], y) for n in order, W the dequantized values (as the float
-  /// kernel's sequence). One token: rows dequantized one at a time into an L1 row, y updated in
-  /// place; more: the slice dequantized once into F32 and the float kernel's register tiles.
+  /// kernel's sequence). INT4, up to transposedPerTokenMax tokens: per token, rows decoded in
+  /// registers; more tokens (FP8: 2 or more): the slice dequantized once into F32 in the calling
+  /// thread's KernelScratch and the float kernel's register tiles; otherwise (one token, or no
+  /// scratch) rows dequantized one at a time into a row on the stack. Every path is the same
+  /// sequence, so the same bits.
   public static func linearTransposed(_ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>, ldx: Int,
                                       tokens: Int, _ w: LinearWeight) {
     if case .float(let m) = w { linearTransposed(y, ldy: ldy, x, ldx: ldx, tokens: tokens, m); return }
     let rows = w.rows, cols = w.cols
     if tokens <= 0 || cols == 0 { return }
-    if tokens >= 2, tokens <= transposedPerTokenMax, case .int4(_, _, _, _, _, _, let g, _, _) = w, g % 8 == 0, cols % g == 0 {
-      // A few tokens (batched decode): the one-token product per token, the slice re-read from
-      // L1/L2 (a head's W_UK is 48 KiB in INT4 g32), no F32 copy of it; each token's bits are
-      // its bits alone, as the row-invariance test requires of every path.
-      for t in 0..<tokens { linearTransposed(y + t * ldy, ldy: ldy, x + t * ldx, ldx: ldx, tokens: 1, w) }
-      return
-    }
-    if tokens >= 2 {
-      let buf = UnsafeMutablePointer<Float>.allocate(capacity: max(1, rows * cols))
-      defer { buf.deallocate() }
+    let int4Rows: Bool
+    if case .int4(_, _, _, _, _, _, let g, _, _) = w, g % 8 == 0, cols % g == 0 { int4Rows = true } else { int4Rows = false }
+    if tokens > transposedPerTokenMax || (tokens >= 2 && !int4Rows),
+       let buf = KernelScratch.take(rows * cols * MemoryLayout<Float>.stride)?.bindMemory(to: Float.self, capacity: rows * cols) {
+      // Many tokens: the slice dequantized once into F32 (the calling thread's KernelScratch)
+      // and the float kernel's register tiles.
       for n in 0..<rows { w.dequantizeRow(n, into: buf + n * cols) }
       linearTransposed(y, ldy: ldy, x, ldx: ldx, tokens: tokens, WeightMatrix(dtype: .f32, data: UnsafeRawPointer(buf), rows: rows, cols: cols))
       return
     }
-    if case .int4(let p, _, _, let s, let sd, let z, let g, _, let off) = w, g % 8 == 0, cols % g == 0 {
-      // INT4: the rows decoded in registers straight into the fma (the same W values and order).
+    if int4Rows, case .int4(let p, _, _, let s, let sd, let z, let g, _, let off) = w {
+      // INT4, one token at a time (a few tokens in batched decode, or no scratch): the rows
+      // decoded in registers straight into the fma (the same W values and order), the slice
+      // re-read from L1/L2 (a head's W_UK is 48 KiB in INT4 g32); each token's bits are its
+      // bits alone, as the row-invariance test requires of every path.
       var v = glm5k_int4(packed: p.assumingMemoryBound(to: UInt8.self), scales: s, zeros: z,
                          row_offset: Int64(off), cols: Int64(cols), group: Int64(g), scale_dtype: QuantKernels.scaleCode(sd))
-      y.update(repeating: 0, count: cols)
-      glm5k_int4_axpy_rows(&v, 0, Int64(rows), x, y)
+      for t in 0..<tokens {
+        y.advanced(by: t * ldy).update(repeating: 0, count: cols)
+        glm5k_int4_axpy_rows(&v, 0, Int64(rows), x + t * ldx, y + t * ldy)
+      }
       return
     }
+    // Any format, no scratch: each row dequantized into a row on the stack, y updated in place.
     withUnsafeTemporaryAllocation(of: Float.self, capacity: cols + 8) { rb in
       let row = rb.baseAddress!
       let k8 = cols & ~7
@@ -146,18 +151,39 @@ extension Kernels {
       int4GenericLinear(y, ldy: ldy, x, ldx: ldx, tokens: tokens, w, pool: pool)
       return
     }
-    // x as the lanes take it (INT4: permuted and scaled, plus the group sums; FP8: scaled), one
-    // token block at a time.
+    // x as the lanes take it (INT4: permuted and scaled; FP8: scaled) one token block at a time,
+    // and the prefill workers' tiles, in the calling thread's KernelScratch. With room for x
+    // only, the blocks' tokens one at a time through the decode tiles; with none, the same with
+    // x one row at a time on the stack (the same bits on every path).
     let tbMax = tokenBlock(plan, tokens, 0)
-    let permCount = tbMax * k
-    if permCount > 0 && permCount <= 16384 {
-      withUnsafeTemporaryAllocation(of: Float.self, capacity: permCount) { p in
-        quantLinearBlocks(plan, y, ldy: ldy, x, ldx: ldx, tokens: tokens, perm: p.baseAddress!, pool: pool)
+    var cv = Carver.measuring()
+    _ = LinearScratch(plan, tokens: tbMax, pool: pool, tiles: true, &cv)
+    let tiles = KernelScratch.take(cv.used) != nil
+    if !tiles { cv = Carver.measuring(); _ = LinearScratch(plan, tokens: tbMax, pool: pool, tiles: false, &cv) }
+    guard let region = KernelScratch.take(cv.used) else {
+      withUnsafeTemporaryAllocation(of: Float.self, capacity: max(k, 1)) { p in
+        for t in 0..<tokens {
+          quantLinearBlocks(plan, y + t * ldy, ldy: ldy, x + t * ldx, ldx: ldx, tokens: 1, perm: p.baseAddress!, tiles: nil, pool: pool)
+        }
       }
-    } else {
-      let perm: UnsafeMutablePointer<Float>? = permCount > 0 ? .allocate(capacity: permCount) : nil
-      defer { perm?.deallocate() }
-      quantLinearBlocks(plan, y, ldy: ldy, x, ldx: ldx, tokens: tokens, perm: perm, pool: pool)
+      return
+    }
+    var carve = Carver(base: region, limit: cv.used)
+    let s = LinearScratch(plan, tokens: tbMax, pool: pool, tiles: tiles, &carve)
+    quantLinearBlocks(plan, y, ldy: ldy, x, ldx: ldx, tokens: tokens, perm: s.perm, tiles: s.tiles, pool: pool)
+  }
+
+  /// A quantized linear call's scratch: x prepared for one token block [tb, K], and prefill
+  /// workers' tiles when the block takes the prefill path (and `tiles`).
+  struct LinearScratch {
+    let perm: UnsafeMutablePointer<Float>
+    let tiles: UnsafeMutableRawPointer?
+
+    init(_ plan: QuantKernels.Plan, tokens tb: Int, pool: ThreadPool, tiles withTiles: Bool, _ cv: inout Carver) {
+      perm = cv.floats(tb * plan.cols)
+      let prefill = withTiles && tb >= decodeRowAbove && !(plan.kind == .int4 && tb <= fewTokensMax)
+      let bytes = prefill ? prefillWorkers(plan, pool: pool) * PrefillScratch.bytes(plan, tokens: tb) : 0
+      tiles = bytes > 0 ? UnsafeMutableRawPointer(cv.take(bytes, UInt8.self)) : nil
     }
   }
 
@@ -168,32 +194,37 @@ extension Kernels {
     return tokens < decodeRowAbove ? 1 : min(quantTokenBlock, tokens - t0)
   }
 
-  /// Token blocks (one token at a time below decodeRowAbove), x prepared into `perm`.
+  /// Token blocks (one token at a time below decodeRowAbove), x prepared into `perm` [tb, K];
+  /// `tiles` holds the prefill workers' scratch (LinearScratch) when a block takes that path.
   static func quantLinearBlocks(_ plan: QuantKernels.Plan, _ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>,
-                                ldx: Int, tokens: Int, perm: UnsafeMutablePointer<Float>?, pool: ThreadPool) {
+                                ldx: Int, tokens: Int, perm: UnsafeMutablePointer<Float>, tiles: UnsafeMutableRawPointer?,
+                                pool: ThreadPool) {
     let k = plan.cols
     var t0 = 0
     while t0 < tokens {
       let tb = tokenBlock(plan, tokens, t0)
-      var xb = x + t0 * ldx, ldxb = ldx
-      if let perm {
-        switch plan.kind {
-        case .int4:
-          glm5k_int4_permute(xb, Int64(ldx), Int64(tb), Int64(k), perm)
-        case .fp8:
-          QuantKernels.scaleForFP8(xb, ldx: ldx, tokens: tb, k: k, into: perm)
-        }
-        xb = UnsafePointer(perm)
-        ldxb = k
+      switch plan.kind {
+      case .int4:
+        glm5k_int4_permute(x + t0 * ldx, Int64(ldx), Int64(tb), Int64(k), perm)
+      case .fp8:
+        QuantKernels.scaleForFP8(x + t0 * ldx, ldx: ldx, tokens: tb, k: k, into: perm)
       }
+      let xb = UnsafePointer(perm)
       if tb == 1 {
         var form: Int32 = 0
-        if plan.kind == .int4, let perm { form = withUnsafePointer(to: plan.int4) { glm5k_int4_decode_prepare($0, perm) } }
+        if plan.kind == .int4 { form = withUnsafePointer(to: plan.int4) { glm5k_int4_decode_prepare($0, perm) } }
         quantDecode(plan, y + t0 * ldy, xb, form: form, pool: pool)
       } else if plan.kind == .int4, tb <= fewTokensMax {
         int4FewTokens(plan, y + t0 * ldy, ldy: ldy, xb, tokens: tb, pool: pool)
+      } else if let tiles {
+        quantPrefill(plan, y + t0 * ldy, ldy: ldy, xb, ldx: k, tokens: tb, scratch: tiles, pool: pool)
       } else {
-        quantPrefill(plan, y + t0 * ldy, ldy: ldy, xb, ldx: ldxb, tokens: tb, pool: pool)
+        // No room for the tiles: the block's tokens one at a time.
+        for u in 0..<tb {
+          var form: Int32 = 0
+          if plan.kind == .int4 { form = withUnsafePointer(to: plan.int4) { glm5k_int4_decode_prepare($0, perm + u * k) } }
+          quantDecode(plan, y + (t0 + u) * ldy, xb + u * k, form: form, pool: pool)
+        }
       }
       t0 += tb
     }

@@ -10,29 +10,68 @@ import Glibc
 extension Kernels {
   // MARK: - Prefill: rows decoded once per token block into float scratch, 2 × 6 register tiles
 
-  /// Tokens [0, T) (T ≤ quantTokenBlock), x already in the lanes' column order.
+  /// One worker's scratch of the prefill path for T tokens (T ≤ quantTokenBlock), carved in
+  /// order: INT4 the C tiles' floats; FP8 the row scales of a chunk, parked accumulators, the
+  /// chunk's decoded rows over one K-block.
+  struct PrefillScratch {
+    let floats: UnsafeMutablePointer<Float>
+    let state: UnsafeMutablePointer<SIMD8<Float>>
+    let wbuf: UnsafeMutablePointer<Float>
+
+    init(_ plan: QuantKernels.Plan, tokens T: Int, _ cv: inout Carver) {
+      if plan.kind == .int4 {
+        let count = withUnsafePointer(to: plan.int4) {
+          InstructionSet.current == .avx512 ? glm5k_int4_prefill_scratch($0, Int64(T)) : glm5k_int4_prefill_scratch_avx2($0, Int64(T))
+        }
+        floats = cv.floats(Int(count))
+        state = cv.take(0, SIMD8<Float>.self)
+        wbuf = cv.floats(0)
+      } else {
+        let rows = quantRowsPerChunk
+        floats = cv.floats(rows * plan.blocks)
+        state = cv.take((rows / 2) * ((T + 5) / 6) * 12, SIMD8<Float>.self)
+        wbuf = cv.floats(rows * max(1, quantKBlock / plan.blockCols) * plan.blockCols + 16)
+      }
+    }
+
+    /// Bytes of one worker's scratch, a multiple of 64.
+    static func bytes(_ plan: QuantKernels.Plan, tokens T: Int) -> Int {
+      var cv = Carver.measuring()
+      _ = PrefillScratch(plan, tokens: T, &cv)
+      return (cv.used + 63) & ~63
+    }
+  }
+
+  /// Workers of the prefill path (each takes one PrefillScratch).
+  static func prefillWorkers(_ plan: QuantKernels.Plan, pool: ThreadPool) -> Int {
+    let rowsPer = plan.kind == .int4 ? int4PrefillRows : quantRowsPerChunk
+    return min(pool.threads, (plan.rows + rowsPer - 1) / rowsPer)
+  }
+
+  /// Tokens [0, T) (T ≤ quantTokenBlock), x already in the lanes' column order. `scratch` holds
+  /// prefillWorkers regions of PrefillScratch.bytes each.
   static func quantPrefill(_ plan: QuantKernels.Plan, _ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>,
-                           ldx: Int, tokens T: Int, pool: ThreadPool) {
+                           ldx: Int, tokens T: Int, scratch: UnsafeMutableRawPointer, pool: ThreadPool) {
     let int4 = plan.kind == .int4
-    if int4 && ldx == plan.cols {
-      int4PrefillC(plan, y, ldy: ldy, x, tokens: T, avx512: InstructionSet.current == .avx512, pool: pool)
+    let perWorker = PrefillScratch.bytes(plan, tokens: T)
+    func region(_ wk: Int) -> PrefillScratch {
+      var cv = Carver(base: scratch + wk * perWorker, limit: perWorker)
+      return PrefillScratch(plan, tokens: T, &cv)
+    }
+    if int4 {
+      int4PrefillC(plan, y, ldy: ldy, x, tokens: T, avx512: InstructionSet.current == .avx512, scratch: { region($0).floats }, pool: pool)
       return
     }
     let n = plan.rows, blocks = plan.blocks, bc = plan.blockCols
     let chunkRows = quantRowsPerChunk
     let chunks = (n + chunkRows - 1) / chunkRows
-    let rowTiles = chunkRows / 2
     let tTiles = (T + 5) / 6
     let kbBlocks = max(1, quantKBlock / bc)
     let scratchCols = kbBlocks * bc
-    let workers = min(pool.threads, chunks)
+    let workers = prefillWorkers(plan, pool: pool)
     pool.parallelFor(workers) { wk in
-      // Per worker: row scales of a chunk, parked accumulators, the chunk's decoded rows over
-      // one K-block.
-      let sc = UnsafeMutablePointer<Float>.allocate(capacity: chunkRows * blocks)
-      let state = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: rowTiles * tTiles * 12)
-      let wbuf = UnsafeMutablePointer<Float>.allocate(capacity: chunkRows * scratchCols + 16)
-      defer { sc.deallocate(); state.deallocate(); wbuf.deallocate() }
+      let r = region(wk)
+      let sc = r.floats, state = r.state, wbuf = r.wbuf
       var ci = wk
       while ci < chunks {
         let r0 = ci * chunkRows, r1 = min(n, r0 + chunkRows)
@@ -76,17 +115,16 @@ extension Kernels {
   }
 
   /// INT4 in C: AVX-512F 2-pair × 6-token tiles or AVX2 2-row × 6-token tiles over 16-row work
-  /// items (int4_prefill_avx512.c, int4_prefill_avx2.c; the same bits as the tiles below).
+  /// items (int4_prefill_avx512.c, int4_prefill_avx2.c; the same bits as the tiles below), x
+  /// in the lanes' order with ldx = cols; worker w's floats are scratch(w).
   static func int4PrefillC(_ plan: QuantKernels.Plan, _ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>,
-                           tokens T: Int, avx512: Bool, pool: ThreadPool) {
-    let n = plan.rows, rowsPer = 16
+                           tokens T: Int, avx512: Bool, scratch: (Int) -> UnsafeMutablePointer<Float>, pool: ThreadPool) {
+    let n = plan.rows, rowsPer = int4PrefillRows
     let chunks = (n + rowsPer - 1) / rowsPer
-    let workers = min(pool.threads, chunks)
+    let workers = prefillWorkers(plan, pool: pool)
     withUnsafePointer(to: plan.int4) { w in
-      let scratchCount = Int(avx512 ? glm5k_int4_prefill_scratch(w, Int64(T)) : glm5k_int4_prefill_scratch_avx2(w, Int64(T)))
       pool.parallelFor(workers) { wk in
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
-        defer { scratch.deallocate() }
+        let scratch = scratch(wk)
         var ci = wk
         while ci < chunks {
           let r0 = ci * rowsPer, r1 = min(n, r0 + rowsPer)
@@ -100,6 +138,9 @@ extension Kernels {
       }
     }
   }
+
+  /// Output rows per work item of the INT4 prefill tiles in C.
+  static let int4PrefillRows = 16
 
   /// Blocks [b0, b1) of 2 decoded rows (w0, w1 indexed by column) × 6 tokens: per block 12 fresh
   /// FMA chains over the block's 8-column steps, then acc[6j + u] = fma(chain, splat(scale_j), acc[6j + u]).
