@@ -174,6 +174,10 @@ const char *glm5_last_error(void);
  * space could be mapped as it starts, and a large allocation that would leave less is refused
  * the same way (glm5_session_n_tokens, glm5_session_max_tokens and
  * glm5_session_get_record_info do not check, so a host can inspect its sessions at the limit).
+ * Each thread that runs the library's kernels keeps one scratch region for its life (a token
+ * block's activations and a work item's decoded weights: about 2 MB on the calling thread on
+ * the bench model, a few MB on GLM-5's widest layers), grown on first need and freed when the thread
+ * exits; when it cannot grow, the kernels take a slower path with the same results.
  * ============================================================================================= */
 
 /* Most sessions in one glm5_sample_batch or glm5_append_batch call. */

@@ -226,6 +226,9 @@ enum PresetBench {
       out["profile"] = .array(profJSON)
       say("peak resident memory of this process: \(fmt(Double(ProcessMemory.peakResidentBytes) / 1e6, 0)) MB")
       out["peak_resident_bytes"] = num(ProcessMemory.peakResidentBytes)
+      // The calling thread runs every call's entry point, so it holds the largest region.
+      say("kernel scratch held by the calling thread: \(fmt(Double(KernelScratch.threadBytes) / 1e6, 2)) MB")
+      out["kernel_scratch_bytes"] = num(KernelScratch.threadBytes)
 
       if let jsonPath {
         let fw = try FileWriter(path: jsonPath)
