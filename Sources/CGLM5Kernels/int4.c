@@ -180,7 +180,8 @@ static void tokens2(const glm5k_int4 *w, int64_t r, const float *const *x, float
 static void tokens1(const glm5k_int4 *w, int64_t r, const float *const *x, float *out) { tokens_n(w, r, x, out, 1); }
 
 int32_t glm5k_int4_decode_prepare(const glm5k_int4 *w, float *xp) {
-  if (glm5k_isa() != GLM5K_ISA_AVX512 || w->group % 32 != 0) return 0;
+  // Symmetric weights take the table tiles, which read x as permute leaves it.
+  if (glm5k_isa() != GLM5K_ISA_AVX512 || w->group % 32 != 0 || !w->zeros) return 0;
   return glm5k_int4_scale_odd16_avx512(xp, w->cols);
 }
 
@@ -193,6 +194,8 @@ static void tile4(const glm5k_int4 *w, int64_t r, int64_t r1, const float *xp, i
   float out[4];
   if (form == 1) {
     glm5k_int4_rows4_odd16_avx512(w, rr, xp, next, out);
+  } else if (wide && !w->zeros) {
+    glm5k_int4_rows4_table_avx512(w, rr, xp, next, out);
   } else if (wide) {
     glm5k_int4_rows4_avx512(w, rr, xp, next, out);
   } else {
@@ -211,6 +214,8 @@ void glm5k_int4_decode(const glm5k_int4 *w, int64_t r0, int64_t r1, const float 
       const int64_t next = r + 16 <= r1 ? r + 8 : -1;
       if (form == 1) {
         glm5k_int4_rows8_odd16_avx512(w, r, xp, next, y + r);
+      } else if (!w->zeros) {
+        glm5k_int4_rows8_table_avx512(w, r, xp, next, y + r);
       } else {
         glm5k_int4_rows8_avx512(w, r, xp, next, y + r);
       }

@@ -13,19 +13,32 @@
 #define GLM5K_AVX512VL __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
 
 /// 8 bytes of row a then 8 of row b (16 columns each) → their q lanes: even columns, odd columns.
-/// A nibble u placed in the mantissa of 2^23 ((d & 0xF) | 0x4B000000 in one vpternlogd; the high
-/// nibble shifted down, then or-ed) is the float 2^23 + u; minus the float 2^23 + (8 + zp) (`z`
-/// here) that is q exactly, the value vcvtdq2ps(u − 8 − zp) gives, with one µop fewer and none
-/// on the conversion port. HIGH(d) places the high nibbles (form 0: shifted down; form 1: in
-/// place, 16u, against x's odd half scaled by 1/16 and `zh` = 2^23 + 16(8 + zp)).
+/// The including file defines QLO(d, zl) and QHI(d, zh), the float q of the low and high nibbles
+/// of d (vpmovzxbd's 16 bytes), as one of the forms below.
 #define GLM5K_Q2(pa, pb, zl, zh, lo, hi)                                                              \
   do {                                                                                                \
     __m128i b_ = _mm_castpd_si128(_mm_loadh_pd(_mm_castsi128_pd(_mm_loadl_epi64((const __m128i *)(pa))), \
                                                (const double *)(pb)));                                \
     __m512i d_ = _mm512_cvtepu8_epi32(b_);                                                            \
-    lo = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_ternarylogic_epi32(d_, mask, magic, 0xEA)), (zl));  \
-    hi = _mm512_sub_ps(_mm512_castsi512_ps(HIGH(d_)), (zh));                                          \
+    lo = QLO(d_, zl);                                                                                 \
+    hi = QHI(d_, zh);                                                                                 \
   } while (0)
+
+/// The forms of q. Magic: a nibble u placed in the mantissa of 2^23 ((d & 0xF) | 0x4B000000 in
+/// one vpternlogd; the high nibble shifted down, then or-ed) is the float 2^23 + u; minus the
+/// float 2^23 + (8 + zp) (`z`) that is q exactly, the value vcvtdq2ps(u − 8 − zp) gives, with one
+/// µop fewer and none on the conversion port. Form 1 keeps the high nibbles in place (16u, in one
+/// vpternlogd) against x's odd half scaled by 1/16 and `zh` = 2^23 + 16(8 + zp). Table (symmetric
+/// weights, zp = 0): vpermps picks q = u − 8 from a register of the 16 values by the low 4 bits of
+/// each lane, one µop per nibble and no subtraction (1.1× the 8-row tile's weights/s from L2 on a
+/// Zen 5). Every form gives q exactly, so every form gives the same products.
+#define GLM5K_Q_MAGIC_LO(d, z) _mm512_sub_ps(_mm512_castsi512_ps(_mm512_ternarylogic_epi32(d, mask, magic, 0xEA)), (z))
+#define GLM5K_Q_MAGIC_HI(d, z) _mm512_sub_ps(_mm512_castsi512_ps(_mm512_or_si512(_mm512_srli_epi32(d, 4), magic)), (z))
+#define GLM5K_Q_MAGIC_HI16(d, z) _mm512_sub_ps(_mm512_castsi512_ps(_mm512_ternarylogic_epi32(d, mask_hi, magic, 0xEA)), (z))
+#define GLM5K_Q_TABLE_LO(d, z) _mm512_permutexvar_ps(d, table)
+#define GLM5K_Q_TABLE_HI(d, z) _mm512_permutexvar_ps(_mm512_srli_epi32(d, 4), table)
+/// q = u − 8 for u = 0 .. 15 (GLM5K_Q_TABLE_*).
+#define GLM5K_Q_TABLE_VALUES _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7)
 
 GLM5K_AVX512VL static inline __m512 pair_ps(float a, float b) {
   return _mm512_mask_mov_ps(_mm512_set1_ps(a), 0xFF00, _mm512_set1_ps(b));

@@ -12,7 +12,8 @@
   const uint8_t *p2 = w->packed + r[2] * rb, *p3 = w->packed + r[3] * rb;                           \
   const __m512i mask = _mm512_set1_epi32(0xF), magic = _mm512_set1_epi32(0x4B000000);              \
   const __m512i mask_hi = _mm512_set1_epi32(0xF0);                                                  \
-  (void)mask_hi;                                                                                    \
+  const __m512 table = GLM5K_Q_TABLE_VALUES;                                                        \
+  (void)mask_hi; (void)table;                                                                       \
   /* The next tile's 4 rows (contiguous), half a line per 16-column step, and its scales. */        \
   const char *pf = next >= 0 ? (const char *)(w->packed + next * rb) : 0;                           \
   const int64_t pf_bytes = next >= 0 ? 4 * rb : 0;                                                  \
@@ -72,8 +73,7 @@
 #define GLM5K_PAIR_STEP(ba, bb, UNPACK, xe, xo, zl, zh, acc)                                           \
   do {                                                                                              \
     const __m512i d_ = _mm512_cvtepu8_epi32(UNPACK(ba, bb));                                        \
-    const __m512 lo_ = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_ternarylogic_epi32(d_, mask, magic, 0xEA)), zl); \
-    const __m512 hi_ = _mm512_sub_ps(_mm512_castsi512_ps(HIGH(d_)), zh);                           \
+    const __m512 lo_ = QLO(d_, zl), hi_ = QHI(d_, zh);                                              \
     acc = _mm512_fmadd_ps(xe, lo_, acc);                                                            \
     acc = _mm512_fmadd_ps(xo, hi_, acc);                                                            \
   } while (0)
@@ -83,7 +83,8 @@
   const uint8_t *p = w->packed + r * rb;                                                            \
   const __m512i mask = _mm512_set1_epi32(0xF), magic = _mm512_set1_epi32(0x4B000000);              \
   const __m512i mask_hi = _mm512_set1_epi32(0xF0);                                                  \
-  (void)mask_hi;                                                                                    \
+  const __m512 table = GLM5K_Q_TABLE_VALUES;                                                        \
+  (void)mask_hi; (void)table;                                                                       \
   /* The next tile: its 8 rows' bytes (contiguous) spread over this tile's 32-column steps, and */  \
   /* its scales now. */                                                                             \
   const char *pf = next >= 0 ? (const char *)(w->packed + next * rb) : 0;                           \
@@ -143,7 +144,8 @@
   halves(t2, &out[4], &out[5]); halves(t3, &out[6], &out[7]);
 
 // Form 0: x as glm5k_int4_permute leaves it.
-#define HIGH(d) _mm512_or_si512(_mm512_srli_epi32(d, 4), magic)
+#define QLO GLM5K_Q_MAGIC_LO
+#define QHI GLM5K_Q_MAGIC_HI
 #define HIGH_FACTOR 1.0f
 GLM5K_AVX512VL void glm5k_int4_rows8_avx512(const glm5k_int4 *w, int64_t r, const float *xp, int64_t next, float out[8]) {
   GLM5K_ROWS8_BODY
@@ -151,11 +153,11 @@ GLM5K_AVX512VL void glm5k_int4_rows8_avx512(const glm5k_int4 *w, int64_t r, cons
 GLM5K_AVX512VL void glm5k_int4_rows4_avx512(const glm5k_int4 *w, const int64_t r[4], const float *xp, int64_t next, float out[4]) {
   GLM5K_ROWS4_BODY
 }
-#undef HIGH
-#undef HIGH_FACTOR
+#undef QHI
 
 // Form 1: the odd half of every 16 columns of x scaled by 1/16 (exactly).
-#define HIGH(d) _mm512_ternarylogic_epi32(d, mask_hi, magic, 0xEA)
+#define QHI GLM5K_Q_MAGIC_HI16
+#undef HIGH_FACTOR
 #define HIGH_FACTOR 16.0f
 GLM5K_AVX512VL void glm5k_int4_rows8_odd16_avx512(const glm5k_int4 *w, int64_t r, const float *xp, int64_t next, float out[8]) {
   GLM5K_ROWS8_BODY
@@ -163,7 +165,22 @@ GLM5K_AVX512VL void glm5k_int4_rows8_odd16_avx512(const glm5k_int4 *w, int64_t r
 GLM5K_AVX512VL void glm5k_int4_rows4_odd16_avx512(const glm5k_int4 *w, const int64_t r[4], const float *xp, int64_t next, float out[4]) {
   GLM5K_ROWS4_BODY
 }
-#undef HIGH
+#undef QLO
+#undef QHI
+#undef HIGH_FACTOR
+
+// Symmetric weights (no zero points), form 0: q by table lookup (the zero-point vectors unused).
+#define QLO GLM5K_Q_TABLE_LO
+#define QHI GLM5K_Q_TABLE_HI
+#define HIGH_FACTOR 1.0f
+GLM5K_AVX512VL void glm5k_int4_rows8_table_avx512(const glm5k_int4 *w, int64_t r, const float *xp, int64_t next, float out[8]) {
+  GLM5K_ROWS8_BODY
+}
+GLM5K_AVX512VL void glm5k_int4_rows4_table_avx512(const glm5k_int4 *w, const int64_t r[4], const float *xp, int64_t next, float out[4]) {
+  GLM5K_ROWS4_BODY
+}
+#undef QLO
+#undef QHI
 #undef HIGH_FACTOR
 
 GLM5K_AVX512VL int32_t glm5k_int4_scale_odd16_avx512(float *xp, int64_t cols) {

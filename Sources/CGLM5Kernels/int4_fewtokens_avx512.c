@@ -3,18 +3,22 @@
 // MARK: - Few tokens (2-8): 4 rows × up to 4 tokens per tile
 //
 // rows4's layout (two rows' chains per vector) against 4 token rows of x: each pair's 16 columns
-// are decoded once (GLM5K_Q2, form 0) for 4 tokens' FMAs, where the AVX2 tile decodes one row for
+// are decoded once (GLM5K_Q2, form 0; by table lookup for symmetric weights) for 4 tokens' FMAs, where the AVX2 tile decodes one row for
 // 4 tokens at half the width. 8 chains and 8 totals in registers; the one-token sequence for
 // every element. The last block of a call's tokens takes the tile of its size (1-3 tokens), so no
 // FMA is spent on a repeated token (batched decode gives most experts 1-3 rows).
-#define HIGH(d) _mm512_or_si512(_mm512_srli_epi32(d, 4), magic)
-// NT tokens (a constant in each wrapper below, so the loops over tokens unroll).
+#define QLO(d, z) (SYM ? GLM5K_Q_TABLE_LO(d, z) : GLM5K_Q_MAGIC_LO(d, z))
+#define QHI(d, z) (SYM ? GLM5K_Q_TABLE_HI(d, z) : GLM5K_Q_MAGIC_HI(d, z))
+// NT tokens and SYM (no zero points) constants in each wrapper below, so the loops over tokens
+// unroll and the form of q is fixed.
 GLM5K_AVX512VL static inline __attribute__((always_inline)) void rows4_tokens(const glm5k_int4 *w, const int64_t r[4],
-                                                                              const float *const *x, float *out, const int NT) {
+                                                                              const float *const *x, float *out, const int NT,
+                                                                              const int SYM) {
   const int64_t G = w->group, groups = w->cols / G, rb = w->cols / 2;
   const uint8_t *p0 = w->packed + r[0] * rb, *p1 = w->packed + r[1] * rb;
   const uint8_t *p2 = w->packed + r[2] * rb, *p3 = w->packed + r[3] * rb;
   const __m512i mask = _mm512_set1_epi32(0xF), magic = _mm512_set1_epi32(0x4B000000);
+  const __m512 table = GLM5K_Q_TABLE_VALUES;
   float sc[4][GLM5K_CHUNK];
   int32_t zz[4][GLM5K_CHUNK];
   __m512 t[2][4];  // NT ≤ 4 used
@@ -59,15 +63,32 @@ GLM5K_AVX512VL static inline __attribute__((always_inline)) void rows4_tokens(co
   }
 }
 GLM5K_AVX512VL void glm5k_int4_rows4_tokens4_avx512(const glm5k_int4 *w, const int64_t r[4], const float *const x[4], float out[16]) {
-  rows4_tokens(w, r, x, out, 4);
+  if (w->zeros) {
+    rows4_tokens(w, r, x, out, 4, 0);
+  } else {
+    rows4_tokens(w, r, x, out, 4, 1);
+  }
 }
 GLM5K_AVX512VL void glm5k_int4_rows4_tokens3_avx512(const glm5k_int4 *w, const int64_t r[4], const float *const x[3], float out[12]) {
-  rows4_tokens(w, r, x, out, 3);
+  if (w->zeros) {
+    rows4_tokens(w, r, x, out, 3, 0);
+  } else {
+    rows4_tokens(w, r, x, out, 3, 1);
+  }
 }
 GLM5K_AVX512VL void glm5k_int4_rows4_tokens2_avx512(const glm5k_int4 *w, const int64_t r[4], const float *const x[2], float out[8]) {
-  rows4_tokens(w, r, x, out, 2);
+  if (w->zeros) {
+    rows4_tokens(w, r, x, out, 2, 0);
+  } else {
+    rows4_tokens(w, r, x, out, 2, 1);
+  }
 }
 GLM5K_AVX512VL void glm5k_int4_rows4_tokens1_avx512(const glm5k_int4 *w, const int64_t r[4], const float *const x[1], float out[4]) {
-  rows4_tokens(w, r, x, out, 1);
+  if (w->zeros) {
+    rows4_tokens(w, r, x, out, 1, 0);
+  } else {
+    rows4_tokens(w, r, x, out, 1, 1);
+  }
 }
-#undef HIGH
+#undef QLO
+#undef QHI

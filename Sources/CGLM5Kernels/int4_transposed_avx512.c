@@ -7,7 +7,9 @@
 // all the rows, in the nibbles' order (per 32 columns: the even ones of both 16-column steps,
 // then the odd ones), put back in column order at the end; per row and 32 columns vpmovzxbd,
 // vpternlogd (low nibbles into 2^23's mantissa), vpsrld + vpord (high), 2 vsubps (q), 2 vmulps
-// (· s: the dequantized values) and 2 FMAs. Other groups (multiples of 16): per row, y in L1.
+// (· s: the dequantized values) and 2 FMAs; symmetric weights instead look the dequantized values
+// up in the group's 16 values round((u − 8) · s) (one vmulps per row and group, then vpmovzxbd,
+// 2 vpermps, vpsrld and 2 FMAs: the same values). Other groups (multiples of 16): per row, y in L1.
 GLM5K_AVX512VL static void axpy_rows_g16(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *x, float *y) {
   const int64_t G = w->group, groups = w->cols / G, rb = w->cols / 2;
   const __m512i words = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
@@ -36,12 +38,11 @@ GLM5K_AVX512VL static void axpy_rows_g16(const glm5k_int4 *w, int64_t r0, int64_
   }
 }
 
-GLM5K_AVX512VL void glm5k_int4_axpy_rows_avx512(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *x, float *y) {
+// SYM (no zero points) a constant in each call below.
+GLM5K_AVX512VL static inline __attribute__((always_inline)) void axpy_rows_g32(const glm5k_int4 *w, int64_t r0, int64_t r1,
+                                                                               const float *x, float *y, const int SYM) {
   const int64_t G = w->group, groups = w->cols / G, cols = w->cols, rb = cols / 2;
-  if (G % 32 != 0) {
-    axpy_rows_g16(w, r0, r1, x, y);
-    return;
-  }
+  const __m512 table = GLM5K_Q_TABLE_VALUES;
   const __m512i mask = _mm512_set1_epi32(0xF), magic = _mm512_set1_epi32(0x4B000000);
   // Lane l of the even vector of a 32-column unit is column 2l (l < 8) or 16 + 2(l − 8); the odd
   // vector's are those plus 1.
@@ -84,12 +85,18 @@ GLM5K_AVX512VL void glm5k_int4_axpy_rows_avx512(const glm5k_int4 *w, int64_t r0,
             if (u >= units) break;
             const int64_t g = gi[u];
             const __m512 sv = _mm512_set1_ps(sc[i][g]);
-            const __m512 zv = _mm512_set1_ps(8388608.0f + (w->zeros ? (float)zz[i][g] : 8.0f));
             const __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + 16 * u)));
-            const __m512 lo = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_ternarylogic_epi32(d, mask, magic, 0xEA)), zv);
-            const __m512 hi = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_or_si512(_mm512_srli_epi32(d, 4), magic)), zv);
-            ae[u] = _mm512_fmadd_ps(a, _mm512_mul_ps(lo, sv), ae[u]);
-            ao[u] = _mm512_fmadd_ps(a, _mm512_mul_ps(hi, sv), ao[u]);
+            if (SYM) {
+              const __m512 values = _mm512_mul_ps(table, sv);  // round((u − 8) · s) for u = 0 .. 15
+              ae[u] = _mm512_fmadd_ps(a, _mm512_permutexvar_ps(d, values), ae[u]);
+              ao[u] = _mm512_fmadd_ps(a, _mm512_permutexvar_ps(_mm512_srli_epi32(d, 4), values), ao[u]);
+            } else {
+              const __m512 zv = _mm512_set1_ps(8388608.0f + (float)zz[i][g]);
+              const __m512 lo = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_ternarylogic_epi32(d, mask, magic, 0xEA)), zv);
+              const __m512 hi = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_or_si512(_mm512_srli_epi32(d, 4), magic)), zv);
+              ae[u] = _mm512_fmadd_ps(a, _mm512_mul_ps(lo, sv), ae[u]);
+              ao[u] = _mm512_fmadd_ps(a, _mm512_mul_ps(hi, sv), ao[u]);
+            }
           }
         }
         for (int u = 0; u < units; u++) {
@@ -98,5 +105,15 @@ GLM5K_AVX512VL void glm5k_int4_axpy_rows_avx512(const glm5k_int4 *w, int64_t r0,
         }
       }
     }
+  }
+}
+
+GLM5K_AVX512VL void glm5k_int4_axpy_rows_avx512(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *x, float *y) {
+  if (w->group % 32 != 0) {
+    axpy_rows_g16(w, r0, r1, x, y);
+  } else if (w->zeros) {
+    axpy_rows_g32(w, r0, r1, x, y, 0);
+  } else {
+    axpy_rows_g32(w, r0, r1, x, y, 1);
   }
 }

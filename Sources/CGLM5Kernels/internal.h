@@ -61,6 +61,9 @@ void glm5k_int4_rows4_avx512(const glm5k_int4 *w, const int64_t r[4], const floa
 void glm5k_int4_rows4_odd16_avx512(const glm5k_int4 *w, const int64_t r[4], const float *xp, int64_t next, float out[4]);
 void glm5k_int4_rows8_avx512(const glm5k_int4 *w, int64_t r, const float *xp, int64_t next, float out[8]);
 void glm5k_int4_rows8_odd16_avx512(const glm5k_int4 *w, int64_t r, const float *xp, int64_t next, float out[8]);
+/// Symmetric weights only (zeros NULL), form 0: q by table lookup.
+void glm5k_int4_rows4_table_avx512(const glm5k_int4 *w, const int64_t r[4], const float *xp, int64_t next, float out[4]);
+void glm5k_int4_rows8_table_avx512(const glm5k_int4 *w, int64_t r, const float *xp, int64_t next, float out[8]);
 
 /// 2-8 tokens with AVX-512 (int4_fewtokens_avx512.c): rows r[0..3] × token rows x[0..3] (repeats allowed), out[token · 4 + row].
 /// The same for 3, 2 or 1 token rows (the last block of a call's tokens).

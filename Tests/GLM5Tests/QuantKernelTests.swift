@@ -554,24 +554,31 @@ extension QuantKernelTests {
     }
   }
 
-  @Test("INT4 one-token x: the 1/16 form only where every odd value scales exactly, and only with AVX-512 and groups of 32k")
+  @Test("INT4 one-token x: the 1/16 form only where every odd value scales exactly, only with AVX-512, zero points and groups of 32k")
   func int4DecodeForm() {
     defer { InstructionSet.force(nil) }
     var rng = KernelRNG(seed: 0x0DD)
     let k = 256
+    var zeroWords = [UInt32](repeating: 0, count: k / 16)  // never read by prepare; only its presence counts
     for (isa, group) in [(InstructionSet.avx512, 32), (.avx512, 64), (.avx512, 16), (.avx2, 32)] {
       let used = InstructionSet.force(isa)
       for tiny in [false, true] {
-        var x = (0..<k).map { _ in rng.uniform() }
-        if tiny { x[8 + 3] = 1.5e-37 }  // an odd-half value whose 1/16 is subnormal and inexact
-        var w = glm5k_int4(packed: nil, scales: nil, zeros: nil, row_offset: 0, cols: Int64(k), group: Int64(group), scale_dtype: 0)
-        let before = x
-        let form = x.withUnsafeMutableBufferPointer { glm5k_int4_decode_prepare(&w, $0.baseAddress!) }
-        let expectOne = used == .avx512 && group % 32 == 0 && !tiny
-        #expect(form == (expectOne ? 1 : 0), "\(used) group \(group) tiny \(tiny): form \(form)")
-        for c in 0..<k {
-          let want = form == 1 && c % 16 >= 8 ? before[c] / 16 : before[c]
-          #expect(x[c].bitPattern == want.bitPattern, "\(used) group \(group): column \(c)")
+        for asymmetric in [true, false] {
+          var x = (0..<k).map { _ in rng.uniform() }
+          if tiny { x[8 + 3] = 1.5e-37 }  // an odd-half value whose 1/16 is subnormal and inexact
+          let before = x
+          let form = zeroWords.withUnsafeMutableBytes { zb in
+            var w = glm5k_int4(packed: nil, scales: nil, zeros: asymmetric ? UnsafeRawPointer(zb.baseAddress!) : nil, row_offset: 0,
+                               cols: Int64(k), group: Int64(group), scale_dtype: 0)
+            return x.withUnsafeMutableBufferPointer { glm5k_int4_decode_prepare(&w, $0.baseAddress!) }
+          }
+          // Symmetric weights' table tiles read x as permute leaves it.
+          let expectOne = used == .avx512 && group % 32 == 0 && !tiny && asymmetric
+          #expect(form == (expectOne ? 1 : 0), "\(used) group \(group) tiny \(tiny) asymmetric \(asymmetric): form \(form)")
+          for c in 0..<k {
+            let want = form == 1 && c % 16 >= 8 ? before[c] / 16 : before[c]
+            #expect(x[c].bitPattern == want.bitPattern, "\(used) group \(group): column \(c)")
+          }
         }
       }
     }

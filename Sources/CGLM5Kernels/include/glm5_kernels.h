@@ -51,14 +51,15 @@ typedef struct {
 
 /// One token, rows [r0, r1): y[r] for each. xp is glm5k_int4_permute's x in `form`: 0 as permute
 /// leaves it, 1 as glm5k_int4_decode_prepare made it. AVX-512: 8-row tiles (group a multiple of
-/// 32), 4-row tiles for the rest; AVX2: 4-row tiles. Same bits in every form, tile and ISA.
+/// 32), 4-row tiles for the rest, q by table lookup for symmetric weights; AVX2: 4-row tiles.
+/// Same bits in every form, tile and ISA.
 void glm5k_int4_decode(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *xp, int32_t form, float *y);
 
 /// Readies a permuted one-token x for glm5k_int4_decode, in place: returns the form to pass.
-/// With AVX-512 in use and a group that is a multiple of 32, the odd half of every 16 columns is
-/// scaled by 1/16 when that is exact for every value (form 1: the 8-row tile then places the high
-/// nibbles with one instruction fewer, each product still x · q rounded once); else x is left as it
-/// is (form 0).
+/// With AVX-512 in use, zero points and a group that is a multiple of 32, the odd half of every 16
+/// columns is scaled by 1/16 when that is exact for every value (form 1: the 8-row tile then
+/// places the high nibbles with one instruction fewer, each product still x · q rounded once);
+/// else x is left as it is (form 0; symmetric weights' table tiles read it so).
 int32_t glm5k_int4_decode_prepare(const glm5k_int4 *w, float *xp);
 
 /// x [tokens, cols] (ldx) → xp [tokens, cols]: per 16 columns the 8 even ones, then the 8 odd ones.
