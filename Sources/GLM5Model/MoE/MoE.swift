@@ -86,26 +86,17 @@ struct MoE {
     }
     let we = router.experts > 0 ? weights.experts[0].gate.outFeatures : 0
     let shared = weights.shared
-    @inline(__always) func runExpert(_ ex: Int, _ pool: ThreadPool) {
-      let o = Int(offset[ex])
-      swiGLU(weights.experts[ex], x: b.xe + o * h, ldx: h, y: b.ye + o * h, ldy: h, tokens: Int(count[ex]),
-             gate: b.eg + o * we, up: b.eu + o * we, pool: pool)
-    }
-    @inline(__always) func runShared(_ pool: ThreadPool) {
-      if let shared { swiGLU(shared, x: x, ldx: h, y: b.sharedOut, ldy: h, tokens: R, gate: b.sg, up: b.su, pool: pool) }
-    }
-    // Decode and short prefills: a few rows per expert, so the experts (and the shared one) run
-    // side by side, each on one thread; longer steps split each expert's rows instead. Every row
-    // is computed the same way either way (row-invariant kernels), so results do not change.
     ctx.profile?.lap(.router, &t0)
-    let tasks = nUsed + (shared == nil ? 0 : 1)
-    if maxRows <= 4 && ctx.pool.threads > 1 && tasks > 1 {
-      ctx.pool.parallelFor(tasks) { i in
-        if i < nUsed { runExpert(Int(used[i]), .serial) } else { runShared(.serial) }
-      }
+    if Int(maxRows) <= MoE.groupedRowsMax {
+      groupedExperts(x: x, rows: R, used: used, nUsed: nUsed, count: count, offset: offset, packedRows: Int(n), width: we,
+                     buf: b, pool: ctx.pool)
     } else {
-      for i in 0..<nUsed { runExpert(Int(used[i]), ctx.pool) }
-      runShared(ctx.pool)
+      for i in 0..<nUsed {
+        let ex = Int(used[i]), o = Int(offset[ex])
+        swiGLU(weights.experts[ex], x: b.xe + o * h, ldx: h, y: b.ye + o * h, ldy: h, tokens: Int(count[ex]),
+               gate: b.eg + o * we, up: b.eu + o * we, pool: ctx.pool)
+      }
+      if let shared { swiGLU(shared, x: x, ldx: h, y: b.sharedOut, ldy: h, tokens: R, gate: b.sg, up: b.su, pool: ctx.pool) }
     }
     // y[t] = Σ over its experts in ascending id of w · expert output, then + shared.
     for t in 0..<R {
@@ -122,5 +113,69 @@ struct MoE {
       }
     }
     ctx.profile?.lap(.experts, &t0)
+  }
+
+  /// Steps whose busiest expert has at most this many rows (decode, batched decode) run all the
+  /// step's experts as one grouped dispatch; longer ones run expert after expert, each split over
+  /// the pool (its rows are enough to fill the workers and take the prefill tiles).
+  static let groupedRowsMax = 16
+  /// Weight rows per work item of the grouped dispatch: 128 rows of 2048 INT4 columns are 136 KB,
+  /// small enough that the step's 9 experts make many items per worker, large enough that a
+  /// call's x preparation (2048 floats) is noise next to its weights.
+  static let groupedItemRows = 128
+
+  /// The used experts and the shared one as two dispatches over work items of the same size:
+  /// gate and up rows of every expert, then (after silu(gate) ⊙ up over all packed rows) down
+  /// rows of every expert. Each item is one Linear call on a row slice, in one thread: rows are
+  /// computed as they would be in any other split (row-invariant kernels), so results do not
+  /// change, and the load is even on any number of workers (one expert per worker would leave
+  /// all but 9 idle on a many-core machine and one of 2 idle for a ninth of the step here).
+  private func groupedExperts(x: UnsafePointer<Float>, rows R: Int, used: UnsafeMutablePointer<Int32>, nUsed: Int,
+                              count: UnsafeMutablePointer<Int32>, offset: UnsafeMutablePointer<Int32>, packedRows: Int,
+                              width we: Int, buf b: StepBuffers, pool: ThreadPool) {
+    let h = weights.experts.first?.down.outFeatures ?? weights.shared?.down.outFeatures ?? 0
+    let shared = weights.shared
+    let ws = shared?.gate.outFeatures ?? 0
+    let step = MoE.groupedItemRows
+    let routedChunks = (we + step - 1) / step, sharedChunks = (ws + step - 1) / step
+    let downChunks = (h + step - 1) / step
+    // Item i of the gate/up dispatch: routed experts first (task, projection, chunk), then shared.
+    let routedUp = nUsed * 2 * routedChunks
+    let upItems = routedUp + (shared == nil ? 0 : 2 * sharedChunks)
+    pool.parallelFor(upItems) { i in
+      let routed = i < routedUp
+      let j = routed ? i : i - routedUp, per = routed ? routedChunks : sharedChunks
+      let proj = (j / per) % 2, r0 = (j % per) * step
+      let sw: SwiGLUWeights, xs: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, width: Int, T: Int
+      if routed {
+        let ex = Int(used[j / (2 * per)]), o = Int(offset[ex])
+        sw = weights.experts[ex]; xs = UnsafePointer(b.xe + o * h); width = we; T = Int(count[ex])
+        out = (proj == 0 ? b.eg : b.eu) + o * we
+      } else {
+        guard let shared else { return }
+        sw = shared; xs = x; width = ws; T = R
+        out = proj == 0 ? b.sg : b.su
+      }
+      let m = proj == 0 ? sw.gate : sw.up
+      Kernels.linear(out + r0, ldy: width, xs, ldx: h, tokens: T, m.kernel.rows(r0, min(step, width - r0)), pool: .serial)
+    }
+    Kernels.swiglu(b.eg, b.eu, packedRows * we)
+    if shared != nil { Kernels.swiglu(b.sg, b.su, R * ws) }
+    let routedDown = nUsed * downChunks
+    pool.parallelFor(routedDown + (shared == nil ? 0 : downChunks)) { i in
+      let routed = i < routedDown
+      let r0 = (i % downChunks) * step
+      let sw: SwiGLUWeights, xs: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, width: Int, T: Int
+      if routed {
+        let ex = Int(used[i / downChunks]), o = Int(offset[ex])
+        sw = weights.experts[ex]; xs = UnsafePointer(b.eg + o * we); width = we; T = Int(count[ex])
+        out = b.ye + o * h
+      } else {
+        guard let shared else { return }
+        sw = shared; xs = UnsafePointer(b.sg); width = ws; T = R
+        out = b.sharedOut
+      }
+      Kernels.linear(out + r0, ldy: h, xs, ldx: width, tokens: T, sw.down.kernel.rows(r0, min(step, h - r0)), pool: .serial)
+    }
   }
 }
