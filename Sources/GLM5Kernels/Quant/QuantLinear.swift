@@ -34,8 +34,8 @@
 // 2 rows × 6 tokens register tiles (12 FMA chains, as the float kernel's) run over every token
 // tile × row tile; at each block end the 12 chains are folded into parked totals with the rows'
 // scales (1 FMA per chain per block: 1/16 extra for 128-column blocks, 1/4 for INT4 g32). INT4
-// with AVX-512F runs the same sequence in C (CGLM5Kernels/int4_prefill_avx512.c: 16-row work
-// items, two rows' chains per vector, 2-pair × 6-token tiles).
+// with AVX-512F runs the same sequence in C (CGLM5Kernels/int4_prefill_avx512.c: 24-row work
+// items, two rows' chains per vector, 3-pair × 4-token tiles).
 
 // Files: LinearWeight (the weight view), QuantLanes (FP8 lane decoders, x preparation), QuantPlan,
 // QuantDecode (one-token tiles), Int4FewTokens (2-8 tokens), QuantPrefill (register tiles over

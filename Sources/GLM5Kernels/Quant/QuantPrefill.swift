@@ -44,7 +44,7 @@ extension Kernels {
 
   /// Workers of the prefill path (each takes one PrefillScratch).
   static func prefillWorkers(_ plan: QuantKernels.Plan, pool: ThreadPool) -> Int {
-    let rowsPer = plan.kind == .int4 ? int4PrefillRows : quantRowsPerChunk
+    let rowsPer = plan.kind == .int4 ? int4PrefillRows(avx512: InstructionSet.current == .avx512) : quantRowsPerChunk
     return min(pool.threads, (plan.rows + rowsPer - 1) / rowsPer)
   }
 
@@ -114,12 +114,12 @@ extension Kernels {
     }
   }
 
-  /// INT4 in C: AVX-512F 2-pair × 6-token tiles or AVX2 2-row × 6-token tiles over 16-row work
-  /// items (int4_prefill_avx512.c, int4_prefill_avx2.c; the same bits as the tiles below), x
+  /// INT4 in C: AVX-512F 3-pair × 4-token tiles over 24-row work items or AVX2 2-row × 6-token
+  /// tiles over 16-row ones (int4_prefill_avx512.c, int4_prefill_avx2.c; the same bits as the tiles below), x
   /// in the lanes' order with ldx = cols; worker w's floats are scratch(w).
   static func int4PrefillC(_ plan: QuantKernels.Plan, _ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: UnsafePointer<Float>,
                            tokens T: Int, avx512: Bool, scratch: (Int) -> UnsafeMutablePointer<Float>, pool: ThreadPool) {
-    let n = plan.rows, rowsPer = int4PrefillRows
+    let n = plan.rows, rowsPer = int4PrefillRows(avx512: avx512)
     let chunks = (n + rowsPer - 1) / rowsPer
     let workers = prefillWorkers(plan, pool: pool)
     withUnsafePointer(to: plan.int4) { w in
@@ -139,8 +139,8 @@ extension Kernels {
     }
   }
 
-  /// Output rows per work item of the INT4 prefill tiles in C.
-  static let int4PrefillRows = 16
+  /// Output rows per work item of the INT4 prefill tiles in C (the kernels' most).
+  static func int4PrefillRows(avx512: Bool) -> Int { avx512 ? 24 : 16 }
 
   /// Blocks [b0, b1) of 2 decoded rows (w0, w1 indexed by column) × 6 tokens: per block 12 fresh
   /// FMA chains over the block's 8-column steps, then acc[6j + u] = fma(chain, splat(scale_j), acc[6j + u]).
