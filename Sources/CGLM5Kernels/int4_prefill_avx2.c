@@ -27,7 +27,7 @@ int64_t glm5k_int4_prefill_scratch_avx2(const glm5k_int4 *w, int64_t tokens) {
 }
 
 void glm5k_int4_prefill_avx2(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *xp, int64_t T, float *y,
-                             int64_t ldy, float *scratch) {
+                             int64_t ldy, float *scratch, int64_t next) {
   const int64_t G = w->group, K = w->cols, groups = K / G;
   const int64_t rows = r1 - r0;
   if (rows <= 0 || rows > ROWS || T <= 0) return;
@@ -42,6 +42,7 @@ void glm5k_int4_prefill_avx2(const glm5k_int4 *w, int64_t r0, int64_t r1, const 
   for (int64_t g0 = 0; g0 < groups; g0 += kbg) {
     const int64_t g1 = g0 + kbg < groups ? g0 + kbg : groups;
     for (int64_t i = 0; i < rows; i++) glm5k_int4_lanes(w, r0 + i, g0, g1, wbuf + i * kb);
+    glm5k_int4_prefetch_next_block(w, r0, rows, g1, kbg, next);
     // Token tiles outermost: a tile's x over the K-block (6 × 512 floats, 12 KiB) stays in L1
     // while every row tile passes (from L2 each time with row tiles outermost: 2.6x slower).
     for (int64_t tt = 0; tt < tTiles; tt++) {

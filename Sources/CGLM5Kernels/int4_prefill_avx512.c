@@ -65,7 +65,7 @@ GLM5K_AVX512 static void decode_pair(const glm5k_int4 *w, int64_t ra, int64_t rb
 }
 
 GLM5K_AVX512 void glm5k_int4_prefill_avx512(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *xp, int64_t T,
-                                            float *y, int64_t ldy, float *scratch) {
+                                            float *y, int64_t ldy, float *scratch, int64_t next) {
   const int64_t G = w->group, K = w->cols, groups = K / G;
   const int64_t rows = r1 - r0;
   if (rows <= 0 || rows > PAIR_ROWS || T <= 0) return;
@@ -83,6 +83,7 @@ GLM5K_AVX512 void glm5k_int4_prefill_avx512(const glm5k_int4 *w, int64_t r0, int
   for (int64_t g0 = 0; g0 < groups; g0 += kbg) {
     const int64_t g1 = g0 + kbg < groups ? g0 + kbg : groups;
     for (int64_t p = 0; p < pairs; p++) decode_pair(w, r0 + ROW(p, 0), r0 + ROW(p, 1), g0, g1, wbuf + p * 2 * kb);
+    glm5k_int4_prefetch_next_block(w, r0, rows, g1, kbg, next);
     for (int64_t pt = 0; pt < pTiles; pt++) {
       // The tile's pairs (past the last, the last again), their lanes and scales.
       const float *wp[TILE_PAIRS], *s0[TILE_PAIRS], *s1[TILE_PAIRS];

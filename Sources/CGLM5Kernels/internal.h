@@ -53,6 +53,31 @@ static inline void glm5k_int4_prefetch_row_span(const glm5k_int4 *w, int64_t r, 
 /// Prefetches the scales (and zero points) of slice rows [r, r + n).
 void glm5k_int4_prefetch_scales(const glm5k_int4 *w, int64_t r, int64_t n);
 
+/// The prefill tiles' prefetch, issued once a K-block's rows are decoded (the block's tiles then
+/// run long enough to hide DRAM latency; without it the decode's row loads stalled for a fifth of
+/// the kernel's time in a batched-decode profile): rows [r0, r0 + rows)'s bytes of the next
+/// K-block (groups from g1, kbg of them), or past the last block, the first K-block and the
+/// scales of the item starting at row `next` (if next ≥ 0; `rows` of them: a prefetch past the
+/// slice's end is harmless, it never faults).
+static inline void glm5k_int4_prefetch_next_block(const glm5k_int4 *w, int64_t r0, int64_t rows, int64_t g1, int64_t kbg,
+                                                  int64_t next) {
+  const int64_t G = w->group, groups = w->cols / G;
+  int64_t first = r0, g = g1;
+  if (g1 >= groups) {
+    if (next < 0) return;
+    first = next;
+    g = 0;
+    glm5k_int4_prefetch_scales(w, next, rows);
+  }
+  const int64_t ge = g + kbg < groups ? g + kbg : groups;
+  const char *base = (const char *)w->packed;
+  const int64_t rb = w->cols / 2;
+  for (int64_t i = 0; i < rows; i++) {
+    const char *p = base + (first + i) * rb + g * G / 2;
+    for (int64_t o = 0; o < (ge - g) * G / 2; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+  }
+}
+
 /// One-token tiles with AVX-512 (int4_decode_avx512.c), rows4's bits: 4 rows r[0..3] (repeats allowed)
 /// or the 8 rows r .. r + 7; `next` (or -1): the first row of the next tile, prefetched. The
 /// odd16 forms read x with the odd half of every 16 columns scaled by 1/16

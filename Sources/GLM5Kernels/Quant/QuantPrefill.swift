@@ -128,10 +128,11 @@ extension Kernels {
         var ci = wk
         while ci < chunks {
           let r0 = ci * rowsPer, r1 = min(n, r0 + rowsPer)
+          let next = ci + workers < chunks ? Int64((ci + workers) * rowsPer) : -1  // this worker's next item
           if avx512 {
-            glm5k_int4_prefill_avx512(w, Int64(r0), Int64(r1), x, Int64(T), y, Int64(ldy), scratch)
+            glm5k_int4_prefill_avx512(w, Int64(r0), Int64(r1), x, Int64(T), y, Int64(ldy), scratch, next)
           } else {
-            glm5k_int4_prefill_avx2(w, Int64(r0), Int64(r1), x, Int64(T), y, Int64(ldy), scratch)
+            glm5k_int4_prefill_avx2(w, Int64(r0), Int64(r1), x, Int64(T), y, Int64(ldy), scratch, next)
           }
           ci += workers
         }
