@@ -123,8 +123,8 @@ enum DispatchBench {
   ///     the absorbed q̃ (parallelFor(heads)), the multi-query block (parallelFor(min(⌈heads/4⌉, 64))),
   ///     the per-head values (parallelFor(heads)); the indexer's scoring (parallelFor(min(blocks, 64)))
   ///     only once the position is past index_topk; the pick (parallelRows) runs inline for one row;
-  ///   MoE (MoE.swift): the router Linear and one parallelFor over the used experts + shared one
-  ///     (each expert then runs on one thread, no nested dispatch);
+  ///   MoE (MoE.swift): the router Linear and the grouped experts' two parallelFors (gate and up
+  ///     rows of every used expert and the shared one, then their down rows; no nested dispatch);
   ///   dense MLP: gate, up, down; then lm_head (Transformer.logits). Sampling one row: inline.
   static func dispatches(_ c: ModelConfig, threads: Int, pastIndexTopK: Bool = false)
     -> (attention: Int, moe: Int, dense: Int, head: Int, total: Int) {
@@ -143,7 +143,7 @@ enum DispatchBench {
     attn += int4(c.indexNHeads * c.indexHeadDim, c.qLoraRank) + int4(c.indexHeadDim, h) + bf16(c.indexNHeads, h)
     attn += (nh > 1 ? 1 : 0) + (min((nh + 3) / 4, 64) > 1 ? 1 : 0) + (nh > 1 ? 1 : 0)
     if pastIndexTopK { attn += 1 }
-    let moe = bf16(c.nRoutedExperts, h) + 1
+    let moe = bf16(c.nRoutedExperts, h) + 2
     let dense = 2 * int4(c.intermediateSize, h) + int4(h, c.intermediateSize)
     let head = bf16(c.vocabSize, h)
     let moeLayers = c.numMoELayers

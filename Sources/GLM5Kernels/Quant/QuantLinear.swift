@@ -25,8 +25,9 @@
 // Decode (T < 3): FP8 tiles of 8 rows `decodeSpread` apart as the float kernel (adjacent rows when
 // rows are ≤ 256 bytes), each x vector loaded once per tile, one FMA chain per row, block totals
 // parked in L1. INT4 (C): AVX2 4-row tiles, per 16 weights and row vpmovzxbd + vpand + vpsrld +
-// 2 vpsubd + 2 vcvtdq2ps + 2 FMA; AVX-512 8-row tiles, two rows per vector, 8 µops per 32
-// weights with x's odd halves pre-scaled by 1/16 (glm5k_int4_decode_prepare), the next tile's
+// 2 vpsubd + 2 vcvtdq2ps + 2 FMA; AVX-512 8-row tiles, two rows per vector: symmetric weights
+// take q by vpermps from a register of its 16 values (7 µops per 32 weights), others 8 with x's
+// odd halves pre-scaled by 1/16 (glm5k_int4_decode_prepare); the next tile's
 // rows and scales prefetched; 2-8 tokens: one row against 4 (or 2) tokens, AVX-512 4 rows against
 // 4 tokens (Int4FewTokens).
 // Prefill (T ≥ 3): per 24-row chunk, token block (≤ 48 tokens) and K-block (512 columns in whole
