@@ -87,6 +87,35 @@ struct SessionTests {
     #expect(a == b && b == c)
   }
 
+  @Test("decode steps, one session and batched (the grouped experts: row slices on 3 threads, whole matrices on 1), do not depend on the thread count")
+  func decodeThreadInvariance() throws {
+    let g = try Golden(preset: "tiny-dsa")
+    let tokens = Array(g.ints("seq2.tokens").prefix(24))
+    // 4 routed + 1 shared expert of 18 rows per token: one thread takes them whole, 3 threads in
+    // 16-row items (rows 0-15 and 16-17 of each: a short last slice).
+    #expect(MoE.groupedItemRows(tasks: 5, width: 18, threads: 1) == 512)
+    #expect(MoE.groupedItemRows(tasks: 5, width: 18, threads: 3) == 16)
+    var runs: [[UInt32]] = []
+    for threads in [1, 2, 3] {
+      let m = try loadModel("tiny-dsa", threads: threads)
+      var bits: [UInt32] = []
+      let s = try Session(model: m, recordBytes: 0)
+      for t in tokens { bits += try s.append([t], logits: .none, logprobs: true).map(\.bitPattern) }  // the first NaN
+      // Four sessions decoding together: rows of different sessions share the step's experts.
+      let batch = try (0..<4).map { _ in try Session(model: m, recordBytes: 0) }
+      for (i, b) in batch.enumerated() { try b.append(Array(tokens.prefix(4 + i)), logits: .none) }
+      for step in 0..<6 {
+        let r = try m.appendBatch(batch.enumerated().map { i, b in
+          AppendRequest(session: b, tokens: [tokens[(8 + 3 * i + step) % tokens.count]], keep: .none, logprobs: true)
+        })
+        bits += r.flatMap { $0.logprobs.map(\.bitPattern) }
+      }
+      runs.append(bits)
+    }
+    #expect(runs[0].count == 24 + 24)
+    #expect(runs[0] == runs[1] && runs[1] == runs[2])
+  }
+
   @Test("a decode step past index_topk attends exactly k keys in every layer")
   func sparseAttentionIsSparse() throws {
     let m = try loadModel("tiny-dsa")

@@ -123,8 +123,9 @@ struct MoE {
   /// every worker about 4 items of the gate/up dispatch. Each item is a Linear call with its own
   /// x preparation and tile prefetch ramp, so on 2 threads 512-row items made the one-session
   /// experts phase 1.2× faster than 128-row ones (measured with the bench's phase profile, 3 of 3
-  /// alternated runs); many workers take smaller items so that all of them have work.
-  static let groupedItemRowsChoices = [512, 256, 128, 64]
+  /// alternated runs); many workers take smaller items so that all of them have work, down to
+  /// one 8-row tile (the test models' narrow experts then run as several slices each).
+  static let groupedItemRowsChoices = [512, 256, 128, 64, 32, 16, 8]
 
   static func groupedItemRows(tasks: Int, width: Int, threads: Int) -> Int {
     for rows in groupedItemRowsChoices where tasks * 2 * ((width + rows - 1) / rows) >= 4 * threads { return rows }
