@@ -143,28 +143,27 @@
   halves(t0, &out[0], &out[1]); halves(t1, &out[2], &out[3]);                                       \
   halves(t2, &out[4], &out[5]); halves(t3, &out[6], &out[7]);
 
+// The 8- and 4-row tiles of one form (QLO, QHI and HIGH_FACTOR as defined where it is expanded).
+#define GLM5K_TILES(name8, name4)                                                                                     \
+  GLM5K_AVX512VL void name8(const glm5k_int4 *w, int64_t r, const float *xp, int64_t next, float out[8]) {              \
+    GLM5K_ROWS8_BODY                                                                                                  \
+  }                                                                                                                   \
+  GLM5K_AVX512VL void name4(const glm5k_int4 *w, const int64_t r[4], const float *xp, int64_t next, float out[4]) {     \
+    GLM5K_ROWS4_BODY                                                                                                  \
+  }
+
 // Form 0: x as glm5k_int4_permute leaves it.
 #define QLO GLM5K_Q_MAGIC_LO
 #define QHI GLM5K_Q_MAGIC_HI
 #define HIGH_FACTOR 1.0f
-GLM5K_AVX512VL void glm5k_int4_rows8_avx512(const glm5k_int4 *w, int64_t r, const float *xp, int64_t next, float out[8]) {
-  GLM5K_ROWS8_BODY
-}
-GLM5K_AVX512VL void glm5k_int4_rows4_avx512(const glm5k_int4 *w, const int64_t r[4], const float *xp, int64_t next, float out[4]) {
-  GLM5K_ROWS4_BODY
-}
+GLM5K_TILES(glm5k_int4_rows8_avx512, glm5k_int4_rows4_avx512)
 #undef QHI
+#undef HIGH_FACTOR
 
 // Form 1: the odd half of every 16 columns of x scaled by 1/16 (exactly).
 #define QHI GLM5K_Q_MAGIC_HI16
-#undef HIGH_FACTOR
 #define HIGH_FACTOR 16.0f
-GLM5K_AVX512VL void glm5k_int4_rows8_odd16_avx512(const glm5k_int4 *w, int64_t r, const float *xp, int64_t next, float out[8]) {
-  GLM5K_ROWS8_BODY
-}
-GLM5K_AVX512VL void glm5k_int4_rows4_odd16_avx512(const glm5k_int4 *w, const int64_t r[4], const float *xp, int64_t next, float out[4]) {
-  GLM5K_ROWS4_BODY
-}
+GLM5K_TILES(glm5k_int4_rows8_odd16_avx512, glm5k_int4_rows4_odd16_avx512)
 #undef QLO
 #undef QHI
 #undef HIGH_FACTOR
@@ -173,12 +172,7 @@ GLM5K_AVX512VL void glm5k_int4_rows4_odd16_avx512(const glm5k_int4 *w, const int
 #define QLO GLM5K_Q_TABLE_LO
 #define QHI GLM5K_Q_TABLE_HI
 #define HIGH_FACTOR 1.0f
-GLM5K_AVX512VL void glm5k_int4_rows8_table_avx512(const glm5k_int4 *w, int64_t r, const float *xp, int64_t next, float out[8]) {
-  GLM5K_ROWS8_BODY
-}
-GLM5K_AVX512VL void glm5k_int4_rows4_table_avx512(const glm5k_int4 *w, const int64_t r[4], const float *xp, int64_t next, float out[4]) {
-  GLM5K_ROWS4_BODY
-}
+GLM5K_TILES(glm5k_int4_rows8_table_avx512, glm5k_int4_rows4_table_avx512)
 #undef QLO
 #undef QHI
 #undef HIGH_FACTOR
