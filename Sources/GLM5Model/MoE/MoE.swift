@@ -150,7 +150,7 @@ struct MoE {
     // Item i of the gate/up dispatch: routed experts first (task, projection, chunk), then shared.
     let routedUp = nUsed * 2 * routedChunks
     let upItems = routedUp + (shared == nil ? 0 : 2 * sharedChunks)
-    pool.parallelFor(upItems) { i in
+    func upItem(_ i: Int) -> GroupedItem? {
       let routed = i < routedUp
       let j = routed ? i : i - routedUp, per = routed ? routedChunks : sharedChunks
       let proj = (j / per) % 2, r0 = (j % per) * step
@@ -160,17 +160,18 @@ struct MoE {
         sw = weights.experts[ex]; xs = UnsafePointer(b.xe + o * h); width = we; T = Int(count[ex])
         out = (proj == 0 ? b.eg : b.eu) + o * we
       } else {
-        guard let shared else { return }
+        guard let shared else { return nil }
         sw = shared; xs = x; width = ws; T = R
         out = proj == 0 ? b.sg : b.su
       }
       let m = proj == 0 ? sw.gate : sw.up
-      Kernels.linear(out + r0, ldy: width, xs, ldx: h, tokens: T, m.kernel.rows(r0, min(step, width - r0)), pool: .serial)
+      return GroupedItem(w: m.kernel.rows(r0, min(step, width - r0)), x: xs, ldx: h, y: out + r0, ldy: width, tokens: T)
     }
+    MoE.runGrouped(upItems, upItem, pool: pool)
     Kernels.swiglu(b.eg, b.eu, packedRows * we)
     if shared != nil { Kernels.swiglu(b.sg, b.su, R * ws) }
     let routedDown = nUsed * downChunks
-    pool.parallelFor(routedDown + (shared == nil ? 0 : downChunks)) { i in
+    func downItem(_ i: Int) -> GroupedItem? {
       let routed = i < routedDown
       let r0 = (i % downChunks) * step
       let sw: SwiGLUWeights, xs: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, width: Int, T: Int
@@ -179,11 +180,28 @@ struct MoE {
         sw = weights.experts[ex]; xs = UnsafePointer(b.eg + o * we); width = we; T = Int(count[ex])
         out = b.ye + o * h
       } else {
-        guard let shared else { return }
+        guard let shared else { return nil }
         sw = shared; xs = UnsafePointer(b.sg); width = ws; T = R
         out = b.sharedOut
       }
-      Kernels.linear(out + r0, ldy: h, xs, ldx: width, tokens: T, sw.down.kernel.rows(r0, min(step, h - r0)), pool: .serial)
+      return GroupedItem(w: sw.down.kernel.rows(r0, min(step, h - r0)), x: xs, ldx: width, y: out + r0, ldy: h, tokens: T)
+    }
+    MoE.runGrouped(routedDown + (shared == nil ? 0 : downChunks), downItem, pool: pool)
+  }
+
+  /// One work item of the grouped dispatch: a Linear over a row slice.
+  struct GroupedItem {
+    let w: LinearWeight
+    let x: UnsafePointer<Float>, ldx: Int
+    let y: UnsafeMutablePointer<Float>, ldy: Int
+    let tokens: Int
+  }
+
+  /// Items [0, n) over the pool, each in one thread.
+  static func runGrouped(_ n: Int, _ item: (Int) -> GroupedItem?, pool: ThreadPool) {
+    pool.parallelFor(n) { i in
+      guard let it = item(i) else { return }
+      Kernels.linear(it.y, ldy: it.ldy, it.x, ldx: it.ldx, tokens: it.tokens, it.w, pool: .serial)
     }
   }
 }
