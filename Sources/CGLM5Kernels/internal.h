@@ -57,8 +57,8 @@ void glm5k_int4_prefetch_scales(const glm5k_int4 *w, int64_t r, int64_t n);
 /// run long enough to hide DRAM latency; without it the decode's row loads stalled for a fifth of
 /// the kernel's time in a batched-decode profile): rows [r0, r0 + rows)'s bytes of the next
 /// K-block (groups from g1, kbg of them), or past the last block, the first K-block and the
-/// scales of the item starting at row `next` (if next ≥ 0; `rows` of them: a prefetch past the
-/// slice's end is harmless, it never faults).
+/// scales of the item starting at row `next` (if next ≥ 0; `rows` of them, all in the slice: the
+/// caller passes -1 otherwise).
 static inline void glm5k_int4_prefetch_next_block(const glm5k_int4 *w, int64_t r0, int64_t rows, int64_t g1, int64_t kbg,
                                                   int64_t next) {
   const int64_t G = w->group, groups = w->cols / G;

@@ -90,7 +90,8 @@ void glm5k_int4_row_scales(const glm5k_int4 *w, int64_t r, float *out, int32_t *
 /// INT4 prefill for rows [r0, r1) (at most 24) and tokens [0, tokens) (at most 48), xp permuted:
 /// y[t · ldy + r]. AVX-512F only (check glm5k_isa() first; int4_prefill_avx512.c: 3-pair × 4-token
 /// tiles); scratch of at least glm5k_int4_prefill_scratch(w, tokens) floats. `next`: the first row
-/// of the item this thread runs next (prefetched during the last K-block), or -1.
+/// of the item this thread runs next, prefetched during the last K-block (its r1 − r0 rows must be
+/// in the slice), or -1.
 void glm5k_int4_prefill_avx512(const glm5k_int4 *w, int64_t r0, int64_t r1, const float *xp, int64_t tokens,
                                float *y, int64_t ldy, float *scratch, int64_t next);
 int64_t glm5k_int4_prefill_scratch(const glm5k_int4 *w, int64_t tokens);

@@ -128,7 +128,10 @@ extension Kernels {
         var ci = wk
         while ci < chunks {
           let r0 = ci * rowsPer, r1 = min(n, r0 + rowsPer)
-          let next = ci + workers < chunks ? Int64((ci + workers) * rowsPer) : -1  // this worker's next item
+          // This worker's next item, when it is a whole one (the kernel prefetches as many rows as
+          // this item has, so none past the matrix).
+          let nextRow = (ci + workers) * rowsPer
+          let next = ci + workers < chunks && nextRow + (r1 - r0) <= n ? Int64(nextRow) : -1
           if avx512 {
             glm5k_int4_prefill_avx512(w, Int64(r0), Int64(r1), x, Int64(T), y, Int64(ldy), scratch, next)
           } else {
