@@ -36,6 +36,9 @@ extension QuantKernels {
     let hasTails: Bool
     /// INT4: the weight as the C kernels take it (CGLM5Kernels/include/glm5_kernels.h).
     let int4: glm5k_int4
+    /// The prefill tiles' instruction set, read once per call: the scratch is sized for the tiles
+    /// that then run, even if a test switches the ISA meanwhile.
+    let avx512 = InstructionSet.current == .avx512
 
     /// nil for the generic INT4 path (groups not a multiple of 16 columns).
     init?(_ w: LinearWeight) {

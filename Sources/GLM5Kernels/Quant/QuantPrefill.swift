@@ -21,7 +21,7 @@ extension Kernels {
     init(_ plan: QuantKernels.Plan, tokens T: Int, _ cv: inout Carver) {
       if plan.kind == .int4 {
         let count = withUnsafePointer(to: plan.int4) {
-          InstructionSet.current == .avx512 ? glm5k_int4_prefill_scratch($0, Int64(T)) : glm5k_int4_prefill_scratch_avx2($0, Int64(T))
+          plan.avx512 ? glm5k_int4_prefill_scratch($0, Int64(T)) : glm5k_int4_prefill_scratch_avx2($0, Int64(T))
         }
         floats = cv.floats(Int(count))
         state = cv.take(0, SIMD8<Float>.self)
@@ -44,7 +44,7 @@ extension Kernels {
 
   /// Workers of the prefill path (each takes one PrefillScratch).
   static func prefillWorkers(_ plan: QuantKernels.Plan, pool: ThreadPool) -> Int {
-    let rowsPer = plan.kind == .int4 ? int4PrefillRows(avx512: InstructionSet.current == .avx512) : quantRowsPerChunk
+    let rowsPer = plan.kind == .int4 ? int4PrefillRows(avx512: plan.avx512) : quantRowsPerChunk
     return min(pool.threads, (plan.rows + rowsPer - 1) / rowsPer)
   }
 
@@ -59,7 +59,7 @@ extension Kernels {
       return PrefillScratch(plan, tokens: T, &cv)
     }
     if int4 {
-      int4PrefillC(plan, y, ldy: ldy, x, tokens: T, avx512: InstructionSet.current == .avx512, scratch: { region($0).floats }, pool: pool)
+      int4PrefillC(plan, y, ldy: ldy, x, tokens: T, avx512: plan.avx512, scratch: { region($0).floats }, pool: pool)
       return
     }
     let n = plan.rows, blocks = plan.blocks, bc = plan.blockCols
