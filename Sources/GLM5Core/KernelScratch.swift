@@ -15,13 +15,11 @@ import Glibc
 #endif
 
 public enum KernelScratch {
-  /// Largest region a call may use, in bytes. Tests lower it to run the scratch-free paths
-  /// (their results must not change); a host never needs to.
-  nonisolated(unsafe) public static var limit = Int.max
-
   struct Slot {
     var base: UnsafeMutableRawPointer?
     var capacity: Int
+    /// Largest region a call on this thread may take (withLimit).
+    var limit: Int
   }
 
   /// One Slot per thread, freed with it.
@@ -36,18 +34,9 @@ public enum KernelScratch {
   }()
 
   /// The calling thread's region of at least `bytes` (64-byte aligned, contents not kept), or nil
-  /// when `bytes` exceeds `limit` or the region cannot grow (then the old region is kept).
+  /// when `bytes` exceeds the thread's limit (withLimit) or the region cannot grow (then the old region is kept).
   public static func take(_ bytes: Int) -> UnsafeMutableRawPointer? {
-    guard bytes >= 0, bytes <= limit, bytes < Int.max / 4 else { return nil }
-    let slot: UnsafeMutablePointer<Slot>
-    if let p = pthread_getspecific(key) {
-      slot = p.assumingMemoryBound(to: Slot.self)
-    } else {
-      guard let p = malloc(MemoryLayout<Slot>.stride) else { return nil }
-      slot = p.bindMemory(to: Slot.self, capacity: 1)
-      slot.initialize(to: Slot(base: nil, capacity: 0))
-      guard pthread_setspecific(key, p) == 0 else { free(p); return nil }
-    }
+    guard bytes >= 0, bytes < Int.max / 4, let slot = threadSlot(), bytes <= slot.pointee.limit else { return nil }
     if slot.pointee.capacity >= max(bytes, 1) { return slot.pointee.base }
     // Grow by at least half again, in whole pages, so that a few growing calls settle quickly.
     let want = (max(bytes, slot.pointee.capacity + slot.pointee.capacity / 2, 64 << 10) + 4095) & ~4095
@@ -56,8 +45,19 @@ public enum KernelScratch {
     // Keep the room the C API's calls rely on (MemoryHeadroom.swift).
     guard MemoryHeadroom.available() else { free(p); return nil }
     free(slot.pointee.base)
-    slot.pointee = Slot(base: p, capacity: want)
+    slot.pointee.base = p
+    slot.pointee.capacity = want
     return p
+  }
+
+  /// The calling thread's slot, made on first use (nil when that fails).
+  private static func threadSlot() -> UnsafeMutablePointer<Slot>? {
+    if let p = pthread_getspecific(key) { return p.assumingMemoryBound(to: Slot.self) }
+    guard let p = malloc(MemoryLayout<Slot>.stride) else { return nil }
+    let slot = p.bindMemory(to: Slot.self, capacity: 1)
+    slot.initialize(to: Slot(base: nil, capacity: 0, limit: Int.max))
+    guard pthread_setspecific(key, p) == 0 else { free(p); return nil }
+    return slot
   }
 
   /// Bytes the calling thread holds.
@@ -65,11 +65,14 @@ public enum KernelScratch {
     pthread_getspecific(key).map { $0.assumingMemoryBound(to: Slot.self).pointee.capacity } ?? 0
   }
 
-  /// Run body with `limit` set to `bytes` (tests).
+  /// Run body with the calling thread's takes limited to `bytes` (tests: the scratch-free paths,
+  /// whose results must not change; a host never needs to). Per thread, so that tests running
+  /// side by side do not limit each other; a call's entry point takes on the calling thread.
   public static func withLimit<R>(_ bytes: Int, _ body: () throws -> R) rethrows -> R {
-    let old = limit
-    limit = bytes
-    defer { limit = old }
+    guard let slot = threadSlot() else { return try body() }
+    let old = slot.pointee.limit
+    slot.pointee.limit = bytes
+    defer { slot.pointee.limit = old }
     return try body()
   }
 }
